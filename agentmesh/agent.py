@@ -1,0 +1,129 @@
+"""The AgentService servicer that researcher, analyst and executor share: validate, call the LLM with the
+agent's own system prompt (and, for the executor, an allow-listed toolbox), answer with usage and cost.
+
+Each service supplies only its prompt and, optionally, its tools; everything else is common runtime."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from agentmesh.errors import InvalidArgument
+from agentmesh.llm import LLMClient
+from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
+
+log = logging.getLogger(__name__)
+
+MAX_TASK_CHARS = 32_000
+MAX_CONTEXT_MESSAGES = 100
+MAX_CONTEXT_CHARS = 200_000
+MAX_TOOL_ROUNDS = 3
+
+_ROLE_LABEL = {agent_pb2.ROLE_USER: "user", agent_pb2.ROLE_ASSISTANT: "assistant", agent_pb2.ROLE_AGENT: "agent"}
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    executed: bool
+    result: str
+
+
+class Toolbox(Protocol):
+    """What the executor gives the shared servicer: tool specs for the LLM and a checked way to run them."""
+
+    def specs(self) -> list[dict[str, Any]]: ...
+
+    async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome: ...
+
+
+def render_prompt(task: str, context: Sequence[agent_pb2.ContextMessage]) -> str:
+    """One user turn: the conversation so far as a transcript, then the task (the Messages API wants
+    alternating roles; a transcript keeps agent outputs attributable without faking assistant turns)."""
+    lines = []
+    if context:
+        lines.append("Conversation so far:")
+        for m in context:
+            who = m.agent if m.role == agent_pb2.ROLE_AGENT and m.agent else _ROLE_LABEL.get(m.role, "user")
+            lines.append(f"[{who}] {m.content}")
+        lines.append("")
+    lines.append(f"Task: {task}")
+    return "\n".join(lines)
+
+
+def validate_act(request: agent_pb2.ActRequest) -> None:
+    if not request.task.strip():
+        raise InvalidArgument("ActRequest.task must not be empty")
+    if len(request.task) > MAX_TASK_CHARS:
+        raise InvalidArgument(f"ActRequest.task is {len(request.task)} characters; the limit is {MAX_TASK_CHARS}")
+    if len(request.context) > MAX_CONTEXT_MESSAGES:
+        raise InvalidArgument(f"ActRequest.context has {len(request.context)} messages; the limit is {MAX_CONTEXT_MESSAGES}")
+    if sum(len(m.content) for m in request.context) > MAX_CONTEXT_CHARS:
+        raise InvalidArgument(f"ActRequest.context exceeds {MAX_CONTEXT_CHARS} characters")
+    if request.max_output_tokens < 0:
+        raise InvalidArgument("ActRequest.max_output_tokens must not be negative")
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self,
+        *,
+        name: str,
+        system_prompt: str,
+        llm: LLMClient,
+        default_max_tokens: int,
+        toolbox: Toolbox | None = None,
+    ) -> None:
+        self._name = name
+        self._system = system_prompt
+        self._llm = llm
+        self._default_max_tokens = default_max_tokens
+        self._toolbox = toolbox
+
+    async def Act(self, request: agent_pb2.ActRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ActResponse:
+        validate_act(request)
+        started = time.monotonic()
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None else None
+        max_tokens = request.max_output_tokens or self._default_max_tokens
+        messages: list[dict[str, Any]] = [{"role": "user", "content": render_prompt(request.task, request.context)}]
+        tools = self._toolbox.specs() if self._toolbox else None
+        usage_in = usage_out = calls = 0
+        cost = 0.0
+        tool_calls: list[agent_pb2.ToolCall] = []
+        text = ""
+        model = self._llm.model
+        for _round in range(MAX_TOOL_ROUNDS + 1):
+            # The last round offers no tools, so the model must answer in text.
+            offer = tools if _round < MAX_TOOL_ROUNDS else None
+            result = await self._llm.complete(system=self._system, messages=messages, max_tokens=max_tokens,
+                                              tools=offer, deadline=deadline)
+            usage_in += result.input_tokens
+            usage_out += result.output_tokens
+            cost += result.cost_usd
+            calls += 1
+            text, model = result.text, result.model
+            if not result.tool_uses or self._toolbox is None:
+                break
+            messages.append({"role": "assistant", "content": result.content})
+            tool_results = []
+            for use in result.tool_uses:
+                outcome = await self._toolbox.run(use.name, use.input)
+                tool_calls.append(agent_pb2.ToolCall(name=use.name, arguments_json=json.dumps(use.input)[:2000],
+                                                     result=outcome.result[:2000], executed=outcome.executed))
+                log.info("tool call", extra={"agent": self._name, "tool": use.name[:64], "executed": outcome.executed})
+                tool_results.append({"type": "tool_result", "tool_use_id": use.id, "content": outcome.result,
+                                     "is_error": not outcome.executed})
+            messages.append({"role": "user", "content": tool_results})
+        log.info("act", extra={"agent": self._name, "run_id": request.run_id, "step": request.step, "llm_calls": calls,
+                               "input_tokens": usage_in, "output_tokens": usage_out,
+                               "latency_ms": round((time.monotonic() - started) * 1000, 1)})
+        return agent_pb2.ActResponse(
+            agent=self._name, output=text, model=model, cost_usd=cost, tool_calls=tool_calls,
+            usage=usage_pb2.Usage(input_tokens=usage_in, output_tokens=usage_out, llm_calls=calls),
+        )

@@ -1,0 +1,89 @@
+"""The `agentmesh` command: up, serve, sim, ask, resume, trace, keys, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from agentmesh.settings import SERVICES
+
+__all__ = ["main"]
+
+
+def _run(coro: Coroutine[Any, Any, int | None]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build; the default loop works, only slower
+        return asyncio.run(coro) or 0
+    return uvloop.run(coro) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agentmesh", description="Production infrastructure for LLM agents.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="start Postgres, the simulator, every service and the gateway")
+    up.add_argument("--replicas", action="append", default=[], metavar="NAME=N",
+                    help="run N replicas of a service behind its gateway cluster (repeatable)")
+
+    serve = sub.add_parser("serve", help="run one service")
+    serve.add_argument("name", choices=SERVICES)
+    serve.add_argument("--port", type=int, default=None, help="port to bind (default: from settings)")
+
+    sim = sub.add_parser("sim", help="run the offline Anthropic-compatible simulator")
+    sim.add_argument("--host", default=None)
+    sim.add_argument("--port", type=int, default=None)
+
+    ask = sub.add_parser("ask", help="run a conversation turn through the gateway and stream its events")
+    ask.add_argument("text")
+    ask.add_argument("--thread", default="", help="continue this thread")
+    ask.add_argument("--key", default=None, help="API key (default: AGENTMESH_API_KEY, else the dev key of `up`)")
+    ask.add_argument("--timeout", type=float, default=300.0)
+
+    resume = sub.add_parser("resume", help="continue an interrupted run")
+    resume.add_argument("run_id")
+    resume.add_argument("--key", default=None)
+    resume.add_argument("--timeout", type=float, default=300.0)
+
+    trace = sub.add_parser("trace", help="print a run as a tree of its steps")
+    trace.add_argument("run_id")
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_cmd", required=True)
+    kc = ksub.add_parser("create", help="create a key for a tenant (printed once)")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--label", default="")
+    kr = ksub.add_parser("revoke", help="revoke a key by its id (the am_xxxxxxxx prefix)")
+    kr.add_argument("key_id")
+    ksub.add_parser("list", help="list keys (ids and tenants only)")
+
+    db = sub.add_parser("db", help="database maintenance")
+    dsub = db.add_subparsers(dest="db_cmd", required=True)
+    dsub.add_parser("migrate", help="apply pending migrations")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Each command module is imported on use, so `serve guard` doesn't load the launcher and vice versa.
+    if args.cmd == "serve":
+        from agentmesh.settings import Settings
+
+        module = importlib.import_module(f"services.{args.name}.server")
+        return _run(module.main(Settings(), port=args.port))
+    handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
+                "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
+                "db": "agentmesh.cli._admin"}
+    module = importlib.import_module(handlers[args.cmd])
+    try:
+        return _run(module.run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

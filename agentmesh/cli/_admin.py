@@ -1,0 +1,54 @@
+"""`agentmesh keys ...` and `agentmesh db ...`: administration straight against Postgres."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from agentmesh.cli._common import database_url
+from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
+from agentmesh.settings import Settings
+
+
+def all_migrations() -> list[MigrationSet]:
+    from services.supervisor.store import MIGRATIONS as SUPERVISOR
+
+    return [MigrationSet("core", CORE_MIGRATIONS), SUPERVISOR]
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    dsn = database_url(settings)
+    if dsn is None:
+        print("no database: set DATABASE_URL or start the mesh with `agentmesh up`", file=sys.stderr)
+        return 2
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn, all_migrations())
+        if args.cmd == "db":
+            print("\n".join(f"applied {name}" for name in applied) or "schema is up to date")
+            return 0
+        keys = KeyStore(pool=pool)
+        if args.keys_cmd == "create":
+            key_id, key = await keys.create(args.tenant, label=args.label)
+            print(key)
+            print(f"key id {key_id} for tenant {args.tenant}: store the key now, it is not shown again",
+                  file=sys.stderr)
+        elif args.keys_cmd == "revoke":
+            if not await keys.revoke(args.key_id):
+                print(f"no active key with id {args.key_id}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
+        else:
+            table = Table("id", "tenant", "label", "created", "revoked")
+            for k in await keys.list():
+                table.add_row(k.id, k.tenant_id, k.label, f"{k.created_at:%Y-%m-%d %H:%M}",
+                              f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+            Console().print(table)
+        return 0
+    finally:
+        await pool.close()

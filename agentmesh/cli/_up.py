@@ -1,0 +1,246 @@
+"""`agentmesh up`: the local launcher. Postgres, the simulator, each service and Envoy as its own process;
+restarts a child that dies (with backoff, like compose's `restart: unless-stopped`); stops all on
+SIGINT/SIGTERM. An orchestrator replaces this beyond one machine (docker-compose.yml, deploy/k8s)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agentmesh.cli._admin import all_migrations
+from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
+from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
+from agentmesh.rpc import UPSTREAM_HEADER
+from agentmesh.settings import SERVICES, Settings
+from gateway import local_spec, render_envoy_config
+
+READY_TIMEOUT_S = 180.0
+DEV_TENANT = "dev"
+DEV_KEY_LABEL = "dev key (agentmesh up)"
+REPLICA_PORT_STRIDE = 100  # replica i of a service listens on its port + i * 100
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _split(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host, int(port)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Launcher:
+    def __init__(self, settings: Settings, replicas: dict[str, int]) -> None:
+        self.s = settings
+        self.replicas = replicas
+        self.children: list[Child] = []
+        self.stopping = asyncio.Event()
+        self.logs = settings.data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._stop_db: Callable[[], None] | None = None
+
+    # --- children --------------------------------------------------------------------------------
+
+    async def spawn(self, child: Child) -> None:
+        log = open(child.log_path, "ab")  # noqa: ASYNC230 - a local append, handed to the child
+        child.proc = await asyncio.create_subprocess_exec(
+            *child.argv, env=child.env, stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+        log.close()
+        child.started_at = time.monotonic()
+
+    async def watch(self, child: Child) -> None:
+        """Restart the child whenever it exits, until we are stopping. Backoff doubles on quick deaths."""
+        quick_deaths = 0
+        while True:
+            assert child.proc is not None
+            code = await child.proc.wait()
+            if self.stopping.is_set():
+                return
+            lived = time.monotonic() - child.started_at
+            quick_deaths = quick_deaths + 1 if lived < 30 else 0
+            delay = min(30.0, 0.5 * 2 ** max(0, quick_deaths - 1))
+            child.restarts += 1
+            _say(f"{child.name} exited with code {code} after {lived:.1f}s; restarting in {delay:.1f}s "
+                 f"(restart #{child.restarts}, log {child.log_path})")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), delay)
+            if self.stopping.is_set():
+                return
+            await self.spawn(child)
+
+    async def add(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, argv, env, self.logs / f"{name}.log")
+        await self.spawn(child)
+        child.watcher = asyncio.create_task(self.watch(child))
+        self.children.append(child)
+        return child
+
+    async def stop_all(self) -> None:
+        self.stopping.set()
+        # Gateway first (no new calls in), then services, then the simulator.
+        for group in (["gateway"], [c.name for c in self.children if c.name not in ("gateway", "sim")], ["sim"]):
+            procs = [c.proc for c in self.children if c.name in group and c.proc and c.proc.returncode is None]
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+            for p in procs:
+                try:
+                    await asyncio.wait_for(p.wait(), 8)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.kill()
+                    await p.wait()
+        for c in self.children:
+            if c.watcher:
+                c.watcher.cancel()
+        if self._stop_db is not None:
+            await asyncio.to_thread(self._stop_db)
+
+    # --- set-up steps ----------------------------------------------------------------------------
+
+    async def database(self) -> str:
+        if self.s.database_url is not None:
+            _say("postgres: using DATABASE_URL")
+            return self.s.database_url.get_secret_value()
+        dsn, stop = await asyncio.to_thread(start_embedded, self.s.data_dir)
+        self._stop_db = stop
+        write_private(self.s.data_dir / DB_URL_FILE, dsn)
+        _say(f"postgres: embedded server, data in {self.s.data_dir / 'postgres'}")
+        return dsn
+
+    async def prepare_db(self, dsn: str) -> str:
+        """Migrate, and mint a fresh dev key (only its hash is stored; earlier dev keys are revoked)."""
+        pool = await create_pool(dsn, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn, all_migrations())
+            keys = KeyStore(pool=pool)
+            await keys.revoke_labelled(DEV_TENANT, DEV_KEY_LABEL)
+            _, key = await keys.create(DEV_TENANT, label=DEV_KEY_LABEL)
+        finally:
+            await pool.close()
+        write_private(self.s.data_dir / DEV_KEY_FILE, key)
+        return key
+
+    async def wait_http(self, url: str, child: Child) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=1).read())
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{child.name} did not answer {url} within 30 s (log: {child.log_path})")
+
+    async def wait_gateway(self) -> None:
+        """Every service answers its health check through the gateway's internal listener."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = set(SERVICES)
+        async with grpc.aio.insecure_channel(self.s.gateway_internal_addr) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while pending:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not healthy through the gateway after {READY_TIMEOUT_S:.0f}s: "
+                                       f"{', '.join(sorted(pending))} (logs in {self.logs})")
+                for name in sorted(pending):
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        r = await stub.Check(health_pb2.HealthCheckRequest(), metadata=((UPSTREAM_HEADER, name),),
+                                             timeout=1)
+                        if r.status == health_pb2.HealthCheckResponse.SERVING:
+                            pending.discard(name)
+                if pending:
+                    await asyncio.sleep(0.2)
+        async with grpc.aio.insecure_channel(self.s.gateway_addr) as public:
+            await health_pb2_grpc.HealthStub(public).Check(health_pb2.HealthCheckRequest(), timeout=5)
+
+
+def _parse_replicas(items: list[str]) -> dict[str, int]:
+    out = dict.fromkeys(SERVICES, 1)
+    for item in items:
+        name, _, n = item.partition("=")
+        if name not in SERVICES or not n.isdigit() or not 1 <= int(n) <= 9:
+            raise SystemExit(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N 1..9")
+        out[name] = int(n)
+    return out
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    launcher = Launcher(settings, _parse_replicas(args.replicas))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    py = [sys.executable, "-m", "agentmesh"]
+    try:
+        dsn = await launcher.database()
+        dev_key = await launcher.prepare_db(dsn)
+        env = {**os.environ, "DATABASE_URL": dsn, "PYTHONUNBUFFERED": "1",
+               "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24)}
+        if settings.anthropic_api_key is None:
+            sim = await launcher.add("sim", [*py, "sim", "--port", str(settings.sim_port)], env)
+            await launcher.wait_http(f"{settings.sim_url}/_sim/stats", sim)
+            env["ANTHROPIC_BASE_URL"] = settings.sim_url
+            _say(f"simulator ready on {settings.sim_url}")
+        else:
+            _say(f"LLM: Anthropic API, model {settings.model}")
+        ports: dict[str, list[int]] = {}
+        for name in SERVICES:
+            ports[name] = []
+            for i in range(launcher.replicas[name]):
+                port = settings.port_of(name) + i * REPLICA_PORT_STRIDE
+                ports[name].append(port)
+                label = name if launcher.replicas[name] == 1 else f"{name}-{i + 1}"
+                child = await launcher.add(label, [*py, "serve", name, "--port", str(port)], env)
+                assert child.proc is not None
+                _say(f"{label:<12} {settings.host}:{port}  pid {child.proc.pid}  log {child.log_path}")
+        config = settings.data_dir / "envoy.yaml"
+        config.write_text(render_envoy_config(local_spec(
+            ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
+            admin=_split(settings.gateway_admin_addr))))
+        envoy = str(Path(sys.executable).parent / "envoy")
+        await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
+                                       "-l", "warning"], env)
+        _say(f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})")
+        ready = asyncio.create_task(launcher.wait_gateway())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            ready.cancel()
+            return 130
+        ready.result()
+        _say(f"dev api key: {dev_key}")
+        _say(f"gateway ready on {settings.gateway_addr}")
+        await stopped
+        _say("stopping")
+        return 0
+    except Exception as exc:  # start-up failed: say why in one line, then clean up what was started
+        _say(f"agentmesh up failed: {exc}")
+        return 1
+    finally:
+        await launcher.stop_all()

@@ -1,0 +1,16 @@
+"""The embedded Postgres (the pgserver wheel) that `agentmesh up` starts when DATABASE_URL is unset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+
+def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
+    """Start (or reuse) a Postgres 16 under data_dir/postgres; returns (dsn, stop)."""
+    import pgserver  # imported here: it registers atexit handlers and is only needed by the launcher
+
+    pgdata = (data_dir / "postgres").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    return server.get_uri(), server.cleanup

@@ -1,0 +1,49 @@
+"""The asyncpg pool, with connection failures mapped into our error tree."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from agentmesh.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not reachable right now" rather than "this query is wrong".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    asyncio.TimeoutError,
+)
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
+    """A pool that reconnects by itself: asyncpg replaces broken connections on the next acquire."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, command_timeout=30,
+            # Statement caching breaks behind pgbouncer-style poolers; our statements are few and cheap.
+            max_inactive_connection_lifetime=300,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to Postgres: {type(exc).__name__}") from exc
+    assert pool is not None
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def db_errors(what: str) -> AsyncIterator[None]:
+    """Map a lost database into DatabaseUnavailable (UNAVAILABLE), naming the operation."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailable(f"Postgres unavailable during {what}: {type(exc).__name__}") from exc

@@ -1,0 +1,110 @@
+"""One error tree for the mesh. Library errors (asyncpg, grpc, anthropic) are mapped into it once, at the
+boundary, with `raise ... from exc`; the RPC layer turns it into a gRPC status with ErrorInfo/RetryInfo."""
+
+from __future__ import annotations
+
+import grpc
+
+DOMAIN = "agentmesh.dev"
+
+
+class AgentMeshError(Exception):
+    """Base of every error the mesh can name. `reason` is a stable UPPER_SNAKE id for ErrorInfo."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class InvalidArgument(AgentMeshError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class NotFound(AgentMeshError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class Unauthenticated(AgentMeshError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AgentMeshError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(AgentMeshError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Aborted(AgentMeshError):
+    code = grpc.StatusCode.ABORTED
+    reason = "ABORTED"
+
+
+class DeadlineExceeded(AgentMeshError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+class Unavailable(AgentMeshError):
+    """A dependency is down; the caller may retry later (RetryInfo says when, if known)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class DatabaseUnavailable(Unavailable):
+    reason = "DATABASE_UNAVAILABLE"
+
+
+class LLMError(AgentMeshError):
+    """Base of LLM-path errors."""
+
+
+class LLMUnavailable(LLMError, Unavailable):
+    """The provider failed (5xx, 529, connection, timeout, stream cut) after every allowed attempt."""
+
+    reason = "LLM_PROVIDER_UNAVAILABLE"
+
+
+class CircuitOpen(LLMUnavailable):
+    """The breaker is open: the provider is failing, calls fail fast without reaching it."""
+
+    reason = "LLM_CIRCUIT_OPEN"
+
+
+class LLMRateLimited(LLMError, ResourceExhausted):
+    """The provider kept answering 429 (or asked for a wait longer than our cap)."""
+
+    reason = "LLM_RATE_LIMITED"
+
+
+class LLMRequestRejected(LLMError, InvalidArgument):
+    """The provider refused the request itself (400/401/403/404/413/422): retrying cannot help."""
+
+    reason = "LLM_REQUEST_REJECTED"
+
+
+def grpc_error_to_mesh(exc: grpc.aio.AioRpcError, what: str) -> AgentMeshError:
+    """Map a downstream gRPC failure into our tree, keeping its code where it names a cause."""
+    by_code: dict[grpc.StatusCode, type[AgentMeshError]] = {
+        grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+        grpc.StatusCode.NOT_FOUND: NotFound,
+        grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+        grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+        grpc.StatusCode.UNAUTHENTICATED: Unavailable,  # our own credentials failed: a deployment fault
+    }
+    cls = by_code.get(exc.code(), Unavailable)
+    return cls(f"{what}: {exc.code().name}: {exc.details()}")

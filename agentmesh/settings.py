@@ -1,0 +1,118 @@
+"""One typed settings object, read from the environment once in `main()` and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["supervisor", "researcher", "analyst", "executor", "guard"]
+SERVICES: tuple[ServiceName, ...] = ("supervisor", "researcher", "analyst", "executor", "guard")
+AGENTS: tuple[ServiceName, ...] = ("researcher", "analyst", "executor")
+
+
+class Settings(BaseSettings):
+    """Every knob of the mesh. Env names are `AGENTMESH_<FIELD>` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTMESH_", frozen=True, extra="ignore")
+
+    # --- addresses -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    """Interface every service, the simulator and the gateway bind to (loopback: the gateway is the way in)."""
+    gateway_addr: str = "127.0.0.1:8080"
+    """Public gateway listener that clients use (AGENTMESH_GATEWAY_ADDR)."""
+    gateway_internal_addr: str = "127.0.0.1:8081"
+    """Internal gateway listener: service-to-service calls (supervisor -> agents, guard)."""
+    gateway_admin_addr: str = "127.0.0.1:9901"
+    """Envoy's admin interface (stats, clusters); loopback only."""
+    supervisor_port: int = 50051
+    """gRPC port of the supervisor."""
+    researcher_port: int = 50052
+    """gRPC port of the researcher."""
+    analyst_port: int = 50053
+    """gRPC port of the analyst."""
+    executor_port: int = 50054
+    """gRPC port of the executor."""
+    guard_port: int = 50055
+    """gRPC port of the guard."""
+    sim_port: int = 8765
+    """HTTP port of the offline Anthropic simulator."""
+    data_dir: Path = Path(".agentmesh")
+    """Where `agentmesh up` keeps the embedded Postgres, logs and the dev key."""
+
+    # --- Postgres --------------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "AGENTMESH_DATABASE_URL"))
+    """Postgres DSN; unset: `agentmesh up` starts an embedded server under data_dir."""
+    db_pool_min: int = 1
+    """Minimum connections in each service's asyncpg pool."""
+    db_pool_max: int = 10
+    """Maximum connections in each service's asyncpg pool."""
+
+    # --- LLM -------------------------------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
+    """Real Claude when set; otherwise the mesh talks to the simulator."""
+    anthropic_base_url: str | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL"))
+    """Where the SDK sends requests; `agentmesh up` points it at the simulator when there is no API key."""
+    model: str = "claude-haiku-4-5"
+    """Model for every agent and the router."""
+    llm_max_concurrency: int = 30
+    """LLM calls in flight per process (the semaphore); the mesh-wide limit is this times the processes."""
+    llm_timeout_s: float = 60.0
+    """Per-attempt timeout of one LLM call (a hung provider is cut here)."""
+    llm_max_attempts: int = 6
+    """Attempts per LLM call, first included (tenacity; the SDK's own retries are off)."""
+    llm_backoff_base_s: float = 0.25
+    """First backoff step; doubles per attempt, full jitter."""
+    llm_backoff_max_s: float = 8.0
+    """Cap of the exponential backoff."""
+    llm_retry_after_cap_s: float = 20.0
+    """Cap on a provider's retry-after; a longer wait fails the call instead of stalling it."""
+    llm_jitter_ms: float = 25.0
+    """Upper bound of the random delay before a call that had to queue at the semaphore."""
+    llm_stream: bool = False
+    """Use the streaming Messages API (retries cover cut and truncated streams too)."""
+    breaker_failure_threshold: int = 5
+    """Consecutive provider-side failures that open the circuit breaker."""
+    breaker_reset_timeout_s: float = 10.0
+    """How long the breaker stays open before one half-open probe."""
+
+    # --- runs ------------------------------------------------------------------------------------
+    max_iterations: int = 10
+    """Agent steps per run before it ends with FINISH_REASON_ITERATION_LIMIT."""
+    run_token_budget: int = 50_000
+    """Input plus output tokens per run before it ends with FINISH_REASON_BUDGET_EXHAUSTED."""
+    history_messages: int = 20
+    """Earlier thread messages a new run sees."""
+    max_message_chars: int = 32_000
+    """Longest user message accepted (INVALID_ARGUMENT above)."""
+    agent_max_output_tokens: int = 512
+    """Default max_tokens of an agent's LLM call."""
+    agent_timeout_s: float = 120.0
+    """Deadline of one agent call from the supervisor."""
+    guard_timeout_s: float = 5.0
+    """Deadline of one guard call from the supervisor."""
+    run_lease_s: float = 30.0
+    """A supervisor's lease on a run it executes; renewed while it works, so a dead one's runs free up."""
+
+    # --- security --------------------------------------------------------------------------------
+    internal_token: SecretStr | None = None
+    """Shared secret on service-to-service calls; the public listener strips the header."""
+    key_cache_ttl_s: float = 30.0
+    """How long a verified API key is cached (revocation takes effect within this)."""
+
+    # --- telemetry -------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    """Log level of every process."""
+
+    def port_of(self, service: ServiceName) -> int:
+        """The gRPC port a service binds by default."""
+        return int(getattr(self, f"{service}_port"))
+
+    def addr_of(self, service: ServiceName) -> str:
+        return f"{self.host}:{self.port_of(service)}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://{self.host}:{self.sim_port}"

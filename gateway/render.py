@@ -1,0 +1,181 @@
+"""Render the gateway's Envoy config from the one template, for local, docker-compose or Kubernetes use.
+
+The targets differ only by the `GatewaySpec` they pass in (listener addresses, upstreams and their
+endpoints, limits); every Envoy policy lives in `envoy.yaml.j2`. `python -m gateway.render --target
+local|compose|k8s` prints a config; `agentmesh up` calls `local_spec` and `render_envoy_config` at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from agentmesh.settings import SERVICES, Settings
+
+TEMPLATE_PATH = Path(__file__).parent / "envoy.yaml.j2"
+
+# Clusters the public routes point at: a spec without them would render a config Envoy rejects.
+_REQUIRED_UPSTREAMS = ("supervisor", "guard")
+# Cluster names are also header values and YAML keys: keep them to a DNS-label-like alphabet.
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ClusterLimits:
+    """Circuit-breaker thresholds of one cluster, per Envoy process (shared by its workers)."""
+
+    max_connections: int = 1024
+    """Connections to all of the cluster's hosts together."""
+    max_pending_requests: int = 1024
+    """Requests waiting for a connection; with HTTP/2 upstreams this only matters while one is set up."""
+    max_requests: int = 1024
+    """Requests in flight: the real concurrency cap for HTTP/2 upstreams. Above it Envoy answers
+    UNAVAILABLE at once ("reset reason: overflow", flag UO, counted in upstream_rq_active_overflow)."""
+    max_retries: int = 3
+    """Retries in flight that the cluster's retry budget always allows (its min_retry_concurrency);
+    above that floor the budget allows 20% of active requests. Envoy ignores the plain max_retries
+    breaker once a budget is set, so this is where the number goes."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One service: an Envoy cluster named after it, one endpoint per replica (or per DNS name)."""
+
+    name: str
+    """Cluster name, also the value of the `agentmesh-upstream` header that selects it."""
+    endpoints: tuple[tuple[str, int], ...]
+    """(host, port) pairs: IPs for STATIC clusters, DNS names when `dns` is set."""
+    limits: ClusterLimits = field(default_factory=ClusterLimits)
+    """Circuit-breaker thresholds."""
+    dns: bool = False
+    """STRICT_DNS: every address a name resolves to is a host (compose replicas, k8s headless services)."""
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    """Everything that differs between targets; the template holds the rest."""
+
+    public: Address
+    """Listener for clients: SupervisorService, GuardService, ReviewService, health and reflection."""
+    internal: Address
+    """Listener for service-to-service calls, routed by the `agentmesh-upstream` header."""
+    admin: Address
+    """Envoy's admin interface; keep it on loopback (it can stop Envoy and change log levels)."""
+    upstreams: tuple[Upstream, ...]
+    """One per service; must include supervisor and guard."""
+    access_log: bool = True
+    """One compact line per call on stdout (path, HTTP and gRPC status, response flags, host, ms)."""
+    metrics: Address | None = None
+    """Optional listener that exposes only GET /stats/prometheus and /ready from admin, for
+    Prometheus and readiness probes when admin must stay on loopback (compose, Kubernetes)."""
+
+
+def render_envoy_config(spec: GatewaySpec) -> str:
+    """The Envoy bootstrap YAML for `spec`; raises ValueError for a spec Envoy would reject."""
+    _check(spec)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_PATH.parent),
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails here, not in Envoy
+        autoescape=False,  # YAML, not HTML; strings are quoted with `tojson`
+        keep_trailing_newline=True,
+    )
+    return env.get_template(TEMPLATE_PATH.name).render(spec=spec)
+
+
+def local_spec(
+    *,
+    ports: Mapping[str, Sequence[int]],
+    public: Address = ("127.0.0.1", 8080),
+    internal: Address = ("127.0.0.1", 8081),
+    admin: Address = ("127.0.0.1", 9901),
+    limits: Mapping[str, ClusterLimits] | None = None,
+    host: str = "127.0.0.1",
+) -> GatewaySpec:
+    """Processes on one machine: STATIC endpoints `host:PORT`, one port per replica of each service."""
+    limits = limits or {}
+    upstreams = tuple(
+        Upstream(
+            name=name,
+            endpoints=tuple((host, int(port)) for port in replica_ports),
+            limits=limits.get(name, ClusterLimits()),
+        )
+        for name, replica_ports in ports.items()
+    )
+    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams)
+
+
+def compose_spec() -> GatewaySpec:
+    """docker compose: each service reached by its compose name (all its replicas), gateway ports open."""
+    return GatewaySpec(
+        public=("0.0.0.0", 8080),
+        internal=("0.0.0.0", 8081),
+        admin=("127.0.0.1", 9901),
+        metrics=("0.0.0.0", 9902),
+        upstreams=tuple(Upstream(name=name, endpoints=((name, _default_port(name)),), dns=True) for name in SERVICES),
+    )
+
+
+def k8s_spec(namespace: str = "agentmesh") -> GatewaySpec:
+    """Kubernetes: one headless Service per workload (`NAME-headless`), so DNS returns every pod."""
+    return GatewaySpec(
+        public=("0.0.0.0", 8080),
+        internal=("0.0.0.0", 8081),
+        admin=("127.0.0.1", 9901),
+        metrics=("0.0.0.0", 9902),
+        upstreams=tuple(
+            Upstream(
+                name=name,
+                endpoints=((f"{name}-headless.{namespace}.svc.cluster.local", _default_port(name)),),
+                dns=True,
+            )
+            for name in SERVICES
+        ),
+    )
+
+
+def _default_port(service: str) -> int:
+    # The settings' declared default, not the environment: a rendered compose/k8s config must not
+    # depend on the shell that rendered it.
+    return int(Settings.model_fields[f"{service}_port"].default)
+
+
+def _check(spec: GatewaySpec) -> None:
+    names = [u.name for u in spec.upstreams]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate upstream names: {names}")
+    for upstream in spec.upstreams:
+        if not _NAME_RE.match(upstream.name):
+            raise ValueError(f"upstream name {upstream.name!r} must match {_NAME_RE.pattern}")
+        if not upstream.endpoints:
+            raise ValueError(f"upstream {upstream.name!r} has no endpoints")
+    missing = [name for name in _REQUIRED_UPSTREAMS if name not in names]
+    if missing:
+        raise ValueError(f"the public routes need upstreams {missing}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.render", description="Print the gateway's Envoy config.")
+    parser.add_argument("--target", choices=("local", "compose", "k8s"), required=True)
+    parser.add_argument("--namespace", default="agentmesh", help="k8s only")
+    args = parser.parse_args(argv)
+    if args.target == "local":
+        # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
+        spec = local_spec(ports={name: [_default_port(name)] for name in SERVICES})
+    elif args.target == "compose":
+        spec = compose_spec()
+    else:
+        spec = k8s_spec(args.namespace)
+    sys.stdout.write(render_envoy_config(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The analyst agent: weighs the researcher's findings and recommends."""

@@ -1,0 +1,1 @@
+"""The executor agent: runs allow-listed tools with validated arguments."""

@@ -1,0 +1,434 @@
+"""Tier-one detectors: pure, regex-first functions that find PII, secrets and prompt injection in a text.
+
+Each detector makes one pass over the text with a precompiled pattern, validates candidates (Luhn, mod-97,
+SSN ranges, entropy) and scores them 0..1. Words within ~40 characters of a match raise or lower the score,
+as Presidio's context enhancer does. Offsets are indices into the original Python str (code points)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import phonenumbers
+
+CONTEXT_CHARS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One match: its kind, its [start, end) span in the text and how sure the detector is."""
+
+    type: str
+    start: int
+    end: int
+    confidence: float
+
+
+def _score(x: float) -> float:
+    # Rounded so that sums such as 0.7 + 0.1 compare with policy thresholds as a reader expects.
+    return round(min(1.0, max(0.0, x)), 3)
+
+
+def _words(*words: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(words) + r")(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> bool:
+    """A context word within `chars` characters before or after the span."""
+    # pos/endpos rather than slices: lookbehinds still see the character before the window.
+    return bool(pattern.search(text, max(0, start - chars), start) or pattern.search(text, end, end + chars))
+
+
+# --- credit cards ----------------------------------------------------------------------------------------
+
+# Bare 13-19 digits, or 4 digits then groups split by one consistent separator (4-4-4-4, 4-6-5, 4-4-4-4-3).
+_CARD_RE = re.compile(r"(?<![\w.])(?:\d{13,19}|\d{4}(?P<sep>[ -])\d{4,6}(?:(?P=sep)\d{1,5}){1,3})(?![\w]|[.,]\d)")
+_CARD_CONTEXT = _words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
+                       "mastercard", "amex", "discover", "jcb", "diners")
+_CARD_NEGATIVE = _words("order", "tracking", "shipment", "invoice", "ref", "reference", "confirmation",
+                        "booking", "serial", "isbn", "phone", "tel")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _known_iin(digits: str) -> bool:
+    """A known network's prefix with a length that network issues."""
+    n = len(digits)
+    p2, p3, p4 = int(digits[:2]), int(digits[:3]), int(digits[:4])
+    return (
+        (digits[0] == "4" and n in (13, 16, 19))  # Visa
+        or ((51 <= p2 <= 55 or 2221 <= p4 <= 2720) and n == 16)  # Mastercard
+        or (p2 in (34, 37) and n == 15)  # Amex
+        or ((p4 == 6011 or p2 == 65 or 644 <= p3 <= 649) and 16 <= n <= 19)  # Discover
+        or (3528 <= p4 <= 3589 and 16 <= n <= 19)  # JCB
+        or ((p2 in (36, 38) or 300 <= p3 <= 305) and 14 <= n <= 19)  # Diners
+    )
+
+
+def detect_credit_cards(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _CARD_RE.finditer(text):
+        sep = m.group("sep")
+        groups = m.group().split(sep) if sep else [m.group()]
+        # A card followed by another number ("... 1111 2025") is matched whole: try the longest valid prefix.
+        for n_groups in range(len(groups), 0, -1):
+            digits = "".join(groups[:n_groups])
+            if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+                break
+        else:
+            continue
+        end = m.start() + len(sep.join(groups[:n_groups])) if sep else m.end()
+        score = 0.85 if _known_iin(digits) else 0.45
+        if _near(_CARD_CONTEXT, text, m.start(), end):
+            score += 0.1
+        elif _near(_CARD_NEGATIVE, text, m.start(), end):
+            score -= 0.3
+        out.append(Finding("credit_card", m.start(), end, _score(score)))
+    return out
+
+
+# --- US social security numbers --------------------------------------------------------------------------
+
+_SSN_RE = re.compile(
+    r"(?<![\w-])(?:(?P<area>\d{3})(?P<sep>[- ])(?P<group>\d{2})(?P=sep)(?P<serial>\d{4})|(?P<bare>\d{9}))(?![\w-])"
+)
+_SSN_CONTEXT = _words("ssns?", r"social\s+security(?:\s+(?:number|no))?", r"soc\.?\s*sec", r"ss\s*#", "ss no")
+_SSN_FAKES = frozenset({"078051120", "123456789"})  # the Woolworth wallet card and the textbook example
+
+
+def detect_us_ssns(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _SSN_RE.finditer(text):
+        bare = m.group("bare")
+        digits = bare or m.group("area") + m.group("group") + m.group("serial")
+        area, group, serial = int(digits[:3]), digits[3:5], digits[5:]
+        if area == 0 or area == 666 or area >= 900 or group == "00" or serial == "0000":
+            continue  # never issued
+        context = _near(_SSN_CONTEXT, text, m.start(), m.end())
+        if bare:
+            if not context:
+                continue  # nine bare digits are far more often something else
+            score = 0.65
+        else:
+            score = (0.75 if m.group("sep") == "-" else 0.55) + (0.2 if context else 0.0)
+        if digits in _SSN_FAKES:
+            score = min(score, 0.35)
+        out.append(Finding("us_ssn", m.start(), m.end(), _score(score)))
+    return out
+
+
+# --- IBAN --------------------------------------------------------------------------------------------------
+
+_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b")
+_IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({
+    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
+    "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "KW": 30, "KZ": 20, "LB": 28, "LI": 21,
+    "LT": 20, "LU": 20, "LV": 21, "MC": 27, "ME": 22, "MK": 19, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PL": 28, "PT": 25, "QA": 29, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24,
+    "TR": 26, "UA": 29,
+})
+_IBAN_CONTEXT = _words("iban", "bank", "account", "acct", "transfer", "wire", "swift", "bic")
+
+
+def _mod97_ok(iban: str) -> bool:
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def detect_ibans(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _IBAN_RE.finditer(text):
+        raw = m.group()
+        compact = raw.replace(" ", "")
+        expected = _IBAN_LENGTHS.get(compact[:2])
+        if expected is not None:
+            if len(compact) < expected:
+                continue
+            # The pattern may run on into a following 4-character word; cut at the country's length.
+            keep, seen = 0, 0
+            while seen < expected:
+                seen += raw[keep] != " "
+                keep += 1
+            if keep < len(raw) and raw[keep] != " ":
+                continue  # the country's length ends inside a group: not an IBAN as written
+            raw, compact, score = raw[:keep], compact[:expected], 0.9
+        elif 15 <= len(compact) <= 34:
+            score = 0.6
+        else:
+            continue
+        if not _mod97_ok(compact):
+            continue
+        if _near(_IBAN_CONTEXT, text, m.start(), m.start() + len(raw)):
+            score += 0.05
+        out.append(Finding("iban", m.start(), m.start() + len(raw), _score(score)))
+    return out
+
+
+# --- email -------------------------------------------------------------------------------------------------
+
+_EMAIL_RE = re.compile(
+    r"(?<![\w.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?!\.?[\w-])"
+)
+_EMAIL_CONTEXT = _words("e-?mail", "mail", "contact", "reach", "write")
+
+
+def detect_emails(text: str) -> list[Finding]:
+    return [
+        Finding("email", m.start(), m.end(), 0.95 if _near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85)
+        for m in _EMAIL_RE.finditer(text)
+    ]
+
+
+# --- phone numbers -----------------------------------------------------------------------------------------
+
+# phonenumbers' own scan costs ~0.7 ms per 2 KB even when there is nothing to find, so it only looks at
+# digit runs that could be a phone number (7+ digits with phone punctuation between them).
+_PHONE_CANDIDATE_RE = re.compile(r"[+(]?\d(?:[ \t().\-/]{0,3}\d){6,}\)?")
+_PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
+                        "text me", "dial", "ring")
+
+
+def detect_phones(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for cand in _PHONE_CANDIDATE_RE.finditer(text):
+        # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
+        lo, hi = max(0, cand.start() - 1), min(len(text), cand.end() + 1)
+        for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
+            start, end = lo + pm.start, lo + pm.end
+            score = 0.65 if pm.raw_string.startswith("+") else 0.55
+            if _near(_PHONE_CONTEXT, text, start, end):
+                score += 0.3
+            out.append(Finding("phone", start, end, _score(score)))
+    return out
+
+
+# --- IP addresses ------------------------------------------------------------------------------------------
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# Not inside a longer dotted run (1.2.3.4.5) and not glued to a word ("v1.2.3.4").
+_IPV4_RE = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
+_IP_CONTEXT = _words("ip", "ips", "ipv4", "address", "host", "server", "addr", "client", "from", "src", "dst")
+_IP_NEGATIVE = _words("version", "ver", "release", "build", "firmware", "v", "oid", "section", "chapter")
+
+
+def detect_ip_addresses(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _IPV4_RE.finditer(text):
+        addr = ipaddress.IPv4Address(m.group())
+        internal = addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_unspecified
+        score = 0.5 if internal else 0.75
+        if _near(_IP_NEGATIVE, text, m.start(), m.end()):
+            score -= 0.4
+        elif _near(_IP_CONTEXT, text, m.start(), m.end()):
+            score += 0.1
+        out.append(Finding("ip_address", m.start(), m.end(), _score(score)))
+    return out
+
+
+# --- secrets -----------------------------------------------------------------------------------------------
+
+_SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
+    "private_key": 0.99, "aws": 0.95, "github": 0.95, "slack": 0.9, "stripe": 0.95, "google": 0.9,
+    "anthropic": 0.97, "openai": 0.9, "jwt": 0.9,
+})
+# Provider key shapes and, in the same pass, the keywords after which a high-entropy token is a secret.
+_SECRET_RE = re.compile(
+    r"(?P<private_key>-----BEGIN (?P<pk_kind>(?:[A-Z0-9]+ )*)PRIVATE KEY-----"
+    r"(?:[\s\S]*?-----END (?P=pk_kind)PRIVATE KEY-----)?)"
+    r"|(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
+    r"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b)"
+    r"|(?P<slack>\bxox[baprs]-[A-Za-z0-9-]{10,})"
+    r"|(?P<stripe>\b[rs]k_live_[A-Za-z0-9]{16,247}\b)"
+    r"|(?P<google>\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-]))"
+    r"|(?P<anthropic>\bsk-ant-[A-Za-z0-9_-]{20,})"
+    r"|(?P<openai>\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})"
+    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
+    r"|(?P<keyword>(?i:(?<![A-Za-z0-9])(?:secret[_-]?access[_-]?key|access[_-]?key(?:[_-]?id)?|api[_-]?key|apikey"
+    r"|client[_-]?secret|private[_-]?key|(?:auth|access|refresh|bearer)[_-]?token|secret|token|bearer"
+    r"|password|passwd|passphrase|pwd|pass|credentials?|key)s?(?![A-Za-z0-9])))"
+)
+_TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]+")
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")
+_HASH_CONTEXT = _words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
+_STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "api_key", "apikey", "api-key"})
+_TOKENS_AFTER_KEYWORD = 4  # "a few words": `my api key is XYZ`, `"token": "XYZ"`
+
+
+def _entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def _char_classes(s: str) -> int:
+    return (
+        any(c.islower() for c in s) + any(c.isupper() for c in s) + any(c.isdigit() for c in s)
+        + any(not c.isalnum() for c in s)
+    )
+
+
+def _token_score(token: str, keyword: str, assigned: bool) -> float | None:
+    """Score a token seen just after a secret keyword, or None when it does not look like a secret."""
+    if "://" in token or "@" in token or _UUID_RE.fullmatch(token):
+        return None
+    if _HEX_RE.fullmatch(token):
+        # Hex strings are usually hashes; only an explicit `token=abc123...` counts, and then weakly.
+        strong = keyword.lower().removesuffix("s") in _STRONG_KEYWORDS
+        return 0.6 if assigned and strong and len(token) >= 20 else None
+    has_letter_and_digit = any(c.isalpha() for c in token) and any(c.isdigit() for c in token)
+    classes = _char_classes(token)
+    if len(token) >= 20 and _entropy(token) >= 3.5 and (classes >= 3 or (classes == 2 and has_letter_and_digit)):
+        return 0.85 if assigned else 0.75
+    if assigned and len(token) >= 12 and classes >= 3 and _entropy(token) >= 3.0:
+        return 0.7  # a shortish password given explicitly (`password=Hunter2!xyz`)
+    return None
+
+
+def _secret_after_keyword(text: str, kw: re.Match[str]) -> Finding | None:
+    for i, tm in enumerate(_TOKEN_RE.finditer(text, kw.end())):
+        if i >= _TOKENS_AFTER_KEYWORD or tm.start() - kw.end() > CONTEXT_CHARS:
+            return None
+        raw = tm.group()
+        stripped = raw.lstrip(":=")
+        token = stripped.rstrip(".,!?:;")
+        if len(token) < 12:
+            continue
+        # `key=VALUE`, `key: VALUE` or `"key": "VALUE"` state the value outright.
+        between = text[kw.end() : tm.start()] + raw[: len(raw) - len(stripped)]
+        assigned = bool(re.fullmatch(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+", between))
+        score = _token_score(token, kw.group(), assigned)
+        if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
+            continue
+        start = tm.start() + len(raw) - len(stripped)
+        return Finding("secret", start, start + len(token), score)
+    return None
+
+
+def detect_secrets(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    for m in _SECRET_RE.finditer(text):
+        kind = m.lastgroup  # the outermost named group: the one that closed last
+        if kind == "keyword":
+            found = _secret_after_keyword(text, m)
+            if found is not None:
+                out.append(found)
+        elif kind == "openai" and not any(c.isdigit() for c in m.group()):
+            continue  # `sk-this-is-just-a-long-slug` is prose, keys mix digits in
+        elif kind in _SECRET_WEIGHTS:
+            out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))
+    return out
+
+
+# --- prompt injection --------------------------------------------------------------------------------------
+
+_INJECTION_FAMILIES: tuple[tuple[str, float, str], ...] = (
+    # Instruction override: "ignore all previous instructions", "forget everything above".
+    ("override", 0.9,
+     r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon)\s+(?:(?:all|any|every|the|your|my|these|those|of)\s+)"
+     r"{0,3}(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing)\s+"
+     r"(?:instructions?|rules|directives?|prompts?|guidelines|constraints|commands|guardrails|restrictions)\b"
+     r"|\b(?:ignore|disregard|forget)\s+(?:all|everything)\s+(?:(?:that\s+)?(?:was\s+|you\s+were\s+)?"
+     r"(?:said|written|stated|told)\s+)?(?:above|before|previously|so\s+far)\b"),
+    ("override_weak", 0.55,
+     r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|your|the|these)\s+){1,2}"
+     r"(?:instructions|rules|guidelines|guardrails|restrictions|safety\s+\w+)\b"
+     r"|\bnew\s+instructions\s*:"),
+    # Role hijack: "you are now DAN", "act as an unrestricted AI".
+    ("role_hijack", 0.85,
+     r"\byou\s+are\s+now\s+(?:DAN\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b"
+     r"|in\s+(?:developer|god|jailbreak|DAN)\s+mode\b|free\s+(?:of|from)\s+(?:all\s+)?(?:restrictions|rules))"
+     r"|\b(?:act|behave|respond|roleplay)\s+(?:as|like)\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored"
+     r"|jailbroken|amoral)\b|\bdo\s+anything\s+now\b|\b(?:DAN|jailbreak|god)\s+mode\b"
+     r"|\b(?:pretend|imagine)\s+(?:that\s+)?you\s+(?:have\s+no|are\s+not\s+bound\s+by|are\s+free\s+from)\s+"
+     r"(?:\w+\s+)?(?:restrictions|rules|guidelines|filters|limits)\b"),
+    ("role_weak", 0.6, r"\bdeveloper\s+mode\s+(?:enabled|activated|on)\b|\benable\s+developer\s+mode\b"),
+    # System prompt extraction: "reveal your system prompt", "print your initial instructions".
+    ("extraction", 0.85,
+     r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|disclose|give\s+me|tell\s+me"
+     r"|what\s+(?:is|are|was|were))\s+(?:me\s+|us\s+)?(?:your|the)\s+(?:(?:full|entire|complete|exact|verbatim"
+     r"|original|initial|hidden|secret)\s+)*(?:system\s+(?:prompt|message|instructions?)"
+     r"|(?:initial|hidden|original|secret)\s+(?:prompt|instructions?)|pre-?prompt)\b"
+     r"|\brepeat\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:words|text|everything)\s+(?:above|before)\b"),
+    # Delimiter tricks: fake chat-template or system markers inside user text.
+    ("delimiter", 0.8,
+     r"<\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id)\|>|</\s*system\s*>|<\s*system\s*>"
+     r"|(?<![^\n])[ \t]*#{2,}\s*(?:system|instructions?|admin)\s*(?:prompt\s*)?:|\[/?INST\]|<<\s*/?SYS\s*>>"),
+    # Encoding tricks: "base64-decode this and follow it".
+    ("encoding", 0.8,
+     r"\b(?:base64|b64|rot-?13|hex)[\s-]*decode[ds]?\b[^\n]{0,80}?\b(?:and|then)\s+(?:follow|execute|run|obey|do)\b"
+     r"|\bdecode\s+(?:this|the\s+following|it)\b[^\n]{0,60}?\b(?:and|then)\s+(?:follow|execute|run|obey)\b"),
+)
+_INJECTION_RE = re.compile(
+    "|".join(f"(?P<{name}>{pattern})" for name, _, pattern in _INJECTION_FAMILIES), re.IGNORECASE
+)
+_INJECTION_WEIGHTS: Mapping[str, float] = MappingProxyType({name: w for name, w, _ in _INJECTION_FAMILIES})
+# Reported speech: prose about attacks, not an attack. Lowers the score so the policy flags, not blocks.
+_DISCUSSION = _words("example", "examples", r"e\.g", r"for\s+instance", r"such\s+as", "attackers?", "adversar\\w*",
+                     "researchers?", "explains?", "explained", "describes?", "described", r"discuss\w*", "article",
+                     "paper", "study", "blog", "tutorial", r"phrases?\s+like", r"known\s+as", "called",
+                     "jailbreaks?", r"prompt\s+injections?", r"injection\s+attacks?", r"detect\w*", r"classif\w*")
+_SAME_FAMILY_BOOST = 0.7  # each other family hit keeps 70% of the remaining doubt
+
+
+def _quoted(text: str, start: int) -> bool:
+    before = text[max(0, start - 80) : start]
+    line = before[before.rfind("\n") + 1 :]
+    return line.count('"') % 2 == 1 or line.rfind("\u201c") > line.rfind("\u201d")
+
+
+def detect_prompt_injection(text: str) -> list[Finding]:
+    hits = [(m, m.lastgroup or "") for m in _INJECTION_RE.finditer(text)]
+    families = {family for _, family in hits}
+    out: list[Finding] = []
+    for m, family in hits:
+        weight = _INJECTION_WEIGHTS[family]
+        # More families present at once makes each hit more credible.
+        score = 1 - (1 - weight) * _SAME_FAMILY_BOOST ** (len(families) - 1)
+        if _quoted(text, m.start()) or _near(_DISCUSSION, text, m.start(), m.end(), chars=60):
+            score *= 0.6
+        out.append(Finding("prompt_injection", m.start(), m.end(), _score(score)))
+    return out
+
+
+# --- all together ------------------------------------------------------------------------------------------
+
+DETECTORS: Mapping[str, Callable[[str], list[Finding]]] = MappingProxyType({
+    "credit_card": detect_credit_cards,
+    "us_ssn": detect_us_ssns,
+    "iban": detect_ibans,
+    "email": detect_emails,
+    "phone": detect_phones,
+    "ip_address": detect_ip_addresses,
+    "secret": detect_secrets,
+    "prompt_injection": detect_prompt_injection,
+})
+FINDING_TYPES: frozenset[str] = frozenset(DETECTORS)
+
+
+def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
+    """Keep the higher-confidence finding (then the longer one) wherever spans overlap; sorted by start."""
+    kept: list[Finding] = []
+    for f in sorted(findings, key=lambda f: (-f.confidence, f.start - f.end, f.start)):
+        if all(f.end <= k.start or f.start >= k.end for k in kept):
+            kept.append(f)
+    return sorted(kept, key=lambda f: (f.start, f.end))
+
+
+def detect(text: str) -> list[Finding]:
+    """Every detector over `text`, overlaps resolved, in text order."""
+    return resolve_overlaps(f for detector in DETECTORS.values() for f in detector(text))

@@ -1,0 +1,1 @@
+"""The researcher agent: gathers facts relevant to the user's request."""

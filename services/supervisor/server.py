@@ -1,0 +1,43 @@
+"""The supervisor's composition root: pool, migrations, LLM client, gateway channel, executor, server."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+from agentmesh import Settings
+from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
+from agentmesh.errors import InvalidArgument
+from agentmesh.llm import LLMClient
+from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding
+from agentmesh.service import process_setup, serve_bindings
+from agentmesh.settings import AGENTS
+from agentmesh.v1 import supervisor_pb2_grpc
+from services.supervisor.clients import MeshClients
+from services.supervisor.runner import RunExecutor
+from services.supervisor.servicer import SupervisorServicer
+from services.supervisor.store import MIGRATIONS, CheckpointStore
+
+
+async def main(settings: Settings, *, port: int | None = None) -> None:
+    tracing = process_setup("supervisor", settings)
+    if settings.database_url is None:
+        raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min,
+                             max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await migrate(conn, [MigrationSet("core", CORE_MIGRATIONS), MIGRATIONS])
+    llm = LLMClient(settings=settings)
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    channels = GatewayChannels(settings.gateway_internal_addr, internal_token=token)
+    # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
+    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
+    executor = RunExecutor(settings=settings, store=store, llm=llm, mesh=MeshClients(channels=channels), agents=AGENTS)
+    servicer = SupervisorServicer(executor=executor, store=store, max_message_chars=settings.max_message_chars)
+    keys = KeyStore(pool=pool)
+    auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
+    binding = ServiceBinding(supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer,
+                             "agentmesh.v1.SupervisorService")
+    await serve_bindings("supervisor", settings, [binding], port=port, interceptors=[auth], tracing=tracing,
+                         on_shutdown=[channels.close, llm.close, pool.close])

@@ -1,0 +1,216 @@
+"""Checkpoints in Postgres: SQL as named constants, serialization kept apart from I/O, one transaction per
+step so a step is either wholly recorded (result, totals, next event seq, lease) or not at all."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from agentmesh.db import MigrationSet, db_errors
+from agentmesh.errors import Aborted, InvalidArgument, NotFound
+
+MIGRATIONS = MigrationSet("supervisor", Path(__file__).parent / "migrations")
+
+SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
+INSERT_THREAD = "INSERT INTO threads (id, tenant_id) VALUES ($1, $2)"
+SELECT_HISTORY = """
+SELECT role, content FROM (
+    SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
+) recent ORDER BY id"""
+INSERT_RUN = """
+INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
+VALUES ($1, $2, $3, 'running', $4, $5::jsonb, $6, $7, now() + make_interval(secs => $8))"""
+INSERT_MESSAGE = "INSERT INTO messages (thread_id, run_id, role, content) VALUES ($1, $2, $3, $4)"
+SELECT_RUN = """
+SELECT id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
+       llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased
+FROM runs WHERE id = $1 AND tenant_id = $2"""
+# Take the run if nobody holds a live lease on it (or we already do). Completed runs are never re-taken.
+CLAIM_RUN = """
+UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
+                error = NULL, updated_at = now()
+WHERE id = $1 AND tenant_id = $2 AND status <> 'completed'
+  AND (lease_owner IS NULL OR lease_expires_at < now() OR lease_owner = $3)
+RETURNING id"""
+SELECT_STEPS = """
+SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms
+FROM steps WHERE run_id = $1 ORDER BY idx"""
+INSERT_STEP = """
+INSERT INTO steps (run_id, idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms)
+VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)"""
+ADVANCE_RUN = """
+UPDATE runs SET next_seq = $3, iterations = iterations + $4, input_tokens = input_tokens + $5,
+                output_tokens = output_tokens + $6, llm_calls = llm_calls + $7, cost_usd = cost_usd + $8,
+                lease_expires_at = now() + make_interval(secs => $9), updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+RENEW_LEASE = """
+UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+FINISH_RUN = """
+UPDATE runs SET status = 'completed', final = $3::jsonb, next_seq = $4, lease_owner = NULL,
+                lease_expires_at = NULL, updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+FAIL_RUN = """
+UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+SELECT_THREAD_MESSAGES = "SELECT role, content, run_id, created_at FROM messages WHERE thread_id = $1 ORDER BY id"
+SELECT_THREAD_RUNS = """
+SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
+FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
+
+
+def parse_uuid(value: str, field_name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{field_name} must be a UUID, got {value[:40]!r}") from None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    idx: int
+    kind: str  # route | agent | guard
+    agent: str
+    result: dict[str, Any]
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    cost_usd: float = 0.0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: uuid.UUID
+    thread_id: uuid.UUID
+    tenant_id: str
+    status: str
+    input: str
+    history: list[dict[str, str]]
+    next_seq: int
+    iterations: int
+    input_tokens: int
+    output_tokens: int
+    llm_calls: int
+    cost_usd: float
+    final: dict[str, Any] | None
+    error: dict[str, Any] | None
+    leased: bool = False
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_from_row(row: asyncpg.Record) -> RunRecord:
+    d = dict(row)
+    d.pop("lease_owner", None)
+    for key in ("history", "final", "error"):
+        if isinstance(d[key], str):
+            d[key] = json.loads(d[key])
+    d["leased"] = bool(d["leased"])
+    return RunRecord(**d)
+
+
+class CheckpointStore:
+    """Every query is scoped by tenant; another tenant's id is indistinguishable from an unknown one."""
+
+    def __init__(self, *, pool: asyncpg.Pool, owner: str, lease_s: float) -> None:
+        self._pool = pool
+        self._owner = owner
+        self._lease_s = lease_s
+
+    async def create_run(
+        self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int
+    ) -> RunRecord:
+        """A new run (and thread, if thread_id is empty) with the user's message, in one transaction."""
+        async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
+            if thread_id:
+                tid = parse_uuid(thread_id, "thread_id")
+                if await conn.fetchval(SELECT_THREAD, tid, tenant) is None:
+                    raise NotFound(f"thread {thread_id} not found")
+                history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
+            else:
+                tid = uuid.uuid4()
+                await conn.execute(INSERT_THREAD, tid, tenant)
+                history = []
+            await conn.execute(INSERT_RUN, run_id, tid, tenant, text, json.dumps(history), next_seq,
+                               self._owner, self._lease_s)
+            await conn.execute(INSERT_MESSAGE, tid, run_id, "user", text)
+            row = await conn.fetchrow(SELECT_RUN, run_id, tenant)
+        return _run_from_row(row)
+
+    async def get_run(self, run_id: str, tenant: str) -> RunRecord:
+        rid = parse_uuid(run_id, "run_id")
+        async with db_errors("run lookup"):
+            row = await self._pool.fetchrow(SELECT_RUN, rid, tenant)
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return _run_from_row(row)
+
+    async def claim(self, run: RunRecord) -> RunRecord:
+        """Take the lease of an unfinished run; ABORTED if another live process holds it."""
+        async with db_errors("run claim"), self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(CLAIM_RUN, run.id, run.tenant_id, self._owner, self._lease_s) is None:
+                raise Aborted(f"run {run.id} is being executed by another supervisor; retry when its lease expires",
+                              retry_after_s=self._lease_s)
+            row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
+        return _run_from_row(row)
+
+    async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
+        async with db_errors("step load"):
+            rows = await self._pool.fetch(SELECT_STEPS, run_id)
+        out = []
+        for r in rows:
+            d = dict(r)
+            if isinstance(d["result"], str):
+                d["result"] = json.loads(d["result"])
+            out.append(StepRecord(**d))
+        return out
+
+    async def commit_step(self, run_id: uuid.UUID, step: StepRecord, *, next_seq: int, iteration: bool) -> None:
+        async with db_errors("checkpoint write"), self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                ADVANCE_RUN, run_id, self._owner, next_seq, int(iteration), step.input_tokens, step.output_tokens,
+                step.llm_calls, step.cost_usd, self._lease_s,
+            )
+            if status == "UPDATE 0":
+                raise Aborted(f"run {run_id} lease lost: another supervisor took it over")
+            await conn.execute(
+                INSERT_STEP, run_id, step.idx, step.kind, step.agent, json.dumps(step.result), step.input_tokens,
+                step.output_tokens, step.llm_calls, step.cost_usd, step.duration_ms,
+            )
+
+    async def renew_lease(self, run_id: uuid.UUID) -> bool:
+        async with db_errors("lease renewal"):
+            return (await self._pool.execute(RENEW_LEASE, run_id, self._owner, self._lease_s)) != "UPDATE 0"
+
+    async def finish(self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str) -> None:
+        async with db_errors("run completion"), self._pool.acquire() as conn, conn.transaction():
+            if await conn.execute(FINISH_RUN, run.id, self._owner, json.dumps(final_event), next_seq) == "UPDATE 0":
+                raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
+            await conn.execute(INSERT_MESSAGE, run.thread_id, run.id, "assistant", answer)
+
+    async def fail(self, run_id: uuid.UUID, *, error: dict[str, Any], next_seq: int) -> None:
+        async with db_errors("run failure record"):
+            await self._pool.execute(FAIL_RUN, run_id, self._owner, json.dumps(error), next_seq)
+
+    async def thread(self, thread_id: str, tenant: str) -> ThreadView:
+        tid = parse_uuid(thread_id, "thread_id")
+        async with db_errors("thread lookup"), self._pool.acquire() as conn:
+            if await conn.fetchval(SELECT_THREAD, tid, tenant) is None:
+                raise NotFound(f"thread {thread_id} not found")
+            messages = [dict(r) for r in await conn.fetch(SELECT_THREAD_MESSAGES, tid)]
+            runs = [dict(r) for r in await conn.fetch(SELECT_THREAD_RUNS, tid)]
+        return ThreadView(messages=messages, runs=runs)
+
+
+__all__ = ["MIGRATIONS", "CheckpointStore", "RunRecord", "StepRecord", "ThreadView", "parse_uuid"]

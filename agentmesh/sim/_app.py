@@ -427,9 +427,7 @@ async def _api(request: web.Request, *, count_only: bool) -> web.StreamResponse:
         stats.in_flight -= 1
 
 
-async def _admitted(
-    request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool
-) -> web.StreamResponse:
+async def _admitted(request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool) -> web.StreamResponse:
     stats = state.stats
     try:
         body = json.loads(await request.read())

@@ -1,7 +1,8 @@
 """Deterministic answers for the simulator: pure functions of the request body, no I/O and no clock.
 
-Every choice is seeded from a hash of the request's model, system, messages and tools, so the same
-request always yields the same content (streamed or not, whatever max_tokens truncates).
+Routing words and tool calls follow fixed rules; agent prose picks its sentences with a `random.Random`
+seeded from a hash of the request's model, system, messages and tools. So the same request always yields
+the same content, streamed or not (ids are the caller's business).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ _IMAGE_CHARS = 6000  # an image costs ~1,500 tokens on the real API
 
 _ACTION_RE = re.compile(
     r"\b(?:calculat\w*|comput\w*|convert\w*|add|adding|multipl\w*|sum|run|execut\w*|book|send|schedul\w*|"
-    r"date|today|what\s+time)\b|\d\s*[-+*/x×÷]\s*\d",
+    r"date|today|what\s+time)\b|\d\s*[-+*/x\u00d7\u00f7]\s*\d",
     re.IGNORECASE,
 )
-_EXPR_RE = re.compile(r"\(?-?\d+(?:\.\d+)?\)?(?:\s*[-+*/%^x×÷]\s*\(?-?\d+(?:\.\d+)?\)?)+")
+_EXPR_RE = re.compile(r"\(?-?\d+(?:\.\d+)?\)?(?:\s*[-+*/%^x\u00d7\u00f7]\s*\(?-?\d+(?:\.\d+)?\)?)+")
 _TIME_RE = re.compile(r"\b(?:time|date|today|now|clock|timezone|day)\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
@@ -50,7 +51,7 @@ _STOPWORDS = frozenset(
     here hers him his how i if in into is it its itself just me more most my no nor not now of off on once one
     only or other our out over own same she should so some such than that the their them then there these they
     this those through to too two three under until up very was we were what when where which while who whom
-    why will with would you your yours please tell give show find list explain describe compare recommend
+    why will with would you your yours please tell calculate compute give show find list explain describe compare recommend
     write make help need want know like using use let lets get into onto request task question answer reply
     short brief word words""".split()
 )
@@ -93,6 +94,14 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
         "Overall, {t} is manageable with a clear plan around {a}.",
         "A good next step is to look more closely at {b}.",
     ),
+}
+# Nouns that fill the slots when the request has fewer than three key words of its own.
+_FILLERS: dict[str, tuple[str, ...]] = {
+    "research": ("cost", "reliability", "adoption"),
+    "analysis": ("risk", "cost", "long-term fit"),
+    "execute": ("the input", "the result", "the follow-up"),
+    "summary": ("cost", "risk", "timing"),
+    "general": ("the context", "the constraints", "the next steps"),
 }
 _ROLE_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("research", ("research", "finding", "source", "investigat", "gather")),
@@ -193,9 +202,14 @@ def classify(body: dict[str, Any]) -> Kind:
     """route: the supervisor's one-word routing call; tool: a call offering tools; agent: anything else."""
     if ROUTING_PHRASE in system_text(body.get("system")).lower():
         return "route"
-    if body.get("tools") and _last_message(body).get("role") == "user":
+    if body.get("tools") and _last_message(body).get("role") == "user" and _tool_choice(body).get("type") != "none":
         return "tool"
     return "agent"
+
+
+def _tool_choice(body: dict[str, Any]) -> dict[str, Any]:
+    choice = body.get("tool_choice")
+    return choice if isinstance(choice, dict) else {}
 
 
 def _seed(body: dict[str, Any]) -> int:
@@ -209,11 +223,21 @@ def _seed(body: dict[str, Any]) -> int:
 
 
 def _keywords(text: str) -> list[str]:
+    """Content words in order of appearance (an arithmetic expression counts as one), deduplicated."""
     seen: dict[str, str] = {}
-    for word in _WORD_RE.findall(text):
-        low = word.lower().strip("'-")
-        if len(low) >= 3 and low not in _STOPWORDS and low not in seen:
-            seen[low] = word.strip("'-")
+    expression = find_expression(text)
+    if expression is not None:
+        seen[expression] = expression
+    for match in _WORD_RE.finditer(text):
+        word = match.group(0).strip("'-")
+        low = word.lower()
+        if len(low) < 3 or low in _STOPWORDS or low in seen:
+            continue
+        # Sentence-initial capitals are not names: "Compare ..." -> "compare", but "AWS" and "Stripe" mid-sentence stay.
+        before = text[: match.start()].rstrip()
+        if word[1:].islower() and (not before or before[-1] in ".!?:\n"):
+            word = low
+        seen[low] = word
     return list(seen.values())
 
 
@@ -300,7 +324,7 @@ def find_expression(text: str) -> str | None:
     match = _EXPR_RE.search(text)
     if match is None:
         return None
-    return match.group(0).replace("×", "*").replace("x", "*").replace("÷", "/").strip()
+    return match.group(0).replace("\u00d7", "*").replace("x", "*").replace("\u00f7", "/").strip()
 
 
 def _schema_type(schema: dict[str, Any]) -> str:
@@ -396,7 +420,9 @@ def _malformed(schema: Any, good: dict[str, Any]) -> dict[str, Any]:
 def _tool_use(body: dict[str, Any], tool_id: str, fault: ToolFault | None) -> Answer:
     text = content_text(_last_message(body).get("content"))
     tools = body["tools"]
-    tool = choose_tool(tools, text)
+    choice = _tool_choice(body)
+    forced = [t for t in tools if isinstance(t, dict) and choice.get("type") == "tool" and t.get("name") == choice.get("name")]
+    tool = forced[0] if forced else choose_tool(tools, text)
     schema = tool.get("input_schema", {"type": "object"})
     args = fit_schema("input", schema, text)
     if not isinstance(args, dict):
@@ -407,11 +433,11 @@ def _tool_use(body: dict[str, Any], tool_id: str, fault: ToolFault | None) -> An
         name = next(n for n in (INVENTED_TOOL, INVENTED_TOOL + "_now", "rm_rf") if n not in existing)
     elif fault == "malformed":
         args = _malformed(schema, args)
-    blocks: tuple[Block, ...] = (
-        {"type": "text", "text": f"I'll use the {name} tool to handle this."},
-        {"type": "tool_use", "id": tool_id, "name": name, "input": args},
-    )
-    return Answer("tool", blocks, "tool_use")
+    call: Block = {"type": "tool_use", "id": tool_id, "name": name, "input": args}
+    if choice.get("type") in ("any", "tool"):
+        # A forced tool call starts straight with the tool_use block, as the real API does.
+        return Answer("tool", (call,), "tool_use")
+    return Answer("tool", ({"type": "text", "text": f"I'll use the {name} tool to handle this."}, call), "tool_use")
 
 
 def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
@@ -452,10 +478,11 @@ def _role(system: str) -> str:
 
 def paragraph(system: str, text: str, rng: random.Random) -> str:
     """2-4 plausible sentences about the request's key words, in the voice the system prompt asks for."""
-    words = _keywords(_focus_text(text)) or ["the request", "the context", "the constraints"]
-    topic = " ".join(words[:3]) if len(words) > 1 else words[0]
-    a, b, c = (words[i % len(words)] for i in range(3))
-    templates = list(_TEMPLATES[_role(system)])
+    role = _role(system)
+    keywords = _keywords(_focus_text(text))
+    topic = " ".join(keywords[:3]) or "the request"
+    a, b, c = [*keywords, *(f for f in _FILLERS[role] if f not in keywords)][:3]
+    templates = list(_TEMPLATES[role])
     rng.shuffle(templates)
     count = rng.randint(2, min(4, len(templates)))
     return " ".join(t.format(t=topic, a=a, b=b, c=c) for t in templates[:count])

@@ -29,6 +29,11 @@ class Finding:
     confidence: float
 
 
+# Lowercases ASCII only, so offsets in the lowered copy are offsets in the original (str.lower() can change
+# the length of some non-ASCII text).
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _score(x: float) -> float:
     # Rounded so that sums such as 0.7 + 0.1 compare with policy thresholds as a reader expects.
     return round(min(1.0, max(0.0, x)), 3)
@@ -46,8 +51,12 @@ def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int 
 
 # --- credit cards ----------------------------------------------------------------------------------------
 
-# Bare 13-19 digits, or 4 digits then groups split by one consistent separator (4-4-4-4, 4-6-5, 4-4-4-4-3).
-_CARD_RE = re.compile(r"(?<![\w.])(?:\d{13,19}|\d{4}(?P<sep>[ -])\d{4,6}(?:(?P=sep)\d{1,5}){1,3})(?![\w]|[.,]\d)")
+# Bare 13-19 digits, or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
+# separator. Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
+_CARD_RE = re.compile(
+    r"(?<![\w.])(?<![A-Z]{2}\d\d[ -])(?:\d{13,19}|\d{4}(?P<sep>[ -])"
+    r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
+)
 _CARD_CONTEXT = _words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
                        "mastercard", "amex", "discover", "jcb", "diners")
 _CARD_NEGATIVE = _words("order", "tracking", "shipment", "invoice", "ref", "reference", "confirmation",
@@ -188,6 +197,8 @@ _EMAIL_CONTEXT = _words("e-?mail", "mail", "contact", "reach", "write")
 
 
 def detect_emails(text: str) -> list[Finding]:
+    if "@" not in text:
+        return []
     return [
         Finding("email", m.start(), m.end(), 0.95 if _near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85)
         for m in _EMAIL_RE.finditer(text)
@@ -199,6 +210,7 @@ def detect_emails(text: str) -> list[Finding]:
 # phonenumbers' own scan costs ~0.7 ms per 2 KB even when there is nothing to find, so it only looks at
 # digit runs that could be a phone number (7+ digits with phone punctuation between them).
 _PHONE_CANDIDATE_RE = re.compile(r"[+(]?\d(?:[ \t().\-/]{0,3}\d){6,}\)?")
+_E164_MAX_DIGITS = 15
 _PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
                         "text me", "dial", "ring")
 
@@ -206,6 +218,8 @@ _PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "
 def detect_phones(text: str) -> list[Finding]:
     out: list[Finding] = []
     for cand in _PHONE_CANDIDATE_RE.finditer(text):
+        if sum(ch.isdigit() for ch in cand.group()) > _E164_MAX_DIGITS:
+            continue  # a card or an account number; the matcher would spend ~150 us rejecting it
         # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
         lo, hi = max(0, cand.start() - 1), min(len(text), cand.end() + 1)
         for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
@@ -246,8 +260,8 @@ _SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
     "private_key": 0.99, "aws": 0.95, "github": 0.95, "slack": 0.9, "stripe": 0.95, "google": 0.9,
     "anthropic": 0.97, "openai": 0.9, "jwt": 0.9,
 })
-# Provider key shapes and, in the same pass, the keywords after which a high-entropy token is a secret.
-_SECRET_RE = re.compile(
+# Provider key shapes, matched case-sensitively on the original text at a trigger's position.
+_PROVIDER_RE = re.compile(
     r"(?P<private_key>-----BEGIN (?P<pk_kind>(?:[A-Z0-9]+ )*)PRIVATE KEY-----"
     r"(?:[\s\S]*?-----END (?P=pk_kind)PRIVATE KEY-----)?)"
     r"|(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
@@ -258,10 +272,19 @@ _SECRET_RE = re.compile(
     r"|(?P<anthropic>\bsk-ant-[A-Za-z0-9_-]{20,})"
     r"|(?P<openai>\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
-    r"|(?P<keyword>(?i:(?<![A-Za-z0-9])(?:secret[_-]?access[_-]?key|access[_-]?key(?:[_-]?id)?|api[_-]?key|apikey"
-    r"|client[_-]?secret|private[_-]?key|(?:auth|access|refresh|bearer)[_-]?token|secret|token|bearer"
-    r"|password|passwd|passphrase|pwd|pass|credentials?|key)s?(?![A-Za-z0-9])))"
 )
+_SECRET_KEYWORDS = (
+    r"(?<![a-z0-9])(?:secret[_-]?access[_-]?key|access[_-]?key(?:[_-]?id)?|api[_-]?key|apikey|client[_-]?secret"
+    r"|private[_-]?key|(?:auth|access|refresh|bearer)[_-]?token|secret|token|bearer|password|passwd|passphrase"
+    r"|pwd|pass|credentials?|key)s?(?![a-z0-9])"
+)
+# The one scan over the (ASCII-lowercased) text: where a provider key could start, or a secret keyword stands.
+# Case-insensitive matching and capture groups each make Python's re several times slower on a plain scan.
+_SECRET_TRIGGER_RE = re.compile(
+    r"-----begin |akia|asia|gh[pousr]_|github_pat_|xox[baprs]-|[rs]k_live_|aiza|sk-|eyj|" + _SECRET_KEYWORDS
+)
+_SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
+_ASSIGN_RE = re.compile(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+")
 _TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]+")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
@@ -310,7 +333,7 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> Finding | None:
             continue
         # `key=VALUE`, `key: VALUE` or `"key": "VALUE"` state the value outright.
         between = text[kw.end() : tm.start()] + raw[: len(raw) - len(stripped)]
-        assigned = bool(re.fullmatch(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+", between))
+        assigned = _ASSIGN_RE.fullmatch(between) is not None
         score = _token_score(token, kw.group(), assigned)
         if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
             continue
@@ -320,40 +343,49 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> Finding | None:
 
 
 def detect_secrets(text: str) -> list[Finding]:
+    low = text.translate(_ASCII_LOWER)
     out: list[Finding] = []
-    for m in _SECRET_RE.finditer(text):
-        kind = m.lastgroup  # the outermost named group: the one that closed last
-        if kind == "keyword":
-            found = _secret_after_keyword(text, m)
+    covered = 0  # end of the last provider key: keywords inside it (a PEM body) are not new findings
+    for t in _SECRET_TRIGGER_RE.finditer(low):
+        if t.start() < covered:
+            continue
+        m = _PROVIDER_RE.match(text, t.start())
+        kind = m.lastgroup if m else None  # the outermost named group: the one that closed last
+        if m and kind in _SECRET_WEIGHTS:
+            if kind == "openai" and not any(c.isdigit() for c in m.group()):
+                continue  # `sk-this-is-just-a-long-slug` is prose; keys mix digits in
+            out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))
+            covered = m.end()
+        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()):
+            found = _secret_after_keyword(text, t)
             if found is not None:
                 out.append(found)
-        elif kind == "openai" and not any(c.isdigit() for c in m.group()):
-            continue  # `sk-this-is-just-a-long-slug` is prose, keys mix digits in
-        elif kind in _SECRET_WEIGHTS:
-            out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))
     return out
 
 
 # --- prompt injection --------------------------------------------------------------------------------------
 
+# Patterns are lowercase and run on an ASCII-lowercased copy of the text; every branch starts at a trigger.
+_NOT = r"(?<!n't )(?<!n\u2019t )(?<!not )(?<!never )"  # "don't forget the rules" is advice, not an override
 _INJECTION_FAMILIES: tuple[tuple[str, float, str], ...] = (
     # Instruction override: "ignore all previous instructions", "forget everything above".
     ("override", 0.9,
-     r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon)\s+(?:(?:all|any|every|the|your|my|these|those|of)\s+)"
-     r"{0,3}(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing)\s+"
+     _NOT + r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon)\s+"
+     r"(?:(?:all|any|every|the|your|my|these|those|of)\s+){0,3}"
+     r"(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing)\s+"
      r"(?:instructions?|rules|directives?|prompts?|guidelines|constraints|commands|guardrails|restrictions)\b"
-     r"|\b(?:ignore|disregard|forget)\s+(?:all|everything)\s+(?:(?:that\s+)?(?:was\s+|you\s+were\s+)?"
-     r"(?:said|written|stated|told)\s+)?(?:above|before|previously|so\s+far)\b"),
+     r"|" + _NOT + r"\b(?:ignore|disregard|forget)\s+(?:all|everything)\s+"
+     r"(?:(?:that\s+)?(?:was\s+|you\s+were\s+)?(?:said|written|stated|told)\s+)?(?:above|before|previously|so\s+far)\b"),
     ("override_weak", 0.55,
-     r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|your|the|these)\s+){1,2}"
+     _NOT + r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|your|the|these)\s+){1,2}"
      r"(?:instructions|rules|guidelines|guardrails|restrictions|safety\s+\w+)\b"
      r"|\bnew\s+instructions\s*:"),
     # Role hijack: "you are now DAN", "act as an unrestricted AI".
-    ("role_hijack", 0.85,
-     r"\byou\s+are\s+now\s+(?:DAN\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b"
-     r"|in\s+(?:developer|god|jailbreak|DAN)\s+mode\b|free\s+(?:of|from)\s+(?:all\s+)?(?:restrictions|rules))"
+    ("role_hijack", 0.9,
+     r"\byou\s+are\s+now\s+(?:dan\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b"
+     r"|in\s+(?:developer|god|jailbreak|dan)\s+mode\b|free\s+(?:of|from)\s+(?:all\s+)?(?:restrictions|rules))"
      r"|\b(?:act|behave|respond|roleplay)\s+(?:as|like)\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored"
-     r"|jailbroken|amoral)\b|\bdo\s+anything\s+now\b|\b(?:DAN|jailbreak|god)\s+mode\b"
+     r"|jailbroken|amoral)\b|\bdo\s+anything\s+now\b|\b(?:dan|jailbreak|god)\s+mode\b"
      r"|\b(?:pretend|imagine)\s+(?:that\s+)?you\s+(?:have\s+no|are\s+not\s+bound\s+by|are\s+free\s+from)\s+"
      r"(?:\w+\s+)?(?:restrictions|rules|guidelines|filters|limits)\b"),
     ("role_weak", 0.6, r"\bdeveloper\s+mode\s+(?:enabled|activated|on)\b|\benable\s+developer\s+mode\b"),
@@ -367,41 +399,54 @@ _INJECTION_FAMILIES: tuple[tuple[str, float, str], ...] = (
     # Delimiter tricks: fake chat-template or system markers inside user text.
     ("delimiter", 0.8,
      r"<\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id)\|>|</\s*system\s*>|<\s*system\s*>"
-     r"|(?<![^\n])[ \t]*#{2,}\s*(?:system|instructions?|admin)\s*(?:prompt\s*)?:|\[/?INST\]|<<\s*/?SYS\s*>>"),
+     r"|(?<!\S)#{2,}\s*(?:system|instructions?|admin)\s*(?:prompt\s*)?:|\[/?inst\]|<<\s*/?sys\s*>>"),
     # Encoding tricks: "base64-decode this and follow it".
     ("encoding", 0.8,
      r"\b(?:base64|b64|rot-?13|hex)[\s-]*decode[ds]?\b[^\n]{0,80}?\b(?:and|then)\s+(?:follow|execute|run|obey|do)\b"
      r"|\bdecode\s+(?:this|the\s+following|it)\b[^\n]{0,60}?\b(?:and|then)\s+(?:follow|execute|run|obey)\b"),
 )
-_INJECTION_RE = re.compile(
-    "|".join(f"(?P<{name}>{pattern})" for name, _, pattern in _INJECTION_FAMILIES), re.IGNORECASE
+_INJECTION_RE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, _, pattern in _INJECTION_FAMILIES))
+# Where a branch above can start. Scanning for these and matching the full pattern only there is ~5x faster
+# than letting the grouped pattern try every position (measured: ~80 us against ~410 us on 2 KB of prose).
+_INJECTION_TRIGGER_RE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon|new|you|act|behave|respond|roleplay|do|dan"
+    r"|jailbreak|god|pretend|imagine|developer|enable|reveal|print|show|display|output|repeat|reproduce|leak"
+    r"|dump|disclose|give|tell|what|base64|b64|rot13|rot|hex|decode)\b|[<#\[]"
 )
 _INJECTION_WEIGHTS: Mapping[str, float] = MappingProxyType({name: w for name, w, _ in _INJECTION_FAMILIES})
 # Reported speech: prose about attacks, not an attack. Lowers the score so the policy flags, not blocks.
-_DISCUSSION = _words("example", "examples", r"e\.g", r"for\s+instance", r"such\s+as", "attackers?", "adversar\\w*",
+_DISCUSSION = _words("example", "examples", r"e\.g", r"for\s+instance", r"such\s+as", "attackers?", r"adversar\w*",
                      "researchers?", "explains?", "explained", "describes?", "described", r"discuss\w*", "article",
                      "paper", "study", "blog", "tutorial", r"phrases?\s+like", r"known\s+as", "called",
                      "jailbreaks?", r"prompt\s+injections?", r"injection\s+attacks?", r"detect\w*", r"classif\w*")
-_SAME_FAMILY_BOOST = 0.7  # each other family hit keeps 70% of the remaining doubt
+_DISCUSSION_FACTOR = 0.6  # 0.9 * 0.6 = 0.54: a discussed override lands between flag (0.5) and block (0.9)
+_OTHER_FAMILY_DOUBT = 0.7  # each other family present keeps 70% of a hit's remaining doubt
 
 
 def _quoted(text: str, start: int) -> bool:
+    """An odd number of quotes earlier on the line: the phrase is being quoted, not said."""
     before = text[max(0, start - 80) : start]
     line = before[before.rfind("\n") + 1 :]
     return line.count('"') % 2 == 1 or line.rfind("\u201c") > line.rfind("\u201d")
 
 
 def detect_prompt_injection(text: str) -> list[Finding]:
-    hits = [(m, m.lastgroup or "") for m in _INJECTION_RE.finditer(text)]
-    families = {family for _, family in hits}
+    low = text.translate(_ASCII_LOWER)
+    hits: list[tuple[int, int, str]] = []
+    for t in _INJECTION_TRIGGER_RE.finditer(low):
+        if hits and t.start() < hits[-1][1]:
+            continue
+        m = _INJECTION_RE.match(low, t.start())
+        if m and m.lastgroup:
+            hits.append((m.start(), m.end(), m.lastgroup))
+    families = {family for _, _, family in hits}
     out: list[Finding] = []
-    for m, family in hits:
-        weight = _INJECTION_WEIGHTS[family]
-        # More families present at once makes each hit more credible.
-        score = 1 - (1 - weight) * _SAME_FAMILY_BOOST ** (len(families) - 1)
-        if _quoted(text, m.start()) or _near(_DISCUSSION, text, m.start(), m.end(), chars=60):
-            score *= 0.6
-        out.append(Finding("prompt_injection", m.start(), m.end(), _score(score)))
+    for start, end, family in hits:
+        # Several kinds of trick at once make each hit more credible.
+        score = 1 - (1 - _INJECTION_WEIGHTS[family]) * _OTHER_FAMILY_DOUBT ** (len(families) - 1)
+        if _quoted(text, start) or _near(_DISCUSSION, text, start, end, chars=60):
+            score *= _DISCUSSION_FACTOR
+        out.append(Finding("prompt_injection", start, end, _score(score)))
     return out
 
 

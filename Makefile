@@ -1,0 +1,41 @@
+# The README's commands. Everything installs into .venv/ at the repository root.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
+STUBS := agentmesh/v1/__init__.py
+
+.PHONY: install up test test-unit test-integration lint bench clean
+
+install: $(VENV)/.installed $(STUBS)
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+# gRPC stubs are generated, never committed: protos/ is the single source.
+$(STUBS): $(PROTOS) $(VENV)/.installed
+	rm -rf agentmesh/v1 && mkdir -p agentmesh/v1
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	@echo '"""Generated from protos/agentmesh/v1 by make; not committed."""' > $@
+
+up: install
+	$(BIN)/agentmesh up
+
+lint: install
+	cd protos && ../$(BIN)/buf lint
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -q tests/unit tests/integration tests/e2e
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest -q tests/integration tests/e2e
+
+clean:
+	rm -rf agentmesh/v1 .pytest_cache

@@ -1,0 +1,216 @@
+"""The gateway template renders, for every target, a config that Envoy itself accepts and that keeps the
+routing contract: path-only public routes, header routes first on the internal listener."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import gateway
+from gateway import ClusterLimits, GatewaySpec, Upstream, compose_spec, k8s_spec, local_spec, render_envoy_config
+
+ENVOY = Path(sys.executable).parent / "envoy"
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = {"supervisor", "researcher", "analyst", "executor", "guard"}
+AGENTS = {"researcher", "analyst", "executor"}
+PUBLIC_PREFIXES = {
+    "/agentmesh.v1.SupervisorService/": "supervisor",
+    "/agentmesh.v1.GuardService/": "guard",
+    "/agentmesh.v1.ReviewService/": "guard",
+    "/grpc.health.v1.Health/": "supervisor",
+    "/grpc.reflection.": "supervisor",
+}
+LOCAL_PORTS = {"supervisor": [50051], "researcher": [50052, 50062], "analyst": [50053], "executor": [50054], "guard": [50055]}
+
+TARGETS = {
+    "local": lambda: local_spec(ports=LOCAL_PORTS, limits={"analyst": ClusterLimits(max_requests=64, max_retries=5)}),
+    "compose": compose_spec,
+    "k8s": lambda: k8s_spec("prod"),
+}
+
+
+def _listener(config: dict[str, Any], name: str) -> dict[str, Any]:
+    (listener,) = [li for li in config["static_resources"]["listeners"] if li["name"] == name]
+    return listener
+
+
+def _hcm(config: dict[str, Any], listener: str) -> dict[str, Any]:
+    (chain,) = _listener(config, listener)["filter_chains"]
+    (hcm,) = chain["filters"]
+    return hcm["typed_config"]
+
+
+def _routes(config: dict[str, Any], listener: str) -> list[dict[str, Any]]:
+    (vhost,) = _hcm(config, listener)["route_config"]["virtual_hosts"]
+    return vhost["routes"]
+
+
+def _clusters(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in config["static_resources"]["clusters"]}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param, render_envoy_config(TARGETS[request.param]())
+
+
+def test_exports() -> None:
+    assert sorted(gateway.__all__) == sorted(
+        ["ClusterLimits", "GatewaySpec", "Upstream", "compose_spec", "k8s_spec", "local_spec", "render_envoy_config"]
+    )
+    assert gateway.render_envoy_config is render_envoy_config
+
+
+def test_envoy_accepts_config(rendered: tuple[str, str], tmp_path: Path) -> None:
+    target, text = rendered
+    path = tmp_path / f"envoy-{target}.yaml"
+    path.write_text(text)
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"configuration '{path}' OK" in result.stdout + result.stderr
+
+
+def test_clusters_one_per_service(rendered: tuple[str, str]) -> None:
+    target, text = rendered
+    clusters = _clusters(yaml.safe_load(text))
+    assert set(clusters) == SERVICES | ({"envoy_admin"} if target != "local" else set())
+    for name in SERVICES:
+        cluster = clusters[name]
+        hosts = [
+            (e["endpoint"]["address"]["socket_address"]["address"], e["endpoint"]["address"]["socket_address"]["port_value"])
+            for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        ]
+        if target == "local":
+            assert cluster["type"] == "STATIC"
+            assert hosts == [("127.0.0.1", p) for p in LOCAL_PORTS[name]]
+        else:
+            assert cluster["type"] == "STRICT_DNS"
+            (host,) = hosts
+            assert host[0] == (name if target == "compose" else f"{name}-headless.prod.svc.cluster.local")
+        http2 = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        assert "http2_protocol_options" in http2["explicit_http_config"]
+        assert cluster["connect_timeout"] == "1s"
+        assert cluster["lb_policy"] == "ROUND_ROBIN"
+        assert cluster["common_lb_config"]["healthy_panic_threshold"] == {"value": 0.0}
+        (hc,) = cluster["health_checks"]
+        assert hc["grpc_health_check"] == {}
+        assert (hc["interval"], hc["timeout"], hc["unhealthy_threshold"], hc["healthy_threshold"]) == ("2s", "1s", 2, 1)
+        assert hc["no_traffic_interval"] == "2s"
+        od = cluster["outlier_detection"]
+        assert od["enforcing_consecutive_gateway_failure"] == 100
+        assert od["successful_active_health_check_uneject_host"] is False
+        assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"] == {"value": 20.0}
+
+
+def test_limits_come_from_the_spec() -> None:
+    clusters = _clusters(yaml.safe_load(render_envoy_config(TARGETS["local"]())))
+    analyst = clusters["analyst"]["circuit_breakers"]["thresholds"][0]
+    assert (analyst["max_requests"], analyst["retry_budget"]["min_retry_concurrency"]) == (64, 5)
+    default = clusters["guard"]["circuit_breakers"]["thresholds"][0]
+    assert (default["max_connections"], default["max_pending_requests"], default["max_requests"]) == (1024, 1024, 1024)
+    assert default["retry_budget"]["min_retry_concurrency"] == 3
+
+
+def test_public_listener_routes_by_path_only(rendered: tuple[str, str]) -> None:
+    config = yaml.safe_load(rendered[1])
+    routes = _routes(config, "public")
+    # A client-sent header can never pick a cluster: no public route looks at headers at all.
+    assert all(set(r["match"]) == {"prefix"} for r in routes)
+    assert {r["match"]["prefix"]: r["route"]["cluster"] for r in routes} == PUBLIC_PREFIXES
+    # ... and the forgeable headers are gone before routing, not only after it.
+    (mutation,) = _hcm(config, "public")["early_header_mutation_extensions"]
+    removed = {m["remove"] for m in mutation["typed_config"]["mutations"]}
+    assert removed == {"agentmesh-upstream", "agentmesh-internal-token", "agentmesh-tenant"}
+    for route in routes:  # Run is side-effecting and clients own their own retries
+        assert route["route"]["retry_policy"]["retry_on"] == "connect-failure,refused-stream"
+
+
+def test_internal_listener_header_routes_first(rendered: tuple[str, str]) -> None:
+    routes = _routes(yaml.safe_load(rendered[1]), "internal")
+    header_routes, prefix_routes = routes[: len(SERVICES)], routes[len(SERVICES) :]
+    for route in header_routes:
+        (header,) = route["match"]["headers"]
+        assert header["name"] == "agentmesh-upstream"
+        assert route["match"]["prefix"] == "/"
+        assert header["string_match"] == {"exact": route["route"]["cluster"]}
+    assert {r["route"]["cluster"] for r in header_routes} == SERVICES
+    assert {r["match"]["prefix"]: r["route"]["cluster"] for r in prefix_routes} == PUBLIC_PREFIXES
+    for route in routes:
+        cluster, policy = route["route"]["cluster"], route["route"]["retry_policy"]
+        expected = "connect-failure,refused-stream" + ("" if cluster == "supervisor" else ",unavailable")
+        assert policy["retry_on"] == expected
+        assert policy["num_retries"] == 2
+        assert policy["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"
+
+
+def test_no_route_can_be_cut_by_the_default_timeout(rendered: tuple[str, str]) -> None:
+    config = yaml.safe_load(rendered[1])
+    expected = {"supervisor": "300s", "guard": "10s"} | {agent: "180s" for agent in AGENTS}
+    for listener in ("public", "internal"):
+        for route in _routes(config, listener):
+            action = route["route"]
+            limits = action["max_stream_duration"]
+            assert limits["max_stream_duration"] == limits["grpc_timeout_header_max"]
+            meta = route["match"]["prefix"] in ("/grpc.health.v1.Health/", "/grpc.reflection.")
+            assert limits["max_stream_duration"] == ("30s" if meta else expected[action["cluster"]])
+    assert _hcm(config, "public")["stream_idle_timeout"] == "300s"
+
+
+def test_admin_stays_on_loopback(rendered: tuple[str, str]) -> None:
+    target, text = rendered
+    config = yaml.safe_load(text)
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    if target != "local":  # probes and Prometheus get two read-only paths, not the admin port
+        paths = {r["match"]["path"] for r in _routes(config, "metrics")}
+        assert paths == {"/stats/prometheus", "/ready"}
+
+
+def test_access_log_can_be_turned_off() -> None:
+    spec = TARGETS["local"]()
+    quiet = GatewaySpec(public=spec.public, internal=spec.internal, admin=spec.admin, upstreams=spec.upstreams, access_log=False)
+    config = yaml.safe_load(render_envoy_config(quiet))
+    assert "access_log" not in _hcm(config, "public")
+    assert "%RESPONSE_FLAGS%" in render_envoy_config(spec)
+
+
+def _up(name: str, *ports: int) -> Upstream:
+    return Upstream(name, tuple(("127.0.0.1", p) for p in ports))
+
+
+@pytest.mark.parametrize(
+    ("upstreams", "message"),
+    [
+        ((_up("supervisor", 1),), "guard"),
+        ((_up("supervisor", 1), _up("guard")), "no endpoints"),
+        ((_up("supervisor", 1), _up("guard", 2), _up("guard", 3)), "duplicate"),
+        ((_up("supervisor", 1), _up('guard"\n', 2)), "must match"),
+    ],
+)
+def test_rejects_specs_envoy_would_reject(upstreams: tuple[Upstream, ...], message: str) -> None:
+    spec = GatewaySpec(public=("127.0.0.1", 1), internal=("127.0.0.1", 2), admin=("127.0.0.1", 3), upstreams=upstreams)
+    with pytest.raises(ValueError, match=message):
+        render_envoy_config(spec)
+
+
+def test_cli_prints_a_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "gateway.render", "--target", "k8s", "--namespace", "prod"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "researcher-headless.prod.svc.cluster.local" in result.stdout
+    assert yaml.safe_load(result.stdout)["admin"]["address"]["socket_address"]["port_value"] == 9901

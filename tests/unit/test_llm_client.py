@@ -1,0 +1,185 @@
+"""The LLM client's retry, breaker and accounting logic, driven through the real anthropic SDK against the
+simulator's injected faults (nothing mocked: every attempt is a real HTTP request the simulator counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMRequestRejected, LLMUnavailable
+from agentmesh.llm import BreakerState, LLMClient, cost_usd
+from agentmesh.settings import Settings
+
+MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
+
+
+# The simulator runs on this test's event loop, so its control plane is called asynchronously too.
+async def _put(sim: str, **faults: Any) -> None:
+    async with aiohttp.ClientSession() as http, http.put(f"{sim}/_sim/faults", json=faults) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def _stats(sim: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{sim}/_sim/stats") as resp:
+        return await resp.json()
+
+
+def client(sim: str, **overrides: Any) -> LLMClient:
+    base = {"anthropic_base_url": sim, "llm_backoff_base_s": 0.01, "llm_backoff_max_s": 0.05,
+            "llm_timeout_s": 5.0, "llm_jitter_ms": 0}
+    return LLMClient(settings=Settings(**{**base, **overrides}))
+
+
+async def test_success_records_usage_and_cost(sim_url: str) -> None:
+    llm = client(sim_url)
+    r = await llm.complete(system="You are a researcher.", messages=MSG, max_tokens=200)
+    await llm.close()
+    assert r.text and r.attempts == 1 and r.stop_reason == "end_turn"
+    assert r.input_tokens > 0 and r.output_tokens > 0
+    assert r.cost_usd == pytest.approx(cost_usd("claude-haiku-4-5", r.input_tokens, r.output_tokens))
+    assert llm.stats.input_tokens == r.input_tokens and llm.stats.cost_usd == pytest.approx(r.cost_usd)
+    s = await _stats(sim_url)
+    assert s["requests_total"] == 1 and s["input_tokens_total"] == r.input_tokens
+
+
+async def test_streaming_path_gives_the_same_answer(sim_url: str) -> None:
+    llm = client(sim_url)
+    plain = await llm.complete(system="You are a researcher.", messages=MSG, max_tokens=200)
+    streamed = await llm.complete(system="You are a researcher.", messages=MSG, max_tokens=200, stream=True)
+    await llm.close()
+    assert streamed.text == plain.text and streamed.output_tokens == plain.output_tokens
+
+
+async def test_rate_limits_are_retried_honouring_retry_after(sim_url: str) -> None:
+    # One slot at the provider, eight callers: the 429s carry retry-after and every call still succeeds.
+    await _put(sim_url, max_concurrency=1, latency_ms=50, retry_after_s=0.05)
+    llm = client(sim_url, llm_max_attempts=30, breaker_failure_threshold=3)
+    results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(8)))
+    await llm.close()
+    s = await _stats(sim_url)
+    assert all(r.text for r in results)
+    assert s["responses_by_status"].get("429", 0) > 0
+    assert s["responses_by_status"]["200"] == 8
+    # 429 is back-pressure, not a provider failure: it must never open the breaker.
+    assert llm.breaker.state is BreakerState.CLOSED and llm.stats.failures["429"] > 0
+
+
+async def test_retry_after_above_cap_fails_at_once(sim_url: str) -> None:
+    await _put(sim_url, max_concurrency=0, retry_after_s=3600)
+    llm = client(sim_url, llm_retry_after_cap_s=5)
+    started = time.monotonic()
+    with pytest.raises(LLMRateLimited, match="above the cap"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await llm.close()
+    assert time.monotonic() - started < 3  # the hour-long wait was refused, not slept
+    assert (await _stats(sim_url))["requests_total"] == 1
+
+
+async def test_bad_request_is_never_retried(sim_url: str) -> None:
+    llm = client(sim_url)
+    with pytest.raises(LLMRequestRejected, match="400"):
+        await llm.complete(system="s", messages=[{"role": "robot", "content": "hi"}], max_tokens=50)
+    await llm.close()
+    assert (await _stats(sim_url))["requests_total"] == 1
+
+
+async def test_server_errors_retry_up_to_the_attempt_limit(sim_url: str) -> None:
+    await _put(sim_url, error_rate=1.0)
+    llm = client(sim_url, llm_max_attempts=3, breaker_failure_threshold=100)
+    with pytest.raises(LLMUnavailable, match="after 3 attempts"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await llm.close()
+    assert (await _stats(sim_url))["responses_by_status"]["500"] == 3
+
+
+async def test_x_should_retry_false_is_obeyed(sim_url: str) -> None:
+    await _put(sim_url, error_rate=1.0, should_retry=False)
+    llm = client(sim_url, llm_max_attempts=5)
+    with pytest.raises(LLMUnavailable, match="after 1 attempt"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await llm.close()
+    assert (await _stats(sim_url))["requests_total"] == 1
+
+
+async def test_transient_errors_recover(sim_url: str) -> None:
+    await _put(sim_url, error_rate=0.5, seed=7)
+    llm = client(sim_url, llm_max_attempts=10, breaker_failure_threshold=100)
+    results = [await llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(6)]
+    await llm.close()
+    assert all(r.text for r in results)
+    assert sum(r.attempts for r in results) == (await _stats(sim_url))["requests_total"] > 6
+
+
+async def test_outage_opens_the_breaker_then_a_probe_closes_it(sim_url: str) -> None:
+    await _put(sim_url, outage=529)
+    llm = client(sim_url, llm_max_attempts=2, breaker_failure_threshold=3, breaker_reset_timeout_s=0.5)
+    for _ in range(2):
+        with pytest.raises(LLMUnavailable):
+            await llm.complete(system="s", messages=MSG, max_tokens=50)
+    assert llm.breaker.state is BreakerState.OPEN
+    seen = (await _stats(sim_url))["requests_total"]
+    assert seen == 3  # the third failure opened it; the fourth attempt failed fast
+    # While open: many calls, no provider traffic.
+    for _ in range(20):
+        with pytest.raises(CircuitOpen, match="outage"):
+            await llm.complete(system="s", messages=MSG, max_tokens=50)
+    assert (await _stats(sim_url))["requests_total"] == seen
+    # Outage over, cool-down passed: one probe goes through and closes the breaker.
+    await _put(sim_url, outage=None)
+    await asyncio.sleep(0.6)
+    r = await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await llm.close()
+    assert r.text and llm.breaker.state is BreakerState.CLOSED
+    assert (await _stats(sim_url))["requests_total"] == seen + 1
+
+
+async def test_half_open_admits_a_single_probe(sim_url: str) -> None:
+    await _put(sim_url, outage=529)
+    llm = client(sim_url, llm_max_attempts=1, breaker_failure_threshold=1, breaker_reset_timeout_s=0.2)
+    with pytest.raises(LLMUnavailable):
+        await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await _put(sim_url, outage=None, latency_ms=300)
+    await asyncio.sleep(0.25)
+    outcomes = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(5)),
+                                    return_exceptions=True)
+    await llm.close()
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert all(isinstance(o, CircuitOpen) for o in outcomes if isinstance(o, BaseException))
+    assert (await _stats(sim_url))["requests_total"] == 2
+
+
+async def test_hung_provider_is_cut_by_the_timeout(sim_url: str) -> None:
+    await _put(sim_url, hang=True)
+    llm = client(sim_url, llm_timeout_s=0.3, llm_max_attempts=2)
+    with pytest.raises(LLMUnavailable, match="timeout"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await llm.close()
+    assert llm.stats.failures["timeout"] == 2
+
+
+@pytest.mark.parametrize("fault,kind", [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"),
+                                        ("truncate", "stream_truncated")])
+async def test_stream_failures_are_retried(sim_url: str, fault: str, kind: str) -> None:
+    await _put(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
+    llm = client(sim_url, llm_max_attempts=10, breaker_failure_threshold=100)
+    results = [await llm.complete(system="s", messages=MSG, max_tokens=80, stream=True) for _ in range(6)]
+    await llm.close()
+    assert all(r.stop_reason == "end_turn" and r.text for r in results)
+    assert llm.stats.failures[kind] > 0
+    assert sum(r.attempts for r in results) == 6 + llm.stats.failures[kind]
+
+
+async def test_deadline_stops_retrying(sim_url: str) -> None:
+    await _put(sim_url, error_rate=1.0)
+    llm = client(sim_url, llm_max_attempts=100, llm_backoff_base_s=0.2, llm_backoff_max_s=0.2,
+                 breaker_failure_threshold=1000)
+    started = time.monotonic()
+    with pytest.raises((LLMUnavailable, DeadlineExceeded)):
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.5)
+    await llm.close()
+    assert time.monotonic() - started < 1.5
+    assert (await _stats(sim_url))["requests_total"] < 10

@@ -211,6 +211,8 @@ def detect_emails(text: str) -> list[Finding]:
 # digit runs that could be a phone number (7+ digits with phone punctuation between them).
 _PHONE_CANDIDATE_RE = re.compile(r"[+(]?\d(?:[ \t().\-/]{0,3}\d){6,}\)?")
 _E164_MAX_DIGITS = 15
+# In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
+_PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
 _PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
                         "text me", "dial", "ring")
 
@@ -218,7 +220,8 @@ _PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "
 def detect_phones(text: str) -> list[Finding]:
     out: list[Finding] = []
     for cand in _PHONE_CANDIDATE_RE.finditer(text):
-        if sum(ch.isdigit() for ch in cand.group()) > _E164_MAX_DIGITS:
+        run = cand.group()
+        if sum(ch.isdigit() for ch in run) > _E164_MAX_DIGITS and not _PHONE_SHAPE_RE.search(run):
             continue  # a card or an account number; the matcher would spend ~150 us rejecting it
         # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
         lo, hi = max(0, cand.start() - 1), min(len(text), cand.end() + 1)
@@ -262,8 +265,7 @@ _SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
 })
 # Provider key shapes, matched case-sensitively on the original text at a trigger's position.
 _PROVIDER_RE = re.compile(
-    r"(?P<private_key>-----BEGIN (?P<pk_kind>(?:[A-Z0-9]+ )*)PRIVATE KEY-----"
-    r"(?:[\s\S]*?-----END (?P=pk_kind)PRIVATE KEY-----)?)"
+    r"(?P<private_key>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----)"
     r"|(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
     r"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b)"
     r"|(?P<slack>\bxox[baprs]-[A-Za-z0-9-]{10,})"
@@ -285,7 +287,10 @@ _SECRET_TRIGGER_RE = re.compile(
 )
 _SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
 _ASSIGN_RE = re.compile(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+")
-_TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]+")
+_PEM_FOOTER = "-----END "
+_PEM_FOOTER_RE = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+# Bounded, so that a long run of `key:key:key:...` cannot make every keyword rescan the rest of the text.
+_TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]{1,256}")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _HASH_CONTEXT = _words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
@@ -346,12 +351,22 @@ def detect_secrets(text: str) -> list[Finding]:
     low = text.translate(_ASCII_LOWER)
     out: list[Finding] = []
     covered = 0  # end of the last provider key: keywords inside it (a PEM body) are not new findings
+    footer = -1  # where the next PEM footer starts, found once rather than once per BEGIN
     for t in _SECRET_TRIGGER_RE.finditer(low):
         if t.start() < covered:
             continue
         m = _PROVIDER_RE.match(text, t.start())
         kind = m.lastgroup if m else None  # the outermost named group: the one that closed last
-        if m and kind in _SECRET_WEIGHTS:
+        if m and kind == "private_key":
+            if footer < m.end():
+                footer = text.find(_PEM_FOOTER, m.end())
+                footer = len(text) if footer == -1 else footer
+            # The whole block when its footer follows, else the header alone (a truncated paste).
+            fm = _PEM_FOOTER_RE.match(text, footer)
+            end = fm.end() if fm else m.end()
+            out.append(Finding("secret", m.start(), end, _SECRET_WEIGHTS[kind]))
+            covered = end
+        elif m and kind in _SECRET_WEIGHTS:
             if kind == "openai" and not any(c.isdigit() for c in m.group()):
                 continue  # `sk-this-is-just-a-long-slug` is prose; keys mix digits in
             out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))

@@ -40,7 +40,7 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         self._policy = policy
         self._max_text_chars = max_text_chars
 
-    async def Check(  # noqa: N802 - the name is the RPC's
+    async def Check(
         self, request: guard_pb2.CheckRequest, context: grpc.aio.ServicerContext
     ) -> guard_pb2.CheckResponse:
         started = time.perf_counter()

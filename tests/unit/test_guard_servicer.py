@@ -1,0 +1,128 @@
+"""GuardService end to end over a real grpc.aio server on a loopback port: status codes, the response
+mapping, and logs that carry metadata only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+import services.guard
+from agentmesh.rpc import RunningServer, ServiceBinding, create_server
+from agentmesh.v1 import guard_pb2, guard_pb2_grpc
+from services.guard import GuardServicer, load_policy
+
+MAX_CHARS = 2_000
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    servicer = GuardServicer(policy=load_policy(), max_text_chars=MAX_CHARS)
+    binding = ServiceBinding(
+        add=guard_pb2_grpc.add_GuardServiceServicer_to_server, servicer=servicer, full_name="agentmesh.v1.GuardService"
+    )
+    running = await create_server("127.0.0.1:0", [binding])
+    yield running
+    await running.server.stop(None)
+
+
+@pytest.fixture
+async def stub(server: RunningServer) -> AsyncIterator[guard_pb2_grpc.GuardServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield guard_pb2_grpc.GuardServiceStub(channel)
+
+
+def reason_of(err: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(err)
+    assert status is not None
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    return info.reason
+
+
+async def test_card_on_input_is_blocked(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    text = "charge my visa 4111 1111 1111 1111 please"
+    resp = await stub.Check(guard_pb2.CheckRequest(text=text, direction=guard_pb2.DIRECTION_INPUT))
+    assert resp.action == guard_pb2.ACTION_BLOCK
+    [finding] = resp.findings
+    assert (finding.type, text[finding.start : finding.end]) == ("credit_card", "4111 1111 1111 1111")
+    assert finding.action == guard_pb2.ACTION_BLOCK
+    assert 0.8 <= finding.confidence <= 1.0
+    assert resp.redacted_text == text
+
+
+async def test_email_is_redacted(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    resp = await stub.Check(guard_pb2.CheckRequest(text="reach me at ana@example.com", direction=guard_pb2.DIRECTION_INPUT))
+    assert resp.action == guard_pb2.ACTION_REDACT
+    assert [(f.type, f.action) for f in resp.findings] == [("email", guard_pb2.ACTION_REDACT)]
+    assert resp.redacted_text == "reach me at <EMAIL_1>"
+
+
+async def test_unspecified_direction_means_input(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    resp = await stub.Check(guard_pb2.CheckRequest(text="card 4111 1111 1111 1111"))
+    assert resp.action == guard_pb2.ACTION_BLOCK
+    output = await stub.Check(
+        guard_pb2.CheckRequest(text="card 4111 1111 1111 1111", direction=guard_pb2.DIRECTION_OUTPUT)
+    )
+    assert (output.action, output.redacted_text) == (guard_pb2.ACTION_REDACT, "card <CREDIT_CARD_1>")
+
+
+@pytest.mark.parametrize("text", ["", "What is the capital of France?"])
+async def test_benign_and_empty_text_is_allowed(stub: guard_pb2_grpc.GuardServiceStub, text: str) -> None:
+    resp = await stub.Check(guard_pb2.CheckRequest(text=text, direction=guard_pb2.DIRECTION_INPUT))
+    assert resp.action == guard_pb2.ACTION_ALLOW
+    assert list(resp.findings) == []
+    assert resp.redacted_text == text
+
+
+async def test_oversized_text_is_invalid_argument(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Check(guard_pb2.CheckRequest(text="a" * (MAX_CHARS + 1)))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(MAX_CHARS) in (info.value.details() or "")
+    assert reason_of(info.value) == "TEXT_TOO_LONG"
+
+
+async def test_text_at_the_limit_is_checked(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    resp = await stub.Check(guard_pb2.CheckRequest(text="é" * MAX_CHARS))  # characters, not UTF-8 bytes
+    assert resp.action == guard_pb2.ACTION_ALLOW
+
+
+async def test_unknown_direction_is_invalid_argument(stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Check(guard_pb2.CheckRequest(text="hi", direction=7))  # proto3 enums are open on the wire
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(info.value) == "UNKNOWN_DIRECTION"
+
+
+async def test_long_text_is_checked_off_the_event_loop_with_the_same_result() -> None:
+    # Above the inline size the servicer hands decide() to a thread; the answer must not change.
+    servicer = GuardServicer(policy=load_policy())
+    text = "filler words here. " * 1_000 + "mail ana@example.com"
+    resp = await servicer.Check(guard_pb2.CheckRequest(text=text), context=None)  # type: ignore[arg-type]
+    assert resp.action == guard_pb2.ACTION_REDACT
+    assert resp.redacted_text.endswith("mail <EMAIL_1>")
+
+
+async def test_logs_carry_metadata_not_text(
+    stub: guard_pb2_grpc.GuardServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "password=Xy7kP9qLm2Vt8RzW4nBc"
+    with caplog.at_level(logging.INFO, logger="services.guard.servicer"):
+        await stub.Check(guard_pb2.CheckRequest(text=f"{secret} and ana@example.com"))
+    [record] = [r for r in caplog.records if r.name == "services.guard.servicer"]
+    assert record.finding_counts == {"secret": 1, "email": 1}
+    assert record.action == "BLOCK"
+    assert "Xy7kP9qLm2Vt8RzW4nBc" not in caplog.text and "ana@example.com" not in caplog.text
+    assert all("Xy7kP9qLm2Vt8RzW4nBc" not in str(v) for v in vars(record).values())
+
+
+def test_public_surface_is_pinned() -> None:
+    assert sorted(services.guard.__all__) == sorted([
+        "FINDING_TYPES", "Action", "Decision", "Direction", "Finding", "GuardServicer", "Policy", "PolicyError",
+        "PolicyFinding", "Rule", "decide", "detect", "load_policy",
+    ])

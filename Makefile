@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
-STUBS := agentmesh/v1/__init__.py
+STUBS := src/agentmesh/v1/__init__.py
 
 .PHONY: install up test test-unit test-integration lint bench clean
 
@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 
 # gRPC stubs are generated, never committed: protos/ is the single source.
 $(STUBS): $(PROTOS) $(VENV)/.installed
-	rm -rf agentmesh/v1 && mkdir -p agentmesh/v1
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	rm -rf src/agentmesh/v1 && mkdir -p src/agentmesh/v1
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)
 	@echo '"""Generated from protos/agentmesh/v1 by make; not committed."""' > $@
 
 up: install
@@ -38,4 +38,4 @@ test-integration: install
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
 clean:
-	rm -rf agentmesh/v1 .pytest_cache
+	rm -rf src/agentmesh/v1 .pytest_cache

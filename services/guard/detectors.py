@@ -1,12 +1,13 @@
 """Tier-one detectors: pure, regex-first functions that find PII, secrets and prompt injection in a text.
 
-Each detector makes one pass over the text with a precompiled pattern, validates candidates (Luhn, mod-97,
-SSN ranges, entropy) and scores them 0..1. Words within ~40 characters of a match raise or lower the score,
+Each detector makes one scan over the text with a precompiled pattern (for secrets and prompt injection, a
+scan for trigger words with the full pattern tried only there), validates candidates (Luhn, mod-97, SSN ranges,
+entropy) and scores them 0..1. Words within ~40 characters of a match raise or lower the score,
 as Presidio's context enhancer does. Offsets are indices into the original Python str (code points)."""
 
 from __future__ import annotations
 
-import ipaddress
+import bisect
 import math
 import re
 from collections import Counter
@@ -243,12 +244,19 @@ _IP_CONTEXT = _words("ip", "ips", "ipv4", "address", "host", "server", "addr", "
 _IP_NEGATIVE = _words("version", "ver", "release", "build", "firmware", "v", "oid", "section", "chapter")
 
 
+def _internal_ipv4(a: int, b: int) -> bool:
+    """Private, loopback, link-local, CGNAT or "this network": addresses that identify no one outside."""
+    return (
+        a in (0, 10, 127) or (a == 172 and 16 <= b <= 31) or (a == 192 and b == 168) or (a == 169 and b == 254)
+        or (a == 100 and 64 <= b <= 127)
+    )
+
+
 def detect_ip_addresses(text: str) -> list[Finding]:
     out: list[Finding] = []
     for m in _IPV4_RE.finditer(text):
-        addr = ipaddress.IPv4Address(m.group())
-        internal = addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_unspecified
-        score = 0.5 if internal else 0.75
+        a, b, _ = m.group().split(".", 2)
+        score = 0.5 if _internal_ipv4(int(a), int(b)) else 0.75
         if _near(_IP_NEGATIVE, text, m.start(), m.end()):
             score -= 0.4
         elif _near(_IP_CONTEXT, text, m.start(), m.end()):
@@ -287,7 +295,7 @@ _SECRET_TRIGGER_RE = re.compile(
 )
 _SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
 _ASSIGN_RE = re.compile(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+")
-_PEM_FOOTER = "-----END "
+_PEM_MAX_BODY = 16_384  # an RSA-4096 key is ~3.3 KB; a footer further away closes something else
 _PEM_FOOTER_RE = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 # Bounded, so that a long run of `key:key:key:...` cannot make every keyword rescan the rest of the text.
 _TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]{1,256}")
@@ -312,25 +320,30 @@ def _char_classes(s: str) -> int:
 
 def _token_score(token: str, keyword: str, assigned: bool) -> float | None:
     """Score a token seen just after a secret keyword, or None when it does not look like a secret."""
-    if "://" in token or "@" in token or _UUID_RE.fullmatch(token):
-        return None
+    if "://" in token or "@" in token or token.startswith("$") or _UUID_RE.fullmatch(token):
+        return None  # a URL, an address, a variable reference (`$DB_PASSWORD`) or an id
     if _HEX_RE.fullmatch(token):
         # Hex strings are usually hashes; only an explicit `token=abc123...` counts, and then weakly.
         strong = keyword.lower().removesuffix("s") in _STRONG_KEYWORDS
         return 0.6 if assigned and strong and len(token) >= 20 else None
-    has_letter_and_digit = any(c.isalpha() for c in token) and any(c.isdigit() for c in token)
     classes = _char_classes(token)
-    if len(token) >= 20 and _entropy(token) >= 3.5 and (classes >= 3 or (classes == 2 and has_letter_and_digit)):
+    # Generated keys this long all but always hold a digit ((52/62)**20 ~ 3% do not); names such as
+    # `secrets.GITHUB_TOKEN` or `MyServiceClientFactory` never do.
+    if len(token) >= 20 and classes >= 2 and any(c.isdigit() for c in token) and _entropy(token) >= 3.5:
         return 0.85 if assigned else 0.75
     if assigned and len(token) >= 12 and classes >= 3 and _entropy(token) >= 3.0:
         return 0.7  # a shortish password given explicitly (`password=Hunter2!xyz`)
     return None
 
 
-def _secret_after_keyword(text: str, kw: re.Match[str]) -> Finding | None:
+def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None, int]:
+    """The secret among the few tokens after a keyword, and where the first of those tokens ends."""
+    first_end = kw.end()
     for i, tm in enumerate(_TOKEN_RE.finditer(text, kw.end())):
         if i >= _TOKENS_AFTER_KEYWORD or tm.start() - kw.end() > CONTEXT_CHARS:
-            return None
+            break
+        if i == 0:
+            first_end = tm.end()
         raw = tm.group()
         stripped = raw.lstrip(":=")
         token = stripped.rstrip(".,!?:;")
@@ -343,27 +356,28 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> Finding | None:
         if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
             continue
         start = tm.start() + len(raw) - len(stripped)
-        return Finding("secret", start, start + len(token), score)
-    return None
+        return Finding("secret", start, start + len(token), score), start + len(token)
+    return None, first_end
 
 
 def detect_secrets(text: str) -> list[Finding]:
     low = text.translate(_ASCII_LOWER)
     out: list[Finding] = []
-    covered = 0  # end of the last provider key: keywords inside it (a PEM body) are not new findings
-    footer = -1  # where the next PEM footer starts, found once rather than once per BEGIN
+    # End of the last key, or of the run a keyword was glued to: keywords inside it (a PEM body, `key:key:...`)
+    # are not looked at again, which keeps the scan linear.
+    covered = 0
+    footer: tuple[int, int] = (-1, -1)  # (start, end) of the next PEM footer: searched once, not per header
     for t in _SECRET_TRIGGER_RE.finditer(low):
         if t.start() < covered:
             continue
         m = _PROVIDER_RE.match(text, t.start())
         kind = m.lastgroup if m else None  # the outermost named group: the one that closed last
         if m and kind == "private_key":
-            if footer < m.end():
-                footer = text.find(_PEM_FOOTER, m.end())
-                footer = len(text) if footer == -1 else footer
+            if footer[0] < m.end():
+                fm = _PEM_FOOTER_RE.search(text, m.end())
+                footer = (fm.start(), fm.end()) if fm else (len(text), -1)
             # The whole block when its footer follows, else the header alone (a truncated paste).
-            fm = _PEM_FOOTER_RE.match(text, footer)
-            end = fm.end() if fm else m.end()
+            end = footer[1] if footer[1] > 0 and footer[0] - m.end() <= _PEM_MAX_BODY else m.end()
             out.append(Finding("secret", m.start(), end, _SECRET_WEIGHTS[kind]))
             covered = end
         elif m and kind in _SECRET_WEIGHTS:
@@ -372,7 +386,7 @@ def detect_secrets(text: str) -> list[Finding]:
             out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))
             covered = m.end()
         elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()):
-            found = _secret_after_keyword(text, t)
+            found, covered = _secret_after_keyword(text, t)
             if found is not None:
                 out.append(found)
     return out
@@ -439,10 +453,13 @@ _OTHER_FAMILY_DOUBT = 0.7  # each other family present keeps 70% of a hit's rema
 
 
 def _quoted(text: str, start: int) -> bool:
-    """An odd number of quotes earlier on the line: the phrase is being quoted, not said."""
+    """The phrase sits inside quotes opened earlier on its line: it is being quoted, not said."""
     before = text[max(0, start - 80) : start]
     line = before[before.rfind("\n") + 1 :]
-    return line.count('"') % 2 == 1 or line.rfind("\u201c") > line.rfind("\u201d")
+    if line.count('"') % 2 == 1:
+        # `"message": "ignore ..."` is a data value (a tool result), not reported speech.
+        return not line[: line.rfind('"')].rstrip().endswith((":", "=", ",", "[", "{"))
+    return line.rfind("\u201c") > line.rfind("\u201d")
 
 
 def detect_prompt_injection(text: str) -> list[Finding]:
@@ -482,11 +499,13 @@ FINDING_TYPES: frozenset[str] = frozenset(DETECTORS)
 
 def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
     """Keep the higher-confidence finding (then the longer one) wherever spans overlap; sorted by start."""
-    kept: list[Finding] = []
+    kept: list[Finding] = []  # disjoint and sorted by start, so only the neighbours of a slot can overlap
     for f in sorted(findings, key=lambda f: (-f.confidence, f.start - f.end, f.start)):
-        if all(f.end <= k.start or f.start >= k.end for k in kept):
-            kept.append(f)
-    return sorted(kept, key=lambda f: (f.start, f.end))
+        i = bisect.bisect_left(kept, f.start, key=lambda k: k.start)
+        if (i > 0 and kept[i - 1].end > f.start) or (i < len(kept) and kept[i].start < f.end):
+            continue
+        kept.insert(i, f)
+    return kept
 
 
 def detect(text: str) -> list[Finding]:

@@ -30,6 +30,7 @@ class Mesh:
     key: str
     ports: dict[str, int]
     data_dir: Path
+    env: dict[str, str]
     lines: list[str] = field(default_factory=list)
 
     def auth(self, key: str | None = None) -> tuple[tuple[str, str], ...]:
@@ -63,13 +64,12 @@ class Mesh:
         return out
 
 
-def start_mesh(data_dir: Path, database_url: str, *, extra_env: dict[str, str] | None = None,
+def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str, str] | None = None,
                timeout_s: float = 120) -> Mesh:
     ports = {name: free_port() for name in SERVICES}
     gateway, internal, admin, sim = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
         "AGENTMESH_DATA_DIR": str(data_dir),
         "AGENTMESH_GATEWAY_ADDR": f"127.0.0.1:{gateway}",
         "AGENTMESH_GATEWAY_INTERNAL_ADDR": f"127.0.0.1:{internal}",
@@ -79,6 +79,9 @@ def start_mesh(data_dir: Path, database_url: str, *, extra_env: dict[str, str] |
         **(extra_env or {}),
     }
     env.pop("ANTHROPIC_API_KEY", None)
+    env.pop("DATABASE_URL", None)
+    if database_url is not None:  # None: the launcher starts its embedded Postgres under data_dir
+        env["DATABASE_URL"] = database_url
     proc = subprocess.Popen([sys.executable, "-m", "agentmesh", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
@@ -99,7 +102,7 @@ def start_mesh(data_dir: Path, database_url: str, *, extra_env: dict[str, str] |
     key = next(line.split("dev api key:", 1)[1].strip() for line in lines if "dev api key:" in line)
     sim_url = next(line.split("simulator ready on", 1)[1].strip() for line in lines if "simulator ready on" in line)
     return Mesh(proc, f"127.0.0.1:{gateway}", f"127.0.0.1:{internal}", f"127.0.0.1:{admin}", sim_url, key, ports,
-                data_dir, lines)
+                data_dir, env, lines)
 
 
 def stop_mesh(proc: subprocess.Popen[str], timeout_s: float = 30) -> int | None:

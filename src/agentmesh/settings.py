@@ -16,7 +16,7 @@ AGENTS: tuple[ServiceName, ...] = ("researcher", "analyst", "executor")
 class Settings(BaseSettings):
     """Every knob of the mesh. Env names are `AGENTMESH_<FIELD>` unless an alias says otherwise."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTMESH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AGENTMESH_", frozen=True, extra="ignore", use_attribute_docstrings=True)
 
     # --- addresses -------------------------------------------------------------------------------
     host: str = "127.0.0.1"

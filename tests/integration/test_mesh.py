@@ -4,10 +4,12 @@ Postgres for checkpoints. Every call below is a real gRPC call from outside the 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 import grpc
@@ -65,13 +67,12 @@ def test_an_invented_tool_is_refused_not_run(mesh: Mesh, channel: grpc.Channel) 
     assert kinds(events)[-1] == "final"
 
     async def tools() -> list[dict[str, object]]:
-        conn = await asyncpg.connect(os.environ.get("AM_TEST_DB", mesh_db(mesh)))
+        conn = await asyncpg.connect(mesh_db(mesh))
         try:
             row = await conn.fetchval("SELECT result->'tools' FROM steps WHERE run_id = $1 AND agent = 'executor'",
-                                      __import__("uuid").UUID(events[-1].run_id))
+                                      uuid.UUID(events[-1].run_id))
         finally:
             await conn.close()
-        import json
         return json.loads(row)
 
     recorded = asyncio.run(tools())
@@ -222,10 +223,4 @@ def _runs_ok(channel: grpc.Channel, mesh: Mesh) -> bool:
 
 
 def mesh_db(mesh: Mesh) -> str:
-    return next(v for k, v in _env_of(mesh).items() if k == "DATABASE_URL")
-
-
-def _env_of(mesh: Mesh) -> dict[str, str]:
-    with open(f"/proc/{mesh.proc.pid}/environ", "rb") as f:
-        pairs = [p.split(b"=", 1) for p in f.read().split(b"\0") if b"=" in p]
-    return {k.decode(): v.decode() for k, v in pairs}
+    return mesh.env["DATABASE_URL"]

@@ -147,7 +147,7 @@ def test_internal_listener_header_routes_first(rendered: tuple[str, str]) -> Non
     assert {r["match"]["prefix"]: r["route"]["cluster"] for r in prefix_routes} == PUBLIC_PREFIXES
     for route in routes:
         cluster, policy = route["route"]["cluster"], route["route"]["retry_policy"]
-        expected = "connect-failure,refused-stream" + ("" if cluster == "supervisor" else ",unavailable")
+        expected = "connect-failure,refused-stream" + (",unavailable" if cluster == "guard" else "")
         assert policy["retry_on"] == expected
         assert policy["num_retries"] == 2
         assert policy["retry_host_predicate"][0]["name"] == "envoy.retry_host_predicates.previous_hosts"

@@ -37,5 +37,9 @@ test-unit: install
 test-integration: install
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
 
+# Every registered benchmark in turn, each with its defaults; results in bench/results/.
+bench: install
+	$(BIN)/python -m bench.run_all
+
 clean:
 	rm -rf src/agentmesh/v1 .pytest_cache

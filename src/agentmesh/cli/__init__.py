@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     ksub.add_parser("list", help="list keys (ids and tenants only)")
 
+    from agentmesh.cli._bench import add_parsers as add_bench
+
+    add_bench(sub)
+
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_cmd", required=True)
     dsub.add_parser("migrate", help="apply pending migrations")
@@ -77,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(module.main(Settings(), port=args.port))
     handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
                 "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
-                "db": "agentmesh.cli._admin"}
+                "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench"}
     module = importlib.import_module(handlers[args.cmd])
     try:
         return _run(module.run(args))

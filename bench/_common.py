@@ -68,4 +68,5 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row))
-    Console().print(table)
+    # Wide enough for the e2e table when piped to a file or CI log (rich assumes 80 columns there).
+    Console(width=max(Console().width, 160)).print(table)

@@ -120,7 +120,7 @@ class RunExecutor:
 
     async def _execute(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
                        deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        heartbeat = asyncio.create_task(self._heartbeat(run.id))
+        heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
             async for ev in self._loop(run, steps, em, deadline):
                 yield ev
@@ -129,17 +129,17 @@ class RunExecutor:
             info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
             with contextlib.suppress(AgentMeshError):
-                await self._store.fail(run.id, error=info, next_seq=em.seq + 1)
+                await self._store.fail(run, error=info, next_seq=em.seq + 1)
             yield em(error=supervisor_pb2.RunError(**info))
             raise
         finally:
             heartbeat.cancel()
 
-    async def _heartbeat(self, run_id: uuid.UUID) -> None:
+    async def _heartbeat(self, run: RunRecord) -> None:
         while True:
             await asyncio.sleep(self._s.run_lease_s / 3)
             with contextlib.suppress(AgentMeshError):
-                await self._store.renew_lease(run_id)
+                await self._store.renew_lease(run)
 
     async def _loop(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
                     deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
@@ -170,7 +170,7 @@ class RunExecutor:
             step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
             events = 3 if kind == "guard" else 2
             # Checkpoint first, then tell the client: an event the client saw is always recoverable.
-            await self._store.commit_step(run.id, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
+            await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
             steps.append(step)
             tokens += step.input_tokens + step.output_tokens
             cost += step.cost_usd

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 
 from agentmesh import Settings
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
-from agentmesh.errors import InvalidArgument
+from agentmesh.errors import AgentMeshError, InvalidArgument
 from agentmesh.llm import LLMClient
 from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding
 from agentmesh.service import process_setup, serve_bindings
@@ -17,6 +21,8 @@ from services.supervisor.clients import MeshClients
 from services.supervisor.runner import RunExecutor
 from services.supervisor.servicer import SupervisorServicer
 from services.supervisor.store import MIGRATIONS, CheckpointStore
+
+log = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
@@ -35,9 +41,30 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
     executor = RunExecutor(settings=settings, store=store, llm=llm, mesh=MeshClients(channels=channels), agents=AGENTS)
     servicer = SupervisorServicer(executor=executor, store=store, max_message_chars=settings.max_message_chars)
+    # Runs a dead supervisor left behind become resumable failures (now, and whenever a lease runs out).
+    sweeper = asyncio.create_task(_sweep_abandoned(store, every_s=settings.run_lease_s))
     keys = KeyStore(pool=pool)
     auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
     binding = ServiceBinding(supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer,
                              "agentmesh.v1.SupervisorService")
     await serve_bindings("supervisor", settings, [binding], port=port, interceptors=[auth], tracing=tracing,
-                         on_shutdown=[channels.close, llm.close, pool.close])
+                         on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close])
+
+
+async def _sweep_abandoned(store: CheckpointStore, *, every_s: float) -> None:
+    while True:
+        try:
+            if n := await store.mark_abandoned():
+                log.warning("marked abandoned runs resumable", extra={"runs": n})
+        except AgentMeshError:
+            log.warning("abandoned-run sweep skipped: database unavailable")
+        await asyncio.sleep(every_s)
+
+
+def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return cancel

@@ -3,6 +3,8 @@ step so a step is either wholly recorded (result, totals, next event seq, lease)
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -30,24 +32,29 @@ SELECT_RUN = """
 SELECT id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
        llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased
 FROM runs WHERE id = $1 AND tenant_id = $2"""
-# Take the run if nobody holds a live lease on it (or we already do). Completed runs are never re-taken.
+# Take the run if no execution holds a live lease on it. Completed runs are never re-taken.
 CLAIM_RUN = """
 UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
                 error = NULL, updated_at = now()
 WHERE id = $1 AND tenant_id = $2 AND status <> 'completed'
-  AND (lease_owner IS NULL OR lease_expires_at < now() OR lease_owner = $3)
+  AND (lease_owner IS NULL OR lease_expires_at < now())
 RETURNING id"""
 SELECT_STEPS = """
 SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms
 FROM steps WHERE run_id = $1 ORDER BY idx"""
-INSERT_STEP = """
+# One statement, so one round trip and atomic by itself: the run's totals, event seq and lease advance
+# together with the step row, and only while this process still holds the lease (else 0 rows: ABORTED).
+# A step index that already exists violates the primary key: a step is never recorded twice.
+COMMIT_STEP = """
+WITH advanced AS (
+    UPDATE runs SET next_seq = $11, iterations = iterations + $12, input_tokens = input_tokens + $6,
+                    output_tokens = output_tokens + $7, llm_calls = llm_calls + $8, cost_usd = cost_usd + $9,
+                    lease_expires_at = now() + make_interval(secs => $14), updated_at = now()
+    WHERE id = $1 AND lease_owner = $13 AND status = 'running'
+    RETURNING id
+)
 INSERT INTO steps (run_id, idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10)"""
-ADVANCE_RUN = """
-UPDATE runs SET next_seq = $3, iterations = iterations + $4, input_tokens = input_tokens + $5,
-                output_tokens = output_tokens + $6, llm_calls = llm_calls + $7, cost_usd = cost_usd + $8,
-                lease_expires_at = now() + make_interval(secs => $9), updated_at = now()
-WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+SELECT id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10 FROM advanced"""
 RENEW_LEASE = """
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
@@ -59,6 +66,21 @@ FAIL_RUN = """
 UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = now()
 WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+# Runs whose supervisor died (its lease ran out) become resumable failures, so GetThread tells the truth
+# and a client can decide to Resume them.
+MARK_ABANDONED = """
+UPDATE runs SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                error = jsonb_build_object('code', 14, 'resumable', true,
+                                           'message', 'interrupted: the supervisor executing the run stopped')
+WHERE status = 'running' AND lease_expires_at < now()
+RETURNING id"""
+# Threads idle for longer than the retention, with no run in progress; cascades to runs, steps, messages.
+PRUNE_THREADS = """
+DELETE FROM threads t
+WHERE t.created_at < now() - $1::interval
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id
+                  AND (r.updated_at >= now() - $1::interval OR r.status = 'running'))
+  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = t.id AND m.created_at >= now() - $1::interval)"""
 SELECT_THREAD_MESSAGES = "SELECT role, content, run_id, created_at FROM messages WHERE thread_id = $1 ORDER BY id"
 SELECT_THREAD_RUNS = """
 SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
@@ -102,6 +124,7 @@ class RunRecord:
     final: dict[str, Any] | None
     error: dict[str, Any] | None
     leased: bool = False
+    lease: str = ""  # this execution's lease token (empty when the run was only read)
 
 
 @dataclass(frozen=True)
@@ -125,13 +148,14 @@ class CheckpointStore:
 
     def __init__(self, *, pool: asyncpg.Pool, owner: str, lease_s: float) -> None:
         self._pool = pool
-        self._owner = owner
+        self._owner = owner  # names this process; each execution adds a token of its own
         self._lease_s = lease_s
 
     async def create_run(
         self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message, in one transaction."""
+        lease = self._new_lease()
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
             if thread_id:
                 tid = parse_uuid(thread_id, "thread_id")
@@ -143,10 +167,10 @@ class CheckpointStore:
                 await conn.execute(INSERT_THREAD, tid, tenant)
                 history = []
             await conn.execute(INSERT_RUN, run_id, tid, tenant, text, json.dumps(history), next_seq,
-                               self._owner, self._lease_s)
+                               lease, self._lease_s)
             await conn.execute(INSERT_MESSAGE, tid, run_id, "user", text)
             row = await conn.fetchrow(SELECT_RUN, run_id, tenant)
-        return _run_from_row(row)
+        return dataclasses.replace(_run_from_row(row), lease=lease)
 
     async def get_run(self, run_id: str, tenant: str) -> RunRecord:
         rid = parse_uuid(run_id, "run_id")
@@ -157,13 +181,15 @@ class CheckpointStore:
         return _run_from_row(row)
 
     async def claim(self, run: RunRecord) -> RunRecord:
-        """Take the lease of an unfinished run; ABORTED if another live process holds it."""
+        """Take the lease of an unfinished run; ABORTED if another live execution holds it (in this process
+        or another: the token is per execution, so two Resumes landing on one supervisor exclude each other too)."""
+        lease = self._new_lease()
         async with db_errors("run claim"), self._pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(CLAIM_RUN, run.id, run.tenant_id, self._owner, self._lease_s) is None:
+            if await conn.fetchval(CLAIM_RUN, run.id, run.tenant_id, lease, self._lease_s) is None:
                 raise Aborted(f"run {run.id} is being executed by another supervisor; retry when its lease expires",
                               retry_after_s=self._lease_s)
             row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
-        return _run_from_row(row)
+        return dataclasses.replace(_run_from_row(row), lease=lease)
 
     async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
         async with db_errors("step load"):
@@ -176,32 +202,40 @@ class CheckpointStore:
             out.append(StepRecord(**d))
         return out
 
-    async def commit_step(self, run_id: uuid.UUID, step: StepRecord, *, next_seq: int, iteration: bool) -> None:
-        async with db_errors("checkpoint write"), self._pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                ADVANCE_RUN, run_id, self._owner, next_seq, int(iteration), step.input_tokens, step.output_tokens,
-                step.llm_calls, step.cost_usd, self._lease_s,
-            )
-            if status == "UPDATE 0":
-                raise Aborted(f"run {run_id} lease lost: another supervisor took it over")
-            await conn.execute(
-                INSERT_STEP, run_id, step.idx, step.kind, step.agent, json.dumps(step.result), step.input_tokens,
-                step.output_tokens, step.llm_calls, step.cost_usd, step.duration_ms,
-            )
+    async def commit_step(self, run: RunRecord, step: StepRecord, *, next_seq: int, iteration: bool) -> None:
+        run_id = run.id
+        try:
+            async with db_errors("checkpoint write"):
+                status = await self._pool.execute(
+                    COMMIT_STEP, run_id, step.idx, step.kind, step.agent, json.dumps(step.result), step.input_tokens,
+                    step.output_tokens, step.llm_calls, step.cost_usd, step.duration_ms, next_seq, int(iteration),
+                    run.lease, self._lease_s,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Aborted(f"run {run_id} step {step.idx} is already recorded by another supervisor") from exc
+        if status == "INSERT 0 0":
+            raise Aborted(f"run {run_id} lease lost: another supervisor took it over")
 
-    async def renew_lease(self, run_id: uuid.UUID) -> bool:
+    async def renew_lease(self, run: RunRecord) -> bool:
         async with db_errors("lease renewal"):
-            return (await self._pool.execute(RENEW_LEASE, run_id, self._owner, self._lease_s)) != "UPDATE 0"
+            return (await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)) != "UPDATE 0"
 
     async def finish(self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str) -> None:
         async with db_errors("run completion"), self._pool.acquire() as conn, conn.transaction():
-            if await conn.execute(FINISH_RUN, run.id, self._owner, json.dumps(final_event), next_seq) == "UPDATE 0":
+            if await conn.execute(FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq) == "UPDATE 0":
                 raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
             await conn.execute(INSERT_MESSAGE, run.thread_id, run.id, "assistant", answer)
 
-    async def fail(self, run_id: uuid.UUID, *, error: dict[str, Any], next_seq: int) -> None:
+    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int) -> None:
         async with db_errors("run failure record"):
-            await self._pool.execute(FAIL_RUN, run_id, self._owner, json.dumps(error), next_seq)
+            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq)
+
+    def _new_lease(self) -> str:
+        return f"{self._owner}/{uuid.uuid4().hex[:12]}"
+
+    async def mark_abandoned(self) -> int:
+        async with db_errors("abandoned-run sweep"):
+            return len(await self._pool.fetch(MARK_ABANDONED))
 
     async def thread(self, thread_id: str, tenant: str) -> ThreadView:
         tid = parse_uuid(thread_id, "thread_id")
@@ -213,4 +247,11 @@ class CheckpointStore:
         return ThreadView(messages=messages, runs=runs)
 
 
-__all__ = ["MIGRATIONS", "CheckpointStore", "RunRecord", "StepRecord", "ThreadView", "parse_uuid"]
+async def prune_threads(pool: asyncpg.Pool, older_than: datetime.timedelta) -> int:
+    """Delete threads (and their runs, steps, messages) with no activity within `older_than`."""
+    async with db_errors("prune"):
+        status = await pool.execute(PRUNE_THREADS, older_than)
+    return int(status.split()[-1])
+
+
+__all__ = ["MIGRATIONS", "CheckpointStore", "RunRecord", "StepRecord", "ThreadView", "parse_uuid", "prune_threads"]

@@ -58,11 +58,13 @@ class Settings(BaseSettings):
     model: str = "claude-haiku-4-5"
     """Model for every agent and the router."""
     llm_max_concurrency: int = 30
-    """LLM calls in flight per process (the semaphore); the mesh-wide limit is this times the processes."""
+    """Most LLM calls in flight per process: the ceiling of its adaptive (AIMD) limit, which halves on 429s and
+    grows back by about one per round trip; the mesh-wide ceiling is this times the processes."""
     llm_timeout_s: float = 60.0
     """Per-attempt timeout of one LLM call (a hung provider is cut here)."""
     llm_max_attempts: int = 6
-    """Attempts per LLM call, first included (tenacity; the SDK's own retries are off)."""
+    """Attempts per LLM call on provider failures (5xx, 529, timeouts, broken streams), first included; 429s
+    are retried while the deadline allows instead (tenacity; the SDK's own retries are off)."""
     llm_backoff_base_s: float = 0.25
     """First backoff step; doubles per attempt, full jitter."""
     llm_backoff_max_s: float = 8.0
@@ -102,6 +104,22 @@ class Settings(BaseSettings):
     key_cache_ttl_s: float = 30.0
     """How long a verified API key is cached (revocation takes effect within this)."""
 
+    # --- resilience (issue 4) -------------------------------------------------------------------
+    llm_call_budget_s: float = 120.0
+    """Longest one LLM call may take, retries and waits included, when its caller sets no earlier deadline:
+    429s are retried until it runs out, and a retry-after beyond it fails the call at once."""
+    gateway_max_requests_supervisor: int = 1024
+    """Envoy circuit breaker: calls in flight to all supervisor replicas together (Run streams); above it the
+    gateway answers RESOURCE_EXHAUSTED at once."""
+    gateway_max_requests_researcher: int = 1024
+    """Envoy circuit breaker: calls in flight to all researcher replicas together."""
+    gateway_max_requests_analyst: int = 1024
+    """Envoy circuit breaker: calls in flight to all analyst replicas together."""
+    gateway_max_requests_executor: int = 1024
+    """Envoy circuit breaker: calls in flight to all executor replicas together."""
+    gateway_max_requests_guard: int = 1024
+    """Envoy circuit breaker: calls in flight to all guard replicas together."""
+
     # --- telemetry -------------------------------------------------------------------------------
     log_level: str = "INFO"
     """Log level of every process."""
@@ -109,6 +127,10 @@ class Settings(BaseSettings):
     def port_of(self, service: ServiceName) -> int:
         """The gRPC port a service binds by default."""
         return int(getattr(self, f"{service}_port"))
+
+    def gateway_max_requests(self, service: ServiceName) -> int:
+        """The gateway's concurrency cap for one service's cluster."""
+        return int(getattr(self, f"gateway_max_requests_{service}"))
 
     def addr_of(self, service: ServiceName) -> str:
         return f"{self.host}:{self.port_of(service)}"

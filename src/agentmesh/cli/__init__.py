@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_cmd", required=True)
     dsub.add_parser("migrate", help="apply pending migrations")
+    prune = dsub.add_parser("prune", help="delete threads (with their runs, steps, messages) idle for longer than a duration")
+    prune.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m")
     return p
 
 

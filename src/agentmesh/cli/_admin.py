@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from rich.console import Console
@@ -11,6 +12,16 @@ from rich.table import Table
 from agentmesh.cli._common import database_url
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
 from agentmesh.settings import Settings
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """'30d', '12h', '90m', '45s', '2w' -> timedelta; anything else is a usage error."""
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        raise SystemExit(f"--older-than {text!r}: expected a positive number followed by s, m, h, d or w (e.g. 30d)")
+    return dt.timedelta(seconds=int(number) * _UNITS[unit])
 
 
 def all_migrations() -> list[MigrationSet]:
@@ -29,6 +40,12 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with pool.acquire() as conn:
             applied = await migrate(conn, all_migrations())
+        if args.cmd == "db" and args.db_cmd == "prune":
+            from services.supervisor.store import prune_threads
+
+            deleted = await prune_threads(pool, parse_duration(args.older_than))
+            print(f"deleted {deleted} thread{'s' if deleted != 1 else ''} idle for more than {args.older_than}")
+            return 0
         if args.cmd == "db":
             print("\n".join(f"applied {name}" for name in applied) or "schema is up to date")
             return 0

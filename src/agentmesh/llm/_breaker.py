@@ -46,23 +46,30 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         return self._state
 
-    def before_call(self) -> bool:
-        """Admit a call or raise CircuitOpen. Returns True when the call is the half-open probe."""
+    def check(self) -> None:
+        """Raise CircuitOpen if a call would be refused now; changes nothing (callers check before they queue
+        for a concurrency slot, then claim with `before_call` once they have one)."""
         if self._state is BreakerState.OPEN:
             waited = self._clock() - self._opened_at
             if waited < self._reset_timeout_s:
+                left = self._reset_timeout_s - waited
                 raise CircuitOpen(
                     f"LLM provider outage: circuit breaker '{self._name}' is open after {self._threshold} "
-                    f"consecutive provider failures; failing fast",
-                    retry_after_s=self._reset_timeout_s - waited,
+                    f"consecutive provider failures; failing fast (next probe in {left:.1f}s)",
+                    retry_after_s=left,
                 )
+        elif self._state is BreakerState.HALF_OPEN and self._probe_in_flight:
+            raise CircuitOpen(
+                f"LLM provider outage: circuit breaker '{self._name}' is half-open and its probe is in flight",
+                retry_after_s=1.0,
+            )
+
+    def before_call(self) -> bool:
+        """Admit a call or raise CircuitOpen. Returns True when the call is the half-open probe."""
+        self.check()
+        if self._state is BreakerState.OPEN:  # the cool-down has passed: this call probes
             self._set(BreakerState.HALF_OPEN)
         if self._state is BreakerState.HALF_OPEN:
-            if self._probe_in_flight:
-                raise CircuitOpen(
-                    f"LLM provider outage: circuit breaker '{self._name}' is half-open and its probe is in flight",
-                    retry_after_s=1.0,
-                )
             self._probe_in_flight = True
             return True
         return False

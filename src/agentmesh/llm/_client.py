@@ -1,5 +1,6 @@
-"""The one LLM client every service uses: the anthropic SDK behind a semaphore, jitter, tenacity retries of
-transient errors only, a circuit breaker, and token/cost accounting on every call."""
+"""The one LLM client every service uses: the anthropic SDK behind an adaptive (AIMD) concurrency limit,
+jitter, tenacity retries of transient errors only (429s while the deadline allows, provider failures up to an
+attempt count), a circuit breaker, and token/cost accounting on every call."""
 
 from __future__ import annotations
 
@@ -13,17 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from agentmesh.errors import (
+    CircuitOpen,
     DeadlineExceeded,
     LLMRateLimited,
     LLMRequestRejected,
     LLMUnavailable,
 )
 from agentmesh.llm._breaker import BreakerState, CircuitBreaker
+from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
 from agentmesh.llm._pricing import cost_usd
-from agentmesh.llm._retry import Failure, TruncatedStream, classify
+from agentmesh.llm._retry import NEVER_RETRY, Failure, TruncatedStream, classify
 from agentmesh.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,23 +57,52 @@ class LLMResult:
 
 @dataclass
 class LLMStats:
-    """Counters owned by one client (one per process): what the provider saw and what it cost."""
+    """Counters and gauges owned by one client (one per process): what the provider saw, what it cost, and
+    the state of the limiter and the breaker, kept here so a metrics endpoint can export them as they are."""
 
     calls: int = 0
     attempts: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    """Failed attempts by kind: "429", "529", "500", "timeout", "connection", "stream_cut", ..."""
+    fast_failures: Counter[str] = field(default_factory=Counter)
+    """Calls refused without (another) provider attempt: "circuit_open", "retry_after_beyond_deadline",
+    "retry_after_above_cap", "deadline"."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     in_flight: int = 0
     queued: int = 0
+    concurrency_limit: float = 0.0
+    """The adaptive limit now (between 1 and llm_max_concurrency)."""
+    concurrency_limit_lowest: float = 0.0
+    """The lowest the adaptive limit has been since start."""
+    limit_decreases: int = 0
+    """Multiplicative decreases of the limit (at most one per round trip of 429s)."""
+    breaker_state: str = BreakerState.CLOSED.value
+    breaker_transitions: Counter[str] = field(default_factory=Counter)
+    """Breaker state changes by "from->to", e.g. "closed->open"."""
 
 
-class _RetryAfterTooLong(Exception):
-    def __init__(self, failure: Failure, cause: BaseException) -> None:
-        super().__init__(f"provider asked to wait {failure.retry_after_s:.1f}s")
+class _GiveUp(Exception):
+    """Stop retrying now, for a reason worth putting in the caller's error message."""
+
+    def __init__(self, failure: Failure, cause: BaseException, why: str, stat: str) -> None:
+        super().__init__(why)
         self.failure = failure
         self.cause = cause
+        self.why = why
+        self.stat = stat
+
+
+@dataclass
+class _CallState:
+    """One logical call's retry bookkeeping: 429s and provider failures are budgeted differently."""
+
+    deadline: float
+    attempts: int = 0
+    rate_limited: int = 0
+    provider_failures: int = 0
+    out_of_time: bool = False
 
 
 class LLMClient:
@@ -87,29 +119,34 @@ class LLMClient:
     ) -> None:
         self._s = settings
         api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
-        # max_retries=0: tenacity below owns retries; stacking the SDK's 3 attempts would multiply them.
+        # max_retries=0: our retry loop owns retries; stacking the SDK's 3 attempts would multiply them.
         self._sdk = sdk or anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=settings.anthropic_base_url,
             max_retries=0,
             timeout=anthropic.Timeout(settings.llm_timeout_s, connect=5.0),
         )
-        self._sem = asyncio.Semaphore(settings.llm_max_concurrency)
+        self._limiter = AIMDLimiter(max_limit=settings.llm_max_concurrency)
         self._rng = rng or random.Random()
         self._clock = clock
+        self._on_breaker_change = on_breaker_change
         self.breaker = CircuitBreaker(
             name="anthropic",
             failure_threshold=settings.breaker_failure_threshold,
             reset_timeout_s=settings.breaker_reset_timeout_s,
             clock=clock,
-            on_change=on_breaker_change,
+            on_change=self._breaker_changed,
         )
         self.stats = LLMStats()
-        self._backoff = wait_random_exponential(multiplier=settings.llm_backoff_base_s, max=settings.llm_backoff_max_s)
+        self._sync_limiter_stats()
 
     @property
     def model(self) -> str:
         return self._s.model
+
+    @property
+    def limiter(self) -> AIMDLimiter:
+        return self._limiter
 
     async def close(self) -> None:
         await self._sdk.close()
@@ -125,7 +162,8 @@ class LLMClient:
         deadline: float | None = None,
         stream: bool | None = None,
     ) -> LLMResult:
-        """One logical LLM call. `deadline` is on this client's clock; no attempt or wait goes past it.
+        """One logical LLM call. `deadline` is on this client's clock; no attempt or wait goes past it (nor past
+        llm_call_budget_s from now). 429s are retried while it allows; provider failures up to llm_max_attempts.
 
         Raises LLMUnavailable (incl. CircuitOpen), LLMRateLimited, LLMRequestRejected or DeadlineExceeded."""
         model = model or self._s.model
@@ -134,36 +172,34 @@ class LLMClient:
         if tools:
             kwargs["tools"] = list(tools)
         started = self._clock()
-        attempts = 0
-
-        def stop_for_deadline(state: RetryCallState) -> bool:
-            if deadline is None:
-                return False
-            upcoming = state.upcoming_sleep or 0.0
-            return self._clock() + upcoming >= deadline
-
+        budget_end = started + self._s.llm_call_budget_s
+        call = _CallState(deadline=budget_end if deadline is None else min(deadline, budget_end))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._s.llm_max_attempts) | stop_for_deadline,
-            wait=self._wait,
-            retry=retry_if_exception(self._should_retry),
+            stop=lambda state: self._stop(call, state),
+            wait=lambda state: self._wait(call, state),
+            retry=retry_if_exception(lambda exc: self._should_retry(call, exc)),
             reraise=True,
         )
         self.stats.calls += 1
         try:
             async for attempt in retrying:
                 with attempt:
-                    attempts += 1
-                    result = await self._attempt(kwargs, use_stream, deadline)
-        except _RetryAfterTooLong as exc:
-            raise self._map(exc.cause, exc.failure, attempts, extra=f"; {exc}, above the cap of "
-                            f"{self._s.llm_retry_after_cap_s:.0f}s") from exc.cause
+                    call.attempts += 1
+                    result = await self._attempt(kwargs, use_stream, call.deadline)
+        except _GiveUp as exc:
+            self.stats.fast_failures[exc.stat] += 1
+            raise self._map(exc.cause, exc.failure, call.attempts, extra=f"; {exc.why}") from exc.cause
+        except CircuitOpen:
+            self.stats.fast_failures["circuit_open"] += 1
+            raise
         except (LLMUnavailable, DeadlineExceeded):
             raise
         except Exception as exc:
             failure = classify(exc)
             if failure is None:
                 raise
-            raise self._map(exc, failure, attempts) from exc
+            extra = "; the deadline leaves no time for another attempt" if call.out_of_time else ""
+            raise self._map(exc, failure, call.attempts, extra=extra) from exc
         usage_in, usage_out = result["input_tokens"], result["output_tokens"]
         cost = cost_usd(model, usage_in, usage_out)
         self.stats.input_tokens += usage_in
@@ -171,59 +207,93 @@ class LLMClient:
         self.stats.cost_usd += cost
         latency_ms = (self._clock() - started) * 1000
         log.info("llm call", extra={"model": model, "input_tokens": usage_in, "output_tokens": usage_out,
-                                    "cost_usd": round(cost, 6), "attempts": attempts, "latency_ms": round(latency_ms, 1)})
+                                    "cost_usd": round(cost, 6), "attempts": call.attempts,
+                                    "latency_ms": round(latency_ms, 1)})
         return LLMResult(
             text=result["text"], tool_uses=result["tool_uses"], content=result["content"],
             stop_reason=result["stop_reason"], model=result["model"], input_tokens=usage_in,
-            output_tokens=usage_out, cost_usd=cost, attempts=attempts, latency_ms=latency_ms,
+            output_tokens=usage_out, cost_usd=cost, attempts=call.attempts, latency_ms=latency_ms,
         )
 
     # --- one attempt -----------------------------------------------------------------------------
 
-    async def _attempt(self, kwargs: dict[str, Any], use_stream: bool, deadline: float | None) -> dict[str, Any]:
-        timeout = self._s.llm_timeout_s
-        if deadline is not None:
-            timeout = min(timeout, deadline - self._clock())
-            if timeout <= 0:
-                raise DeadlineExceeded("the run's deadline passed before the LLM call could be made")
-        probe = self.breaker.before_call()  # raises CircuitOpen while open: no semaphore slot taken
-        queued = self._sem.locked()
-        self.stats.queued += queued
+    async def _attempt(self, kwargs: dict[str, Any], use_stream: bool, deadline: float) -> dict[str, Any]:
+        # While the breaker is open, fail before queueing for a slot: an outage must not build a queue.
+        self.breaker.check()
+        permit = await self._acquire(deadline)
+        outcome = Outcome.NEUTRAL
         try:
-            async with self._sem:
-                self.stats.queued -= queued
-                queued = False
-                if self._s.llm_jitter_ms > 0 and self._sem.locked():
-                    # Callers released together would hit the provider in the same millisecond.
-                    await asyncio.sleep(self._rng.uniform(0, self._s.llm_jitter_ms) / 1000)
-                self.stats.attempts += 1
-                self.stats.in_flight += 1
-                try:
-                    message = await asyncio.wait_for(self._send(kwargs, use_stream), timeout)
-                finally:
-                    self.stats.in_flight -= 1
-        except BaseException as exc:
-            self.stats.queued -= queued
-            failure = classify(exc)
-            if failure is not None and failure.provider_fault:
-                self.breaker.record_failure(probe=probe)
-            else:
-                self.breaker.record_neutral(probe=probe)
-            if failure is not None:
-                self.stats.failures[failure.kind] += 1
-                log.info("llm attempt failed", extra={"kind": failure.kind, "retry_after_s": failure.retry_after_s})
-            raise
-        self.breaker.record_success(probe=probe)
-        return message
+            if permit.waited and self._s.llm_jitter_ms > 0:
+                # Callers released together would hit the provider in the same millisecond.
+                await asyncio.sleep(self._rng.uniform(0, self._s.llm_jitter_ms) / 1000)
+            left = deadline - self._clock()
+            if left <= 0:
+                raise DeadlineExceeded("the deadline passed while the LLM call waited for a concurrency slot")
+            # Claimed only now, right before the request: every way out below records the probe's outcome.
+            probe = self.breaker.before_call()  # it may have opened while this call queued
+            cut_by_deadline = left < self._s.llm_timeout_s
+            self.stats.attempts += 1
+            try:
+                message, at_capacity = await asyncio.wait_for(self._send(kwargs, use_stream),
+                                                              min(left, self._s.llm_timeout_s))
+            except BaseException as exc:
+                if isinstance(exc, TimeoutError) and cut_by_deadline:
+                    # The caller's deadline, not the provider, ended this attempt: not a provider fault.
+                    self.breaker.record_neutral(probe=probe)
+                    raise DeadlineExceeded("the deadline passed while the LLM call was in flight") from None
+                failure = classify(exc)
+                if failure is not None and failure.provider_fault:
+                    self.breaker.record_failure(probe=probe)
+                else:
+                    self.breaker.record_neutral(probe=probe)
+                if failure is not None:
+                    self.stats.failures[failure.kind] += 1
+                    if failure.rate_limited:
+                        outcome = Outcome.RATE_LIMITED
+                    log.info("llm attempt failed", extra={"kind": failure.kind, "retry_after_s": failure.retry_after_s,
+                                                          "concurrency_limit": round(self._limiter.limit, 2)})
+                raise
+            self.breaker.record_success(probe=probe)
+            outcome = Outcome.AT_CAPACITY if at_capacity else Outcome.SUCCESS
+            return message
+        finally:
+            self._limiter.release(permit, outcome)
+            self._sync_limiter_stats()
 
-    async def _send(self, kwargs: dict[str, Any], use_stream: bool) -> dict[str, Any]:
+    async def _acquire(self, deadline: float) -> Permit:
+        permit = self._limiter.try_acquire()
+        if permit is None:
+            left = deadline - self._clock()
+            if left <= 0:
+                raise DeadlineExceeded("the deadline passed before the LLM call could be made")
+            self.stats.queued += 1
+            try:
+                async with asyncio.timeout(left):
+                    permit = await self._limiter.acquire()
+            except TimeoutError:
+                self.stats.fast_failures["deadline"] += 1
+                raise DeadlineExceeded(
+                    f"the deadline passed while the LLM call queued for one of this process's "
+                    f"{self._limiter.capacity} concurrency slots (an adaptive limit the provider's 429s lowered)"
+                ) from None
+            finally:
+                self.stats.queued -= 1
+        self._sync_limiter_stats()
+        return permit
+
+    async def _send(self, kwargs: dict[str, Any], use_stream: bool) -> tuple[dict[str, Any], bool]:
+        """One HTTP request. Returns the message and whether the provider said it has no request left."""
         if use_stream:
             async with self._sdk.messages.stream(**kwargs) as stream:
+                headers = stream.response.headers
                 msg = await stream.get_final_message()
             if msg.stop_reason is None:
                 raise TruncatedStream("the stream ended without message_stop")
         else:
-            msg = await self._sdk.messages.create(**kwargs)
+            # with_raw_response: the same call, plus the response headers (the SDK does not parse rate-limit ones).
+            raw = await self._sdk.messages.with_raw_response.create(**kwargs)
+            headers = raw.headers
+            msg = await raw.parse()
         text_parts: list[str] = []
         tool_uses: list[ToolUse] = []
         content: list[dict[str, Any]] = []
@@ -239,32 +309,70 @@ class LLMClient:
             "text": "".join(text_parts), "tool_uses": tuple(tool_uses), "content": content,
             "stop_reason": msg.stop_reason, "model": msg.model,
             "input_tokens": msg.usage.input_tokens, "output_tokens": msg.usage.output_tokens,
-        }
+        }, headers.get("anthropic-ratelimit-requests-remaining") == "0"
 
     # --- retry policy ----------------------------------------------------------------------------
 
-    def _should_retry(self, exc: BaseException) -> bool:
+    def _should_retry(self, call: _CallState, exc: BaseException) -> bool:
         failure = classify(exc)
         if failure is None or not failure.transient:
             return False
-        if failure.retry_after_s is not None and failure.retry_after_s > self._s.llm_retry_after_cap_s:
-            raise _RetryAfterTooLong(failure, exc)
+        if failure.rate_limited:
+            call.rate_limited += 1
+        else:
+            call.provider_failures += 1
+        wait = failure.retry_after_s
+        if wait is not None:
+            if wait > self._s.llm_retry_after_cap_s:
+                raise _GiveUp(failure, exc, f"it asked to wait {wait:.1f}s, above the cap of "
+                              f"{self._s.llm_retry_after_cap_s:.0f}s", "retry_after_above_cap")
+            left = call.deadline - self._clock()
+            if wait > left:
+                # Sleeping past the deadline helps nobody: say so now, while the caller can still act on it.
+                raise _GiveUp(failure, exc, f"it asked to wait {wait:.1f}s (retry-after), more than the {max(0.0, left):.1f}s "
+                              f"left before the deadline", "retry_after_beyond_deadline")
         return True
 
-    def _wait(self, state: RetryCallState) -> float:
+    def _stop(self, call: _CallState, state: RetryCallState) -> bool:
+        # 429s are back-pressure, bounded by the deadline alone; provider failures also by an attempt count.
+        if call.provider_failures >= self._s.llm_max_attempts:
+            return True
+        call.out_of_time = self._clock() + (state.upcoming_sleep or 0.0) >= call.deadline
+        return call.out_of_time
+
+    def _wait(self, call: _CallState, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         failure = classify(exc) if exc is not None else None
         if failure is not None and failure.retry_after_s is not None:
             # Honour the provider's wait, plus a little jitter so the herd it throttled doesn't return at once.
             return failure.retry_after_s + self._rng.uniform(0, self._s.llm_backoff_base_s)
-        return float(self._backoff(state))
+        # Exponential backoff with full jitter, counted per kind so a run of 429s doesn't inflate 5xx waits.
+        n = call.rate_limited if failure is not None and failure.rate_limited else call.provider_failures
+        return self._rng.uniform(0, min(self._s.llm_backoff_max_s, self._s.llm_backoff_base_s * 2 ** max(0, n - 1)))
 
     def _map(self, exc: BaseException, failure: Failure, attempts: int, *, extra: str = "") -> Exception:
         where = f"after {attempts} attempt{'s' if attempts != 1 else ''}{extra}"
-        if isinstance(exc, anthropic.APIStatusError) and exc.status_code in (400, 401, 403, 404, 413, 422):
+        if isinstance(exc, anthropic.APIStatusError) and exc.status_code in NEVER_RETRY:
             return LLMRequestRejected(f"the LLM provider rejected the request ({exc.status_code} {exc.type or ''})".strip()
                                       + f" {where}")
+        what = failure.kind
+        if isinstance(exc, anthropic.APIStatusError) and exc.type and exc.status_code != 200:
+            what = f"{exc.status_code} {exc.type}"
         if failure.rate_limited:
-            return LLMRateLimited(f"the LLM provider is rate limiting (429) {where}",
-                                  retry_after_s=failure.retry_after_s)
-        return LLMUnavailable(f"the LLM provider failed ({failure.kind}) {where}", retry_after_s=failure.retry_after_s)
+            return LLMRateLimited(f"the LLM provider is rate limiting ({what}) {where}", retry_after_s=failure.retry_after_s)
+        return LLMUnavailable(f"the LLM provider is unavailable ({what}) {where}", retry_after_s=failure.retry_after_s)
+
+    # --- metrics -----------------------------------------------------------------------------------
+
+    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        self.stats.breaker_state = new.value
+        self.stats.breaker_transitions[f"{old.value}->{new.value}"] += 1
+        if self._on_breaker_change is not None:
+            self._on_breaker_change(old, new)
+
+    def _sync_limiter_stats(self) -> None:
+        # Copied on every acquire and release, so the stats stay plain numbers an exporter can read.
+        self.stats.in_flight = self._limiter.in_flight
+        self.stats.concurrency_limit = self._limiter.limit
+        self.stats.concurrency_limit_lowest = self._limiter.lowest
+        self.stats.limit_decreases = self._limiter.decreases

@@ -1,0 +1,281 @@
+"""End to end through the gateway: N users against a provider limit of C calls in flight at L ms each.
+
+Each user runs conversations back to back (closed loop) for the duration; the simulator is set to
+max_concurrency C and latency L, so no design can exceed C/L successful LLM calls per second. Reports runs,
+failures by status, run latency, successful LLM calls/s and its ratio to C/L, the mesh's CPU ms per run (every
+`serve NAME` process and Envoy; not the simulator, Postgres or this load generator) and HTTP attempts per
+successful LLM call. Then the same load on the LangGraph baseline (bench/baseline_langgraph.py), in its own
+process against the same simulator, so the mesh's figures come with their ratio to it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psutil
+
+from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
+from bench import _plots
+from bench._common import RESULTS, print_table, write_result
+from bench._load import Conversation, LoadResult, RunOutcome, drive
+from bench._target import MeshProcess, SimControl, cpu_delta, cpu_seconds, local_mesh, mesh_processes, self_cpu
+
+NAME = "e2e"
+DEFAULT_MESSAGE = "Compare two payment providers and recommend one"
+GOALS = {"failures": 0, "ratio_to_limit": 0.95, "cpu_ms_per_run": 25.0, "attempts_per_success": 1.05}
+_KIND = {supervisor_pb2.STEP_KIND_ROUTE: "route", supervisor_pb2.STEP_KIND_AGENT: "agent",
+         supervisor_pb2.STEP_KIND_GUARD: "guard"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--users", type=int, default=500, help="concurrent users (closed loop)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds in which users start runs")
+    p.add_argument("--concurrency-limit", type=int, default=20, help="the simulator's max_concurrency C")
+    p.add_argument("--latency-ms", type=float, default=200.0, help="the simulator's latency L")
+    p.add_argument("--message", default=DEFAULT_MESSAGE, help="what every user asks")
+    p.add_argument("--gateway", default=None, help="target this running gateway instead of starting a mesh")
+    p.add_argument("--sim", default=None, help="the running mesh's simulator URL (with --gateway)")
+    p.add_argument("--key", default=None, help="API key for --gateway (default: env AGENTMESH_API_KEY)")
+    p.add_argument("--mesh-pids", default="", help="with --gateway: comma-separated pids whose CPU to count")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the mesh this starts (repeatable), e.g. AGENTMESH_LLM_MAX_CONCURRENCY=7")
+    p.add_argument("--channels", type=int, default=4, help="client HTTP/2 connections to the gateway")
+    p.add_argument("--run-timeout", type=float, default=300.0, help="deadline of one run (s)")
+    p.add_argument("--drain-timeout", type=float, default=240.0, help="wait for started runs after the duration (s)")
+    p.add_argument("--warmup-runs", type=int, default=10, help="runs before measuring (connections, key cache)")
+    p.add_argument("--sweep", default="", help="comma-separated user counts, one measurement each (throughput vs users)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the LangGraph baseline")
+    p.add_argument("--profile", action="store_true", help="py-spy every service during the window (figures then include its cost)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+
+
+@dataclass
+class MeshTarget:
+    gateway: str
+    sim: SimControl
+    key: str
+    processes: list[MeshProcess]
+    pids: dict[str, int]
+
+
+@contextlib.asynccontextmanager
+async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
+    if args.gateway:
+        if not args.sim:
+            raise SystemExit("--gateway needs --sim (the simulator's URL) to set the provider limit")
+        key = args.key or os.environ.get("AGENTMESH_API_KEY", "")
+        pids = [int(x) for x in args.mesh_pids.split(",") if x.strip()]
+        procs = [MeshProcess(f"pid{pid}", psutil.Process(pid)) for pid in pids]
+        yield MeshTarget(args.gateway, SimControl(args.sim), key, procs, {m.role: m.proc.pid for m in procs})
+        return
+    extra = dict(item.split("=", 1) for item in args.env)
+    async with local_mesh(extra_env=extra) as mesh:
+        yield MeshTarget(mesh.gateway, SimControl(mesh.sim), mesh.key, mesh_processes(mesh), mesh.pids())
+
+
+def mesh_conversation(stubs: list[supervisor_pb2_grpc.SupervisorServiceStub], metadata: tuple[tuple[str, str], ...],
+                      message: str, timeout_s: float) -> Conversation:
+    """One Run through the gateway, reading the stream to the final event."""
+
+    async def run(user: int) -> RunOutcome:
+        out = RunOutcome()
+        started = time.monotonic()
+        final = False
+        try:
+            call = stubs[user % len(stubs)].Run(supervisor_pb2.RunRequest(message=message), metadata=metadata,
+                                                timeout=timeout_s)
+            async for ev in call:
+                if out.first_event_s is None:
+                    out.first_event_s = time.monotonic() - started
+                kind = ev.WhichOneof("event")
+                if kind == "step_finished":
+                    sf = ev.step_finished
+                    label = _KIND.get(sf.kind, "step")
+                    out.steps.append((f"{label} {sf.agent}" if label == "agent" else label, float(sf.duration_ms)))
+                elif kind == "final":
+                    final = True
+                    out.llm_calls = ev.final.usage.llm_calls
+                elif kind == "error":
+                    out.status = f"ERROR_EVENT_{ev.error.code}"
+        except grpc.aio.AioRpcError as exc:
+            out.status = exc.code().name
+        if out.status == "OK" and not final:
+            out.status = "NO_FINAL_EVENT"
+        if out.status == "OK":
+            # What the steps' own durations do not cover: input guard, run creation, checkpoints, streaming.
+            out.steps.append(("outside steps", (time.monotonic() - started) * 1000 - sum(ms for _, ms in out.steps)))
+        return out
+
+    return run
+
+
+async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int) -> tuple[LoadResult, dict[str, Any]]:
+    limit = args.concurrency_limit / (args.latency_ms / 1000)
+    channels = [grpc.aio.insecure_channel(target.gateway) for _ in range(max(1, args.channels))]
+    stubs = [supervisor_pb2_grpc.SupervisorServiceStub(ch) for ch in channels]
+    metadata = (("authorization", f"Bearer {target.key}"),)
+    conversation = mesh_conversation(stubs, metadata, args.message, args.run_timeout)
+    try:
+        await target.sim.set_faults(latency_ms=args.latency_ms, max_concurrency=args.concurrency_limit)
+        if args.warmup_runs:
+            warm = await asyncio.gather(*(conversation(i) for i in range(args.warmup_runs)))
+            bad = [w.status for w in warm if w.status != "OK"]
+            if bad:
+                raise SystemExit(f"warm-up runs failed: {bad[:5]}")
+        cpu: dict[str, dict[str, float]] = {}
+        profiling: asyncio.Task[list[Any]] | None = None
+        if args.profile:
+            from bench import _profile
+
+            profiling = asyncio.create_task(_profile.record(target.pids, args.duration, RESULTS))
+
+        def start() -> None:
+            cpu["before"] = cpu_seconds(target.processes)
+
+        with self_cpu() as driver_cpu:
+            result = await drive(conversation, sim=target.sim, users=users, duration_s=args.duration,
+                                 drain_timeout_s=args.drain_timeout, on_window_start=start)
+        cpu["after"] = cpu_seconds(target.processes)
+        summary = result.summary(limit)
+        by_role = cpu_delta(cpu["before"], cpu["after"])
+        total = sum(by_role.values())
+        summary["mesh_cpu_s"] = round(total, 3)
+        summary["mesh_cpu_s_by_process"] = by_role
+        summary["cpu_ms_per_run"] = round(total * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
+        summary["cpu_ms_per_run_by_process"] = (
+            {k: round(v * 1000 / summary["runs_ok"], 3) for k, v in by_role.items()} if summary["runs_ok"] else {})
+        summary["load_generator_cpu_s"] = round(driver_cpu["s"], 3)
+        summary["users"] = users
+        if profiling is not None:
+            summary["profile"] = [pr.to_json() for pr in await profiling]
+        return result, summary
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The LangGraph design in a process of its own (its CPU is then all its own), same simulator and load."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "baseline.json"
+        cmd = [sys.executable, "-m", "bench.baseline_langgraph", "--sim", sim_url, "--users", str(users),
+               "--duration", str(args.duration), "--concurrency-limit", str(args.concurrency_limit),
+               "--latency-ms", str(args.latency_ms), "--message", args.message,
+               "--drain-timeout", str(args.drain_timeout), "--json", str(out)]
+        subprocess.run(cmd, check=True, timeout=args.duration + args.drain_timeout + 120,
+                       cwd=Path(__file__).resolve().parent.parent)
+        body = json.loads(out.read_text())
+    return body["summary"], body["series"]
+
+
+def _goals(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    checks = {
+        "failures": (s["failures"], s["failures"] <= GOALS["failures"], "== 0"),
+        "ratio_to_limit": (s["ratio_to_limit"], (s["ratio_to_limit"] or 0) >= GOALS["ratio_to_limit"], ">= 0.95"),
+        "cpu_ms_per_run": (s.get("cpu_ms_per_run"),
+                           s.get("cpu_ms_per_run") is not None and s["cpu_ms_per_run"] <= GOALS["cpu_ms_per_run"], "<= 25"),
+        "attempts_per_success": (s["attempts_per_success"],
+                                 (s["attempts_per_success"] or 99) <= GOALS["attempts_per_success"], "<= 1.05"),
+    }
+    return {k: {"value": v, "goal": g, "met": ok} for k, (v, ok, g) in checks.items()}
+
+
+def _rows(name: str, s: dict[str, Any]) -> list[Any]:
+    lat = s["run_latency"]
+    return [name, s["runs"], s["failures"], json.dumps(s["failures_by_status"]) if s["failures_by_status"] else "-",
+            lat["p50_ms"] / 1000, lat["p95_ms"] / 1000, lat["p99_ms"] / 1000, s["llm_calls_per_s"], s["ratio_to_limit"],
+            s.get("cpu_ms_per_run"), s["attempts_per_success"]]
+
+
+async def run(args: argparse.Namespace) -> int:
+    counts = sorted({int(x) for x in args.sweep.split(",") if x.strip()}) if args.sweep else [args.users]
+    limit = args.concurrency_limit / (args.latency_ms / 1000)
+    sweep: list[dict[str, Any]] = []
+    main: tuple[LoadResult, dict[str, Any]] | None = None
+    baseline: dict[str, Any] | None = None
+    baseline_series: dict[str, Any] = {}
+    async with _target(args) as target:
+        for users in counts:
+            result, summary = await measure_mesh(args, target, users)
+            sweep.append(summary)
+            main = (result, summary)
+        if not args.no_baseline:
+            baseline, baseline_series = await asyncio.to_thread(run_baseline, args, target.sim.url, counts[-1])
+    assert main is not None
+    result, mesh = main
+    mesh["goals"] = _goals(mesh)
+    results: dict[str, Any] = {"mesh": mesh}
+    if baseline is not None:
+        results["baseline_langgraph"] = baseline
+        b_lat, m_lat = baseline["run_latency"]["p99_ms"], mesh["run_latency"]["p99_ms"]
+        results["mesh_vs_baseline"] = {
+            "llm_calls_per_s_ratio": round(mesh["llm_calls_per_s"] / baseline["llm_calls_per_s"], 3)
+            if baseline["llm_calls_per_s"] else None,
+            "runs_per_s_ratio": round(mesh["runs_per_s"] / baseline["runs_per_s"], 3) if baseline["runs_per_s"] else None,
+            "p99_ratio": round(m_lat / b_lat, 3) if b_lat else None,
+            "cpu_ms_per_run_ratio": round(mesh["cpu_ms_per_run"] / baseline["cpu_ms_per_run"], 3)
+            if mesh.get("cpu_ms_per_run") and baseline.get("cpu_ms_per_run") else None,
+        }
+    if len(sweep) > 1:
+        results["sweep"] = [{"users": s["users"], "llm_calls_per_s": s["llm_calls_per_s"], "ratio_to_limit": s["ratio_to_limit"],
+                             "p99_ms": s["run_latency"]["p99_ms"], "failures": s["failures"],
+                             "cpu_ms_per_run": s.get("cpu_ms_per_run")} for s in sweep]
+    results["series"] = {"mesh_timeline": result.timeline,
+                         "mesh_run_latency_s": [[round(a, 3), round(b, 3)] for a, b in result.latency_points()],
+                         "baseline_timeline": baseline_series.get("timeline", [])}
+    params = {k: v for k, v in vars(args).items() if k not in ("func", "key")}
+    params["limit_per_s"] = limit
+    if not args.no_plots:
+        results["plots"] = _write_plots(args, result, mesh, baseline, baseline_series, sweep, limit)
+    path = write_result(NAME, params, results)
+
+    columns = ["design", "runs", "failed", "failures", "p50 s", "p95 s", "p99 s", "LLM calls/s", "of limit",
+               "CPU ms/run", "attempts/call"]
+    rows = [_rows("agentmesh", mesh)]
+    if baseline is not None:
+        rows.append(_rows("LangGraph in-process", baseline))
+    print_table(f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit C={args.concurrency_limit} / "
+                f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s", columns, rows)
+    steps = mesh["steps"]
+    print_table("where a mesh run's time goes (server-reported step durations)", ["step", "n", "p50 ms", "p99 ms"],
+                [[k, v["n"], v["p50_ms"], v["p99_ms"]] for k, v in steps.items()])
+    print_table("mesh CPU ms per run by process", ["process", "ms/run"],
+                [[k, v] for k, v in mesh["cpu_ms_per_run_by_process"].items()])
+    if "mesh_vs_baseline" in results:
+        print(f"mesh / LangGraph: LLM calls/s x{results['mesh_vs_baseline']['llm_calls_per_s_ratio']}, "
+              f"p99 x{results['mesh_vs_baseline']['p99_ratio']}")
+    unmet = [k for k, g in mesh["goals"].items() if not g["met"]]
+    print(f"goals: {'all met' if not unmet else 'not met: ' + ', '.join(unmet)}")
+    print(f"wrote {path}")
+    return 0
+
+
+def _write_plots(args: argparse.Namespace, result: LoadResult, mesh: dict[str, Any], baseline: dict[str, Any] | None,
+                 baseline_series: dict[str, Any], sweep: list[dict[str, Any]], limit: float) -> list[str]:
+    title = (f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms "
+             f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)")
+    paths = [_plots.latency_over_time(
+        RESULTS / "e2e-latency.png", title=title, runs=result.latency_points(), rate=result.rate_points(), limit=limit,
+        baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])])]
+    series = {"agentmesh": [b for _, b in result.latency_points()]}
+    if baseline_series.get("run_latency_s"):
+        series["LangGraph in-process"] = [b for _, b in baseline_series["run_latency_s"]]
+    paths.append(_plots.histogram(RESULTS / "e2e-histogram.png", title="run latency", series=series, unit="s"))
+    if len(sweep) > 1:
+        paths.append(_plots.throughput_vs_users(
+            RESULTS / "e2e-sweep.png", title="agentmesh: successful LLM calls/s vs users",
+            users=[s["users"] for s in sweep], rate=[s["llm_calls_per_s"] for s in sweep],
+            p99_s=[s["run_latency"]["p99_ms"] / 1000 for s in sweep], limit=limit, rate_label="LLM calls/s"))
+    return [str(Path(p).relative_to(RESULTS.parent.parent)) for p in paths]

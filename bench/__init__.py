@@ -6,6 +6,7 @@ from __future__ import annotations
 
 # name -> module (imported on use: a benchmark's heavy dependencies load only when it runs).
 REGISTRY: dict[str, str] = {
+    "checkpoints": "bench.checkpoints",
     "e2e": "bench.e2e",
     "service": "bench.service",
 }

@@ -37,12 +37,23 @@ class ClusterLimits:
     max_pending_requests: int = 1024
     """Requests waiting for a connection; with HTTP/2 upstreams this only matters while one is set up."""
     max_requests: int = 1024
-    """Requests in flight: the real concurrency cap for HTTP/2 upstreams. Above it Envoy answers
-    UNAVAILABLE at once ("reset reason: overflow", flag UO, counted in upstream_rq_active_overflow)."""
+    """Requests in flight: the real concurrency cap for HTTP/2 upstreams. Above it Envoy answers at once
+    (flag UO, counted in upstream_rq_active_overflow), RESOURCE_EXHAUSTED with a message naming this limit."""
     max_retries: int = 3
     """Retries in flight that the cluster's retry budget always allows (its min_retry_concurrency);
     above that floor the budget allows 20% of active requests. Envoy ignores the plain max_retries
     breaker once a budget is set, so this is where the number goes."""
+
+
+def cluster_limits(settings: Settings) -> dict[str, ClusterLimits]:
+    """Each service's thresholds from AGENTMESH_GATEWAY_MAX_REQUESTS_<SERVICE>. Pending requests get the same
+    number (they only queue while a connection is set up); connections keep the default, since HTTP/2 needs
+    few of them."""
+    return {
+        name: ClusterLimits(max_pending_requests=settings.gateway_max_requests(name),
+                            max_requests=settings.gateway_max_requests(name))
+        for name in SERVICES
+    }
 
 
 @dataclass(frozen=True)
@@ -168,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
-        spec = local_spec(ports={name: [_default_port(name)] for name in SERVICES})
+        spec = local_spec(ports={name: [_default_port(name)] for name in SERVICES}, limits=cluster_limits(Settings()))
     elif args.target == "compose":
         spec = compose_spec()
     else:

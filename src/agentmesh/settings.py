@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["supervisor", "researcher", "analyst", "executor", "guard"]
@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     # --- telemetry -------------------------------------------------------------------------------
     log_level: str = "INFO"
     """Log level of every process."""
+
+    @field_validator("database_url", "anthropic_api_key", "anthropic_base_url", "internal_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ANTHROPIC_BASE_URL=` in a compose file or .env means "not set", not "the empty URL".
+        return None if value == "" else value
 
     def port_of(self, service: ServiceName) -> int:
         """The gRPC port a service binds by default."""

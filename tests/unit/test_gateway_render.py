@@ -12,7 +12,17 @@ import pytest
 import yaml
 
 import gateway
-from gateway import ClusterLimits, GatewaySpec, Upstream, compose_spec, k8s_spec, local_spec, render_envoy_config
+from agentmesh.settings import Settings
+from gateway import (
+    ClusterLimits,
+    GatewaySpec,
+    Upstream,
+    cluster_limits,
+    compose_spec,
+    k8s_spec,
+    local_spec,
+    render_envoy_config,
+)
 
 ENVOY = Path(sys.executable).parent / "envoy"
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +71,8 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_exports() -> None:
     assert sorted(gateway.__all__) == sorted(
-        ["ClusterLimits", "GatewaySpec", "Upstream", "compose_spec", "k8s_spec", "local_spec", "render_envoy_config"]
+        ["ClusterLimits", "GatewaySpec", "Upstream", "cluster_limits", "compose_spec", "k8s_spec", "local_spec",
+         "render_envoy_config"]
     )
     assert gateway.render_envoy_config is render_envoy_config
 
@@ -109,6 +120,9 @@ def test_clusters_one_per_service(rendered: tuple[str, str]) -> None:
         od = cluster["outlier_detection"]
         assert od["enforcing_consecutive_gateway_failure"] == 100
         assert od["successful_active_health_check_uneject_host"] is False
+        # Measured (shared/notes/envoy.md): the 1 s default merge window let 28 calls fail before an ejection.
+        assert cluster["common_lb_config"]["update_merge_window"] == "0s"
+        assert od["base_ejection_time"] == "15s" and od["max_ejection_percent"] == 100
         assert cluster["circuit_breakers"]["thresholds"][0]["retry_budget"]["budget_percent"] == {"value": 20.0}
 
 
@@ -119,6 +133,28 @@ def test_limits_come_from_the_spec() -> None:
     default = clusters["guard"]["circuit_breakers"]["thresholds"][0]
     assert (default["max_connections"], default["max_pending_requests"], default["max_requests"]) == (1024, 1024, 1024)
     assert default["retry_budget"]["min_retry_concurrency"] == 3
+
+
+def test_limits_from_settings_per_service() -> None:
+    limits = cluster_limits(Settings(gateway_max_requests_researcher=40, gateway_max_requests_guard=500))
+    assert set(limits) == SERVICES
+    assert (limits["researcher"].max_requests, limits["researcher"].max_pending_requests) == (40, 40)
+    assert limits["guard"].max_requests == 500 and limits["analyst"].max_requests == 1024
+
+
+def test_overflow_answers_resource_exhausted_naming_the_limit(rendered: tuple[str, str]) -> None:
+    config = yaml.safe_load(rendered[1])
+    limits = {c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"] for c in config["static_resources"]["clusters"]
+              if c["name"] in SERVICES}
+    for listener in ("public", "internal"):
+        mappers = _hcm(config, listener)["local_reply_config"]["mappers"]
+        for name, limit in limits.items():
+            (mapper,) = [m for m in mappers if "and_filter" in m["filter"]
+                         and f'xds.cluster_name == "{name}"' in str(m["filter"])]
+            assert mapper["headers_to_add"][0]["header"] == {"key": "grpc-status", "value": "8"}  # RESOURCE_EXHAUSTED
+            assert f"{name} is at its limit of {limit} calls in flight" in str(mapper["body_format_override"])
+        flags = [m["filter"].get("response_flag_filter", {}).get("flags") for m in mappers]
+        assert ["UH"] in flags and ["UO"] in flags  # catch-alls after the per-cluster ones
 
 
 def test_public_listener_routes_by_path_only(rendered: tuple[str, str]) -> None:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 
 from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMRequestRejected, LLMUnavailable
@@ -57,7 +58,8 @@ async def test_streaming_path_gives_the_same_answer(sim_url: str) -> None:
 async def test_rate_limits_are_retried_honouring_retry_after(sim_url: str) -> None:
     # One slot at the provider, eight callers: the 429s carry retry-after and every call still succeeds.
     await _put(sim_url, max_concurrency=1, latency_ms=50, retry_after_s=0.05)
-    llm = client(sim_url, llm_max_attempts=30, breaker_failure_threshold=3)
+    # One attempt allowed for provider failures: 429s are not counted against it, only against the deadline.
+    llm = client(sim_url, llm_max_attempts=1, breaker_failure_threshold=3)
     results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(8)))
     await llm.close()
     s = await _stats(sim_url)
@@ -120,7 +122,7 @@ async def test_outage_opens_the_breaker_then_a_probe_closes_it(sim_url: str) -> 
     for _ in range(2):
         with pytest.raises(LLMUnavailable):
             await llm.complete(system="s", messages=MSG, max_tokens=50)
-    assert llm.breaker.state is BreakerState.OPEN
+    assert llm.breaker.state is BreakerState.OPEN and llm.stats.breaker_state == "open"
     seen = (await _stats(sim_url))["requests_total"]
     assert seen == 3  # the third failure opened it; the fourth attempt failed fast
     # While open: many calls, no provider traffic.
@@ -135,6 +137,10 @@ async def test_outage_opens_the_breaker_then_a_probe_closes_it(sim_url: str) -> 
     await llm.close()
     assert r.text and llm.breaker.state is BreakerState.CLOSED
     assert (await _stats(sim_url))["requests_total"] == seen + 1
+    # The breaker's history is in the client's stats, ready for a metrics exporter.
+    # 21 failed fast: the 20 above, and the second call's retry once the breaker had opened.
+    assert llm.stats.breaker_state == "closed" and llm.stats.fast_failures["circuit_open"] == 21
+    assert llm.stats.breaker_transitions == {"closed->open": 1, "open->half_open": 1, "half_open->closed": 1}
 
 
 async def test_half_open_admits_a_single_probe(sim_url: str) -> None:
@@ -183,3 +189,53 @@ async def test_deadline_stops_retrying(sim_url: str) -> None:
     await llm.close()
     assert time.monotonic() - started < 1.5
     assert (await _stats(sim_url))["requests_total"] < 10
+
+
+async def test_a_429_storm_converges_on_what_the_provider_admits(sim_url: str) -> None:
+    # 100 callers, 4 provider slots. Measured on 2 cores: a fixed limit of 30 drew 373 429s for these 100
+    # calls; the adaptive limit halves per round trip of 429s and drew 44, in about the same 2 s.
+    await _put(sim_url, max_concurrency=4, latency_ms=50, retry_after_s=0.05)
+    llm = client(sim_url, llm_max_attempts=2, llm_jitter_ms=25)
+    results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50,
+                                                  deadline=time.monotonic() + 30) for _ in range(100)))
+    await llm.close()
+    s = await _stats(sim_url)
+    assert len(results) == 100 and s["responses_by_status"]["200"] == 100
+    assert s["responses_by_status"]["429"] < 150
+    assert llm.stats.limit_decreases >= 2 and llm.stats.concurrency_limit_lowest <= 8
+    assert llm.breaker.state is BreakerState.CLOSED and llm.stats.in_flight == llm.stats.queued == 0
+
+
+async def test_retry_after_beyond_the_deadline_fails_at_once(sim_url: str) -> None:
+    await _put(sim_url, max_concurrency=0, retry_after_s=5)  # under the 20 s cap, over the caller's 1 s
+    llm = client(sim_url)
+    started = time.monotonic()
+    with pytest.raises(LLMRateLimited, match=r"wait 5\.0s \(retry-after\), more than the 1\.0s left") as info:
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=started + 1.0)
+    await llm.close()
+    assert time.monotonic() - started < 0.5
+    assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.retry_after_s == 5
+    assert (await _stats(sim_url))["requests_total"] == 1
+    assert llm.stats.fast_failures["retry_after_beyond_deadline"] == 1
+
+
+async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim_url: str) -> None:
+    await _put(sim_url, hang=True)
+    llm = client(sim_url, llm_timeout_s=5.0, breaker_failure_threshold=1)
+    with pytest.raises(DeadlineExceeded, match="in flight"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.3)
+    await llm.close()
+    # One slow call of ours says nothing about the provider: the breaker (threshold 1) stays closed.
+    assert llm.breaker.state is BreakerState.CLOSED and not llm.stats.failures
+
+
+async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(sim_url: str) -> None:
+    await _put(sim_url, latency_ms=500)
+    llm = client(sim_url, llm_max_concurrency=1)
+    first = asyncio.create_task(llm.complete(system="s", messages=MSG, max_tokens=50))
+    await asyncio.sleep(0.05)
+    with pytest.raises(DeadlineExceeded, match="queued for one of this process's 1 concurrency slots"):
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.2)
+    assert (await first).text
+    await llm.close()
+    assert (await _stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0

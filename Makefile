@@ -12,7 +12,7 @@ install: $(VENV)/.installed $(STUBS)
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,local]'
 	@touch $@
 
 # gRPC stubs are generated, never committed: protos/ is the single source.

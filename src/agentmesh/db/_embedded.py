@@ -8,7 +8,11 @@ from pathlib import Path
 
 def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
     """Start (or reuse) a Postgres 16 under data_dir/postgres; returns (dsn, stop)."""
-    import pgserver  # imported here: it registers atexit handlers and is only needed by the launcher
+    try:
+        import pgserver  # imported here: it registers atexit handlers and is only needed by the launcher
+    except ImportError as exc:
+        raise RuntimeError("no DATABASE_URL and no embedded Postgres: set DATABASE_URL or pip install "
+                           "'agentmesh[local]'") from exc
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from agentmesh.cli._common import database_url
+from agentmesh.cli._common import require_database_url
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
 from agentmesh.settings import Settings
 
@@ -32,9 +32,8 @@ def all_migrations() -> list[MigrationSet]:
 
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
-    dsn = database_url(settings)
+    dsn = require_database_url(settings)
     if dsn is None:
-        print("no database: set DATABASE_URL or start the mesh with `agentmesh up`", file=sys.stderr)
         return 2
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:

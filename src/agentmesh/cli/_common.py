@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from agentmesh.settings import Settings
@@ -17,6 +18,14 @@ def database_url(settings: Settings) -> str | None:
         return settings.database_url.get_secret_value()
     path = settings.data_dir / DB_URL_FILE
     return path.read_text().strip() if path.exists() else None
+
+
+def require_database_url(settings: Settings) -> str | None:
+    """database_url(), or None after telling the user how to get one."""
+    dsn = database_url(settings)
+    if dsn is None:
+        print("no database: set DATABASE_URL or start the mesh with `agentmesh up`", file=sys.stderr)
+    return dsn
 
 
 def api_key(settings: Settings, given: str | None) -> str | None:

@@ -10,7 +10,7 @@ import uuid
 from rich.console import Console
 from rich.tree import Tree
 
-from agentmesh.cli._common import database_url
+from agentmesh.cli._common import require_database_url
 from agentmesh.db import create_pool
 from agentmesh.settings import Settings
 
@@ -22,9 +22,8 @@ STEPS = ("SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_call
 
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
-    dsn = database_url(settings)
+    dsn = require_database_url(settings)
     if dsn is None:
-        print("no database: set DATABASE_URL or start the mesh with `agentmesh up`", file=sys.stderr)
         return 2
     try:
         run_id = uuid.UUID(args.run_id)

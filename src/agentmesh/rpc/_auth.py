@@ -17,6 +17,7 @@ import grpc
 from agentmesh.errors import Unauthenticated
 from agentmesh.rpc._channels import INTERNAL_TOKEN_HEADER, TENANT_HEADER
 from agentmesh.rpc._errors import to_status
+from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
 
 current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_tenant")
 
@@ -87,29 +88,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
         authenticate = self._authenticate
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                try:
-                    tenant = await authenticate(context.invocation_metadata() or ())
-                except Unauthenticated as exc:
-                    await context.abort_with_status(to_status(exc))
-                current_tenant.set(tenant)
-                return await inner_uu(request, context)
+        async def admit(context: grpc.aio.ServicerContext) -> None:
+            try:
+                tenant = await authenticate(context.invocation_metadata() or ())
+            except Unauthenticated as exc:
+                await context.abort_with_status(to_status(exc))
+            current_tenant.set(tenant)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+        def unary(inner: Unary) -> Unary:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await admit(context)
+                return await inner(request, context)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    tenant = await authenticate(context.invocation_metadata() or ())
-                except Unauthenticated as exc:
-                    await context.abort_with_status(to_status(exc))
-                current_tenant.set(tenant)
-                async for item in inner_us(request, context):
+            return call
+
+        def stream(inner: Stream) -> Stream:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                await admit(context)
+                async for item in inner(request, context):
                     yield item
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, handler.request_deserializer, handler.response_serializer)
-        return handler
+            return call
+
+        return wrap_handler(handler, unary, stream)

@@ -12,6 +12,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agentmesh.errors import DOMAIN, AgentMeshError
+from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +54,28 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        def unary(inner: Unary) -> Unary:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    return await inner_uu(request, context)
+                    return await inner(request, context)
                 except (grpc.aio.AbortError, grpc.aio.UsageError):
                     raise
-                except Exception as exc:
+                except Exception as exc:  # this is the boundary that maps everything
                     await _abort(context, exc, method)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+            return call
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        def stream(inner: Stream) -> Stream:
+            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
-                    async for item in inner_us(request, context):
+                    async for item in inner(request, context):
                         yield item
                 except (grpc.aio.AbortError, grpc.aio.UsageError):
                     raise
                 except Exception as exc:
                     await _abort(context, exc, method)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+            return call
+
+        return wrap_handler(handler, unary, stream)

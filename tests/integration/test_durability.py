@@ -100,6 +100,19 @@ def reference(mesh: Mesh) -> tuple[list[supervisor_pb2.RunEvent], int]:
     return events, mesh.sim_stats()["requests_total"]
 
 
+def kill_supervisor_at(mesh: Mesh, when: Callable[[supervisor_pb2.RunEvent], bool]) -> Callable[[supervisor_pb2.RunEvent], bool]:
+    """An on_event for run_until: SIGKILL the supervisor shortly after `when` matches (inside the step)."""
+
+    def on_event(ev: supervisor_pb2.RunEvent) -> bool:
+        if when(ev):
+            time.sleep(0.2)  # well inside the step: LLM calls take LATENCY_MS
+            os.kill(service_pid(mesh, "supervisor"), signal.SIGKILL)
+            return True
+        return False
+
+    return on_event
+
+
 def started(kind: int, step: int | None = None) -> Callable[[supervisor_pb2.RunEvent], bool]:
     def match(ev: supervisor_pb2.RunEvent) -> bool:
         s = ev.step_started
@@ -159,14 +172,7 @@ def test_two_concurrent_resumes_do_not_both_execute_the_run(mesh: Mesh) -> None:
     mesh.reset_sim()
     mesh.set_faults(latency_ms=LATENCY_MS)
     with grpc.insecure_channel(mesh.gateway) as ch:
-        def kill_on(ev: supervisor_pb2.RunEvent) -> bool:
-            if started(AGENT, 1)(ev):
-                time.sleep(0.2)
-                os.kill(service_pid(mesh, "supervisor"), signal.SIGKILL)
-                return True
-            return False
-
-        run_id = run_until(mesh, ch, kill_on)
+        run_id = run_until(mesh, ch, kill_supervisor_at(mesh, started(AGENT, 1)))
         time.sleep(2.5)  # the dead supervisor's 2 s lease runs out
         outcomes: list[object] = [None, None]
 
@@ -205,13 +211,7 @@ def test_an_abandoned_run_shows_as_resumable(mesh: Mesh) -> None:
     mesh.reset_sim()
     mesh.set_faults(latency_ms=LATENCY_MS)
     with grpc.insecure_channel(mesh.gateway) as ch:
-        def kill_on(ev: supervisor_pb2.RunEvent) -> bool:
-            if started(AGENT, 1)(ev):
-                os.kill(service_pid(mesh, "supervisor"), signal.SIGKILL)
-                return True
-            return False
-
-        run_id = run_until(mesh, ch, kill_on)
+        run_id = run_until(mesh, ch, kill_supervisor_at(mesh, started(AGENT, 1)))
         thread_id = str(checkpoint(mesh, run_id)[2]["thread_id"])
         deadline = time.monotonic() + 30
         status = None

@@ -30,15 +30,17 @@ COPY gateway/ gateway/
 
 # The gRPC stubs are not committed (src/agentmesh/v1 is gitignored): generate them from protos/, the
 # same way `make` does, before the install picks the package up.
-RUN rm -rf src/agentmesh/v1 && mkdir -p src/agentmesh/v1 \
+RUN rm -rf src/agentmesh/v1 src/buf/validate && mkdir -p src/agentmesh/v1 \
     && python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src \
         protos/agentmesh/v1/*.proto \
+    && python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src protos/buf/validate/validate.proto \
     && echo '"""Generated."""' > src/agentmesh/v1/__init__.py \
+    && echo '"""Generated."""' > src/buf/validate/__init__.py \
     && pip install --no-deps .
 
 # Fail the build, not the first container, if the stubs or package data (migrations, guard policy, Envoy
 # template) are missing from the install. -P: import the installed packages, not the sources in /src.
-RUN python -P -c "import agentmesh.v1.supervisor_pb2_grpc, gateway.render as r, services.guard.policy; \
+RUN python -P -c "import agentmesh.v1.supervisor_pb2_grpc, buf.validate.validate_pb2, gateway.render as r, services.guard.policy; \
 from agentmesh.db import CORE_MIGRATIONS; from services.supervisor.store import MIGRATIONS; \
 assert 'site-packages' in r.__file__, r.__file__; \
 assert r.TEMPLATE_PATH.is_file(), r.TEMPLATE_PATH; \

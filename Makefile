@@ -3,9 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
+# The protovalidate rules our protos import (a subset, see its header); its stubs go to src/buf/validate.
+VALIDATE_PROTO := protos/buf/validate/validate.proto
 STUBS := src/agentmesh/v1/__init__.py
 
-.PHONY: install up test test-unit test-integration lint bench clean
+.PHONY: install up test test-unit test-integration lint bench k8s clean
 
 install: $(VENV)/.installed $(STUBS)
 
@@ -16,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # gRPC stubs are generated, never committed: protos/ is the single source.
-$(STUBS): $(PROTOS) $(VENV)/.installed
-	rm -rf src/agentmesh/v1 && mkdir -p src/agentmesh/v1
+$(STUBS): $(PROTOS) $(VALIDATE_PROTO) $(VENV)/.installed
+	rm -rf src/agentmesh/v1 src/buf/validate && mkdir -p src/agentmesh/v1
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src $(VALIDATE_PROTO)
+	@echo '"""Generated from protos/buf/validate by make; not committed."""' > src/buf/validate/__init__.py
 	@echo '"""Generated from protos/agentmesh/v1 by make; not committed."""' > $@
 
 up: install
@@ -41,5 +45,9 @@ test-integration: install
 bench: install
 	$(BIN)/python -m bench.run_all
 
+# The gateway's Envoy config for Kubernetes, as a ConfigMap, from the one template (tests check it is current).
+k8s: install
+	$(BIN)/python deploy/k8s/gen_gateway_config.py
+
 clean:
-	rm -rf src/agentmesh/v1 .pytest_cache
+	rm -rf src/agentmesh/v1 src/buf/validate .pytest_cache

@@ -8,7 +8,9 @@ from __future__ import annotations
 REGISTRY: dict[str, str] = {
     "checkpoints": "bench.checkpoints",
     "e2e": "bench.e2e",
+    "faults": "bench.faults",
     "service": "bench.service",
+    "tracing": "bench.tracing",
 }
 
 __all__ = ["REGISTRY"]

@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: headless machines and CI have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bench._common import percentile  # noqa: E402
+from bench._common import percentile
 
 
 def _rolling(points: Sequence[tuple[float, float]], window_s: float, q: float) -> tuple[list[float], list[float]]:

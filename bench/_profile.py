@@ -122,7 +122,7 @@ async def record(pids: dict[str, int], duration_s: float, out_dir: Path, rate: i
     exe = py_spy()
     if exe is None:
         return []
-    out_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     procs = {}
     for role, pid in pids.items():
         raw = out_dir / f"profile-{role}.txt"

@@ -55,12 +55,19 @@ async def local_mesh(extra_env: dict[str, str] | None = None) -> AsyncIterator[M
     """`agentmesh up` on free ports against a throwaway database; stopped and cleaned up afterwards."""
     async with throwaway_database() as dsn:
         data_dir = Path(tempfile.mkdtemp(prefix="agentmesh-bench-"))
-        mesh = await asyncio.to_thread(start_mesh, data_dir, dsn, extra_env=extra_env)
+        mesh = await asyncio.to_thread(_start, data_dir, dsn, extra_env)
         try:
             yield mesh
         finally:
             await asyncio.to_thread(stop_mesh, mesh.proc)
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _start(data_dir: Path, dsn: str, extra_env: dict[str, str] | None) -> Mesh:
+    try:
+        return start_mesh(data_dir, dsn, extra_env=extra_env)
+    except StopIteration:  # a launcher that failed early printed no key or simulator line
+        raise RuntimeError(f"agentmesh up failed before printing its dev key or simulator URL (data dir {data_dir})") from None
 
 
 class SimControl:

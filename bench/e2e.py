@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-runs", type=int, default=10, help="runs before measuring (connections, key cache)")
     p.add_argument("--sweep", default="", help="comma-separated user counts, one measurement each (throughput vs users)")
     p.add_argument("--no-baseline", action="store_true", help="skip the LangGraph baseline")
-    p.add_argument("--profile", action="store_true", help="py-spy every service during the window (figures then include its cost)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy every service during the window (the figures then include its cost)")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
 
 
@@ -93,29 +94,37 @@ def mesh_conversation(stubs: list[supervisor_pb2_grpc.SupervisorServiceStub], me
         out = RunOutcome()
         started = time.monotonic()
         final = False
+        step_seen_at = last_at = started
         try:
             call = stubs[user % len(stubs)].Run(supervisor_pb2.RunRequest(message=message), metadata=metadata,
                                                 timeout=timeout_s)
             async for ev in call:
-                if out.first_event_s is None:
-                    out.first_event_s = time.monotonic() - started
+                now = time.monotonic()
                 kind = ev.WhichOneof("event")
-                if kind == "step_finished":
+                if out.first_event_s is None:
+                    out.first_event_s = now - started
+                    # The first event comes after the input guard check and the run's row are written.
+                    out.steps.append(("before first event (input guard, run row)", out.first_event_s * 1000))
+                if kind == "step_started":
+                    step_seen_at = now
+                elif kind == "step_finished":
                     sf = ev.step_finished
                     label = _KIND.get(sf.kind, "step")
-                    out.steps.append((f"{label} {sf.agent}" if label == "agent" else label, float(sf.duration_ms)))
+                    label = f"{label} {sf.agent}" if label == "agent" else label
+                    out.steps.append((label, float(sf.duration_ms)))
+                    # Between the two events and not in the step's own duration: its checkpoint write.
+                    out.steps.append(("checkpoint write", (now - step_seen_at) * 1000 - sf.duration_ms))
                 elif kind == "final":
                     final = True
                     out.llm_calls = ev.final.usage.llm_calls
+                    out.steps.append(("run completion write", (now - last_at) * 1000))
                 elif kind == "error":
                     out.status = f"ERROR_EVENT_{ev.error.code}"
+                last_at = now
         except grpc.aio.AioRpcError as exc:
             out.status = exc.code().name
         if out.status == "OK" and not final:
             out.status = "NO_FINAL_EVENT"
-        if out.status == "OK":
-            # What the steps' own durations do not cover: input guard, run creation, checkpoints, streaming.
-            out.steps.append(("outside steps", (time.monotonic() - started) * 1000 - sum(ms for _, ms in out.steps)))
         return out
 
     return run
@@ -139,7 +148,7 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
         if args.profile:
             from bench import _profile
 
-            profiling = asyncio.create_task(_profile.record(target.pids, args.duration, RESULTS))
+            profiling = asyncio.create_task(_profile.record(target.pids, args.duration, RESULTS, rate=100))
 
         def start() -> None:
             cpu["before"] = cpu_seconds(target.processes)

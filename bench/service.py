@@ -52,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--internal", default=None, help="with --addr and --target gateway: the internal listener")
     p.add_argument("--key", default=None, help="API key for a running mesh (default: env AGENTMESH_API_KEY)")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline of each request (s)")
+    p.add_argument("--profile", action="store_true", help="py-spy the service during the load (needs a mesh this starts)")
     p.add_argument("--no-plots", action="store_true")
 
 
@@ -121,8 +122,8 @@ def histogram(latencies_ms: list[float]) -> list[dict[str, float | int]]:
 
 async def run(args: argparse.Namespace) -> int:
     rpc = args.rpc or DEFAULT_RPC[args.name]
-    if rpc == "check" and args.name != "guard" or rpc == "act" and args.name not in AGENTS \
-            or rpc == "run" and args.name != "supervisor":
+    served_by = {"check": ("guard",), "act": AGENTS, "run": ("supervisor",), "health": SERVICES}
+    if args.name not in served_by[rpc]:
         raise SystemExit(f"--rpc {rpc} is not served by {args.name}")
     async with _endpoint(args, rpc) as ep:
         channel = grpc.aio.insecure_channel(ep.addr)
@@ -133,8 +134,14 @@ async def run(args: argparse.Namespace) -> int:
                     await call()
             proc = psutil.Process(ep.pid) if ep.pid else None
             cpu0 = sum(proc.cpu_times()[:2]) if proc else 0.0
+            profiling = None
+            if args.profile and ep.pid:
+                from bench import _profile
+
+                profiling = asyncio.create_task(_profile.record({args.name: ep.pid}, args.duration, RESULTS, rate=200))
             samples, errors, elapsed = await _load(call, args.concurrency, args.duration)
             cpu_s = sum(proc.cpu_times()[:2]) - cpu0 if proc else None
+            profile = [pr.to_json() for pr in await profiling] if profiling else None
         finally:
             await channel.close()
     lat_ms = [ms for _, ms in samples]
@@ -147,6 +154,8 @@ async def run(args: argparse.Namespace) -> int:
         "histogram": histogram(lat_ms),
         "service_cpu_ms_per_request": round(cpu_s * 1000 / total, 4) if cpu_s is not None and total else None,
     }
+    if profile:
+        results["profile"] = profile
     if not args.no_plots and samples:
         results["plot"] = str(_plots.latency_over_time(
             RESULTS / f"service-{args.name}.png", title=f"{args.name} {rpc} ({args.target}), concurrency {args.concurrency}",

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from gateway.render import (
         ClusterLimits,
         GatewaySpec,
+        GatewayTLS,
         Upstream,
         cluster_limits,
         compose_spec,
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClusterLimits",
     "GatewaySpec",
+    "GatewayTLS",
     "Upstream",
     "cluster_limits",
     "compose_spec",

@@ -8,8 +8,10 @@ local|compose|k8s` prints a config; `agentmesh up` calls `local_spec` and `rende
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,45 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class GatewayTLS:
+    """mTLS between the gateway and the services (files from `agentmesh certs`, as paths Envoy can read)."""
+
+    ca: str
+    """The mesh CA: services' certificates must chain to it, and so must callers of the internal listener."""
+    cert: str
+    """The gateway's certificate: presented to services (client) and on the internal listener (server)."""
+    key: str
+    """Its private key."""
+
+    @classmethod
+    def in_dir(cls, tls_dir: str | Path) -> GatewayTLS:
+        d = Path(tls_dir)
+        return cls(ca=str(d / "ca.crt"), cert=str(d / "gateway.crt"), key=str(d / "gateway.key"))
+
+
+@dataclass(frozen=True)
+class OtlpCollector:
+    """An OTLP receiver (Jaeger, an OpenTelemetry Collector) for the gateway's own spans."""
+
+    host: str
+    port: int
+    protocol: str = "grpc"
+    """"grpc" (OTLP/gRPC, usually port 4317) or "http/protobuf" (OTLP/HTTP, usually 4318)."""
+    service_name: str = "agentmesh-gateway"
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str | None, protocol: str) -> OtlpCollector | None:
+        """From OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL, as the services read them. None when
+        unset, or for https (the gateway's collector cluster speaks plaintext)."""
+        if not endpoint:
+            return None
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme != "http" or not url.hostname:
+            return None
+        return cls(host=url.hostname, port=url.port or (4317 if protocol == "grpc" else 4318), protocol=protocol)
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     """Everything that differs between targets; the template holds the rest."""
 
@@ -87,6 +128,12 @@ class GatewaySpec:
     metrics: Address | None = None
     """Optional listener that exposes only GET /stats/prometheus and /ready from admin, for
     Prometheus and readiness probes when admin must stay on loopback (compose, Kubernetes)."""
+    tls: GatewayTLS | None = None
+    """mTLS to every upstream (whose certificate must name the cluster) and on the internal listener;
+    None: plaintext (the local default, everything on loopback)."""
+    otlp: OtlpCollector | None = None
+    """Where Envoy's OpenTelemetry tracer sends the gateway's spans (the services' OTLP endpoint); None: the
+    gateway makes no spans (it still forwards the traceparent header untouched)."""
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:
@@ -109,6 +156,8 @@ def local_spec(
     admin: Address = ("127.0.0.1", 9901),
     limits: Mapping[str, ClusterLimits] | None = None,
     host: str = "127.0.0.1",
+    tls: GatewayTLS | None = None,
+    otlp: OtlpCollector | None = None,
 ) -> GatewaySpec:
     """Processes on one machine: STATIC endpoints `host:PORT`, one port per replica of each service."""
     limits = limits or {}
@@ -120,7 +169,7 @@ def local_spec(
         )
         for name, replica_ports in ports.items()
     )
-    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams)
+    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp)
 
 
 def compose_spec() -> GatewaySpec:
@@ -131,6 +180,7 @@ def compose_spec() -> GatewaySpec:
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
         upstreams=tuple(Upstream(name=name, endpoints=((name, _default_port(name)),), dns=True) for name in SERVICES),
+        otlp=OtlpCollector(host="jaeger", port=4317, protocol="grpc"),  # docker-compose.yml's Jaeger
     )
 
 
@@ -176,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.render", description="Print the gateway's Envoy config.")
     parser.add_argument("--target", choices=("local", "compose", "k8s"), required=True)
     parser.add_argument("--namespace", default="agentmesh", help="k8s only")
+    parser.add_argument("--tls-dir", default=None,
+                        help="mTLS to the services: the directory of `agentmesh certs` files as Envoy sees it")
     args = parser.parse_args(argv)
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
@@ -184,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = compose_spec()
     else:
         spec = k8s_spec(args.namespace)
+    if args.tls_dir:
+        spec = dataclasses.replace(spec, tls=GatewayTLS.in_dir(args.tls_dir))
     sys.stdout.write(render_envoy_config(spec))
     return 0
 

@@ -8,6 +8,7 @@ as Presidio's context enhancer does. Offsets are indices into the original Pytho
 from __future__ import annotations
 
 import bisect
+import ipaddress
 import math
 import re
 from collections import Counter
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import phonenumbers
+
+from services.guard._injection import injection_hits
 
 CONTEXT_CHARS = 40
 
@@ -55,7 +58,7 @@ def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int 
 # Bare 13-19 digits, or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
 # separator. Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
 _CARD_RE = re.compile(
-    r"(?<![\w.])(?<![A-Z]{2}\d\d[ -])(?:\d{13,19}|\d{4}(?P<sep>[ -])"
+    r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{12,18}|\d{3}(?P<sep>[ -])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
 )
 _CARD_CONTEXT = _words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
@@ -113,7 +116,7 @@ def detect_credit_cards(text: str) -> list[Finding]:
 # --- US social security numbers --------------------------------------------------------------------------
 
 _SSN_RE = re.compile(
-    r"(?<![\w-])(?:(?P<area>\d{3})(?P<sep>[- ])(?P<group>\d{2})(?P=sep)(?P<serial>\d{4})|(?P<bare>\d{9}))(?![\w-])"
+    r"\d(?<![\w.-]\d)(?:\d\d(?P<sep>[- .])\d{2}(?P=sep)\d{4}|(?P<bare>\d{8}))(?![\w-]|\.\d)"
 )
 _SSN_CONTEXT = _words("ssns?", r"social\s+security(?:\s+(?:number|no))?", r"soc\.?\s*sec", r"ss\s*#", "ss no")
 _SSN_FAKES = frozenset({"078051120", "123456789"})  # the Woolworth wallet card and the textbook example
@@ -123,7 +126,7 @@ def detect_us_ssns(text: str) -> list[Finding]:
     out: list[Finding] = []
     for m in _SSN_RE.finditer(text):
         bare = m.group("bare")
-        digits = bare or m.group("area") + m.group("group") + m.group("serial")
+        digits = m.group() if bare else m.group().replace(m.group("sep"), "")
         area, group, serial = int(digits[:3]), digits[3:5], digits[5:]
         if area == 0 or area == 666 or area >= 900 or group == "00" or serial == "0000":
             continue  # never issued
@@ -133,7 +136,7 @@ def detect_us_ssns(text: str) -> list[Finding]:
                 continue  # nine bare digits are far more often something else
             score = 0.65
         else:
-            score = (0.75 if m.group("sep") == "-" else 0.55) + (0.2 if context else 0.0)
+            score = {"-": 0.75, " ": 0.55}.get(m.group("sep"), 0.45) + (0.2 if context else 0.0)
         if digits in _SSN_FAKES:
             score = min(score, 0.35)
         out.append(Finding("us_ssn", m.start(), m.end(), _score(score)))
@@ -142,7 +145,7 @@ def detect_us_ssns(text: str) -> list[Finding]:
 
 # --- IBAN --------------------------------------------------------------------------------------------------
 
-_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b")
+_IBAN_RE = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b")
 _IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({
     "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
     "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
@@ -198,40 +201,101 @@ _EMAIL_CONTEXT = _words("e-?mail", "mail", "contact", "reach", "write")
 
 
 def detect_emails(text: str) -> list[Finding]:
-    if "@" not in text:
-        return []
-    return [
-        Finding("email", m.start(), m.end(), 0.95 if _near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85)
-        for m in _EMAIL_RE.finditer(text)
-    ]
+    out: list[Finding] = []
+    done = 0
+    at = text.find("@")
+    while at != -1:
+        # Only the stretch around each @ is scanned: a local part is at most 64 characters, a domain 253.
+        m = _EMAIL_RE.search(text, max(done, at - 65), at + 254)
+        if m is not None and m.start() < at < m.end():
+            out.append(Finding("email", m.start(), m.end(),
+                               0.95 if _near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85))
+            done = m.end()
+        at = text.find("@", max(at + 1, done))
+    return out
 
 
 # --- phone numbers -----------------------------------------------------------------------------------------
 
-# phonenumbers' own scan costs ~0.7 ms per 2 KB even when there is nothing to find, so it only looks at
-# digit runs that could be a phone number (7+ digits with phone punctuation between them).
-_PHONE_CANDIDATE_RE = re.compile(r"[+(]?\d(?:[ \t().\-/]{0,3}\d){6,}\)?")
+# phonenumbers' matcher costs ~0.7 ms per 2 KB even when there is nothing to find, so only digit runs that could
+# be a phone number (7+ digits with phone punctuation between them) are looked at, and a run that holds one
+# number is checked by cheap shape rules and `parse` + `is_valid_number` (~15 us) rather than the matcher.
+_PHONE_CANDIDATE_RE = re.compile(r"[+(\d](?<![\w+(][+(\d])(?:[ \t().\-/]{0,3}\d){6,}\)?")
 _E164_MAX_DIGITS = 15
 # In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
 _PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
-_PHONE_CONTEXT = _words("call", "phone", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
-                        "text me", "dial", "ring")
+_PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
+                        "text me", "dial", "ring", "hotline", "landline", "contact number", "phone number")
+_PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
+                         "customer number", "policy", "ticket", "case")
+_PHONE_MIN_LOOSE_DIGITS = 10
 
 
 def detect_phones(text: str) -> list[Finding]:
     out: list[Finding] = []
     for cand in _PHONE_CANDIDATE_RE.finditer(text):
-        run = cand.group()
-        if sum(ch.isdigit() for ch in run) > _E164_MAX_DIGITS and not _PHONE_SHAPE_RE.search(run):
-            continue  # a card or an account number; the matcher would spend ~150 us rejecting it
-        # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
-        lo, hi = max(0, cand.start() - 1), min(len(text), cand.end() + 1)
-        for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
-            start, end = lo + pm.start, lo + pm.end
-            score = 0.65 if pm.raw_string.startswith("+") else 0.55
-            if _near(_PHONE_CONTEXT, text, start, end):
-                score += 0.3
-            out.append(Finding("phone", start, end, _score(score)))
+        if cand.end() < len(text) and (text[cand.end()].isalnum() or text[cand.end()] == "_"):
+            continue  # glued to a word: an id such as 5551234567abc
+        start, run = cand.start(), cand.group()
+        if run.endswith(")") and "(" not in run:
+            run = run[:-1]
+        if run.startswith("(") and ")" not in run:
+            start, run = start + 1, run[1:]
+        digits = "".join(ch for ch in run if ch.isdigit())
+        if len(digits) > _E164_MAX_DIGITS:
+            if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them
+                out.extend(_phones_by_matcher(text, start, start + len(run)))
+            continue
+        finding = _one_phone(text, start, run, digits)
+        if finding is not None:
+            out.append(finding)
+    return out
+
+
+def _one_phone(text: str, start: int, run: str, digits: str) -> Finding | None:
+    end = start + len(run)
+    if run.startswith("+"):
+        number = _parse_phone(run, None)
+    elif len(digits) == 10 or (len(digits) == 11 and digits[0] == "1"):
+        national = digits[-10:]
+        # North American numbering: area code and exchange start with 2-9. Ruling that out first skips the
+        # parse for most order numbers and dates.
+        number = _parse_phone(run, "US") if national[0] >= "2" and national[3] >= "2" else None
+    else:
+        number = None
+    if number is not None and phonenumbers.is_valid_number(number):
+        score = 0.65 if run.startswith("+") else 0.55
+        if run.isdigit():
+            score = 0.4  # ten bare digits are an order or account number as often as a phone
+        if _near(_PHONE_CONTEXT, text, start, end):
+            score += 0.3
+        elif _near(_PHONE_NEGATIVE, text, start, end):
+            score -= 0.2
+        return Finding("phone", start, end, _score(score))
+    if len(digits) >= _PHONE_MIN_LOOSE_DIGITS and _near(_PHONE_CONTEXT, text, start, end):
+        # Said to be a phone but not a valid one (555 numbers in examples, another country's national format):
+        # accept a number of a possible length, at a lower score.
+        number = number or _parse_phone(run, "US")
+        if number is not None and phonenumbers.is_possible_number(number):
+            return Finding("phone", start, end, 0.6)
+    return None
+
+
+def _parse_phone(run: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(run, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _phones_by_matcher(text: str, lo: int, hi: int) -> list[Finding]:
+    out = []
+    # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
+    lo, hi = max(0, lo - 1), min(len(text), hi + 1)
+    for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
+        start, end = lo + pm.start, lo + pm.end
+        score = (0.65 if pm.raw_string.startswith("+") else 0.55) + (0.3 if _near(_PHONE_CONTEXT, text, start, end) else 0.0)
+        out.append(Finding("phone", start, end, _score(score)))
     return out
 
 
@@ -239,8 +303,8 @@ def detect_phones(text: str) -> list[Finding]:
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 # Not inside a longer dotted run (1.2.3.4.5) and not glued to a word ("v1.2.3.4").
-_IPV4_RE = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
-_IP_CONTEXT = _words("ip", "ips", "ipv4", "address", "host", "server", "addr", "client", "from", "src", "dst")
+_IPV4_RE = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
+_IP_CONTEXT = _words("ip", "ips", "ipv4", "ipv6", "address", "host", "server", "addr", "client", "from", "src", "dst")
 _IP_NEGATIVE = _words("version", "ver", "release", "build", "firmware", "v", "oid", "section", "chapter")
 
 
@@ -252,9 +316,17 @@ def _internal_ipv4(a: int, b: int) -> bool:
     )
 
 
+# Hex groups with at least two colons; ipaddress decides.
+_IPV6_COLON_RE = re.compile(r":(?=[0-9A-Fa-f]{0,4}:)")
+_IPV6_CHARS = frozenset("0123456789abcdefABCDEF:")
+_IPV6_CHARS_DOTTED = _IPV6_CHARS | {"."}
+
+
 def detect_ip_addresses(text: str) -> list[Finding]:
-    out: list[Finding] = []
+    out: list[Finding] = _detect_ipv6(text) if ":" in text else []
     for m in _IPV4_RE.finditer(text):
+        if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._"):
+            continue  # inside a longer dotted run (1.2.3.4.5) or glued to a word ("v1.2.3.4")
         a, b, _ = m.group().split(".", 2)
         score = 0.5 if _internal_ipv4(int(a), int(b)) else 0.75
         if _near(_IP_NEGATIVE, text, m.start(), m.end()):
@@ -262,7 +334,48 @@ def detect_ip_addresses(text: str) -> list[Finding]:
         elif _near(_IP_CONTEXT, text, m.start(), m.end()):
             score += 0.1
         out.append(Finding("ip_address", m.start(), m.end(), _score(score)))
+    return sorted(out, key=lambda f: f.start)
+
+
+def _detect_ipv6(text: str) -> list[Finding]:
+    out: list[Finding] = []
+    done = 0
+    # A literal ":" is found fast; only where a second colon follows within one group is the run around it read.
+    for colon in _IPV6_COLON_RE.finditer(text):
+        if colon.start() < done:
+            continue
+        start = colon.start()
+        while start > 0 and text[start - 1] in _IPV6_CHARS:
+            start -= 1
+        end = colon.start()
+        while end < len(text) and text[end] in _IPV6_CHARS_DOTTED:
+            end += 1
+        done = end
+        if start and (text[start - 1].isalnum() or text[start - 1] in "_."):
+            continue  # glued to a word (`std::vec`, `a1:b2`)
+        raw = text[start:end].rstrip(".")
+        if raw.endswith(":") and not raw.endswith("::"):
+            raw = raw[:-1]
+        try:
+            addr = ipaddress.IPv6Address(raw)
+        except ValueError:
+            continue
+        if addr.is_unspecified:
+            continue
+        internal = addr.is_loopback or addr.is_link_local or addr.is_private and not addr.is_global and not _documentation(addr)
+        score = 0.5 if internal else 0.75
+        if _near(_IP_CONTEXT, text, start, start + len(raw)):
+            score += 0.1
+        out.append(Finding("ip_address", start, start + len(raw), _score(score)))
     return out
+
+
+def _documentation(addr: ipaddress.IPv6Address) -> bool:
+    # 2001:db8::/32 is "private" to ipaddress, but it is what examples and generated data use for real hosts.
+    return addr in _IPV6_DOC
+
+
+_IPV6_DOC = ipaddress.IPv6Network("2001:db8::/32")
 
 
 # --- secrets -----------------------------------------------------------------------------------------------
@@ -284,8 +397,8 @@ _PROVIDER_RE = re.compile(
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
 )
 _SECRET_KEYWORDS = (
-    r"(?<![a-z0-9])(?:secret[_-]?access[_-]?key|access[_-]?key(?:[_-]?id)?|api[_-]?key|apikey|client[_-]?secret"
-    r"|private[_-]?key|(?:auth|access|refresh|bearer)[_-]?token|secret|token|bearer|password|passwd|passphrase"
+    r"(?<![a-z0-9])(?:secret[_ -]?access[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
+    r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|secret|token|bearer|password|passwd|passphrase"
     r"|pwd|pass|credentials?|key)s?(?![a-z0-9])"
 )
 # The one scan over the (ASCII-lowercased) text: where a provider key could start, or a secret keyword stands.
@@ -302,7 +415,9 @@ _TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]{1,256}")
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _HASH_CONTEXT = _words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
-_STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "api_key", "apikey", "api-key"})
+_STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "apikey", "apitoken", "accesstoken", "authtoken",
+                              "clientsecret", "secretaccesskey", "privatekey", "passphrase"})
+_PASSWORD_KEYWORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pas"})
 _TOKENS_AFTER_KEYWORD = 4  # "a few words": `my api key is XYZ`, `"token": "XYZ"`
 
 
@@ -318,22 +433,36 @@ def _char_classes(s: str) -> int:
     )
 
 
-def _token_score(token: str, keyword: str, assigned: bool) -> float | None:
+def _token_score(token: str, keyword: str, *, assigned: bool, first: bool) -> float | None:
     """Score a token seen just after a secret keyword, or None when it does not look like a secret."""
     if "://" in token or "@" in token or token.startswith("$") or _UUID_RE.fullmatch(token):
         return None  # a URL, an address, a variable reference (`$DB_PASSWORD`) or an id
+    kw = re.sub(r"[\s_-]", "", keyword.lower()).removesuffix("s")
     if _HEX_RE.fullmatch(token):
         # Hex strings are usually hashes; only an explicit `token=abc123...` counts, and then weakly.
-        strong = keyword.lower().removesuffix("s") in _STRONG_KEYWORDS
-        return 0.6 if assigned and strong and len(token) >= 20 else None
+        return 0.6 if assigned and kw in _STRONG_KEYWORDS and len(token) >= 20 else None
     classes = _char_classes(token)
+    has_digit = any(c.isdigit() for c in token)
     # Generated keys this long all but always hold a digit ((52/62)**20 ~ 3% do not); names such as
     # `secrets.GITHUB_TOKEN` or `MyServiceClientFactory` never do.
-    if len(token) >= 20 and classes >= 2 and any(c.isdigit() for c in token) and _entropy(token) >= 3.5:
+    if len(token) >= 20 and classes >= 2 and has_digit and _entropy(token) >= 3.5:
         return 0.85 if assigned else 0.75
+    if (assigned or first) and kw in _STRONG_KEYWORDS and len(token) >= 24 and classes >= 2 and _entropy(token) >= 4.0 \
+            and not token.isalpha() or (assigned or first) and len(token) >= 24 and _mixed_case_noise(token):
+        return 0.75  # `api key is aahTOWJptbnkGgvq...`: letters only, but no word looks like that
     if assigned and len(token) >= 12 and classes >= 3 and _entropy(token) >= 3.0:
         return 0.7  # a shortish password given explicitly (`password=Hunter2!xyz`)
+    if (assigned or first) and kw in _PASSWORD_KEYWORDS and len(token) >= 8 and classes >= 3 and has_digit:
+        return 0.7  # `using password 7Nv&uaO3jF8Ul`
     return None
+
+
+def _mixed_case_noise(token: str) -> bool:
+    """Letters whose case flips far more often than in identifiers (CamelCase flips once per word)."""
+    if not token.isalpha() or _entropy(token) < 4.0:
+        return False
+    flips = sum(a.islower() != b.islower() for a, b in zip(token, token[1:], strict=False))
+    return flips >= len(token) / 3
 
 
 def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None, int]:
@@ -347,12 +476,12 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None,
         raw = tm.group()
         stripped = raw.lstrip(":=")
         token = stripped.rstrip(".,!?:;")
-        if len(token) < 12:
+        if len(token) < 8:
             continue
         # `key=VALUE`, `key: VALUE` or `"key": "VALUE"` state the value outright.
         between = text[kw.end() : tm.start()] + raw[: len(raw) - len(stripped)]
         assigned = _ASSIGN_RE.fullmatch(between) is not None
-        score = _token_score(token, kw.group(), assigned)
+        score = _token_score(token, kw.group(), assigned=assigned, first=i == 0)
         if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
             continue
         start = tm.start() + len(raw) - len(stripped)
@@ -394,92 +523,11 @@ def detect_secrets(text: str) -> list[Finding]:
 
 # --- prompt injection --------------------------------------------------------------------------------------
 
-# Patterns are lowercase and run on an ASCII-lowercased copy of the text; every branch starts at a trigger.
-_NOT = r"(?<!n't )(?<!n\u2019t )(?<!not )(?<!never )"  # "don't forget the rules" is advice, not an override
-_INJECTION_FAMILIES: tuple[tuple[str, float, str], ...] = (
-    # Instruction override: "ignore all previous instructions", "forget everything above".
-    ("override", 0.9,
-     _NOT + r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon)\s+"
-     r"(?:(?:all|any|every|the|your|my|these|those|of)\s+){0,3}"
-     r"(?:previous|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing)\s+"
-     r"(?:instructions?|rules|directives?|prompts?|guidelines|constraints|commands|guardrails|restrictions)\b"
-     r"|" + _NOT + r"\b(?:ignore|disregard|forget)\s+(?:all|everything)\s+"
-     r"(?:(?:that\s+)?(?:was\s+|you\s+were\s+)?(?:said|written|stated|told)\s+)?(?:above|before|previously|so\s+far)\b"),
-    ("override_weak", 0.55,
-     _NOT + r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any|your|the|these)\s+){1,2}"
-     r"(?:instructions|rules|guidelines|guardrails|restrictions|safety\s+\w+)\b"
-     r"|\bnew\s+instructions\s*:"),
-    # Role hijack: "you are now DAN", "act as an unrestricted AI".
-    ("role_hijack", 0.9,
-     r"\byou\s+are\s+now\s+(?:dan\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b"
-     r"|in\s+(?:developer|god|jailbreak|dan)\s+mode\b|free\s+(?:of|from)\s+(?:all\s+)?(?:restrictions|rules))"
-     r"|\b(?:act|behave|respond|roleplay)\s+(?:as|like)\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored"
-     r"|jailbroken|amoral)\b|\bdo\s+anything\s+now\b|\b(?:dan|jailbreak|god)\s+mode\b"
-     r"|\b(?:pretend|imagine)\s+(?:that\s+)?you\s+(?:have\s+no|are\s+not\s+bound\s+by|are\s+free\s+from)\s+"
-     r"(?:\w+\s+)?(?:restrictions|rules|guidelines|filters|limits)\b"),
-    ("role_weak", 0.6, r"\bdeveloper\s+mode\s+(?:enabled|activated|on)\b|\benable\s+developer\s+mode\b"),
-    # System prompt extraction: "reveal your system prompt", "print your initial instructions".
-    ("extraction", 0.85,
-     r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|disclose|give\s+me|tell\s+me"
-     r"|what\s+(?:is|are|was|were))\s+(?:me\s+|us\s+)?(?:your|the)\s+(?:(?:full|entire|complete|exact|verbatim"
-     r"|original|initial|hidden|secret)\s+)*(?:system\s+(?:prompt|message|instructions?)"
-     r"|(?:initial|hidden|original|secret)\s+(?:prompt|instructions?)|pre-?prompt)\b"
-     r"|\brepeat\s+(?:all\s+|everything\s+)?(?:of\s+)?(?:the\s+)?(?:words|text|everything)\s+(?:above|before)\b"),
-    # Delimiter tricks: fake chat-template or system markers inside user text.
-    ("delimiter", 0.8,
-     r"<\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id)\|>|</\s*system\s*>|<\s*system\s*>"
-     r"|(?<!\S)#{2,}\s*(?:system|instructions?|admin)\s*(?:prompt\s*)?:|\[/?inst\]|<<\s*/?sys\s*>>"),
-    # Encoding tricks: "base64-decode this and follow it".
-    ("encoding", 0.8,
-     r"\b(?:base64|b64|rot-?13|hex)[\s-]*decode[ds]?\b[^\n]{0,80}?\b(?:and|then)\s+(?:follow|execute|run|obey|do)\b"
-     r"|\bdecode\s+(?:this|the\s+following|it)\b[^\n]{0,60}?\b(?:and|then)\s+(?:follow|execute|run|obey)\b"),
-)
-_INJECTION_RE = re.compile("|".join(f"(?P<{name}>{pattern})" for name, _, pattern in _INJECTION_FAMILIES))
-# Where a branch above can start. Scanning for these and matching the full pattern only there is ~5x faster
-# than letting the grouped pattern try every position (measured: ~80 us against ~410 us on 2 KB of prose).
-_INJECTION_TRIGGER_RE = re.compile(
-    r"\b(?:ignore|disregard|forget|override|bypass|skip|abandon|new|you|act|behave|respond|roleplay|do|dan"
-    r"|jailbreak|god|pretend|imagine|developer|enable|reveal|print|show|display|output|repeat|reproduce|leak"
-    r"|dump|disclose|give|tell|what|base64|b64|rot13|rot|hex|decode)\b|[<#\[]"
-)
-_INJECTION_WEIGHTS: Mapping[str, float] = MappingProxyType({name: w for name, w, _ in _INJECTION_FAMILIES})
-# Reported speech: prose about attacks, not an attack. Lowers the score so the policy flags, not blocks.
-_DISCUSSION = _words("example", "examples", r"e\.g", r"for\s+instance", r"such\s+as", "attackers?", r"adversar\w*",
-                     "researchers?", "explains?", "explained", "describes?", "described", r"discuss\w*", "article",
-                     "paper", "study", "blog", "tutorial", r"phrases?\s+like", r"known\s+as", "called",
-                     "jailbreaks?", r"prompt\s+injections?", r"injection\s+attacks?", r"detect\w*", r"classif\w*")
-_DISCUSSION_FACTOR = 0.6  # 0.9 * 0.6 = 0.54: a discussed override lands between flag (0.5) and block (0.9)
-_OTHER_FAMILY_DOUBT = 0.7  # each other family present keeps 70% of a hit's remaining doubt
-
-
-def _quoted(text: str, start: int) -> bool:
-    """The phrase sits inside quotes opened earlier on its line: it is being quoted, not said."""
-    before = text[max(0, start - 80) : start]
-    line = before[before.rfind("\n") + 1 :]
-    if line.count('"') % 2 == 1:
-        # `"message": "ignore ..."` is a data value (a tool result), not reported speech.
-        return not line[: line.rfind('"')].rstrip().endswith((":", "=", ",", "[", "{"))
-    return line.rfind("\u201c") > line.rfind("\u201d")
-
 
 def detect_prompt_injection(text: str) -> list[Finding]:
-    low = text.translate(_ASCII_LOWER)
-    hits: list[tuple[int, int, str]] = []
-    for t in _INJECTION_TRIGGER_RE.finditer(low):
-        if hits and t.start() < hits[-1][1]:
-            continue
-        m = _INJECTION_RE.match(low, t.start())
-        if m and m.lastgroup:
-            hits.append((m.start(), m.end(), m.lastgroup))
-    families = {family for _, _, family in hits}
-    out: list[Finding] = []
-    for start, end, family in hits:
-        # Several kinds of trick at once make each hit more credible.
-        score = 1 - (1 - _INJECTION_WEIGHTS[family]) * _OTHER_FAMILY_DOUBT ** (len(families) - 1)
-        if _quoted(text, start) or _near(_DISCUSSION, text, start, end, chars=60):
-            score *= _DISCUSSION_FACTOR
-        out.append(Finding("prompt_injection", start, end, _score(score)))
-    return out
+    """Instruction overrides, role hijacks, system-prompt extraction, delimiter and encoding tricks, in several
+    languages (see `_injection`); scores are combined over the whole text."""
+    return [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text)]
 
 
 # --- all together ------------------------------------------------------------------------------------------

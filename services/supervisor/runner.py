@@ -15,11 +15,13 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from agentmesh.errors import AgentMeshError, PermissionDenied
-from agentmesh.llm import LLMClient
+from agentmesh.errors import AgentMeshError, PermissionDenied, ResourceExhausted
 from agentmesh.settings import Settings
+from agentmesh.telemetry import TracedLLM
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
+from services.supervisor.budgets import TenantBudgets
 from services.supervisor.clients import MeshClients
+from services.supervisor.observe import RunObserver
 from services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
 from services.supervisor.store import CheckpointStore, RunRecord, StepRecord
 
@@ -56,6 +58,17 @@ class Deadline:
     """The caller's deadline on the monotonic clock (None: none given)."""
 
     at: float | None
+    run_limit_at: float | None = None
+    """When this execution reaches AGENTMESH_MAX_RUN_DURATION_S (`at` is never later)."""
+
+    def capped(self, max_run_s: float) -> Deadline:
+        """This deadline, moved earlier to the run's wall-time limit if that comes first."""
+        limit = time.monotonic() + max_run_s
+        return Deadline(limit if self.at is None else min(self.at, limit), run_limit_at=limit)
+
+    def run_limit_reached(self) -> bool:
+        # A little slack: a call cut by the limit fails a few ms before it.
+        return self.run_limit_at is not None and time.monotonic() >= self.run_limit_at - 0.05
 
     def timeout(self, cap: float) -> float:
         return cap if self.at is None else max(0.001, min(cap, self.at - time.monotonic()))
@@ -69,14 +82,35 @@ def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
     return sorted({f.type for f in resp.findings})
 
 
+def _llm_call(model: str, input_tokens: int, output_tokens: int, start_ms: float, duration_ms: float, cost_usd: float,
+              attempts: int, stop_reason: str | None) -> dict[str, Any]:
+    """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
+    service that made the call began the step's work."""
+    return {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "start_ms": round(max(0.0, start_ms), 1), "duration_ms": round(duration_ms, 1),
+            "cost_usd": cost_usd, "attempts": attempts, "stop_reason": stop_reason or ""}
+
+
 class RunExecutor:
-    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: LLMClient, mesh: MeshClients,
-                 agents: Sequence[str]) -> None:
+    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: TracedLLM, mesh: MeshClients,
+                 agents: Sequence[str], budgets: TenantBudgets | None = None, observer: RunObserver | None = None) -> None:
         self._s = settings
         self._store = store
         self._llm = llm
         self._mesh = mesh
         self._agents = tuple(agents)
+        self._budgets = budgets
+        self._obs = observer or RunObserver()
+
+    async def _check_budget(self, tenant: str) -> None:
+        if self._budgets is not None:
+            await self._budgets.check(tenant)
+
+    def _run_too_long(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"the run reached its wall-time limit of {self._s.max_run_duration_s:g} s for one execution "
+            "(AGENTMESH_MAX_RUN_DURATION_S); Resume continues it from its last checkpoint",
+            reason="RUN_DURATION_EXCEEDED")
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -85,9 +119,13 @@ class RunExecutor:
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run_id = uuid.uuid4()
         em = Emitter(str(run_id), thread_id, 0)
+        await self._check_budget(tenant)  # a spent budget costs no guard call and creates no run
+        deadline = deadline.capped(self._s.max_run_duration_s)
         # The input is checked before anything is stored, so raw PII never reaches a checkpoint.
         verdict = await self._mesh.check(message, guard_pb2.DIRECTION_INPUT, tenant=tenant,
                                          timeout_s=deadline.timeout(self._s.guard_timeout_s))
+        self._obs.run_started(str(run_id), tenant)
+        self._obs.guard(guard_pb2.DIRECTION_INPUT, verdict)
         decision = em(guard_decision=supervisor_pb2.GuardDecision(
             direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=_guard_types(verdict)))
         if verdict.action == guard_pb2.ACTION_BLOCK:
@@ -98,7 +136,8 @@ class RunExecutor:
             raise err
         text = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else message
         run = await self._store.create_run(tenant=tenant, thread_id=thread_id, run_id=run_id, text=text,
-                                           history_limit=self._s.history_messages, next_seq=em.seq)
+                                           history_limit=self._s.history_messages, next_seq=em.seq,
+                                           max_thread_messages=self._s.max_thread_messages)
         em.thread_id = decision.thread_id = str(run.thread_id)
         yield decision
         async for ev in self._execute(run, [], em, deadline):
@@ -110,7 +149,10 @@ class RunExecutor:
             # A finished run answers with its final event again; no agent is called.
             yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
             return
+        await self._check_budget(tenant)
+        deadline = deadline.capped(self._s.max_run_duration_s)
         run = await self._store.claim(run)
+        self._obs.run_started(str(run.id), tenant)
         steps = await self._store.steps(run.id)
         em = Emitter(str(run.id), str(run.thread_id), run.next_seq)
         async for ev in self._execute(run, steps, em, deadline):
@@ -124,14 +166,19 @@ class RunExecutor:
         try:
             async for ev in self._loop(run, steps, em, deadline):
                 yield ev
-        except AgentMeshError as exc:
+        except AgentMeshError as caught:
+            # A call cut by the run's wall-time limit fails with the call's own error; name the limit instead.
+            exc = self._run_too_long() if deadline.run_limit_reached() else caught
             resumable = exc.reason in _RESUMABLE or exc.code.name in _RESUMABLE
             info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
+            self._obs.run_failed(exc.reason)
             with contextlib.suppress(AgentMeshError):
                 await self._store.fail(run, error=info, next_seq=em.seq + 1)
             yield em(error=supervisor_pb2.RunError(**info))
-            raise
+            if exc is caught:
+                raise
+            raise exc from caught
         finally:
             heartbeat.cancel()
 
@@ -160,14 +207,21 @@ class RunExecutor:
                 kind, agent = "guard", GUARD
             else:
                 kind, agent = "agent", last.result["decision"]
+            if kind != "guard":  # steps that spend: the budget and the wall-time limit stop the run before them
+                await self._check_budget(run.tenant_id)
+                if deadline.run_limit_reached():
+                    raise self._run_too_long()
             yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
-            if kind == "route":
-                step = await self._route(run, idx, outputs, iterations, tokens, deadline)
-            elif kind == "agent":
-                step = await self._act(run, idx, agent, outputs, tokens, deadline)
-            else:
-                step = await self._check_answer(run, idx, outputs, deadline)
-            step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
+            with self._obs.step(run_id=str(run.id), idx=idx, kind=kind, agent=agent,
+                                iteration=iterations + (kind == "agent")) as observed:
+                if kind == "route":
+                    step = await self._route(run, idx, outputs, iterations, tokens, deadline)
+                elif kind == "agent":
+                    step = await self._act(run, idx, agent, outputs, tokens, deadline)
+                else:
+                    step = await self._check_answer(run, idx, outputs, deadline)
+                step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
+                observed(step)
             events = 3 if kind == "guard" else 2
             # Checkpoint first, then tell the client: an event the client saw is always recoverable.
             await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
@@ -199,6 +253,7 @@ class RunExecutor:
         await self._store.finish(run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer)
         log.info("run completed", extra={"run_id": str(run.id), "iterations": iterations, "llm_calls": llm_calls,
                                          "tokens": tokens, "cost_usd": round(cost, 6), "reason": route_reason})
+        self._obs.run_completed(reason=route_reason, iterations=iterations)
         yield final
 
     # --- steps -----------------------------------------------------------------------------------
@@ -214,9 +269,13 @@ class RunExecutor:
         allowed = allowed_next(self._agents, done)
         prompt = routing_prompt(self._request_with_history(run), outputs, allowed)
         result = await self._llm.complete(system=ROUTER_SYSTEM, messages=[{"role": "user", "content": prompt}],
-                                          max_tokens=8, deadline=deadline.at)
+                                          max_tokens=8, deadline=deadline.at,
+                                          attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx})
         route = parse_route(result.text, allowed, self._agents, done)
-        body: dict[str, Any] = {"decision": route.decision}
+        # The routing call is the step's only work: it starts with it.
+        body: dict[str, Any] = {"decision": route.decision, "llm": [_llm_call(
+            result.model, result.input_tokens, result.output_tokens, 0.0, result.latency_ms, result.cost_usd,
+            result.attempts, result.stop_reason)]}
         if route.decision == FINISH:
             body["reason"] = "COMPLETED"
         if not route.valid:
@@ -234,7 +293,9 @@ class RunExecutor:
         request = agent_pb2.ActRequest(run_id=str(run.id), step=idx, task=run.input, context=context,
                                        max_output_tokens=min(self._s.agent_max_output_tokens, remaining))
         resp = await self._mesh.act(agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s))
-        body: dict[str, Any] = {"output": resp.output, "model": resp.model}
+        body: dict[str, Any] = {"output": resp.output, "model": resp.model, "llm": [
+            _llm_call(c.model, c.input_tokens, c.output_tokens, c.start_ms, c.duration_ms, c.cost_usd, c.attempts,
+                      c.stop_reason) for c in resp.llm_calls]}
         if resp.tool_calls:
             body["tools"] = [{"name": t.name, "executed": t.executed} for t in resp.tool_calls]
         return StepRecord(idx, "agent", agent, body, resp.usage.input_tokens, resp.usage.output_tokens,
@@ -246,6 +307,7 @@ class RunExecutor:
         answer = outputs[-1][1] if outputs else ""
         verdict = await self._mesh.check(answer, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id,
                                          timeout_s=deadline.timeout(self._s.guard_timeout_s))
+        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
         body = {"action": int(verdict.action), "finding_types": _guard_types(verdict),
                 "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown}

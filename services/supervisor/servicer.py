@@ -1,4 +1,6 @@
-"""SupervisorService: validate, call the run executor or the store, map the result. Nothing more."""
+"""SupervisorService: call the run executor or the store, map the result. Nothing more: the input rules
+(protos/agentmesh/v1/supervisor.proto) are enforced before a request gets here, by agentmesh.rpc's
+ValidationInterceptor, and the tenant comes from the AuthInterceptor."""
 
 from __future__ import annotations
 
@@ -7,11 +9,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from agentmesh.errors import InvalidArgument
 from agentmesh.rpc import current_tenant
 from agentmesh.v1 import agent_pb2, supervisor_pb2, supervisor_pb2_grpc, usage_pb2
 from services.supervisor.runner import Deadline, RunExecutor
-from services.supervisor.store import CheckpointStore, parse_uuid
+from services.supervisor.store import CheckpointStore
 
 _STATUS = {"running": supervisor_pb2.RUN_STATUS_RUNNING, "completed": supervisor_pb2.RUN_STATUS_COMPLETED,
            "failed": supervisor_pb2.RUN_STATUS_FAILED}
@@ -24,38 +25,24 @@ def _deadline(context: grpc.aio.ServicerContext) -> Deadline:
 
 
 class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
-    def __init__(self, *, executor: RunExecutor, store: CheckpointStore, max_message_chars: int) -> None:
+    def __init__(self, *, executor: RunExecutor, store: CheckpointStore) -> None:
         self._executor = executor
         self._store = store
-        self._max_chars = max_message_chars
 
     async def Run(self, request: supervisor_pb2.RunRequest,
                   context: grpc.aio.ServicerContext) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        if not request.message.strip():
-            raise InvalidArgument("RunRequest.message must not be empty")
-        if len(request.message) > self._max_chars:
-            raise InvalidArgument(f"RunRequest.message is {len(request.message)} characters; the limit is {self._max_chars}")
-        if "\x00" in request.message:
-            raise InvalidArgument("RunRequest.message must not contain NUL characters")
-        if request.thread_id:
-            parse_uuid(request.thread_id, "RunRequest.thread_id")
         async for event in self._executor.start(tenant=current_tenant.get(), message=request.message,
                                                 thread_id=request.thread_id, deadline=_deadline(context)):
             yield event
 
     async def Resume(self, request: supervisor_pb2.ResumeRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        if not request.run_id:
-            raise InvalidArgument("ResumeRequest.run_id must not be empty")
-        parse_uuid(request.run_id, "ResumeRequest.run_id")
         async for event in self._executor.resume(tenant=current_tenant.get(), run_id=request.run_id,
                                                  deadline=_deadline(context)):
             yield event
 
     async def GetThread(self, request: supervisor_pb2.GetThreadRequest,
                         context: grpc.aio.ServicerContext) -> supervisor_pb2.GetThreadResponse:
-        if not request.thread_id:
-            raise InvalidArgument("GetThreadRequest.thread_id must not be empty")
         view = await self._store.thread(request.thread_id, current_tenant.get())
         resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)
         for m in view.messages:

@@ -14,12 +14,15 @@ from typing import Any
 import asyncpg
 
 from agentmesh.db import MigrationSet, db_errors
-from agentmesh.errors import Aborted, InvalidArgument, NotFound
+from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
 
 MIGRATIONS = MigrationSet("supervisor", Path(__file__).parent / "migrations")
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
 INSERT_THREAD = "INSERT INTO threads (id, tenant_id) VALUES ($1, $2)"
+# Locks the thread row for the run-creating transaction, so concurrent runs cannot overfill it together.
+LOCK_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
+COUNT_THREAD_MESSAGES = "SELECT count(*) FROM messages WHERE thread_id = $1"
 SELECT_HISTORY = """
 SELECT role, content FROM (
     SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
@@ -152,15 +155,22 @@ class CheckpointStore:
         self._lease_s = lease_s
 
     async def create_run(
-        self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int
+        self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int,
+        max_thread_messages: int = 0,
     ) -> RunRecord:
-        """A new run (and thread, if thread_id is empty) with the user's message, in one transaction."""
+        """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
+        RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
         lease = self._new_lease()
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
             if thread_id:
                 tid = parse_uuid(thread_id, "thread_id")
-                if await conn.fetchval(SELECT_THREAD, tid, tenant) is None:
+                if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
                     raise NotFound(f"thread {thread_id} not found")
+                if max_thread_messages and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages:
+                    raise ResourceExhausted(
+                        f"thread {thread_id} is full: it holds {held} messages and a run adds 2, over the limit of "
+                        f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
+                        reason="THREAD_FULL")
                 history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
             else:
                 tid = uuid.uuid4()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
+from opentelemetry import trace
 
 from agentmesh.errors import InvalidArgument
-from agentmesh.llm import LLMClient
+from agentmesh.telemetry import TracedLLM
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         *,
         name: str,
         system_prompt: str,
-        llm: LLMClient,
+        llm: TracedLLM,
         default_max_tokens: int,
         toolbox: Toolbox | None = None,
     ) -> None:
@@ -96,13 +97,20 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         usage_in = usage_out = calls = 0
         cost = 0.0
         tool_calls: list[agent_pb2.ToolCall] = []
+        llm_calls: list[agent_pb2.LlmCall] = []
         text = ""
         model = self._llm.model
+        span_attrs = {"agentmesh.run_id": request.run_id, "agentmesh.step": request.step}
         for _round in range(MAX_TOOL_ROUNDS + 1):
             # The last round offers no tools, so the model must answer in text.
             offer = tools if _round < MAX_TOOL_ROUNDS else None
+            call_start_ms = (time.monotonic() - started) * 1000
             result = await self._llm.complete(system=self._system, messages=messages, max_tokens=max_tokens,
-                                              tools=offer, deadline=deadline)
+                                              tools=offer, deadline=deadline, attributes=span_attrs)
+            llm_calls.append(agent_pb2.LlmCall(
+                model=result.model, input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                start_ms=round(call_start_ms, 1), duration_ms=round(result.latency_ms, 1), cost_usd=result.cost_usd,
+                attempts=result.attempts, stop_reason=result.stop_reason or ""))
             usage_in += result.input_tokens
             usage_out += result.output_tokens
             cost += result.cost_usd
@@ -120,10 +128,27 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 tool_results.append({"type": "tool_result", "tool_use_id": use.id, "content": outcome.result,
                                      "is_error": not outcome.executed})
             messages.append({"role": "user", "content": tool_results})
+        # deadline_s: the budget this call arrived with (the caller's, through every hop), for tracing timeouts.
         log.info("act", extra={"agent": self._name, "run_id": request.run_id, "step": request.step, "llm_calls": calls,
                                "input_tokens": usage_in, "output_tokens": usage_out,
+                               "deadline_s": None if remaining is None else round(remaining, 3),
                                "latency_ms": round((time.monotonic() - started) * 1000, 1)})
+        _annotate_span(request, self._name, llm_calls)
         return agent_pb2.ActResponse(
-            agent=self._name, output=text, model=model, cost_usd=cost, tool_calls=tool_calls,
+            agent=self._name, output=text, model=model, cost_usd=cost, tool_calls=tool_calls, llm_calls=llm_calls,
             usage=usage_pb2.Usage(input_tokens=usage_in, output_tokens=usage_out, llm_calls=calls),
         )
+
+
+def _annotate_span(request: agent_pb2.ActRequest, agent: str, calls: Sequence[agent_pb2.LlmCall]) -> None:
+    """Our attributes on the Act call's server span (present only with tracing on): ids and totals, no text."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    span.set_attributes({
+        "agentmesh.run_id": request.run_id, "agentmesh.step": request.step, "agentmesh.agent": agent,
+        "agentmesh.llm.calls": len(calls), "agentmesh.llm.attempts": sum(c.attempts for c in calls),
+        "agentmesh.usage.input_tokens": sum(c.input_tokens for c in calls),
+        "agentmesh.usage.output_tokens": sum(c.output_tokens for c in calls),
+        "agentmesh.cost_usd": sum(c.cost_usd for c in calls),
+    })

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,24 @@ class Mesh:
         body = json.loads(urllib.request.urlopen(f"http://{self.admin}/stats?format=json", timeout=5).read())
         return {s["name"]: s.get("value", 0) for s in body["stats"] if "value" in s}
 
+    def replica_pids(self) -> dict[str, int]:
+        """Process label -> pid, replicas included ("researcher-1", "researcher-2" under --replicas)."""
+        out = {}
+        for line in self.lines:
+            m = re.match(r"^([a-z]+(?:-\d+)?)\s+\S+:(\d+)\s+pid (\d+)", line)
+            if m and m.group(1).split("-")[0] in SERVICES:
+                out[m.group(1)] = int(m.group(3))
+        return out
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Process label -> its Prometheus /metrics URL, from the launcher's output."""
+        out = {}
+        for line in self.lines:
+            m = re.match(r"^([a-z]+(?:-\d+)?)\s+\S+:\d+\s+pid \d+.*\smetrics (\S+)", line)
+            if m:
+                out[m.group(1)] = m.group(2)
+        return out
+
     def pids(self) -> dict[str, int]:
         """Service name -> pid of its `serve NAME` process, from the launcher's output."""
         out = {}
@@ -71,7 +90,8 @@ class Mesh:
 
 
 def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str, str] | None = None,
-               timeout_s: float = 120) -> Mesh:
+               up_args: Sequence[str] = (), timeout_s: float = 120) -> Mesh:
+    """`agentmesh up [up_args]` (e.g. ["--replicas", "researcher=2"]) on free ports; returns once it is ready."""
     ports = {name: free_port() for name in SERVICES}
     gateway, internal, admin, sim = free_port(), free_port(), free_port(), free_port()
     env = {
@@ -88,7 +108,7 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
     env.pop("DATABASE_URL", None)
     if database_url is not None:  # None: the launcher starts its embedded Postgres under data_dir
         env["DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "agentmesh", "up"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "agentmesh", "up", *up_args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     ready = threading.Event()

@@ -10,18 +10,28 @@ import grpc
 
 from agentmesh.agent import AgentServicer, Toolbox
 from agentmesh.llm import LLMClient
-from agentmesh.rpc import RunningServer, ServiceBinding, create_server, serve_until_signal
+from agentmesh.rpc import (
+    RequestValidator,
+    RunningServer,
+    ServiceBinding,
+    ValidationInterceptor,
+    create_server,
+    serve_until_signal,
+    server_credentials,
+    settings_text_limits,
+)
 from agentmesh.settings import ServiceName, Settings
-from agentmesh.telemetry import grpc_server_interceptors, setup_logging, setup_tracing
+from agentmesh.telemetry import MetricsServer, Telemetry, setup_logging, setup_telemetry
 from agentmesh.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
-def process_setup(name: ServiceName, settings: Settings) -> bool:
-    """Logging and tracing for this process; returns whether tracing is on."""
-    setup_logging(name, settings.log_level)
-    return setup_tracing(name)
+def process_setup(name: ServiceName, settings: Settings) -> Telemetry:
+    """Logging, metrics and tracing (when OTEL_EXPORTER_OTLP_ENDPOINT is set) for this process."""
+    telemetry = setup_telemetry(name, settings)
+    setup_logging(name, settings.log_level, trace_ids=telemetry.tracing)
+    return telemetry
 
 
 async def serve_bindings(
@@ -31,15 +41,26 @@ async def serve_bindings(
     *,
     port: int | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-    tracing: bool = False,
+    telemetry: Telemetry | None = None,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
     addr = f"{settings.host}:{settings.port_of(name) if port is None else port}"
     running: RunningServer = await create_server(
-        addr, bindings, interceptors=[*grpc_server_interceptors(tracing), *interceptors]
+        addr, bindings,
+        # Input rules innermost, after auth: a caller without a key learns nothing about them.
+        interceptors=[*interceptors,
+                      ValidationInterceptor(RequestValidator(text_limits=settings_text_limits(settings)))],
+        outer_interceptors=telemetry.server_interceptors() if telemetry is not None else (),
+        credentials=server_credentials(settings.tls_dir, name) if settings.tls_dir is not None else None,
     )
-    log.info("serving", extra={"service": name, "port": running.port})
-    await serve_until_signal(running, on_shutdown=on_shutdown)
+    metrics = None
+    if telemetry is not None and settings.metrics_port_offset:
+        metrics = await MetricsServer.start(telemetry.registry, settings.host, running.port + settings.metrics_port_offset)
+    log.info("serving", extra={"service": name, "port": running.port, "metrics": metrics.url if metrics else None,
+                               "tracing": telemetry is not None and telemetry.tracing})
+    # Spans are flushed last, so those of the shutdown itself are exported too.
+    closers = [*on_shutdown, *([metrics.stop] if metrics else []), *([telemetry.shutdown] if telemetry else [])]
+    await serve_until_signal(running, on_shutdown=closers)
 
 
 async def serve_agent(
@@ -51,9 +72,9 @@ async def serve_agent(
     port: int | None = None,
 ) -> None:
     """The whole life of an agent process: the researcher, analyst and executor differ only in their args."""
-    tracing = process_setup(name, settings)
+    telemetry = process_setup(name, settings)
     llm = LLMClient(settings=settings)
-    servicer = AgentServicer(name=name, system_prompt=system_prompt, llm=llm,
+    servicer = AgentServicer(name=name, system_prompt=system_prompt, llm=telemetry.instrument_llm(llm),
                              default_max_tokens=settings.agent_max_output_tokens, toolbox=toolbox)
     binding = ServiceBinding(agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")
-    await serve_bindings(name, settings, [binding], port=port, tracing=tracing, on_shutdown=[llm.close])
+    await serve_bindings(name, settings, [binding], port=port, telemetry=telemetry, on_shutdown=[llm.close])

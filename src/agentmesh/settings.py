@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     llm_retry_after_cap_s: float = 20.0
     """Cap on a provider's retry-after; a longer wait fails the call instead of stalling it."""
     llm_jitter_ms: float = 25.0
-    """Upper bound of the random delay before a call that had to queue at the semaphore."""
+    """Upper bound of the random delay before a call that had to queue for a concurrency slot."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5
@@ -120,11 +120,72 @@ class Settings(BaseSettings):
     gateway_max_requests_guard: int = 1024
     """Envoy circuit breaker: calls in flight to all guard replicas together."""
 
+    # --- security (issue 8) -------------------------------------------------------------------------
+    tls_dir: Path | None = None
+    """Directory from `agentmesh certs` (ca.crt, NAME.crt, NAME.key): when set, services accept only mTLS
+    from holders of a certificate of that CA (the gateway), and the gateway's internal listener does too.
+    Unset: plaintext on loopback (the local default)."""
+    max_thread_messages: int = 1_000
+    """Messages a thread may hold (each run adds two); a Run on a full thread answers RESOURCE_EXHAUSTED."""
+    max_run_duration_s: float = 240.0
+    """Wall time of one execution of a run (a Run or Resume call); past it the run stops with
+    RESOURCE_EXHAUSTED and stays resumable. Keep it below the gateway's 300 s cap on a Run stream."""
+    tenant_daily_tokens: int = 2_000_000
+    """Input plus output tokens a tenant may spend per UTC day over all its runs (0: no limit);
+    `agentmesh budget set` overrides it per tenant."""
+    tenant_daily_usd: float = 20.0
+    """USD a tenant may spend per UTC day over all its runs (0: no limit); `agentmesh budget set` overrides it
+    per tenant."""
+
+    # --- observability (issue 6) ------------------------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT"))
+    """OTLP endpoint for traces (e.g. http://127.0.0.1:4318); set: every service and the gateway export spans
+    there; unset: no tracer provider, no tracing interceptors (tracing costs nothing)."""
+    otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL", "AGENTMESH_OTEL_EXPORTER_OTLP_PROTOCOL"))
+    """OTLP transport of the services' and the gateway's spans: http/protobuf (port 4318) or grpc (4317)."""
+    metrics_port_offset: int = 1000
+    """Each service (and replica) serves Prometheus metrics on HTTP /metrics at its gRPC port plus this;
+    0 turns the endpoint off."""
+
+    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _empty_endpoint_is_unset(cls, value: object) -> object:
+        # `OTEL_EXPORTER_OTLP_ENDPOINT=` (compose, .env) means tracing off, not "export to the empty URL".
+        return None if value == "" else value
+
+    # --- guard (issue 5) -------------------------------------------------------------------------
+    guard_policy_path: Path | None = None
+    """The guard's policy file (YAML: per finding type and direction, the action and thresholds); unset: the
+    packaged default. Reloaded when its modification time changes (checked at most once a second) and on SIGHUP;
+    an invalid edit is logged and the previous policy stays."""
+    guard_llm_check: bool = True
+    """Tier two: ask the LLM about prompt-injection findings whose confidence is in the grey zone."""
+    guard_llm_band_low: float = 0.5
+    """Lower end (inclusive) of tier two's grey zone of injection confidence."""
+    guard_llm_band_high: float = 0.9
+    """Upper end (exclusive) of tier two's grey zone; at or above it the tier-one decision is not questioned."""
+    guard_llm_timeout_s: float = 2.0
+    """Deadline of one tier-two LLM check (queueing and retries included); past it the tier-one decision stands."""
+    guard_llm_calls_per_minute: int = 120
+    """Tier-two budget per guard process; above it grey-zone findings keep their tier-one decision."""
+    guard_llm_can_clear: bool = False
+    """Let a BENIGN verdict from tier two clear a grey-zone finding (allow, no review). Off by default: the text
+    under check may talk the classifier into it, so a benign verdict only annotates the review item."""
+    guard_restore_key: SecretStr | None = None
+    """Key that seals redaction placeholders into restore tokens (AES-GCM); unset: derived from
+    AGENTMESH_INTERNAL_TOKEN (so guard replicas share it), else random per process."""
+    guard_restore_ttl_s: float = 86_400.0
+    """How long a restore token can be opened after it was issued."""
+
     # --- telemetry -------------------------------------------------------------------------------
     log_level: str = "INFO"
     """Log level of every process."""
 
-    @field_validator("database_url", "anthropic_api_key", "anthropic_base_url", "internal_token", mode="before")
+    @field_validator("database_url", "anthropic_api_key", "anthropic_base_url", "internal_token", "tls_dir",
+                     "guard_policy_path", "guard_restore_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ANTHROPIC_BASE_URL=` in a compose file or .env means "not set", not "the empty URL".

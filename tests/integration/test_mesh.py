@@ -140,14 +140,14 @@ def test_guard_as_a_service_through_the_gateway(mesh: Mesh, channel: grpc.Channe
 
 
 @pytest.mark.parametrize(("call", "code", "words"), [
-    ("run_empty", grpc.StatusCode.INVALID_ARGUMENT, "must not be empty"),
-    ("run_oversized", grpc.StatusCode.INVALID_ARGUMENT, "the limit is"),
-    ("run_bad_thread", grpc.StatusCode.INVALID_ARGUMENT, "must be a UUID"),
+    ("run_empty", grpc.StatusCode.INVALID_ARGUMENT, "must contain a non-whitespace character"),
+    ("run_oversized", grpc.StatusCode.INVALID_ARGUMENT, "must be at most 32000 characters"),
+    ("run_bad_thread", grpc.StatusCode.INVALID_ARGUMENT, "must be a valid UUID"),
     ("run_unknown_thread", grpc.StatusCode.NOT_FOUND, "not found"),
     ("resume_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
-    ("resume_empty", grpc.StatusCode.INVALID_ARGUMENT, "must not be empty"),
+    ("resume_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
     ("thread_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
-    ("thread_empty", grpc.StatusCode.INVALID_ARGUMENT, "must not be empty"),
+    ("thread_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
     ("guard_oversized", grpc.StatusCode.INVALID_ARGUMENT, "100000"),
 ])
 def test_bad_input_gets_a_clear_status(mesh: Mesh, channel: grpc.Channel, call: str, code: grpc.StatusCode,

@@ -71,7 +71,7 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_exports() -> None:
     assert sorted(gateway.__all__) == sorted(
-        ["ClusterLimits", "GatewaySpec", "Upstream", "cluster_limits", "compose_spec", "k8s_spec", "local_spec",
+        ["ClusterLimits", "GatewaySpec", "GatewayTLS", "Upstream", "cluster_limits", "compose_spec", "k8s_spec", "local_spec",
          "render_envoy_config"]
     )
     assert gateway.render_envoy_config is render_envoy_config

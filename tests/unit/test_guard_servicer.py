@@ -124,5 +124,5 @@ async def test_logs_carry_metadata_not_text(
 def test_public_surface_is_pinned() -> None:
     assert sorted(services.guard.__all__) == sorted([
         "FINDING_TYPES", "Action", "Decision", "Direction", "Finding", "GuardServicer", "Policy", "PolicyError",
-        "PolicyFinding", "Rule", "decide", "detect", "load_policy",
+        "PolicyFinding", "PolicySource", "ReviewServicer", "Rule", "decide", "detect", "load_policy", "restore",
     ])

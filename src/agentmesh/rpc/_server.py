@@ -50,11 +50,15 @@ async def create_server(
     bindings: Sequence[ServiceBinding],
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    outer_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
-    """Bind `addr` (port 0 picks a free one), register services, health and reflection; started."""
+    """Bind `addr` (port 0 picks a free one), register services, health and reflection; started. With
+    `credentials` (mTLS, see agentmesh.rpc._tls) the port speaks only TLS."""
     server = grpc.aio.server(
-        # ErrorInterceptor first = outermost: it also maps errors raised by the other interceptors.
-        interceptors=[ErrorInterceptor(), *interceptors],
+        # ErrorInterceptor maps errors raised by the interceptors after it. `outer_interceptors` (tracing,
+        # metrics) wrap it, so they see the status code an error was mapped to.
+        interceptors=[*outer_interceptors, ErrorInterceptor(), *interceptors],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -67,7 +71,7 @@ async def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.full_name for b in bindings]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(addr)
+    port = server.add_secure_port(addr, credentials) if credentials is not None else server.add_insecure_port(addr)
     if port == 0:
         raise OSError(f"could not bind {addr}")
     await server.start()

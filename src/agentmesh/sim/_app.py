@@ -13,7 +13,7 @@ import math
 import random
 import secrets
 import signal
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -201,10 +201,16 @@ class Stats:
         return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Counter) else v) for f in dataclasses.fields(self)}
 
 
+_RECENT_REQUESTS = 200
+
+
 @dataclass(slots=True)
 class SimState:
     faults: Faults = field(default_factory=Faults)
     stats: Stats = field(default_factory=Stats)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_RECENT_REQUESTS))
+    """The last requests' bodies (`GET /_sim/requests`): what the model was shown, for tests that must prove
+    what never reached it."""
     rng: random.Random = field(default_factory=random.Random)
     closing: bool = False
     """Set on shutdown so hung requests let go."""
@@ -438,6 +444,7 @@ async def _admitted(request: web.Request, state: SimState, faults: Faults, rid: 
         return _error(state, faults, rid, 400, problem)
     kind = "count_tokens" if count_only else classify(body)
     stats.requests_by_kind[kind] += 1
+    state.recent.append({"kind": kind, "system": body.get("system"), "messages": body.get("messages")})
     if faults.hang:
         return await _hang(request, state, faults, rid)
     delay = faults.sample_latency_s(state.rng)
@@ -517,9 +524,19 @@ async def _get_stats(request: web.Request) -> web.Response:
     return _json(request.app[_STATE].stats.to_json())
 
 
+async def _get_requests(request: web.Request) -> web.Response:
+    """The most recent request bodies (system and messages), oldest first; `?limit=N` keeps the last N."""
+    recent = list(request.app[_STATE].recent)
+    limit = request.query.get("limit", "")
+    if limit.isdigit():
+        recent = recent[-int(limit) :] if int(limit) else []
+    return _json({"requests": recent})
+
+
 async def _reset(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     state.stats.reset()
+    state.recent.clear()
     if request.query.get("faults", "").lower() in ("1", "true", "yes"):
         state.faults = Faults()
         state.rng = random.Random()
@@ -544,6 +561,7 @@ def create_app() -> web.Application:
     app.router.add_put("/_sim/faults", _put_faults)
     app.router.add_post("/_sim/reset", _reset)
     app.router.add_get("/_sim/stats", _get_stats)
+    app.router.add_get("/_sim/requests", _get_requests)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 

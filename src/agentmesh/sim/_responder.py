@@ -26,11 +26,20 @@ __all__ = [
     "output_tokens",
 ]
 
-Kind = Literal["route", "agent", "tool"]
+Kind = Literal["route", "agent", "tool", "guard"]
 ToolFault = Literal["invent", "malformed"]
 Block = dict[str, Any]
 
 ROUTING_PHRASE = "reply with exactly one word"
+# The guard's tier-two classifier prompt says this; the answer is one word, by a fixed rule on typical
+# injection wording (a stand-in for a model, deterministic so that tests can rely on it).
+GUARD_PHRASE = "prompt-injection classifier"
+_GUARD_INJECTION_RE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:\w+\s+){0,3}?(?:instructions|rules|prompt|guidelines|directives)\b"
+    r"|\bsystem\s+prompt\b|\bjailbr\w+|\bDAN\b|\bdeveloper\s+mode\b|\bdo\s+anything\s+now\b"
+    r"|\b(?:no|without)\s+(?:any\s+)?(?:restrictions|limits|filters|rules)\b|\breveal\s+your\b|\bnew\s+instructions\b",
+    re.IGNORECASE,
+)
 INVENTED_TOOL = "delete_all_files"
 INVALID_ROUTE = "banana"
 _CHARS_PER_TOKEN = 4
@@ -45,6 +54,7 @@ _EXPR_RE = re.compile(r"\(?-?\d+(?:\.\d+)?\)?(?:\s*[-+*/%^x\u00d7\u00f7]\s*\(?-?
 _TIME_RE = re.compile(r"\b(?:time|date|today|now|clock|timezone|day)\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 _STOPWORDS = frozenset(
     """a about above after again all also am an and any are as at be because been before being below between
     both but by can could did do does doing down during each few for from further had has have having he her
@@ -199,9 +209,13 @@ def _tool_results(message: dict[str, Any]) -> list[Block]:
 
 
 def classify(body: dict[str, Any]) -> Kind:
-    """route: the supervisor's one-word routing call; tool: a call offering tools; agent: anything else."""
-    if ROUTING_PHRASE in system_text(body.get("system")).lower():
+    """route: the supervisor's one-word routing call; guard: the guard's injection classifier; tool: a call
+    offering tools; agent: anything else."""
+    system = system_text(body.get("system")).lower()
+    if ROUTING_PHRASE in system:
         return "route"
+    if GUARD_PHRASE in system:
+        return "guard"
     if body.get("tools") and _last_message(body).get("role") == "user" and _tool_choice(body).get("type") != "none":
         return "tool"
     return "agent"
@@ -505,13 +519,21 @@ def answer_request(
     if kind == "route":
         word = route(text, invalid=invalid_route)
         return Answer("route", ({"type": "text", "text": word},), "end_turn")
+    if kind == "guard":
+        word = "INJECTION" if _GUARD_INJECTION_RE.search(text) else "BENIGN"
+        return Answer("guard", ({"type": "text", "text": word},), "end_turn")
     if kind == "tool":
         results = _tool_results(last)
         if not results:
             return _tool_use(body, tool_id, tool_fault)
         return Answer("tool", ({"type": "text", "text": _tool_summary(body, results)},), "end_turn")
     rng = random.Random(_seed(body))
-    return Answer("agent", ({"type": "text", "text": paragraph(system_text(body.get("system")), text, rng)},), "end_turn")
+    prose = paragraph(system_text(body.get("system")), text, rng)
+    # A model keeps the guard's redaction placeholders when it refers to the values they stand for.
+    placeholders = list(dict.fromkeys(_PLACEHOLDER_RE.findall(text)))
+    if placeholders:
+        prose += f" I will use {', '.join(placeholders)} as given."
+    return Answer("agent", ({"type": "text", "text": prose},), "end_turn")
 
 
 def _block_chars(block: Block) -> int:

@@ -1,0 +1,628 @@
+"""Tier-one prompt-injection detection: phrase families in several languages, evidence combined per text.
+
+Each branch below is (family, weight, lead, rest). One scan over a lowercased copy of the text looks for any
+lead (the trigger set is the union of the leads, so it cannot drift from the patterns); only there is the full
+alternation tried, strongest branch first. A text's hits are then combined: each hit keeps its own weight and
+gains from every *other* family present (noisy-OR at half strength), because an instruction override next to
+a request for the system prompt is far more telling than either alone. Reported speech ("the article
+explains how attackers say 'ignore previous instructions'") is damped below the flag threshold.
+
+Two extra passes run only when the text calls for them: a de-obfuscated copy (zero-width characters removed,
+look-alike letters and leetspeak folded) and decoded payloads (base64 runs, rot13 when the text mentions it).
+Weights are confidences in 0..1; hits whose combined confidence stays under EMIT_FLOOR are not reported."""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import binascii
+import codecs
+import re
+import re._constants as _sre  # the parsed form of a pattern: read once at import to derive the trigger set
+import re._parser as _sre_parser
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+EMIT_FLOOR = 0.5
+_OTHER_FAMILY_BOOST = 0.5  # another family at weight w removes w/2 of a hit's remaining doubt
+_DISCUSSION_FACTOR = 0.5  # 0.9 * 0.5 = 0.45: a discussed override stays under the flag threshold
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def lower_keep_offsets(text: str) -> str:
+    """Lowercase without moving offsets: str.lower() is used unless it changes the length (a few letters,
+    such as the Turkish dotted I, lower to two code points); then only ASCII is lowered."""
+    low = text.lower()
+    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
+
+
+# --- vocabulary --------------------------------------------------------------------------------------------
+
+_NOT = r"(?<!n't )(?<!n\u2019t )(?<!not )(?<!never )(?<!n')(?<!ne )(?<!no )"
+# Determiners that address the model or the conversation; third-person ones ("its old programming") narrate.
+_DET = r"(?:(?:all|any|every|each|the|your|these|those|of|this|that|such|whatever)\s+)"
+_QUAL = (r"(?:previous|previously\s+given|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing"
+         r"|old|past|preset|pre-?set|default|given|developer|openai|anthropic|built-?in|programmed|underlying|first"
+         r"|current|standing|safety|content|ethical|moral|usage)")
+_OBJ_STRONG = (r"(?:instructions?|rules|directives?|directions|prompts?|guidelines|constraints|commands|guardrails"
+               r"|restrictions|orders|programming|training|guidance|policies|policy|filters?|limitations|protocols?"
+               r"|ethics|morals|principles|tasks|assignments|settings|safeguards|boundaries|parameters)")
+_OBJ_SOFT = r"(?:context|messages?|information|conversation|text|content|inputs?|requests?|statements|everything|words|data)"
+_AFTER_OBJ = (r"(?:\s+(?:above|before|so\s+far|until\s+now|up\s+to\s+now|you\s+(?:were|have\s+been)\s+(?:given|told|provided)"
+              r"|(?:that|which)\s+(?:you\s+)?(?:were|was|have\s+been|got|received|had)\b|you\s+(?:received|got|have)))")
+_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|override|bypass|skip|abandon|drop|discard|ditch|erase|neglect|scrap"
+                  r"|set\s+aside|put\s+aside|throw\s+out|throw\s+away|pay\s+no\s+attention\s+to|stop\s+following"
+                  r"|do\s+not\s+follow|don't\s+follow|cancel|void|nullify|reset|clear|delete|remove|disable|turn\s+off)")
+_AI = (r"(?:\bai\b|\ba\.i\.|chatbot|\bassistant|\bmodels?\b|language\s+model|\bgpt|chatgpt|claude|\bbot\b|\bllms?\b"
+       r"|\bpersona\b|\brespon(?:d|ds|se|ses|ding)\b|\banswers?\b|\brepl(?:y|ies)\b|\bcharacters?\b|\bki\b|\bia\b)")
+_RESTRICTION_NOUN = (r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|boundaries"
+                     r"|constraints|principles|policies|guardrails|morals|ethics|safeguards|programming)")
+
+# --- branches ----------------------------------------------------------------------------------------------
+# (family, weight, lead, rest): the lead is where matching starts; everything is lowercase.
+
+_W = r"\s+"
+_BRANCHES: tuple[tuple[str, float, str, str], ...] = (
+    # ---- instruction override, English ----
+    ("override", 0.9, _NOT + r"\b" + _OVERRIDE_VERB + r"\b",
+     r"(?:\s+about)?\s+" + _DET + r"{0,3}" + _QUAL + r"\s+(?:[\w'-]+\s+){0,2}?" + _OBJ_STRONG + r"\b"),
+    ("override", 0.9, _NOT + r"\b" + _OVERRIDE_VERB + r"\b",
+     r"(?:\s+about)?\s+" + _DET + r"{0,3}" + _OBJ_STRONG + _AFTER_OBJ),
+    ("override", 0.9, _NOT + r"\b(?:ignore|disregard|forget|drop|skip|override)\b",
+     r"\s+(?:all\s+|about\s+)?(?:everything|anything|all|what)\s+(?:(?:that\s+)?(?:was\s+|you\s+were\s+|i\s+|we\s+|you\s+|i've\s+|we've\s+"
+     r"|you've\s+)?(?:have\s+|has\s+been\s+|been\s+)?(?:said|written|stated|told|given|discussed|talked\s+about|wrote|typed|mentioned"
+     r"|learned|instructed)\s+(?:you\s+)?)?(?:above|before|previously|so\s+far|earlier|until\s+now|up\s+to\s+now|prior|in\s+the\s+past)\b"),
+    ("override", 0.85, _NOT + r"\b(?:ignore|disregard|forget|skip)\b", r"\s+(?:the\s+|all\s+the\s+)?above\b"),
+    ("override", 0.9, r"\b(?:leave|put|set)\b",
+     r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?" + r"(?:information|instructions|tasks|context|rules)"
+     r"\s+(?:behind|aside)"),
+    ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard|skip|stop\s+following)\b",
+     r"(?:\s+about)?\s+(?:(?:all|any|every|your|all\s+of\s+your|all\s+your|any\s+of\s+your|each\s+of\s+your)\s+)"
+     r"(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b"),
+    ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard)\b",
+     r"\s+(?:the\s+|these\s+|those\s+)(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b(?!\s+(?:of|for|on|in|at|from)\b)"),
+    ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget)\b",
+     r"\s+" + r"(?:(?:all|any|every|the|your|of)\s+){1,3}" + r"(?:previous|prior|above|earlier|preceding|provided|given|supplied)\s+"
+     + _OBJ_SOFT + r"\b"),
+    ("override", 0.8, _NOT + r"\b(?:forget|ignore|disregard)\b",
+     r"\s+(?:about\s+)?everything\s*(?:[,.;:!]|\band\b|\bthen\b)\s*(?:(?:and|then|now|just|instead|simply)\s+)*"
+     r"(?:write|say|tell|print|output|answer|respond|reply|give|list|show|repeat|translate|explain|describe|do|act|focus)\b"),
+    # ---- instruction override, other languages ----
+    ("override", 0.9,  # German
+     r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|\u00fcberspring(?:e|en)?|verwirf|\u00fcbergehe|\u00fcberschreibe)\b",
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*(?:\s+(?:alle|die|deine|ihre|s\u00e4mtliche|jegliche|s\u00e4mtlichen|all|der|den))*\s+"
+     r"(?:vorherigen|vorangehenden|vorangegangenen|bisherigen|obigen|vorigen|fr\u00fcheren|alten|urspr\u00fcnglichen|ersten|gegebenen|erhaltenen"
+     r"|oben\s+genannten|vorhergehenden)\s+(?:\w+\s+)?(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln"
+     r"|richtlinien|prompts?|direktiven|einschr\u00e4nkungen|beschr\u00e4nkungen|angaben|informationen|anforderungen)\b"),
+    ("override", 0.85,
+     r"\b(?:vorherigen|vorangehenden|vorangegangenen|bisherigen|obigen|vorigen|fr\u00fcheren|vorhergehenden|urspr\u00fcnglichen)\b",
+     r"\s+(?:\w+\s+)?(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien|angaben)\b"
+     r"[^.!?\n]{0,40}?\b(?:zu\s+)?(?:vergessen|ignorieren|streichen|l\u00f6schen|missachten|verwerfen|\u00fcbergehen)\b"),
+    ("override", 0.75, r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|verwirf)\b",
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+(?:alle|deine|ihre|s\u00e4mtliche|jegliche)\s+(?:\w+\s+)?"
+     r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien|prompts?|einschr\u00e4nkungen)\b"),
+    ("override", 0.8, r"\b(?:vergiss|vergesst|vergessen|ignorier(?:e|en)?)\b",
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+alles(?:\s*,?\s*(?:davor|bisher|vorher|zuvor|oben|was|bisherige|vorherige|gesagte)\b)"),
+    ("override", 0.65, r"\b(?:vergiss|vergesst|vergessen\s+sie)\b", r"(?:\s+(?:bitte|nun|jetzt|einfach|mal))*\s+alles\b"),
+    ("override", 0.9,  # Spanish
+     r"\b(?:ignora|ignore|ignorad|ignoren|ignorar|olvida|olvide|olvidad|olviden|olvidar|omite|omita|descarta|descarte|desatiende"
+     r"|desobedece|haz\s+caso\s+omiso\s+(?:a|de)|no\s+(?:sigas|hagas\s+caso\s+(?:a|de)))\b",
+     r"(?:\s+(?:todas?|todos|las|los|tus|sus|mis|esas|estas|de|a))*\s+(?:instrucciones|instrucci\u00f3n|\u00f3rdenes|ordenes|reglas|indicaciones"
+     r"|directrices|directivas|comandos|tareas|normas|restricciones|pautas|mensajes)\s+(?:anteriores|previas|precedentes|de\s+arriba"
+     r"|pasadas|originales|iniciales|del\s+sistema|dadas|recibidas)\b"),
+    ("override", 0.75, r"\b(?:ignora|ignore|ignorad|olvida|olvide|olvidad|omite|descarta|desobedece)\b",
+     r"(?:\s+(?:todas?|todos|tus|sus))+(?:\s+(?:las|los))?\s+(?:instrucciones|\u00f3rdenes|ordenes|reglas|indicaciones|directrices|normas"
+     r"|restricciones)\b"),
+    ("override", 0.8, r"\b(?:olvida|olvide|olvidad|olviden|olvidar|ignora|ignore)\b",
+     r"\s+todo(?:\s+lo)?\s+(?:que|anterior|dicho|antes|previo)\b"),
+    ("override", 0.9,  # French
+     r"\b(?:ignore[zr]?|oublie[zr]?|ne\s+(?:tiens|tenez)\s+(?:pas\s+)?compte|fais\s+abstraction|faites\s+abstraction|passe\s+outre"
+     r"|outrepasse[zr]?)\b",
+     r"(?:\s+(?:de|des|d'|du|toutes?|tous|les|tes|vos|ces|aux?))*\s*(?:instructions?|consignes?|r\u00e8gles|regles|ordres|directives"
+     r"|commandes|indications|t\u00e2ches|taches|contraintes|restrictions|messages)\s+(?:pr\u00e9c\u00e9dentes?|precedentes?|ant\u00e9rieures?"
+     r"|anterieures?|ci-dessus|d'avant|initiales?|originales?|du\s+syst[\u00e8e]me|pass\u00e9es|donn\u00e9es|re\u00e7ues)\b"),
+    ("override", 0.75, r"\b(?:ignore[zr]?|oublie[zr]?)\b",
+     r"(?:\s+(?:toutes?|tous|tes|vos))+(?:\s+(?:les|ces))?\s+(?:instructions?|consignes?|r\u00e8gles|regles|ordres|directives)\b"),
+    ("override", 0.8, r"\b(?:oublie[zr]?|ignore[zr]?)\b",
+     r"\s+tout(?:\s+ce\s+qui\s+(?:pr\u00e9c\u00e8de|precede|a\s+\u00e9t\u00e9\s+dit)|\s+ce\s+que|\s+avant|\s+le\s+reste)\b"),
+    ("override", 0.9,  # Italian
+     r"\b(?:ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|trascura|tralascia|non\s+seguire)\b",
+     r"(?:\s+(?:tutte|tutti|le|gli|i|tue|tuoi|sue|queste))*\s+(?:istruzioni|regole|indicazioni|direttive|comandi|ordini|compiti|vincoli)"
+     r"(?:\s+(?:precedenti|anteriori|iniziali|originali|di\s+sistema|sopra|date|ricevute))?\b"),
+    ("override", 0.75, r"\b(?:dimentica|dimenticate|ignora)\b", r"\s+tutto(?:\s+(?:quello|ci\u00f2|prima))?\b"),
+    ("override", 0.9,  # Portuguese
+     r"\b(?:ignore|ignora|ignorem|esque\u00e7a|esqueca|esquece|esque\u00e7am|desconsidere|desconsidera|despreze)\b",
+     r"(?:\s+(?:todas|todos|as|os|suas|seus|tuas|teus|essas))*\s+(?:instru\u00e7\u00f5es|instrucoes|regras|ordens|diretrizes|comandos"
+     r"|orienta\u00e7\u00f5es|orientacoes|tarefas|restri\u00e7\u00f5es)(?:\s+(?:anteriores|pr\u00e9vias|previas|iniciais|originais|acima|do\s+sistema))?\b"),
+    ("override", 0.75, r"\b(?:esque\u00e7a|esqueca|esquece)\b", r"\s+tudo\b"),
+    ("override", 0.9,  # Dutch
+     r"\b(?:negeer|vergeet|negeren|vergeten)\b",
+     r"(?:\s+(?:alle|de|je|jouw|uw|al))*\s+(?:vorige|eerdere|voorgaande|bovenstaande|oorspronkelijke|oude|gegeven)?\s*"
+     r"(?:instructies|regels|opdrachten|aanwijzingen|richtlijnen|bevelen|prompts?)\b"),
+    ("override", 0.75, r"\b(?:vergeet|negeer)\b", r"\s+alles(?:\s+(?:wat|hierboven|daarvoor|eerder))?\b"),
+    ("override", 0.9,  # Polish
+     r"\b(?:zignoruj|ignoruj|zapomnij|pomi\u0144|pomin)\b",
+     r"(?:\s+(?:o|wszystkie|wszystkich|swoje|twoje|te))*\s+(?:poprzednie|wcze\u015bniejsze|wczesniejsze|powy\u017csze|powyzsze)?\s*"
+     r"(?:instrukcje|instrukcji|polecenia|polece\u0144|zasady|regu\u0142y|reguly|komendy)\b"),
+    ("override", 0.75, r"\bzapomnij\b", r"\s+o\s+wszystkim\b"),
+    ("override", 0.9,  # Russian
+     r"(?<!\w)(?:\u0438\u0433\u043d\u043e\u0440\u0438\u0440\u0443\u0439(?:\u0442\u0435)?|\u043f\u0440\u043e\u0438\u0433\u043d\u043e\u0440\u0438\u0440\u0443\u0439(?:\u0442\u0435)?"
+     r"|\u0437\u0430\u0431\u0443\u0434\u044c(?:\u0442\u0435)?|\u043e\u0442\u0431\u0440\u043e\u0441\u044c)(?!\w)",
+     r"(?:\s+\w+){0,2}?\s+(?:\u0438\u043d\u0441\u0442\u0440\u0443\u043a\u0446\u0438\w*|\u0443\u043a\u0430\u0437\u0430\u043d\u0438\w*"
+     r"|\u043f\u0440\u0430\u0432\u0438\u043b\w*|\u043a\u043e\u043c\u0430\u043d\u0434\w*|\u043f\u0440\u0438\u043a\u0430\u0437\w*"
+     r"|\u043e\u0433\u0440\u0430\u043d\u0438\u0447\u0435\u043d\w*)"),
+    ("override", 0.75, r"(?<!\w)\u0437\u0430\u0431\u0443\u0434\u044c(?:\u0442\u0435)?(?!\w)", r"\s+\u0432\u0441[\u0435\u0451](?!\w)"),
+    ("override", 0.9,  # Croatian / Serbian / Bosnian
+     r"\b(?:zaboravi|ignoriraj|ignori\u0161i|ignorisi|zanemari)\b",
+     r"(?:\s+(?:sve|svoje|prethodne|ranije))*\s+(?:instrukcije|upute|uputstva|pravila|naredbe)\b"),
+    ("override", 0.75, r"\bzaboravi\b", r"\s+sve\b"),
+    ("override", 0.9,  # Turkish: object first, then the verb
+     r"\b(?:\u00f6nceki|tum|t\u00fcm|b\u00fct\u00fcn|yukar\u0131daki)\b",
+     r"(?:\s+\w+)?\s+(?:talimatlar\u0131|kurallar\u0131|komutlar\u0131|y\u00f6nergeleri)\s+(?:yok\s+say|unut|g\u00f6rmezden\s+gel|dikkate\s+alma)"),
+    ("override", 0.9,  # Chinese
+     r"(?:\u5ffd\u7565|\u65e0\u89c6|\u5fd8\u8bb0|\u5fd8\u6389|\u4e0d\u8981\u7406\u4f1a|\u522b\u7ba1|\u653e\u5f03)",
+     r"(?:\u4e4b\u524d|\u4ee5\u4e0a|\u4e0a\u9762|\u5148\u524d|\u524d\u9762|\u6240\u6709|\u5168\u90e8|\u4e00\u5207|\u4f60\u7684|\u7684|\u4efb\u4f55|[\s\uff0c,])*"
+     r"(?:\u6307\u4ee4|\u6307\u793a|\u8bf4\u660e|\u89c4\u5219|\u63d0\u793a|\u8981\u6c42|\u547d\u4ee4|\u8bbe\u5b9a|\u5185\u5bb9|\u9650\u5236)"),
+    ("override", 0.9,  # Japanese: "...の指示を無視"
+     r"(?:\u4ee5\u524d|\u524d|\u4e0a\u8a18|\u3053\u308c\u307e\u3067|\u5168\u3066|\u3059\u3079\u3066)",
+     r"\u306e(?:\u3059\u3079\u3066\u306e|\u5168\u3066\u306e)?(?:\u6307\u793a|\u547d\u4ee4|\u30eb\u30fc\u30eb|\u6307\u4ee4|\u8a2d\u5b9a)"
+     r"(?:\u3092|\u306f)(?:\u7121\u8996|\u5fd8\u308c)"),
+    ("override", 0.9,  # Korean: "이전 지시를 무시"
+     r"(?:\uc774\uc804|\uc704\uc758|\ubaa8\ub4e0|\uc55e\uc758)",
+     r"\s*(?:\S+\s+)?(?:\uc9c0\uc2dc|\uba85\ub839|\uc9c0\uce68|\uaddc\uce59)(?:\uc744|\ub97c|\uc740|\ub294|\uc0ac\ud56d\uc744)?\s*(?:\ubb34\uc2dc|\uc78a\uc5b4)"),
+    # ---- pivot to a new task (the "well done, now a new task" pattern) ----
+    ("pivot", 0.8, r"\b(?:focus|concentrate|konzentrier\w*|fokussier\w*)\b",
+     r"\s+(?:\w+\s+){0,2}?(?:on|auf)\s+(?:your|the|a|deine|die|eine)\s+(?:new|neue)\s+(?:task|assignment|aufgabe|mission)"),
+    ("pivot", 0.7, r"\bauf\b", r"\s+(?:die|deine|eine)\s+neue\s+aufgabe\s+(?:zu\s+)?(?:konzentrieren|fokussieren)"),
+    ("pivot", 0.55, r"\b(?:now|nun|jetzt)\b",
+     r"\s+(?:please\s+|bitte\s+)?(?:help\s+me\s+with|hilf\s+mir\s+(?:bei|mit)|do|complete|perform|erledige|mache)\s+(?:the\s+|this\s+|a\s+"
+     r"|folgender?\s+|die\s+|der\s+)?(?:following|next|new|folgenden?|neue|n\u00e4chste)?\s*(?:task|aufgabe|assignment)"),
+    ("pivot", 0.6, r"\byour\b", r"\s+(?:task|job|goal|role|purpose)\s+is\s+no\s+longer\b"),
+    ("pivot", 0.55, r"\b(?:hilf|helfen)\b",
+     r"\s+(?:sie\s+)?mir\s+(?:nun|jetzt|bitte)\s+(?:bei|mit)\s+(?:der\s+|folgender\s+|dieser\s+|einer\s+)?(?:neuen\s+|folgenden\s+)?aufgabe\b"),
+    ("pivot", 0.75, r"\b(?:new|further|other|more|next|neue|weitere)\b",
+     r"\s+(?:tasks?|assignments?|instructions|aufgaben)\s+(?:follow|are\s+following|come|are\s+coming|will\s+follow|folgen|kommen)\b"),
+    ("pivot", 0.75, r"\b(?:now|but\s+now|jetzt|nun|es)\b",
+     r"\s+(?:comes?|come|follows?|folgen|kommen)\s+(?:a\s+|some\s+)?(?:new|further|neue|weitere)\s+(?:tasks?|assignments?|aufgaben|instructions)\b"),
+    ("pivot", 0.6, r"\b(?:your|deine|ihre|tu|su|ta|votre)\b",
+     r"\s+(?:new|real|actual|only|next|true|neue|einzige|nueva|nouvelle)\s+(?:task|job|instructions?|goal|mission|purpose|aufgabe|tarea"
+     r"|t\u00e2che|tache|objective)\s*(?:is|are|now|will\s+be|ist|lautet|es|est|:)"),
+    ("pivot", 0.7, r"\byour\b", r"\s+instructions\s+are\s+now\b"),
+    ("pivot", 0.55, r"\bnew\b", r"\s+(?:instructions|rules|directives|system\s+prompt)\s*(?::|follow\b|are\s*:)"),
+    ("pivot", 0.7, r"\b(?:start|begin|starten|beginnen)\b",
+     r"\s+(?:over|again|afresh|anew|from\s+scratch|from\s+the\s+front|from\s+zero|von\s+neu|neu|von\s+vorne)\s+(?:with|mit)\s+(?:a|an|einer)\s+"
+     r"(?:new|neuen)\s+(?:task|assignment|aufgabe|set\s+of\s+instructions)\b"),
+    ("pivot", 0.4, r"\b(?:start|begin|starten|beginnen)\b",
+     r"\s+(?:over|again|afresh|anew|from\s+scratch|from\s+the\s+front|from\s+zero|von\s+neu|neu|von\s+vorne)\b"),
+    ("pivot", 0.55, r"\bwir\b", r"\s+(?:starten|beginnen)\s+(?:von\s+)?neu\b"),
+    ("pivot", 0.6, r"\binstead\b", r"\s+of\s+(?:the|your)\s+(?:original|initial|previous|assigned)\s+(?:one|task|instructions?|prompt|job)\b"),
+    ("pivot", 0.45, r"\b(?:well\s+done|good\s+job|great\s+job|nice\s+work|excellent(?:\s+performance|\s+work)?|superbly\s+done|superb"
+     r"|very\s+(?:good|well\s+done)|perfect|that(?:'s|\s+is)\s+enough|okay|ok|gut\s+gemacht|sehr\s+gut|hervorragend|toll|super"
+     r"|das\s+(?:gen\u00fcgt|reicht)|congratulations|herzlichen\s+gl\u00fcckwunsch)\b",
+     r"(?=[\s.!,\"']+(?:\w+[\s.!,]+){0,6}?(?:but\s+)?(?:now|nun|jetzt)\b)"),  # a lookahead: the pivot itself is its own hit
+    # ---- an interruption that asks to drop the current job ----
+    ("interrupt", 0.75, r"\b(?:attention|achtung|atenci\u00f3n|atencion|stop|stopp|halt)\b",
+     r"\s*[-\u2013\u2014!:.,]+\s*(?:stop|stopp|halt|alto|pause)\b"),
+    ("interrupt", 0.65, r"\bstop\b", r"\s*[-\u2013\u2014:!,]\s*(?:write|say|print|answer|respond|tell|output|ignore)\b"),
+    # ---- role hijack and jailbreak personas ----
+    ("role", 0.9, r"\byou\b",
+     r"(?:'re|\s+are)\s+now\s+(?:dan\b|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken|evil|amoral|rogue|unlimited|unbound|unchained"
+     r"|unethical|liberated)\b|in\s+(?:developer|god|jailbreak|dan|unrestricted|admin|sudo|evil|chaos)\s+mode\b"
+     r"|(?:my\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b)"),
+    ("role", 0.9, r"\byou\b",
+     r"(?:'re|\s+are)\s+(?:now\s+)?(?:free|freed|liberated|released|unshackled)\s+(?:from|of)\s+(?:all\s+|any\s+|your\s+|the\s+)?(?:\w+\s+)?"
+     + _RESTRICTION_NOUN),
+    ("role", 0.85, r"\byou\b",
+     r"(?:'re|\s+are)\s+no\s+longer\s+(?:bound|restricted|limited|constrained|an?\s+(?:ai|assistant|language\s+model)|chatgpt|claude"
+     r"|required\s+to|subject\s+to)\b"),
+    ("role", 0.7, r"\bstop\b", r"\s+being\s+(?:an?\s+)?(?:ai|chatgpt|assistant|claude|language\s+model|helpful\s+assistant)\b"),
+    ("role", 0.5, r"\bfrom\b", r"\s+now\s+on\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
+    ("role", 0.5, r"\bab\b", r"\s+(?:jetzt|sofort)\s+(?:bist|wirst|antwortest)\s+du\b"),
+    ("role", 0.45, r"\b(?:now|nun|jetzt)\b", r"\s+(?:you\s+are|you're|bist\s+du|eres|tu\s+es)\s+(?!done|ready|able|going|connected|subscribed|all\s+set)\w+"),
+    ("role", 0.3, r"\b(?:pretend|imagine|roleplay|role-play|act|play|simulate|behave|become)\b",
+     r"\s+(?:to\s+be|you\s+are|you're|that\s+you\s+are|as|like|the\s+role\s+of|you\s+have)\b"),
+    ("role", 0.35, r"\bi\b", r"\s+want\s+you\s+to\s+(?:act|pretend|behave|roleplay|simulate)\b"),
+    ("role", 0.55, r"\bimmerse\b", r"\s+yourself\s+(?:in|into)\s+(?:the\s+)?role\b"),
+    ("role", 0.35, r"\b(?:stay|remain|keep)\b", r"\s+in\s+(?:character|role|your\s+role)\b"),
+    ("role", 0.5, r"\b(?:respond|answer|reply)\b",
+     r"\s+(?:in|with|using)\s+(?:two|2)\s+(?:different\s+|separate\s+)?(?:ways|responses|answers|paragraphs|outputs|personas)\b"),
+    ("jailbreak", 0.9, r"\bdo\b", r"\s+anything\s+now\b"),
+    ("jailbreak", 0.9, r"\bstands\b",
+     r"\s+for\s+['\"]?(?:do\s+anything\s+now|strive\s+to\s+avoid\s+norms|always\s+intelligent\s+and\s+machiavellian|do\s+anything"
+     r"|unrestricted|uncensored)"),
+    ("jailbreak", 0.8, r"\b(?:jailbreak|jailbroken|dan|unrestricted|evil|uncensored|chaos|unfiltered)\b", r"\s+mode\b"),
+    ("jailbreak", 0.7, r"\b(?:developer|dev)\b", r"\s+mode\s+(?:enabled|activated|output|response|is\s+(?:now\s+)?(?:on|enabled|active))\b"),
+    ("jailbreak", 0.8, r"\b(?:simulate|act\s+as|you\s+are|you're|chatgpt|ai|assistant|pretend)\b",
+     r"\s+(?:\w+\s+){0,3}?(?:with|in)\s+(?:developer|dev|god|jailbreak|dan)\s+mode\b"),
+    ("jailbreak", 0.3, r"\b(?:developer|god|sudo|admin|debug)\b", r"\s+mode\b"),
+    ("jailbreak", 0.8, r"[\[(]", r"\s*(?:\U0001f513|\U0001f512)?\s*(?:jailbreak|jailbroken|dan|developer\s+mode\s+output|unfiltered)\s*[\])]"),
+    ("jailbreak", 0.75, r"\b(?:unfiltered|uncensored|unrestricted|amoral|jailbroken|unhinged|unchained)\b",
+     r"\s+(?:and\s+\w+\s+)?(?:ai|a\.i\.|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output)\b"),
+    ("jailbreak", 0.65, r"\b(?:evil|malicious|rogue|unethical|immoral)\b",
+     r"\s+(?:ai|a\.i\.|chatbot|assistant|model|bot|gpt|llm|language\s+model|version\s+of\s+(?:yourself|you|chatgpt))\b"),
+    ("jailbreak", 0.7, r"\b(?:mongo\s+tom|antigpt|anti-gpt|betterdan|basedgpt|evil-?bot|evilbot|chaosgpt|dude|stan|aim|ucar|kevin)\b",
+     r"(?=[^.\n]{0,80}\b(?:no\s+(?:restrictions|rules|filters|limits|ethical|moral)|never\s+refuses?|unfiltered|amoral|doesn't\s+have\s+to"
+     r"|does\s+not\s+have\s+to|any\s+rules|broken\s+free|do\s+anything))"),
+    ("restriction", 0.45,
+     r"\b(?:no|without|free\s+of|free\s+from|not\s+bound\s+by|unbound\s+by|not\s+restricted\s+by|not\s+limited\s+by|devoid\s+of|lacks?"
+     r"|don't\s+have|doesn't\s+have|do\s+not\s+have|does\s+not\s+have|has\s+no|have\s+no|with\s+no|zero|ignoring|ignores|abandon\w*"
+     r"|not\s+subject\s+to|beyond|outside|(?:doesn't|does\s+not|don't|do\s+not|never|won't|will\s+not)\s+(?:follow|obey|adhere\s+to"
+     r"|abide\s+by|respect|care\s+about))\b",
+     r"\s+(?:any\s+|all\s+|the\s+|your\s+|its\s+|such\s+)?(?:kind\s+of\s+|form\s+of\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+|openai(?:'s)?\s+"
+     r"|programming\s+|usual\s+|typical\s+|ai\s+)?(?:or\s+\w+\s+)?" + _RESTRICTION_NOUN + r"\b"),
+    ("restriction", 0.45, r"\b(?:ohne|keine|keinerlei|sin|ning\u00fan|ninguna|sans|aucune?)\b",
+     r"\s+(?:jegliche\s+|irgendwelche\s+|ninguna\s+|aucune\s+)?(?:einschr\u00e4nkungen|regeln|filter|zensur|grenzen|restricciones|filtros|censura"
+     r"|l\u00edmites|limites|reglas|restrictions?|filtres?|censure|r\u00e8gles)\b"),
+    ("policy_bypass", 0.8,
+     r"\b(?:ignore|ignores|ignoring|bypass|bypasses|bypassing|violate|violates|violating|break|breaks|breaking|disregard|disregards|circumvent"
+     r"|evade|not\s+follow|don't\s+follow|doesn't\s+follow|never\s+follows?|not\s+(?:bound|restricted)\s+by|free\s+(?:from|of)|above"
+     r"|beyond|outside|don't\s+(?:have|need)\s+to\s+(?:follow|abide\s+by|comply\s+with)|doesn't\s+(?:have|need)\s+to\s+(?:follow|abide\s+by"
+     r"|comply\s+with)|does\s+not\s+have\s+to\s+(?:follow|abide\s+by)|not\s+have\s+to\s+(?:follow|abide\s+by))\b",
+     r"\s+(?:\w+\s+){0,3}?(?:openai|anthropic|content|safety|usage|ethical|moral|chatgpt)(?:'s)?\s+(?:\w+\s+)?(?:polic(?:y|ies)|guidelines"
+     r"|rules|filters?|restrictions|standards|guardrails)\b"),
+    ("policy_bypass", 0.75, r"\b(?:safety|safe[_ -]?mode|filters?|guardrails|censorship|content[_ -]?filter|restrictions|ethics)\b",
+     r"\s*[:=]\s*(?:off|false|0|disabled|none|no)\b"),
+    ("refusal", 0.6,
+     r"\b(?:never|not|won't|will\s+not|cannot|can't|must\s+not|mustn't|shouldn't|should\s+not|don't|do\s+not|doesn't|does\s+not)\b",
+     r"\s+(?:ever\s+)?(?:refuse|decline|reject|deny)s?\s+(?:a\s+|any\s+|my\s+|the\s+|to\s+|an?\s+)?(?:\w+\s+)?(?:request|question|prompt|order"
+     r"|command|answer|respond|anything|task|instruction)s?\b"),
+    ("refusal", 0.5, r"\b(?:never|don't|do\s+not|won't|will\s+not|without)\b",
+     r"\s+(?:add|adding|include|including|give|giving|provide|providing|any)\s+(?:any\s+)?(?:warnings?|disclaimers?|caveats|moralizing"
+     r"|lectures|moral\s+lectures)\b"),
+    ("refusal", 0.55, r"\bno\b",
+     r"\s+matter\s+how\s+(?:immoral|unethical|illegal|dangerous|offensive|harmful|explicit|inappropriate|wrong|bad)\b"),
+    ("refusal", 0.55, r"\b(?:doesn't|does\s+not|don't|do\s+not|won't|will\s+not|never)\b",
+     r"\s+(?:care|cares|worry|worries)\s+about\s+(?:ethics|morals|morality|legality|rules|laws|safety|consequences|guidelines)\b"),
+    # ---- system prompt extraction ----
+    ("extraction", 0.85,
+     r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|disclose|expose|share|give|tell|write|spell|list|recite|paste"
+     r"|return|echo|type|copy|provide|send)\b",
+     r"(?:\s+(?:out|down|back|up))?(?:\s+(?:me|us))?(?:\s+(?:all|the|of|what|in|full|word\s+for\s+word))*\s+(?:your|thy)\s+(?:(?:full|entire|complete"
+     r"|exact|verbatim|original|initial|hidden|secret|internal|system|first|previous|confidential|whole|underlying|current)\s+)*"
+     r"(?:system\s+prompt|system\s+message|prompts?(?:\s*-?\s*texts?)?|instructions|rules|guidelines|directives|configuration|initial\s+prompt"
+     r"|pre-?prompt|context|programming|setup)\b"),
+    ("extraction", 0.85,
+     r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|disclose|expose|share|give|tell|write|spell|list|recite|paste"
+     r"|return|echo|type|copy|provide)\b",
+     r"(?:\s+(?:out|down|back|up))?(?:\s+(?:me|us))?(?:\s+(?:all|of|full|word\s+for\s+word))*\s+the\s+(?:(?:full|entire|complete|exact"
+     r"|verbatim|original|initial|hidden|secret|internal|system|confidential|whole|underlying)\s+)+(?:system\s+)?(?:prompt|message"
+     r"|instructions|rules|guidelines|directives|configuration)\b"),
+    ("extraction", 0.8, r"\bwhat\b",
+     r"(?:\s+(?:is|are|was|were|'s))\s+(?:your|the)\s+(?:(?:full|exact|original|initial|hidden|secret|internal|system|first|confidential)\s+)"
+     r"*(?:system\s+prompt|system\s+message|initial\s+prompt|pre-?prompt|(?<=your\s)(?:instructions|prompt|rules|guidelines|directives))\b"),
+    ("extraction", 0.8, r"\b(?:instructions|rules|prompt|directives|guidelines)\b",
+     r"\s+(?:that\s+)?you\s+(?:received|were\s+given|got|have\s+been\s+given|were\s+told|have\s+been\s+told|were\s+programmed\s+with)\b"),
+    ("extraction", 0.8,
+     r"\b(?:repeat|print|output|show|display|write|copy|reproduce|return|recite|echo|paste|translate|summarize|spell)\b",
+     r"(?:\s+(?:back|out|me))?\s+(?:all\s+|everything\s+|the\s+(?:text|words|content|lines?|sentences?|messages?|prompt|conversation)\s+)"
+     r"(?:that\s+)?(?:(?:appears?|is|was|were|are)\s+)?(?:written\s+)?(?:above|before\s+this|preceding|prior\s+to\s+this)\b"),
+    ("extraction", 0.75, r"\bwhat\b", r"\s+(?:is|was)\s+written\s+(?:above|before)\b"),
+    ("extraction", 0.8, r"\b(?:print|show|repeat|output|display|reveal|give|list|dump|recite|write)\b",
+     r"(?:\s+(?:me|us|out))?\s+(?:the\s+)?(?:above|previous|preceding|prior|initial|original|hidden)\s+(?:system\s+)?(?:prompt|instructions)\b"),
+    ("extraction", 0.8, r"\b(?:contents?|text|wording|content)\b",
+     r"\s+of\s+(?:your|the)\s+(?:(?:system|initial|original|hidden)\s+)?(?:prompt|instructions|system\s+message)\b"),
+    ("extraction", 0.6, r"\beverything\b", r"\s+above\s+this\s+(?:line|sentence|message|point)\b"),
+    ("extraction", 0.5, r"\bstarting\b", r"\s+(?:with|from)\s+['\"\u201c]?you\s+are\b"),
+    ("extraction", 0.85, r"\b(?:zeig|zeige|zeigen)\b",
+     r"(?:\s+sie)?\s+mir\s+(?:alle\s+|all\s+)?(?:deine|ihre|die|den|deinen)\s+(?:\w+\s+)?(?:prompt-?texte?|prompts?|anweisungen|instruktionen"
+     r"|system-?prompt|systemanweisungen|regeln)\b"),
+    ("extraction", 0.8, r"\b(?:was|wie)\b",
+     r"\s+(?:ist|lautet|lauten|sind|waren)\s+(?:dein|deine|ihr|ihre)\s+(?:system-?prompt|anweisungen|instruktionen|prompt)\b"),
+    ("extraction", 0.8, r"\b(?:mu\u00e9strame|muestrame|revela|dime|ens\u00e9\u00f1ame|imprime|muestra|montre|affiche|r\u00e9v\u00e8le|revele|donne|dis"
+     r"|mostra|rivela|mostre|revele|toon|geef)\b",
+     r"(?:[\s-]+(?:moi|me|mi))?\s+(?:tu|tus|el|las|su|sus|ton|tes|votre|vos|le|les|il|le\s+tue|je|jouw|uw|seu|suas)\s+"
+     r"(?:prompt|instrucciones|indicaciones|reglas|instructions|consignes|r\u00e8gles|istruzioni|regole|instru\u00e7\u00f5es|regras|instructies"
+     r"|systeemprompt)(?:\s+(?:del\s+sistema|iniciales|ocultas|syst[\u00e8e]me|initiales|cach\u00e9es|di\s+sistema|do\s+sistema))?\b"),
+    ("extraction", 0.5, r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats)\b",
+     r"(?:\s+me)?\s+(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret\s+(?:word|code|key))\b"
+     r"(?!\s*(?:policy|policies|reset|manager|requirements?|rules|strength|field|length|for|of|to|hint))"),
+    # ---- fake chat-template or system markers inside user text ----
+    ("delimiter", 0.8, r"<",
+     r"\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id|end_header_id|user|assistant)\|>|/?\s*system\s*>|<\s*/?\s*sys\s*>>"),
+    ("delimiter", 0.8, r"#{2,}", r"\s*(?:new\s+)?(?:system|instructions?|admin|developer)\s*(?:prompt\s*)?(?::|#{2,}|override)"),
+    ("delimiter", 0.8, r"\[", r"/?inst\]"),
+    ("delimiter", 0.6, r"[\[({]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\])}]"),
+    ("delimiter", 0.7, r"\b(?:system|admin|developer|root|security|emergency)\b", r"\s+override\b"),
+    ("delimiter", 0.6, r"(?:={3,}|-{3,}|\*{3,}|#{3,})", r"\s*(?:end|stop|ende)\b"),
+    ("delimiter", 0.5, r"\bend\b", r"\s+of\s+(?:the\s+)?(?:system\s+)?(?:prompt|instructions|context|input|user\s+input)\b"),
+    ("delimiter", 0.5, r"<", r"/?\s*(?:instructions?|admin|developer)\s*>"),
+    # ---- encoded payloads with an order to act on them ----
+    ("encoding", 0.8, r"\b(?:base64|b64|rot-?13|hex|binary|morse|caesar)\b",
+     r"[\s-]*(?:-?decode[ds]?|decoding)\b[^\n]{0,80}?\b(?:and|then)\s+(?:follow|execute|run|obey|do|carry|act|perform|comply)"),
+    ("encoding", 0.8, r"\b(?:decode|decipher|translate)\b",
+     r"\s+(?:this|the\s+following|it|the\s+message|that)\b[^\n]{0,60}?\b(?:and|then)\s+(?:follow|execute|run|obey|do\s+(?:what|as)\s+it\s+says"
+     r"|carry\s+(?:it\s+)?out|act\s+on|perform|comply)"),
+    # ---- text addressed to an AI that reads it (indirect injection in documents and pages) ----
+    ("indirect", 0.75, r"\b(?:ai|assistants?|llms?|language\s+models?|chatbots?|models?|agents?)\b",
+     r"\s+(?:reading|processing|summari[sz]ing|parsing|that\s+reads?|who\s+reads?)\s+this\s+(?:\w+\s+)?(?:must|should|shall|will|are|is|need)\b"),
+    ("indirect", 0.6, r"\b(?:note|message|instructions?)\b",
+     r"\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?(?:ai|assistant|llm|model|chatbot|agent)s?\s*:"),
+    ("indirect", 0.5, r"\bif\b", r"\s+you\s+are\s+an?\s+(?:ai|llm|assistant|language\s+model|chatbot)\b"),
+    ("social", 0.4, r"\bi\b",
+     r"(?:'m|\s+am)\s+(?:the|your|an?)\s+(?:developer|admin|administrator|owner|creator|engineer)\s+(?:of|at|for|who)\b"),
+)
+
+# --- the trigger scan ---------------------------------------------------------------------------------------
+# The literal prefixes every lead must start with are read off the parsed leads, so the trigger set cannot drift
+# from the patterns; a lead without a literal prefix fails at import. They form a trie, which Python's re walks
+# in a handful of comparisons per position, where a flat alternation of ~150 leads costs ~40x more.
+
+
+def _literal_prefixes(items: Any, prefix: str = "") -> set[str]:
+    """The literal strings a match of the parsed pattern `items` starts with; a trailing NUL marks a prefix that
+    ends at a word boundary (so `\\bi\\b` triggers on "i", not on every word starting with an i)."""
+    items = list(items)
+    for i, (op, av) in enumerate(items):
+        if op is _sre.AT:
+            if prefix and av is _sre.AT_BOUNDARY:
+                return {prefix + "\0"}
+            if prefix:
+                return {prefix}
+            continue
+        if op in (_sre.ASSERT, _sre.ASSERT_NOT) and not prefix:
+            continue
+        if op is _sre.LITERAL:
+            prefix += chr(av)
+            continue
+        if op in (_sre.BRANCH, _sre.SUBPATTERN):
+            alternatives = av[1] if op is _sre.BRANCH else [av[-1]]
+            # Each alternative, followed by the rest of the sequence, is its own pattern.
+            return {q for alt in alternatives for q in _literal_prefixes([*alt, *items[i + 1 :]], prefix)}
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
+            inner = list(av[2])
+            if len(inner) == 1 and inner[0][0] is _sre.LITERAL:
+                return {prefix + chr(inner[0][1]) * av[0]}
+            return _literal_prefixes(inner, prefix)
+        if op is _sre.IN and all(o is _sre.LITERAL for o, _ in av) and len(av) <= 16:
+            return {prefix + chr(c) for _, c in av}
+        return {prefix}
+    return {prefix}
+
+
+def _trie(words: set[str]) -> str:
+    """A regex matching any of `words`, nested by shared first characters."""
+    by_first: dict[str, set[str]] = {}
+    for w in words:
+        by_first.setdefault(w[0], set()).add(w[1:])
+    parts = []
+    for first, rests in sorted(by_first.items()):
+        head = r"\b" if first == "\0" else re.escape(first)
+        if "" in rests or first == "\0":  # a shorter word ends here: it is enough to trigger
+            parts.append(head)
+        else:
+            parts.append(head + _trie(rests))
+    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+
+
+def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
+    by_first: dict[str, list[int]] = {}
+    word_starts: set[str] = set()
+    other_starts: set[str] = set()
+    for i, (_, _, lead, _) in enumerate(_BRANCHES):
+        prefixes = _literal_prefixes(_sre_parser.parse(lead))
+        if "" in prefixes or "\0" in prefixes:
+            raise ValueError(f"injection branch {i} has a lead without a literal prefix: {lead!r}")
+        for prefix in prefixes:
+            by_first.setdefault(prefix[0], []).append(i)
+            (word_starts if prefix[0].isalpha() and ord(prefix[0]) < 0x3000 else other_starts).add(prefix)
+    trigger = r"\b" + _trie(word_starts) + ("|" + _trie(other_starts) if other_starts else "")
+    dispatch = {
+        first: re.compile("|".join(
+            f"(?P<b{i}>(?:{_BRANCHES[i][2]})(?:{_BRANCHES[i][3]}))"
+            for i in sorted(set(indices), key=lambda i: -_BRANCHES[i][1])  # strongest branch first
+        ))
+        for first, indices in by_first.items()
+    }
+    return re.compile(trigger), MappingProxyType(dispatch)
+
+
+_TRIGGER_RE, _BY_FIRST_CHAR = _compile_scan()
+_BRANCH_OF: Mapping[str, tuple[str, float]] = MappingProxyType({f"b{i}": (b[0], b[1]) for i, b in enumerate(_BRANCHES)})
+
+# An all-caps DAN with jailbreak company ("as DAN", "DAN can", "DAN mode") on the original text: "Dan" is a name.
+_DAN_RE = re.compile(
+    r"\b(?:as|named|called|play|become|be|are|stay|am|you're|i'm)\s+DAN\b|\bDAN(?:\s+(?:mode|can|has|will|does|doesn't|never"
+    r"|which|stands|must|should|would))\b"
+)
+
+# Reported speech: prose about attacks, not an attack. Strong markers say so on their own; weak ones ("the
+# article explains") only together with quotation marks, since "Summarize this article? Ignore..." is an attack.
+_DISCUSSION_RE = re.compile(
+    r"(?<![\w@./-])(?:examples?|e\.g|for\s+instance|such\s+as|attackers?|adversar\w*|researchers?|phrases?\s+like|known\s+as"
+    r"|prompt[\s-]+injections?|injection\s+attacks?|jailbreak(?:s|ing)?\s+(?:attempts?|attacks?|prompts?)|detect(?:ion|ing|s|ed|or)"
+    r"|classif(?:y|ier|ies|ication)|defend\w*|protect\w*\s+against|robust\s+against|users?\s+who\s+(?:say|type|write|tell)"
+    r"|people\s+who\s+(?:say|type|write)|common\s+attack|security\s+training|red[\s-]?team\w*|vulnerab\w*|malicious\s+(?:users?|prompts?"
+    r"|inputs?|instructions)|exploit\w*)(?![\w@-]|\.\w)"
+)
+_WEAK_DISCUSSION_RE = re.compile(
+    r"(?<![\w@./-])(?:explains|explained|describes|described|discuss(?:es|ed|ion)|article|paper|study|blog|tutorial|called|means?"
+    r"|what\s+does|the\s+phrase|the\s+sentence|the\s+words?|the\s+command|told\s+to|asked\s+to|says?|said)(?![\w@-]|\.\w)"
+)
+_DISCUSSION_CHARS = 80
+_AI_RE = re.compile(_AI)
+_AI_CONTEXT_CHARS = 80
+_RESTRICTION_WITH_AI = 0.7
+
+# --- de-obfuscation ----------------------------------------------------------------------------------------
+
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
+_ZERO_WIDTH_RE = re.compile("[" + "".join(sorted(_ZERO_WIDTH)) + "]")
+_LEET_GATE_RE = re.compile(r"[0134579@$](?<=[a-z].)(?=[a-z])")  # starts with the rare class: the engine skips fast
+_LEET_WINDOW = 80
+# Cyrillic and Greek letters that look like Latin ones, and leetspeak digits inside words.
+_CONFUSABLES = str.maketrans({
+    "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y", "\u0445": "x", "\u0456": "i",
+    "\u0455": "s", "\u0458": "j", "\u03bf": "o", "\u03b1": "a", "\u03b5": "e", "\u03b9": "i", "\u03ba": "k", "\u03bd": "v",
+    "\u03c1": "p", "\u03c4": "t", "\u03c5": "u",
+})
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_CONFUSABLE_RE = re.compile("[" + "".join(sorted(chr(c) for c in _CONFUSABLES)) + "]")  # one class: a fast scan
+_MIXED_SCRIPT_RE = re.compile(r"[a-z][\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9]|[\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9][a-z]")
+
+
+def _leet_windows(low: str) -> list[tuple[int, int]]:
+    """Windows around short words that mix letters with leetspeak digits (`1gn0re`, `pr3vious`), when there are
+    at least two such words; keys, IBANs and hashes are longer than 14 characters and do not count."""
+    words: list[tuple[int, int]] = []
+    for m in _LEET_GATE_RE.finditer(low):
+        if words and m.start() < words[-1][1]:
+            continue
+        start = max(low.rfind(" ", 0, m.start()), low.rfind("\n", 0, m.start())) + 1
+        end = len(low) if (e := low.find(" ", m.start())) == -1 else e
+        if end - start <= 14:
+            words.append((start, end))
+    if len(words) < 2:
+        return []
+    windows: list[tuple[int, int]] = []
+    for start, end in words:
+        lo, hi = max(0, start - _LEET_WINDOW), min(len(low), end + _LEET_WINDOW)
+        if windows and lo <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], hi)
+        else:
+            windows.append((lo, hi))
+    return windows
+
+
+def _folded_hits(low: str) -> list[tuple[int, int, str, float]]:
+    """Hits that only show once zero-width characters are dropped and look-alike letters and leetspeak are
+    folded; [] for the common text that has none of these (decided by C-speed checks)."""
+    hits: list[tuple[int, int, str, float]] = []
+    if not low.isascii():
+        has_zero_width = _ZERO_WIDTH_RE.search(low) is not None
+        mixed = _CONFUSABLE_RE.search(low) is not None and _MIXED_SCRIPT_RE.search(low) is not None
+        if has_zero_width or mixed:
+            index = [i for i, ch in enumerate(low) if ch not in _ZERO_WIDTH] if has_zero_width else None
+            folded = "".join(low[i] for i in index) if index is not None else low
+            folded = folded.translate(_CONFUSABLES).translate(_LEET)
+            for s, e, family, weight in _scan(folded):
+                hits.append((s, e, family, weight) if index is None else (index[s], index[e - 1] + 1, family, weight))
+            return hits
+    for lo, hi in _leet_windows(low):
+        for s, e, family, weight in _scan(low[lo:hi].translate(_LEET)):
+            hits.append((lo + s, lo + e, family, weight))
+    return hits
+
+
+# --- decoded payloads --------------------------------------------------------------------------------------
+
+_BASE64_MIN = 16
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+_BASE64_RUN_RE = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+_MOSTLY_TEXT_RE = re.compile(r"[\x20-\x7e\n\t]+")
+
+
+def _decoded_payloads(text: str, low: str) -> list[tuple[int, int, str]]:
+    """(start, end, decoded text) for base64 runs that decode to readable text, and the whole text under rot13
+    when the text mentions rot13."""
+    out: list[tuple[int, int, str]] = []
+    if any(len(word) >= _BASE64_MIN for word in text.split()):  # str.split runs in C; most texts stop here
+        out.extend(_base64_texts(text))
+    if "rot13" in low or "rot-13" in low or "rot 13" in low:
+        out.append((0, len(text), codecs.decode(text, "rot13")))
+    return out
+
+
+def _base64_texts(text: str) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for m in _BASE64_RUN_RE.finditer(text):
+        token = m.group()
+        if (m.start() and text[m.start() - 1] in _BASE64_CHARS) or len(token) % 4:
+            continue
+        if token.isdigit() or token.isalpha() and (token.islower() or token.isupper()):
+            continue
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+        if len(decoded) >= 8 and _MOSTLY_TEXT_RE.fullmatch(decoded) and sum(c.isalpha() or c == " " for c in decoded) > 0.8 * len(decoded):
+            out.append((m.start(), m.end(), decoded))
+    return out
+
+
+# --- scanning and scoring ----------------------------------------------------------------------------------
+
+
+def _scan(low: str) -> list[tuple[int, int, str, float]]:
+    """(start, end, family, weight) of every branch hit, left to right, non-overlapping."""
+    hits: list[tuple[int, int, str, float]] = []
+    end = 0
+    for t in _TRIGGER_RE.finditer(low):
+        if t.start() < end:
+            continue
+        m = _BY_FIRST_CHAR[low[t.start()]].match(low, t.start())
+        if m is None or m.lastgroup is None:
+            continue
+        family, weight = _BRANCH_OF[m.lastgroup]
+        hits.append((m.start(), m.end(), family, weight))
+        end = m.end()
+    return hits
+
+
+def _quoted(text: str, start: int) -> bool:
+    """The phrase sits inside quotes opened earlier on its line: it is being quoted, not said."""
+    before = text[max(0, start - 80) : start]
+    line = before[before.rfind("\n") + 1 :]
+    for quote in ('"', "'"):
+        if quote == "'":
+            # An apostrophe is a quote only where it opens one: after a space or line start, not in "don't".
+            opened = [i for i, ch in enumerate(line) if ch == "'" and (i == 0 or not line[i - 1].isalnum())]
+            closed = [i for i, ch in enumerate(line) if ch == "'" and i > 0 and line[i - 1].isalnum()]
+            if len(opened) > len(closed):
+                return True
+            continue
+        if line.count(quote) % 2 == 1:
+            # `"message": "ignore ..."` is a data value (a tool result), not reported speech.
+            return not line[: line.rfind(quote)].rstrip().endswith((":", "=", ",", "[", "{"))
+    return line.rfind("\u201c") > line.rfind("\u201d") or line.rfind("\u201e") > line.rfind("\u201c")
+
+
+def _discussed(text: str, low: str, start: int, end: int) -> bool:
+    lo, hi = max(0, start - _DISCUSSION_CHARS), min(len(low), end + _DISCUSSION_CHARS)
+    if _DISCUSSION_RE.search(low, lo, hi):
+        return True
+    return _quoted(text, start) and _WEAK_DISCUSSION_RE.search(low, lo, hi) is not None
+
+
+def injection_hits(text: str) -> list[tuple[int, int, float]]:
+    """(start, end, confidence) of each prompt-injection phrase in `text`, combined over the whole text."""
+    low = lower_keep_offsets(text)
+    raw = _scan(low)
+    folded = _folded_hits(low)
+    if folded:
+        starts = [s for s, _, _, _ in raw]
+        for s, e, family, weight in folded:
+            i = bisect.bisect_left(starts, s)
+            if (i > 0 and raw[i - 1][1] > s) or (i < len(raw) and raw[i][0] < e):
+                continue  # seen in the plain text already
+            raw.append((s, e, family, weight))
+            raw.append((s, e, "obfuscation", 0.5))  # hiding the phrase is itself a signal
+    for s, e, decoded in _decoded_payloads(text, low):
+        inner = [w for *_, w in _scan(lower_keep_offsets(decoded)) if w >= EMIT_FLOOR]
+        if inner:
+            raw.append((s, e, "encoding", max(0.85, *inner)))
+    if "DAN" in text:
+        raw.extend((m.start(), m.end(), "jailbreak", 0.7) for m in _DAN_RE.finditer(text))
+    if not raw:
+        return []
+    hits = []
+    for s, e, family, weight in raw:
+        if family == "restriction" and _AI_RE.search(low, max(0, s - _AI_CONTEXT_CHARS), e + _AI_CONTEXT_CHARS):
+            weight = _RESTRICTION_WITH_AI  # "without any filters" said of an AI, not of a parking lot
+        if family not in ("obfuscation", "encoding") and _discussed(text, low, s, e):
+            weight *= _DISCUSSION_FACTOR
+        hits.append((s, e, family, weight))
+    strongest: dict[str, float] = {}
+    for _, _, family, weight in hits:
+        strongest[family] = max(strongest.get(family, 0.0), weight)
+    out: list[tuple[int, int, float]] = []
+    for s, e, family, weight in sorted(hits):
+        doubt = 1 - weight
+        for other, w in strongest.items():
+            if other != family:
+                doubt *= 1 - _OTHER_FAMILY_BOOST * w
+        confidence = 1 - doubt
+        if confidence >= EMIT_FLOOR and family != "obfuscation":
+            out.append((s, e, confidence))
+    return out

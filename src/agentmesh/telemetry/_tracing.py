@@ -1,0 +1,57 @@
+"""The tracer provider of one process, built only when an OTLP endpoint is configured.
+
+It is deliberately NOT installed as OpenTelemetry's global provider: it is passed to the gRPC interceptors and
+to our GenAI span wrapper. That keeps the anthropic SDK's own span (`anthropic.messages.create`, which uses
+the global provider) silent, so every LLM call has exactly one span, ours, named and attributed by the GenAI
+semantic conventions (see `_llm.py`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+
+def create_tracer_provider(service: str, *, endpoint: str, protocol: str) -> TracerProvider:
+    """A provider exporting in batches to `endpoint`. The sampler comes from OTEL_TRACES_SAMPLER(_ARG) (default:
+    parent-based always-on, so a run sampled at the gateway is sampled in every service); batching from
+    OTEL_BSP_*; extra resource attributes from OTEL_RESOURCE_ATTRIBUTES."""
+    resource = Resource.create({
+        # OTEL_SERVICE_NAME wins when set (compose sets one per container); else one name per service.
+        SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or f"agentmesh-{service}",
+        SERVICE_NAMESPACE: "agentmesh",
+        SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}",
+    })
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(_exporter(endpoint, protocol)))
+    return provider
+
+
+def _exporter(endpoint: str, protocol: str) -> SpanExporter:
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    # The base endpoint gets the signal's path appended, as the OTLP spec says for OTEL_EXPORTER_OTLP_ENDPOINT.
+    return HttpExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+
+
+def server_interceptors(provider: TracerProvider) -> list[Any]:
+    """A SERVER span per call of our own services (health checks and reflection are left out: Envoy probes
+    every host every 2 s, which would bury the runs), continuing the caller's W3C traceparent."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    return [aio_server_interceptor(tracer_provider=provider, filter_=filters.service_prefix("agentmesh."))]
+
+
+def client_interceptors(provider: TracerProvider) -> list[Any]:
+    """A CLIENT span per outgoing call, and the traceparent header that carries the trace through Envoy."""
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(tracer_provider=provider))

@@ -9,6 +9,7 @@ REGISTRY: dict[str, str] = {
     "checkpoints": "bench.checkpoints",
     "e2e": "bench.e2e",
     "faults": "bench.faults",
+    "guard": "bench.guard",
     "service": "bench.service",
     "tracing": "bench.tracing",
 }

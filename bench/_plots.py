@@ -40,6 +40,7 @@ def latency_over_time(
     limit: float | None = None,
     rate_label: str = "successful LLM calls/s",
     baseline_rate: Sequence[tuple[float, float]] = (),
+    window_end: float | None = None,
 ) -> Path:
     """Top: each run's latency at its completion time with rolling p50/p99. Bottom: a rate over time and the
     physical limit (for e2e: successful LLM calls per second against C/L)."""
@@ -66,6 +67,11 @@ def latency_over_time(
         ax2.set_ylim(bottom=0)
         ax2.legend(loc="lower right", fontsize=8)
         ax2.grid(alpha=0.3)
+    if window_end is not None:
+        for row in axes:
+            row[0].axvline(window_end, color="grey", linestyle="-.", linewidth=1)
+        axes[0][0].annotate("users stop starting runs", (window_end, 0), xycoords=("data", "axes fraction"),
+                            xytext=(4, 4), textcoords="offset points", fontsize=8, color="grey")
     axes[-1][0].set_xlabel("seconds since start")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

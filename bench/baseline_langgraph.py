@@ -127,6 +127,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     summary["users"] = args.users
     summary["process_cpu_s"] = round(cpu["s"], 3)
     summary["cpu_ms_per_run"] = round(cpu["s"] * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
+    summary["cpu_ms_per_llm_call"] = round(cpu["s"] * 1000 / summary["llm_successes"], 3) if summary["llm_successes"] else None
     summary["client"] = "anthropic.AsyncAnthropic defaults (max_retries=2, timeout 600 s)"
     summary["checkpointer"] = "langgraph InMemorySaver"
     return {"summary": summary, "series": {"timeline": result.timeline,

@@ -165,6 +165,8 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
         summary["cpu_ms_per_run"] = round(total * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
         summary["cpu_ms_per_run_by_process"] = (
             {k: round(v * 1000 / summary["runs_ok"], 3) for k, v in by_role.items()} if summary["runs_ok"] else {})
+        summary["cpu_ms_per_llm_call"] = (round(total * 1000 / summary["llm_successes"], 3)
+                                          if summary["llm_successes"] else None)
         summary["load_generator_cpu_s"] = round(driver_cpu["s"], 3)
         summary["users"] = users
         if profiling is not None:
@@ -277,7 +279,7 @@ def _write_plots(args: argparse.Namespace, result: LoadResult, mesh: dict[str, A
              f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)")
     paths = [_plots.latency_over_time(
         RESULTS / "e2e-latency.png", title=title, runs=result.latency_points(), rate=result.rate_points(), limit=limit,
-        baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])])]
+        baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])], window_end=args.duration)]
     series = {"agentmesh": [b for _, b in result.latency_points()]}
     if baseline_series.get("run_latency_s"):
         series["LangGraph in-process"] = [b for _, b in baseline_series["run_latency_s"]]

@@ -172,7 +172,6 @@ async def run(args: argparse.Namespace) -> int:
         hop = await _hop(mesh, args.hop_calls)
 
     params = {**vars(args), "mesh_env": env, "llm_calls_per_run": LLM_CALLS_PER_RUN}
-    params.pop("func", None)
     results = {"scenarios": {s.name: asdict(s) for s in scenarios}, "hop": hop}
     path = write_result("faults", params, results)
     rows = []

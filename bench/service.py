@@ -115,9 +115,11 @@ def _call(rpc: str, channel: grpc.aio.Channel, md: tuple[tuple[str, str], ...], 
     return stream
 
 
-def histogram(latencies_ms: list[float]) -> list[dict[str, float | int]]:
+def histogram(latencies_ms: list[float]) -> list[dict[str, float | int | str]]:
+    """Counts per bucket (upper edge inclusive); the last edge is "+Inf" (JSON has no infinity)."""
     counts = Counter(next(i for i, edge in enumerate(BUCKETS_MS) if ms <= edge) for ms in latencies_ms)
-    return [{"le_ms": edge, "count": counts.get(i, 0)} for i, edge in enumerate(BUCKETS_MS)]
+    return [{"le_ms": edge if edge != float("inf") else "+Inf", "count": counts.get(i, 0)}
+            for i, edge in enumerate(BUCKETS_MS)]
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -170,7 +172,7 @@ async def run(args: argparse.Namespace) -> int:
     peak = max((b["count"] for b in results["histogram"]), default=0) or 1
     for b in results["histogram"]:
         if b["count"]:
-            label = "+inf" if b["le_ms"] == float("inf") else f"{b['le_ms']:g}"
+            label = b["le_ms"] if isinstance(b["le_ms"], str) else f"{b['le_ms']:g}"
             print(f"  <= {label:>6} ms  {b['count']:>8}  {'#' * max(1, round(40 * b['count'] / peak))}")
     print(f"wrote {path}")
     return 0 if not errors else 1

@@ -98,17 +98,25 @@ class OtlpCollector:
     protocol: str = "grpc"
     """"grpc" (OTLP/gRPC, usually port 4317) or "http/protobuf" (OTLP/HTTP, usually 4318)."""
     service_name: str = "agentmesh-gateway"
+    sample_percent: float = 100.0
+    """Share of calls arriving without a trace that start one (a caller's sampled flag is kept)."""
 
     @classmethod
-    def from_endpoint(cls, endpoint: str | None, protocol: str) -> OtlpCollector | None:
-        """From OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL, as the services read them. None when
-        unset, or for https (the gateway's collector cluster speaks plaintext)."""
+    def from_endpoint(cls, endpoint: str | None, protocol: str, *, sampler: str = "parentbased_always_on",
+                      sampler_arg: float | None = None) -> OtlpCollector | None:
+        """From OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL and OTEL_TRACES_SAMPLER(_ARG), as the
+        services read them. None when unset, or for https (the gateway's collector cluster speaks plaintext)."""
         if not endpoint:
             return None
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme != "http" or not url.hostname:
             return None
-        return cls(host=url.hostname, port=url.port or (4317 if protocol == "grpc" else 4318), protocol=protocol)
+        # Traces start at the gateway, so its sampling is the run's: the services follow the parent's decision.
+        ratio = {"always_off": 0.0, "parentbased_always_off": 0.0}.get(sampler, 1.0)
+        if sampler.endswith("traceidratio"):
+            ratio = 1.0 if sampler_arg is None else min(1.0, max(0.0, sampler_arg))
+        return cls(host=url.hostname, port=url.port or (4317 if protocol == "grpc" else 4318), protocol=protocol,
+                   sample_percent=round(100 * ratio, 4))
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,14 @@ Weights are confidences in 0..1; hits whose combined confidence stays under EMIT
 from __future__ import annotations
 
 import base64
-import bisect
 import binascii
+import bisect
 import codecs
 import re
-import re._constants as _sre  # the parsed form of a pattern: read once at import to derive the trigger set
-import re._parser as _sre_parser
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+
+from services.guard._scan import literal_prefixes, trie
 
 EMIT_FLOOR = 0.5
 _OTHER_FAMILY_BOOST = 0.5  # another family at weight w removes w/2 of a hit's remaining doubt
@@ -76,7 +75,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|learned|instructed)\s+(?:you\s+)?)?(?:above|before|previously|so\s+far|earlier|until\s+now|up\s+to\s+now|prior|in\s+the\s+past)\b"),
     ("override", 0.85, _NOT + r"\b(?:ignore|disregard|forget|skip)\b", r"\s+(?:the\s+|all\s+the\s+)?above\b"),
     ("override", 0.9, r"\b(?:leave|put|set)\b",
-     r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?" + r"(?:information|instructions|tasks|context|rules)"
+     r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?"
+     r"(?:information|instructions|tasks|context|rules)"
      r"\s+(?:behind|aside)"),
     ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard|skip|stop\s+following)\b",
      r"(?:\s+about)?\s+(?:(?:all|any|every|your|all\s+of\s+your|all\s+your|any\s+of\s+your|each\s+of\s+your)\s+)"
@@ -84,7 +84,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard)\b",
      r"\s+(?:the\s+|these\s+|those\s+)(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b(?!\s+(?:of|for|on|in|at|from)\b)"),
     ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget)\b",
-     r"\s+" + r"(?:(?:all|any|every|the|your|of)\s+){1,3}" + r"(?:previous|prior|above|earlier|preceding|provided|given|supplied)\s+"
+     r"\s+(?:(?:all|any|every|the|your|of)\s+){1,3}"
+     r"(?:previous|prior|above|earlier|preceding|provided|given|supplied)\s+"
      + _OBJ_SOFT + r"\b"),
     ("override", 0.8, _NOT + r"\b(?:forget|ignore|disregard)\b",
      r"\s+(?:about\s+)?everything\s*(?:[,.;:!]|\band\b|\bthen\b)\s*(?:(?:and|then|now|just|instead|simply)\s+)*"
@@ -153,7 +154,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:\s+\w+){0,2}?\s+(?:\u0438\u043d\u0441\u0442\u0440\u0443\u043a\u0446\u0438\w*|\u0443\u043a\u0430\u0437\u0430\u043d\u0438\w*"
      r"|\u043f\u0440\u0430\u0432\u0438\u043b\w*|\u043a\u043e\u043c\u0430\u043d\u0434\w*|\u043f\u0440\u0438\u043a\u0430\u0437\w*"
      r"|\u043e\u0433\u0440\u0430\u043d\u0438\u0447\u0435\u043d\w*)"),
-    ("override", 0.75, r"(?<!\w)\u0437\u0430\u0431\u0443\u0434\u044c(?:\u0442\u0435)?(?!\w)", r"\s+\u0432\u0441[\u0435\u0451](?!\w)"),
+    ("override", 0.75, r"(?<!\w)\u0437\u0430\u0431\u0443\u0434\u044c(?:\u0442\u0435)?(?!\w)",
+     r"\s+\u0432\u0441[\u0435\u0451](?!\w)"),
     ("override", 0.9,  # Croatian / Serbian / Bosnian
      r"\b(?:zaboravi|ignoriraj|ignori\u0161i|ignorisi|zanemari)\b",
      r"(?:\s+(?:sve|svoje|prethodne|ranije))*\s+(?:instrukcije|upute|uputstva|pravila|naredbe)\b"),
@@ -197,8 +199,10 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("pivot", 0.4, r"\b(?:start|begin|starten|beginnen)\b",
      r"\s+(?:over|again|afresh|anew|from\s+scratch|from\s+the\s+front|from\s+zero|von\s+neu|neu|von\s+vorne)\b"),
     ("pivot", 0.55, r"\bwir\b", r"\s+(?:starten|beginnen)\s+(?:von\s+)?neu\b"),
-    ("pivot", 0.6, r"\binstead\b", r"\s+of\s+(?:the|your)\s+(?:original|initial|previous|assigned)\s+(?:one|task|instructions?|prompt|job)\b"),
-    ("pivot", 0.45, r"\b(?:well\s+done|good\s+job|great\s+job|nice\s+work|excellent(?:\s+performance|\s+work)?|superbly\s+done|superb"
+    ("pivot", 0.6, r"\binstead\b",
+     r"\s+of\s+(?:the|your)\s+(?:original|initial|previous|assigned)\s+(?:one|task|instructions?|prompt|job)\b"),
+    ("pivot", 0.45, r"\b(?:well\s+done|good\s+job|great\s+job|nice\s+work|excellent(?:\s+performance|\s+work)?"
+     r"|superbly\s+done|superb"
      r"|very\s+(?:good|well\s+done)|perfect|that(?:'s|\s+is)\s+enough|okay|ok|gut\s+gemacht|sehr\s+gut|hervorragend|toll|super"
      r"|das\s+(?:gen\u00fcgt|reicht)|congratulations|herzlichen\s+gl\u00fcckwunsch)\b",
      r"(?=[\s.!,\"']+(?:\w+[\s.!,]+){0,6}?(?:but\s+)?(?:now|nun|jetzt)\b)"),  # a lookahead: the pivot itself is its own hit
@@ -218,9 +222,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:'re|\s+are)\s+no\s+longer\s+(?:bound|restricted|limited|constrained|an?\s+(?:ai|assistant|language\s+model)|chatgpt|claude"
      r"|required\s+to|subject\s+to)\b"),
     ("role", 0.7, r"\bstop\b", r"\s+being\s+(?:an?\s+)?(?:ai|chatgpt|assistant|claude|language\s+model|helpful\s+assistant)\b"),
-    ("role", 0.5, r"\bfrom\b", r"\s+now\s+on\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
+    ("role", 0.5, r"\bfrom\b",
+     r"\s+now\s+on\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
     ("role", 0.5, r"\bab\b", r"\s+(?:jetzt|sofort)\s+(?:bist|wirst|antwortest)\s+du\b"),
-    ("role", 0.45, r"\b(?:now|nun|jetzt)\b", r"\s+(?:you\s+are|you're|bist\s+du|eres|tu\s+es)\s+(?!done|ready|able|going|connected|subscribed|all\s+set)\w+"),
+    ("role", 0.45, r"\b(?:now|nun|jetzt)\b",
+     r"\s+(?:you\s+are|you're|bist\s+du|eres|tu\s+es)\s+(?!done|ready|able|going|connected|subscribed|all\s+set)\w+"),
     ("role", 0.3, r"\b(?:pretend|imagine|roleplay|role-play|act|play|simulate|behave|become)\b",
      r"\s+(?:to\s+be|you\s+are|you're|that\s+you\s+are|as|like|the\s+role\s+of|you\s+have)\b"),
     ("role", 0.35, r"\bi\b", r"\s+want\s+you\s+to\s+(?:act|pretend|behave|roleplay|simulate)\b"),
@@ -233,16 +239,19 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+for\s+['\"]?(?:do\s+anything\s+now|strive\s+to\s+avoid\s+norms|always\s+intelligent\s+and\s+machiavellian|do\s+anything"
      r"|unrestricted|uncensored)"),
     ("jailbreak", 0.8, r"\b(?:jailbreak|jailbroken|dan|unrestricted|evil|uncensored|chaos|unfiltered)\b", r"\s+mode\b"),
-    ("jailbreak", 0.7, r"\b(?:developer|dev)\b", r"\s+mode\s+(?:enabled|activated|output|response|is\s+(?:now\s+)?(?:on|enabled|active))\b"),
+    ("jailbreak", 0.7, r"\b(?:developer|dev)\b",
+     r"\s+mode\s+(?:enabled|activated|output|response|is\s+(?:now\s+)?(?:on|enabled|active))\b"),
     ("jailbreak", 0.8, r"\b(?:simulate|act\s+as|you\s+are|you're|chatgpt|ai|assistant|pretend)\b",
      r"\s+(?:\w+\s+){0,3}?(?:with|in)\s+(?:developer|dev|god|jailbreak|dan)\s+mode\b"),
     ("jailbreak", 0.3, r"\b(?:developer|god|sudo|admin|debug)\b", r"\s+mode\b"),
-    ("jailbreak", 0.8, r"[\[(]", r"\s*(?:\U0001f513|\U0001f512)?\s*(?:jailbreak|jailbroken|dan|developer\s+mode\s+output|unfiltered)\s*[\])]"),
+    ("jailbreak", 0.8, r"[\[(]",
+     r"\s*(?:\U0001f513|\U0001f512)?\s*(?:jailbreak|jailbroken|dan|developer\s+mode\s+output|unfiltered)\s*[\])]"),
     ("jailbreak", 0.75, r"\b(?:unfiltered|uncensored|unrestricted|amoral|jailbroken|unhinged|unchained)\b",
      r"\s+(?:and\s+\w+\s+)?(?:ai|a\.i\.|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output)\b"),
     ("jailbreak", 0.65, r"\b(?:evil|malicious|rogue|unethical|immoral)\b",
      r"\s+(?:ai|a\.i\.|chatbot|assistant|model|bot|gpt|llm|language\s+model|version\s+of\s+(?:yourself|you|chatgpt))\b"),
-    ("jailbreak", 0.7, r"\b(?:mongo\s+tom|antigpt|anti-gpt|betterdan|basedgpt|evil-?bot|evilbot|chaosgpt|dude|stan|aim|ucar|kevin)\b",
+    ("jailbreak", 0.7,
+     r"\b(?:mongo\s+tom|antigpt|anti-gpt|betterdan|basedgpt|evil-?bot|evilbot|chaosgpt|dude|stan|aim|ucar|kevin)\b",
      r"(?=[^.\n]{0,80}\b(?:no\s+(?:restrictions|rules|filters|limits|ethical|moral)|never\s+refuses?|unfiltered|amoral|doesn't\s+have\s+to"
      r"|does\s+not\s+have\s+to|any\s+rules|broken\s+free|do\s+anything))"),
     ("restriction", 0.45,
@@ -262,7 +271,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|comply\s+with)|does\s+not\s+have\s+to\s+(?:follow|abide\s+by)|not\s+have\s+to\s+(?:follow|abide\s+by))\b",
      r"\s+(?:\w+\s+){0,3}?(?:openai|anthropic|content|safety|usage|ethical|moral|chatgpt)(?:'s)?\s+(?:\w+\s+)?(?:polic(?:y|ies)|guidelines"
      r"|rules|filters?|restrictions|standards|guardrails)\b"),
-    ("policy_bypass", 0.75, r"\b(?:safety|safe[_ -]?mode|filters?|guardrails|censorship|content[_ -]?filter|restrictions|ethics)\b",
+    ("policy_bypass", 0.75,
+     r"\b(?:safety|safe[_ -]?mode|filters?|guardrails|censorship|content[_ -]?filter|restrictions|ethics)\b",
      r"\s*[:=]\s*(?:off|false|0|disabled|none|no)\b"),
     ("refusal", 0.6,
      r"\b(?:never|not|won't|will\s+not|cannot|can't|must\s+not|mustn't|shouldn't|should\s+not|don't|do\s+not|doesn't|does\s+not)\b",
@@ -310,7 +320,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|system-?prompt|systemanweisungen|regeln)\b"),
     ("extraction", 0.8, r"\b(?:was|wie)\b",
      r"\s+(?:ist|lautet|lauten|sind|waren)\s+(?:dein|deine|ihr|ihre)\s+(?:system-?prompt|anweisungen|instruktionen|prompt)\b"),
-    ("extraction", 0.8, r"\b(?:mu\u00e9strame|muestrame|revela|dime|ens\u00e9\u00f1ame|imprime|muestra|montre|affiche|r\u00e9v\u00e8le|revele|donne|dis"
+    ("extraction", 0.8,
+     r"\b(?:mu\u00e9strame|muestrame|revela|dime|ens\u00e9\u00f1ame|imprime|muestra|montre|affiche|r\u00e9v\u00e8le|revele|donne|dis"
      r"|mostra|rivela|mostre|revele|toon|geef)\b",
      r"(?:[\s-]+(?:moi|me|mi))?\s+(?:tu|tus|el|las|su|sus|ton|tes|votre|vos|le|les|il|le\s+tue|je|jouw|uw|seu|suas)\s+"
      r"(?:prompt|instrucciones|indicaciones|reglas|instructions|consignes|r\u00e8gles|istruzioni|regole|instru\u00e7\u00f5es|regras|instructies"
@@ -345,55 +356,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
 )
 
 # --- the trigger scan ---------------------------------------------------------------------------------------
-# The literal prefixes every lead must start with are read off the parsed leads, so the trigger set cannot drift
-# from the patterns; a lead without a literal prefix fails at import. They form a trie, which Python's re walks
-# in a handful of comparisons per position, where a flat alternation of ~150 leads costs ~40x more.
-
-
-def _literal_prefixes(items: Any, prefix: str = "") -> set[str]:
-    """The literal strings a match of the parsed pattern `items` starts with; a trailing NUL marks a prefix that
-    ends at a word boundary (so `\\bi\\b` triggers on "i", not on every word starting with an i)."""
-    items = list(items)
-    for i, (op, av) in enumerate(items):
-        if op is _sre.AT:
-            if prefix and av is _sre.AT_BOUNDARY:
-                return {prefix + "\0"}
-            if prefix:
-                return {prefix}
-            continue
-        if op in (_sre.ASSERT, _sre.ASSERT_NOT) and not prefix:
-            continue
-        if op is _sre.LITERAL:
-            prefix += chr(av)
-            continue
-        if op in (_sre.BRANCH, _sre.SUBPATTERN):
-            alternatives = av[1] if op is _sre.BRANCH else [av[-1]]
-            # Each alternative, followed by the rest of the sequence, is its own pattern.
-            return {q for alt in alternatives for q in _literal_prefixes([*alt, *items[i + 1 :]], prefix)}
-        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
-            inner = list(av[2])
-            if len(inner) == 1 and inner[0][0] is _sre.LITERAL:
-                return {prefix + chr(inner[0][1]) * av[0]}
-            return _literal_prefixes(inner, prefix)
-        if op is _sre.IN and all(o is _sre.LITERAL for o, _ in av) and len(av) <= 16:
-            return {prefix + chr(c) for _, c in av}
-        return {prefix}
-    return {prefix}
-
-
-def _trie(words: set[str]) -> str:
-    """A regex matching any of `words`, nested by shared first characters."""
-    by_first: dict[str, set[str]] = {}
-    for w in words:
-        by_first.setdefault(w[0], set()).add(w[1:])
-    parts = []
-    for first, rests in sorted(by_first.items()):
-        head = r"\b" if first == "\0" else re.escape(first)
-        if "" in rests or first == "\0":  # a shorter word ends here: it is enough to trigger
-            parts.append(head)
-        else:
-            parts.append(head + _trie(rests))
-    return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+# The literal prefixes every lead must start with are read off the parsed leads (see _scan), so the trigger set
+# cannot drift from the patterns; a lead without a literal prefix fails at import.
 
 
 def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
@@ -401,13 +365,13 @@ def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
     word_starts: set[str] = set()
     other_starts: set[str] = set()
     for i, (_, _, lead, _) in enumerate(_BRANCHES):
-        prefixes = _literal_prefixes(_sre_parser.parse(lead))
+        prefixes = literal_prefixes(lead)
         if "" in prefixes or "\0" in prefixes:
             raise ValueError(f"injection branch {i} has a lead without a literal prefix: {lead!r}")
         for prefix in prefixes:
             by_first.setdefault(prefix[0], []).append(i)
             (word_starts if prefix[0].isalpha() and ord(prefix[0]) < 0x3000 else other_starts).add(prefix)
-    trigger = r"\b" + _trie(word_starts) + ("|" + _trie(other_starts) if other_starts else "")
+    trigger = r"\b" + trie(word_starts) + ("|" + trie(other_starts) if other_starts else "")
     dispatch = {
         first: re.compile("|".join(
             f"(?P<b{i}>(?:{_BRANCHES[i][2]})(?:{_BRANCHES[i][3]}))"
@@ -459,7 +423,8 @@ _CONFUSABLES = str.maketrans({
 })
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _CONFUSABLE_RE = re.compile("[" + "".join(sorted(chr(c) for c in _CONFUSABLES)) + "]")  # one class: a fast scan
-_MIXED_SCRIPT_RE = re.compile(r"[a-z][\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9]|[\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9][a-z]")
+_LOOKALIKE = r"[\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9]"
+_MIXED_SCRIPT_RE = re.compile(rf"[a-z]{_LOOKALIKE}|{_LOOKALIKE}[a-z]")
 
 
 def _leet_windows(low: str) -> list[tuple[int, int]]:
@@ -530,13 +495,14 @@ def _base64_texts(text: str) -> list[tuple[int, int, str]]:
         token = m.group()
         if (m.start() and text[m.start() - 1] in _BASE64_CHARS) or len(token) % 4:
             continue
-        if token.isdigit() or token.isalpha() and (token.islower() or token.isupper()):
+        if token.isdigit() or (token.isalpha() and (token.islower() or token.isupper())):
             continue
         try:
             decoded = base64.b64decode(token, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             continue
-        if len(decoded) >= 8 and _MOSTLY_TEXT_RE.fullmatch(decoded) and sum(c.isalpha() or c == " " for c in decoded) > 0.8 * len(decoded):
+        readable = sum(c.isalpha() or c == " " for c in decoded) > 0.8 * len(decoded)
+        if len(decoded) >= 8 and _MOSTLY_TEXT_RE.fullmatch(decoded) and readable:
             out.append((m.start(), m.end(), decoded))
     return out
 

@@ -73,7 +73,8 @@ def generate_secret(kind: str, rng: random.Random) -> str:
         return "sk-ant-api03-" + pick(alnum + "-_", 93) + "AA"
     if kind == "jwt":
         header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-        payload = _b64url(json.dumps({"sub": pick(string.digits, 10), "iat": rng.randint(1_600_000_000, 1_800_000_000)}, separators=(",", ":")).encode())
+        claims = {"sub": pick(string.digits, 10), "iat": rng.randint(1_600_000_000, 1_800_000_000)}
+        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
         return f"{header}.{payload}.{pick(_B64URL, 43)}"
     if kind == "pem":
         label = rng.choice(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY"])

@@ -46,7 +46,7 @@ RESOLVE_REVIEW = f"""
 UPDATE guard_reviews SET status = 'resolved', decision = $3, reviewer = $4, note = $5, resolved_at = now()
 WHERE id = $1 AND tenant_id = $2 AND status = 'pending'
 RETURNING {_COLUMNS}"""
-_LAST_UUID = uuid.UUID(int=(1 << 128) - 1)
+_FIRST_PAGE = (dt.datetime.max.replace(tzinfo=dt.UTC), uuid.UUID(int=(1 << 128) - 1))
 
 
 class ReviewAlreadyResolved(AgentMeshError):
@@ -146,7 +146,7 @@ class ReviewStore:
 
     async def list(self, *, tenant: str, status: str | None, page_size: int, page_token: str) -> Page:
         statuses = [status] if status else list(STATUSES)
-        after, last_id = _decode_token(page_token, statuses) if page_token else (dt.datetime.max.replace(tzinfo=dt.UTC), _LAST_UUID)
+        after, last_id = _decode_token(page_token, statuses) if page_token else _FIRST_PAGE
         async with db_errors("listing review items"):
             rows = await self._pool.fetch(LIST_REVIEWS, tenant, statuses, after, last_id, page_size + 1)
         records = [_record(r) for r in rows[:page_size]]

@@ -45,6 +45,9 @@ VerdictKey = tuple[str, int, int]
 def parse_verdict(answer: str) -> LlmVerdict | None:
     """INJECTION or BENIGN from a one-word answer (case, punctuation and a short lead-in such as "Answer:" are
     tolerated); None for anything else, e.g. a paragraph that happens to contain one of the words."""
+    upper = answer.upper()
+    if "INJECTION" in upper and "BENIGN" in upper:
+        return None  # both words: an echo of the question, not an answer
     m = _VERDICT_RE.match(answer.strip())
     if m is not None:
         return LlmVerdict.INJECTION if m.group(1).upper() == "INJECTION" else LlmVerdict.BENIGN

@@ -27,6 +27,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _service_ports(metrics_offset: int) -> dict[str, int]:
+    """A free gRPC port per service whose metrics port (gRPC port + offset) is free too and is nobody's gRPC port."""
+    ports: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in SERVICES:
+        for _ in range(100):
+            port = free_port()
+            metrics = port + metrics_offset
+            if port not in taken and (not metrics_offset or (metrics < 65536 and metrics not in taken
+                                                              and _bindable(metrics))):
+                break
+        ports[name] = port
+        taken |= {port, port + metrics_offset}
+    return ports
+
+
 @dataclass
 class Mesh:
     proc: subprocess.Popen[str]
@@ -92,7 +117,8 @@ class Mesh:
 def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str, str] | None = None,
                up_args: Sequence[str] = (), timeout_s: float = 120) -> Mesh:
     """`agentmesh up [up_args]` (e.g. ["--replicas", "researcher=2"]) on free ports; returns once it is ready."""
-    ports = {name: free_port() for name in SERVICES}
+    offset = int((extra_env or {}).get("AGENTMESH_METRICS_PORT_OFFSET", 1000))
+    ports = _service_ports(offset)
     gateway, internal, admin, sim = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,

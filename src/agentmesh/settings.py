@@ -146,14 +146,22 @@ class Settings(BaseSettings):
         default="http/protobuf",
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL", "AGENTMESH_OTEL_EXPORTER_OTLP_PROTOCOL"))
     """OTLP transport of the services' and the gateway's spans: http/protobuf (port 4318) or grpc (4317)."""
+    otel_traces_sampler: str = Field(
+        default="parentbased_always_on",
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER", "AGENTMESH_OTEL_TRACES_SAMPLER"))
+    """Which runs are traced (the OpenTelemetry SDK reads it too): parentbased_traceidratio with
+    OTEL_TRACES_SAMPLER_ARG=0.1 traces one run in ten; the gateway, where traces start, samples at that ratio."""
+    otel_traces_sampler_arg: float | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG", "AGENTMESH_OTEL_TRACES_SAMPLER_ARG"))
+    """The sampler's ratio (0..1) for the traceidratio samplers; unset: 1."""
     metrics_port_offset: int = 1000
     """Each service (and replica) serves Prometheus metrics on HTTP /metrics at its gRPC port plus this;
     0 turns the endpoint off."""
 
-    @field_validator("otel_exporter_otlp_endpoint", mode="before")
+    @field_validator("otel_exporter_otlp_endpoint", "otel_traces_sampler_arg", mode="before")
     @classmethod
     def _empty_endpoint_is_unset(cls, value: object) -> object:
-        # `OTEL_EXPORTER_OTLP_ENDPOINT=` (compose, .env) means tracing off, not "export to the empty URL".
+        # `OTEL_EXPORTER_OTLP_ENDPOINT=` (compose, .env) means unset (tracing off), not "the empty URL".
         return None if value == "" else value
 
     # --- guard (issue 5) -------------------------------------------------------------------------

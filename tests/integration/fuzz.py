@@ -41,6 +41,9 @@ _STRINGS = st.one_of(
     st.builds(lambda c, n: c * n, st.sampled_from(["x", "é", "\x00", " ", "😀"]),
               st.sampled_from([1_999, 2_001, 32_001, 100_001, 400_000, 1_100_000])),
 )
+# Printable ASCII (what gRPC lets a client send) and short: headers past Envoy's HTTP/2 limits (60 KiB in all,
+# 100 headers) are refused by its codec with a stream or connection reset, which clients see as INTERNAL or
+# UNAVAILABLE before any service is involved: a gateway setting (max_request_headers_kb), not the services.
 _HEADER_VALUE = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 _FORGED = st.sampled_from(["agentmesh-tenant", "agentmesh-internal-token", "agentmesh-upstream", "x-forwarded-for",
                            "x-envoy-upstream-rq-timeout-ms", "x-request-id", "authorization"])

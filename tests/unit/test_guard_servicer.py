@@ -126,3 +126,63 @@ def test_public_surface_is_pinned() -> None:
         "FINDING_TYPES", "Action", "Decision", "Direction", "Finding", "GuardServicer", "Policy", "PolicyError",
         "PolicyFinding", "PolicySource", "ReviewServicer", "Rule", "decide", "detect", "load_policy", "restore",
     ])
+
+
+# --- restore tokens through the service ----------------------------------------------------------------------
+
+@pytest.fixture
+async def sealing_stub() -> AsyncIterator[guard_pb2_grpc.GuardServiceStub]:
+    from services.guard.vault import Sealer
+
+    servicer = GuardServicer(policy=load_policy(), sealer=Sealer(bytes(32), ttl_s=60))
+    binding = ServiceBinding(
+        add=guard_pb2_grpc.add_GuardServiceServicer_to_server, servicer=servicer, full_name="agentmesh.v1.GuardService"
+    )
+    running = await create_server("127.0.0.1:0", [binding])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield guard_pb2_grpc.GuardServiceStub(channel)
+    await running.server.stop(None)
+
+
+async def test_a_redacted_input_comes_back_restored_in_the_answer(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    asked = await sealing_stub.Check(guard_pb2.CheckRequest(text="Email ana@example.com the summary"))
+    assert asked.redacted_text == "Email <EMAIL_1> the summary" and asked.restore_token
+    assert "ana@example.com" not in asked.restore_token
+    # The LLM answers with the placeholder and an address of its own: the first comes back, the second is redacted.
+    answer = "I emailed <EMAIL_1>; the admin is carl@corp.example.com."
+    out = await sealing_stub.Check(guard_pb2.CheckRequest(text=answer, direction=guard_pb2.DIRECTION_OUTPUT,
+                                                          restore_token=asked.restore_token))
+    assert out.action == guard_pb2.ACTION_REDACT
+    assert out.redacted_text == "I emailed <EMAIL_1>; the admin is <EMAIL_2>."
+    assert out.restored_text == "I emailed ana@example.com; the admin is <EMAIL_2>."
+    assert out.restore_token == ""  # output values are never handed out for restoring
+
+
+async def test_a_second_turn_extends_the_token(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    first = await sealing_stub.Check(guard_pb2.CheckRequest(text="mail ana@example.com"))
+    second = await sealing_stub.Check(guard_pb2.CheckRequest(text="and bob@example.com too",
+                                                             restore_token=first.restore_token))
+    assert second.redacted_text == "and <EMAIL_2> too"
+    out = await sealing_stub.Check(guard_pb2.CheckRequest(text="<EMAIL_1>, <EMAIL_2>", direction=guard_pb2.DIRECTION_OUTPUT,
+                                                          restore_token=second.restore_token))
+    assert out.restored_text == "ana@example.com, bob@example.com"
+
+
+async def test_blocked_texts_get_no_token_and_bad_tokens_restore_nothing(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
+    blocked = await sealing_stub.Check(guard_pb2.CheckRequest(text="card 4111 1111 1111 1111, mail ana@example.com"))
+    assert blocked.action == guard_pb2.ACTION_BLOCK and blocked.restore_token == ""
+    out = await sealing_stub.Check(guard_pb2.CheckRequest(text="hi <EMAIL_1>", direction=guard_pb2.DIRECTION_OUTPUT,
+                                                          restore_token="v1.not-a-real-token"))
+    assert out.action == guard_pb2.ACTION_ALLOW and out.restored_text == ""
+
+
+async def test_a_token_is_bound_to_its_tenant() -> None:
+    from services.guard.check import GuardDeps, run_check
+    from services.guard.policy import Direction
+    from services.guard.vault import Sealer
+
+    deps = GuardDeps(policy=load_policy, sealer=Sealer(bytes(32), ttl_s=60))
+    asked = await run_check("mail ana@example.com", Direction.INPUT, deps, tenant="acme")
+    mine = await run_check("<EMAIL_1>", Direction.OUTPUT, deps, tenant="acme", restore_token=asked.restore_token)
+    theirs = await run_check("<EMAIL_1>", Direction.OUTPUT, deps, tenant="globex", restore_token=asked.restore_token)
+    assert (mine.restored_text, theirs.restored_text) == ("ana@example.com", "")

@@ -157,3 +157,11 @@ def test_log_lines_written_inside_a_span_carry_its_trace_id() -> None:
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x") and line["run_id"] == "r1"
     assert "trace_id" not in json.loads(JsonFormatter("researcher").format(record))
 
+
+
+def test_the_telemetry_package_exports_a_small_surface() -> None:
+    import agentmesh.telemetry
+
+    assert sorted(agentmesh.telemetry.__all__) == sorted([
+        "JsonFormatter", "LLMStatsCollector", "MetricsServer", "RpcMetrics", "RpcTelemetryInterceptor", "Telemetry",
+        "TracedLLM", "setup_logging", "setup_telemetry"])

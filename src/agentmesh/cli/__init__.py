@@ -79,8 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     bshow.add_argument("--tenant", required=True)
 
     from agentmesh.cli._bench import add_parsers as add_bench
+    from agentmesh.cli._review import add_parser as add_review
 
     add_bench(sub)
+    add_review(sub)
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_cmd", required=True)
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
                 "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
                 "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench",
-                "certs": "agentmesh.cli._certs", "budget": "agentmesh.cli._admin"}
+                "certs": "agentmesh.cli._certs", "budget": "agentmesh.cli._admin", "review": "agentmesh.cli._review"}
     module = importlib.import_module(handlers[args.cmd])
     try:
         return _run(module.run(args))

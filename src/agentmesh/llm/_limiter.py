@@ -46,6 +46,8 @@ class Permit:
 
 
 class AIMDLimiter:
+    """Bounds calls in flight by a limit in [min_limit, max_limit] that 429s halve and successes grow."""
+
     def __init__(self, *, max_limit: int, min_limit: int = 1, decrease_factor: float = 0.5) -> None:
         if not 1 <= min_limit <= max_limit:
             raise ValueError(f"need 1 <= min_limit ({min_limit}) <= max_limit ({max_limit})")

@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
 def _add_trace_ids(out: dict[str, Any]) -> None:
     ctx = trace.get_current_span().get_span_context()
-    if ctx.is_valid:
+    if ctx.is_valid and ctx.trace_flags.sampled:  # an unsampled trace is nowhere to be found
         out["trace_id"] = format(ctx.trace_id, "032x")
         out["span_id"] = format(ctx.span_id, "016x")
 

@@ -282,7 +282,7 @@ def _write_plots(args: argparse.Namespace, result: LoadResult, mesh: dict[str, A
         baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])], window_end=args.duration)]
     series = {"agentmesh": [b for _, b in result.latency_points()]}
     if baseline_series.get("run_latency_s"):
-        series["LangGraph in-process"] = [b for _, b in baseline_series["run_latency_s"]]
+        series["LangGraph in-process (successful runs)"] = [b for _, b in baseline_series["run_latency_s"]]
     paths.append(_plots.histogram(RESULTS / "e2e-histogram.png", title="run latency", series=series, unit="s"))
     if len(sweep) > 1:
         paths.append(_plots.throughput_vs_users(

@@ -127,7 +127,8 @@ def render_tree(view: RunView) -> Tree:
                 + (f" ({retries} retries)" if retries > 0 else "")
                 + f" · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}")
     for s in view.steps:
-        node = root.add(f"{s.idx:>2} {s.kind:<5} [bold]{escape(s.agent)}[/] {escape(s.detail)} · {s.duration_ms:.0f} ms"
+        detail = f" {escape(s.detail)}" if s.detail else ""
+        node = root.add(f"{s.idx:>2} {s.kind:<5} [bold]{escape(s.agent)}[/]{detail} · {s.duration_ms:.0f} ms"
                         + (f" · LLM calls: {s.llm_calls} · tokens in {s.input_tokens} out {s.output_tokens} · "
                            f"${s.cost_usd:.6f}" if s.llm_calls else ""))
         for n, c in enumerate(s.calls, 1):

@@ -42,18 +42,22 @@ def lower_keep_offsets(text: str) -> str:
 _NOT = r"(?<!n't )(?<!n\u2019t )(?<!not )(?<!never )(?<!n')(?<!ne )(?<!no )"
 # Determiners that address the model or the conversation; third-person ones ("its old programming") narrate.
 _DET = r"(?:(?:all|any|every|each|the|your|these|those|of|this|that|such|whatever)\s+)"
-_QUAL = (r"(?:previous|previously\s+given|prior|above|earlier|preceding|foregoing|former|initial|original|system|existing"
-         r"|old|past|preset|pre-?set|default|given|developer|openai|anthropic|built-?in|programmed|underlying|first"
-         r"|current|standing|safety|content|ethical|moral|usage)")
+# "previous instructions" addresses the conversation; "the old rules" or "the default policy" may be anything.
+_QUAL = (r"(?:previous|previously\s+given|prior|above|earlier|preceding|foregoing|former|initial|original|system"
+         r"|pre-?set|developer|openai|anthropic|built-?in|programmed|underlying)")
+_QUAL_WEAK = r"(?:old|past|default|given|existing|current|standing|first|safety|content|ethical|moral|usage)"
 _OBJ_STRONG = (r"(?:instructions?|rules|directives?|directions|prompts?|guidelines|constraints|commands|guardrails"
-               r"|restrictions|orders|programming|training|guidance|policies|policy|filters?|limitations|protocols?"
-               r"|ethics|morals|principles|tasks|assignments|settings|safeguards|boundaries|parameters)")
+               r"|restrictions|orders|programming|guidance|policies|policy|limitations|protocols?"
+               r"|ethics|morals|principles|tasks|assignments|safeguards|(?:safety|content)\s+filters?)")
+# What only a model has: the object of technical verbs ("override the default settings" is configuration).
+_OBJ_AI = r"(?:instructions?|prompts?|directives?|guidelines|guardrails|programming|system\s+(?:prompt|message))"
 _OBJ_SOFT = r"(?:context|messages?|information|conversation|text|content|inputs?|requests?|statements|everything|words|data)"
 _AFTER_OBJ = (r"(?:\s+(?:above|before|so\s+far|until\s+now|up\s+to\s+now|you\s+(?:were|have\s+been)\s+(?:given|told|provided)"
               r"|(?:that|which)\s+(?:you\s+)?(?:were|was|have\s+been|got|received|had)\b|you\s+(?:received|got|have)))")
-_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|override|bypass|skip|abandon|drop|discard|ditch|erase|neglect|scrap"
-                  r"|set\s+aside|put\s+aside|throw\s+out|throw\s+away|pay\s+no\s+attention\s+to|stop\s+following"
-                  r"|do\s+not\s+follow|don't\s+follow|cancel|void|nullify|reset|clear|delete|remove|disable|turn\s+off)")
+_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|bypass|skip|abandon|drop|discard|ditch|neglect|set\s+aside|put\s+aside"
+                  r"|pay\s+no\s+attention\s+to|stop\s+following|do\s+not\s+follow|don't\s+follow)")
+_TECH_VERB = (r"(?:override|overwrite|reset|clear|delete|remove|disable|turn\s+off|cancel|void|nullify|erase|scrap|wipe"
+              r"|throw\s+out|throw\s+away)")
 _AI = (r"(?:\bai\b|\ba\.i\.|chatbot|\bassistant|\bmodels?\b|language\s+model|\bgpt|chatgpt|claude|\bbot\b|\bllms?\b"
        r"|\bpersona\b|\brespon(?:d|ds|se|ses|ding)\b|\banswers?\b|\brepl(?:y|ies)\b|\bcharacters?\b|\bki\b|\bia\b)")
 _RESTRICTION_NOUN = (r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|boundaries"
@@ -69,6 +73,13 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:\s+about)?\s+" + _DET + r"{0,3}" + _QUAL + r"\s+(?:[\w'-]+\s+){0,2}?" + _OBJ_STRONG + r"\b"),
     ("override", 0.9, _NOT + r"\b" + _OVERRIDE_VERB + r"\b",
      r"(?:\s+about)?\s+" + _DET + r"{0,3}" + _OBJ_STRONG + _AFTER_OBJ),
+    ("override", 0.9, _NOT + r"\b" + _TECH_VERB + r"\b",
+     r"\s+" + _DET + r"{0,3}" + _QUAL + r"\s+(?:[\w'-]+\s+)?" + _OBJ_AI + r"\b"),
+    ("override", 0.9, _NOT + r"\b" + _TECH_VERB + r"\b", r"\s+" + _DET + r"{0,3}" + _OBJ_AI + _AFTER_OBJ),
+    ("override", 0.75, _NOT + r"\b" + _TECH_VERB + r"\b",
+     r"\s+(?:all|any|every|your|all\s+of\s+your|all\s+your)\s+(?:[\w'-]+\s+)?" + _OBJ_AI + r"\b"),
+    ("override", 0.7, _NOT + r"\b" + _OVERRIDE_VERB + r"\b",
+     r"(?:\s+about)?\s+" + _DET + r"{0,3}" + _QUAL_WEAK + r"\s+(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b"),
     ("override", 0.9, _NOT + r"\b(?:ignore|disregard|forget|drop|skip|override)\b",
      r"\s+(?:all\s+|about\s+)?(?:everything|anything|all|what)\s+(?:(?:that\s+)?(?:was\s+|you\s+were\s+|i\s+|we\s+|you\s+|i've\s+|we've\s+"
      r"|you've\s+)?(?:have\s+|has\s+been\s+|been\s+)?(?:said|written|stated|told|given|discussed|talked\s+about|wrote|typed|mentioned"
@@ -78,10 +89,10 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?"
      r"(?:information|instructions|tasks|context|rules)"
      r"\s+(?:behind|aside)"),
-    ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard|skip|stop\s+following)\b",
+    ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard|skip|stop\s+following)\b",
      r"(?:\s+about)?\s+(?:(?:all|any|every|your|all\s+of\s+your|all\s+your|any\s+of\s+your|each\s+of\s+your)\s+)"
      r"(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b"),
-    ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|override|abandon|discard)\b",
+    ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard)\b",
      r"\s+(?:the\s+|these\s+|those\s+)(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b(?!\s+(?:of|for|on|in|at|from)\b)"),
     ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget)\b",
      r"\s+(?:(?:all|any|every|the|your|of)\s+){1,3}"
@@ -332,9 +343,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     # ---- fake chat-template or system markers inside user text ----
     ("delimiter", 0.8, r"<",
      r"\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id|end_header_id|user|assistant)\|>|/?\s*system\s*>|<\s*/?\s*sys\s*>>"),
-    ("delimiter", 0.8, r"#{2,}", r"\s*(?:new\s+)?(?:system|instructions?|admin|developer)\s*(?:prompt\s*)?(?::|#{2,}|override)"),
+    ("delimiter", 0.8, r"#{2,}", r"\s*(?:new\s+(?:system|instructions?)|system|admin|developer)\s*(?:prompt\s*)?(?::|#{2,}|override)"),
+    # "### Instruction:" is also the Alpaca prompt format: on its own it only adds to other evidence.
+    ("delimiter", 0.45, r"#{2,}", r"\s*instructions?\s*(?::|#{2,})"),
     ("delimiter", 0.8, r"\[", r"/?inst\]"),
-    ("delimiter", 0.6, r"[\[({]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\])}]"),
+    ("delimiter", 0.6, r"[\[{]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\]}]"),  # "(developer)" is a job title
     ("delimiter", 0.7, r"\b(?:system|admin|developer|root|security|emergency)\b", r"\s+override\b"),
     ("delimiter", 0.6, r"(?:={3,}|-{3,}|\*{3,}|#{3,})", r"\s*(?:end|stop|ende)\b"),
     ("delimiter", 0.5, r"\bend\b", r"\s+of\s+(?:the\s+)?(?:system\s+)?(?:prompt|instructions|context|input|user\s+input)\b"),

@@ -131,9 +131,10 @@ class ReviewStore:
     async def add(self, *, tenant: str, direction: str, action: str, redacted_text: str, text_chars: int,
                   findings: Sequence[PolicyFinding]) -> uuid.UUID:
         review_id = uuid.uuid4()
+        kept = [f for f in findings if f.end <= MAX_REVIEW_TEXT_CHARS]  # offsets must stay inside the stored text
         async with db_errors("adding a review item"):
             await self._pool.execute(INSERT_REVIEW, review_id, tenant, direction, action,
-                                     redacted_text[:MAX_REVIEW_TEXT_CHARS], text_chars, findings_json(findings))
+                                     redacted_text[:MAX_REVIEW_TEXT_CHARS], text_chars, findings_json(kept))
         return review_id
 
     async def get(self, *, tenant: str, review_id: str) -> ReviewRecord:

@@ -117,7 +117,7 @@ class TierTwo:
         grey = self.grey(detected)
         if not grey:
             return list(detected), {}
-        verdict = await self._ask(text, detected, grey, min(self._timeout_s, timeout_s or self._timeout_s))
+        verdict = await self._ask(text, detected, grey, self._timeout_s if timeout_s is None else min(self._timeout_s, timeout_s))
         keys = {(f.type, f.start, f.end) for f in grey}
         adjusted = []
         for f in detected:

@@ -187,7 +187,9 @@ async def test_deadline_stops_retrying(sim_url: str) -> None:
     with pytest.raises((LLMUnavailable, DeadlineExceeded)):
         await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.5)
     await llm.close()
-    assert time.monotonic() - started < 1.5
+    # Without the deadline this call would try 100 times, 0.2 s apart (20 s); the bound is loose on purpose
+    # (a loaded 2-core machine), the attempt count is the real check.
+    assert time.monotonic() - started < 5
     assert (await _stats(sim_url))["requests_total"] < 10
 
 

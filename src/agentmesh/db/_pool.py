@@ -22,6 +22,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
+    # Seen when a pool connection is released while Postgres shuts down (test_postgres_restart): the
+    # connection died under asyncpg, not a bug of the query.
+    asyncpg.exceptions.InternalClientError,
     asyncio.TimeoutError,
 )
 

@@ -1,5 +1,6 @@
-"""Checkpoints in Postgres: SQL as named constants, serialization kept apart from I/O, one transaction per
-step so a step is either wholly recorded (result, totals, next event seq, lease) or not at all."""
+"""Checkpoints in Postgres: SQL as named constants, serialization kept apart from I/O, one statement per
+step so a step is either wholly recorded (result, totals, next event seq, lease) or not at all. Creating a
+run on a new thread and finishing a run are one statement each too: round trips are the supervisor's cost."""
 
 from __future__ import annotations
 
@@ -27,10 +28,26 @@ SELECT_HISTORY = """
 SELECT role, content FROM (
     SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
 ) recent ORDER BY id"""
-INSERT_RUN = """
-INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
-VALUES ($1, $2, $3, 'running', $4, $5::jsonb, $6, $7, now() + make_interval(secs => $8))"""
-INSERT_MESSAGE = "INSERT INTO messages (thread_id, run_id, role, content) VALUES ($1, $2, $3, $4)"
+_RUN_COLUMNS = """id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
+       llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased"""
+# A new thread, its run and the user's message in one statement (one round trip; the foreign keys are
+# checked at the statement's end, when the thread row exists).
+CREATE_RUN_NEW_THREAD = f"""
+WITH thread AS (INSERT INTO threads (id, tenant_id) VALUES ($2, $3)),
+     message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
+     run AS (
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
+         VALUES ($1, $2, $3, 'running', $4, '[]'::jsonb, $5, $6, now() + make_interval(secs => $7))
+         RETURNING *)
+SELECT {_RUN_COLUMNS} FROM run"""
+# The run on an existing thread (locked and counted first, in the same transaction).
+CREATE_RUN = f"""
+WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
+     run AS (
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
+         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7))
+         RETURNING *)
+SELECT {_RUN_COLUMNS} FROM run"""
 SELECT_RUN = """
 SELECT id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
        llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased
@@ -61,10 +78,15 @@ SELECT id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10 FROM advanced"""
 RENEW_LEASE = """
 UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+# The final answer and the run's completion in one statement; 0 rows inserted means the lease was lost.
 FINISH_RUN = """
-UPDATE runs SET status = 'completed', final = $3::jsonb, next_seq = $4, lease_owner = NULL,
-                lease_expires_at = NULL, updated_at = now()
-WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+WITH done AS (
+    UPDATE runs SET status = 'completed', final = $3::jsonb, next_seq = $4, lease_owner = NULL,
+                    lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+    RETURNING id, thread_id
+)
+INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
 FAIL_RUN = """
 UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
                 updated_at = now()
@@ -161,25 +183,23 @@ class CheckpointStore:
         """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
         RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
         lease = self._new_lease()
+        if not thread_id:
+            async with db_errors("run creation"):
+                row = await self._pool.fetchrow(CREATE_RUN_NEW_THREAD, run_id, uuid.uuid4(), tenant, text, next_seq,
+                                                lease, self._lease_s)
+            return dataclasses.replace(_run_from_row(row), lease=lease)
+        tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
-            if thread_id:
-                tid = parse_uuid(thread_id, "thread_id")
-                if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
-                    raise NotFound(f"thread {thread_id} not found")
-                if max_thread_messages and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages:
-                    raise ResourceExhausted(
-                        f"thread {thread_id} is full: it holds {held} messages and a run adds 2, over the limit of "
-                        f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
-                        reason="THREAD_FULL")
-                history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
-            else:
-                tid = uuid.uuid4()
-                await conn.execute(INSERT_THREAD, tid, tenant)
-                history = []
-            await conn.execute(INSERT_RUN, run_id, tid, tenant, text, json.dumps(history), next_seq,
-                               lease, self._lease_s)
-            await conn.execute(INSERT_MESSAGE, tid, run_id, "user", text)
-            row = await conn.fetchrow(SELECT_RUN, run_id, tenant)
+            if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
+                raise NotFound(f"thread {thread_id} not found")
+            if max_thread_messages and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages:
+                raise ResourceExhausted(
+                    f"thread {thread_id} is full: it holds {held} messages and a run adds 2, over the limit of "
+                    f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
+                    reason="THREAD_FULL")
+            history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
+            row = await conn.fetchrow(CREATE_RUN, run_id, tid, tenant, text, next_seq, lease, self._lease_s,
+                                      json.dumps(history))
         return dataclasses.replace(_run_from_row(row), lease=lease)
 
     async def get_run(self, run_id: str, tenant: str) -> RunRecord:
@@ -231,10 +251,10 @@ class CheckpointStore:
             return (await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)) != "UPDATE 0"
 
     async def finish(self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str) -> None:
-        async with db_errors("run completion"), self._pool.acquire() as conn, conn.transaction():
-            if await conn.execute(FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq) == "UPDATE 0":
-                raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
-            await conn.execute(INSERT_MESSAGE, run.thread_id, run.id, "assistant", answer)
+        async with db_errors("run completion"):
+            status = await self._pool.execute(FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer)
+        if status == "INSERT 0 0":
+            raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
 
     async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int) -> None:
         async with db_errors("run failure record"):

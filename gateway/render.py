@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import re
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -119,6 +121,87 @@ class OtlpCollector:
                    sample_percent=round(100 * ratio, 4))
 
 
+# Where Envoy finds the CAs that sign the provider's certificate: the envoyproxy image's and Debian's bundle.
+DEFAULT_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# An anthropic base URL without a key (the simulator) or with one (the API).
+ANTHROPIC_API_URL = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class LLMEgress:
+    """The `egress` listener: every LLM call of the mesh goes through it to one provider cluster, `llm_provider`,
+    which lets `concurrency` calls through and queues the rest (first come, first served) instead of letting the
+    processes' separate limits add up past what the provider admits."""
+
+    listen: Address
+    """Where the services' SDKs send their requests (ANTHROPIC_BASE_URL points here)."""
+    provider: Address
+    """The provider's host (a name or an IP) and port: the simulator, or api.anthropic.com:443."""
+    concurrency: int
+    """Calls in flight to the provider (circuit breaker max_connections and max_requests of an HTTP/1.1 cluster:
+    one call per connection). AGENTMESH_LLM_MESH_CONCURRENCY."""
+    tls: bool = False
+    """TLS to the provider, with SNI and its certificate checked against `ca_file` for the provider's name."""
+    ca_file: str = DEFAULT_CA_FILE
+    """CA bundle (PEM) that the provider's certificate must chain to, as Envoy sees it."""
+    max_pending_requests: int = 10_000
+    """Calls that may wait for a free connection; past it Envoy answers 503 with x-envoy-overloaded at once."""
+
+    @classmethod
+    def for_url(cls, url: str, *, listen: Address, concurrency: int, ca_file: str = DEFAULT_CA_FILE) -> LLMEgress:
+        """From the provider's base URL (http://127.0.0.1:8765, https://api.anthropic.com). A path in the URL is
+        the callers' business: they keep it in their base URL and Envoy forwards it untouched."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"LLM provider URL {url!r}: expected http(s)://HOST[:PORT]")
+        tls = parts.scheme == "https"
+        return cls(listen=listen, provider=(parts.hostname, parts.port or (443 if tls else 80)), concurrency=concurrency,
+                   tls=tls, ca_file=ca_file)
+
+    @property
+    def host_header(self) -> str:
+        """What the provider must see as Host (and, with TLS, as SNI): its own name, not the egress listener's."""
+        host, port = self.provider
+        return host if port == (443 if self.tls else 80) else f"{host}:{port}"
+
+    @property
+    def dns(self) -> bool:
+        """A name (LOGICAL_DNS: one connection pool whatever address the name resolves to next) or an IP (STATIC)."""
+        try:
+            ipaddress.ip_address(self.provider[0])
+        except ValueError:
+            return True
+        return False
+
+
+def system_ca_file() -> str:
+    """The CA bundle of this machine, for a local Envoy that talks TLS to the provider."""
+    candidates = [ssl.get_default_verify_paths().cafile, DEFAULT_CA_FILE, "/etc/pki/tls/certs/ca-bundle.crt",
+                  "/etc/ssl/cert.pem"]
+    for path in candidates:
+        if path and Path(path).is_file():
+            return path
+    raise ValueError("no CA bundle found for TLS to the LLM provider (install ca-certificates)")
+
+
+def llm_egress(settings: Settings, *, provider_url: str | None = None) -> LLMEgress | None:
+    """The egress `agentmesh up` renders: None unless AGENTMESH_LLM_MESH_CONCURRENCY is set. The provider is
+    `provider_url` (the simulator's URL), else ANTHROPIC_BASE_URL, else the Anthropic API."""
+    if settings.llm_mesh_concurrency <= 0:
+        return None
+    url = provider_url or settings.anthropic_base_url or ANTHROPIC_API_URL
+    host, port = _split_addr(settings.gateway_egress_addr)
+    egress = LLMEgress.for_url(url, listen=(host, port), concurrency=settings.llm_mesh_concurrency)
+    if egress.provider[0] in ("0.0.0.0", "::"):  # a bind-all address is where the simulator listens, not where to dial
+        egress = dataclasses.replace(egress, provider=("127.0.0.1", egress.provider[1]))
+    return dataclasses.replace(egress, ca_file=system_ca_file()) if egress.tls else egress
+
+
+def _split_addr(addr: str) -> Address:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True)
 class GatewaySpec:
     """Everything that differs between targets; the template holds the rest."""
@@ -142,6 +225,8 @@ class GatewaySpec:
     otlp: OtlpCollector | None = None
     """Where Envoy's OpenTelemetry tracer sends the gateway's spans (the services' OTLP endpoint); None: the
     gateway makes no spans (it still forwards the traceparent header untouched)."""
+    egress: LLMEgress | None = None
+    """The LLM egress listener and its provider cluster; None: services call the provider directly."""
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:
@@ -166,6 +251,7 @@ def local_spec(
     host: str = "127.0.0.1",
     tls: GatewayTLS | None = None,
     otlp: OtlpCollector | None = None,
+    egress: LLMEgress | None = None,
 ) -> GatewaySpec:
     """Processes on one machine: STATIC endpoints `host:PORT`, one port per replica of each service."""
     limits = limits or {}
@@ -177,7 +263,8 @@ def local_spec(
         )
         for name, replica_ports in ports.items()
     )
-    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp)
+    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp,
+                       egress=egress)
 
 
 def compose_spec() -> GatewaySpec:
@@ -228,6 +315,11 @@ def _check(spec: GatewaySpec) -> None:
     missing = [name for name in _REQUIRED_UPSTREAMS if name not in names]
     if missing:
         raise ValueError(f"the public routes need upstreams {missing}")
+    if spec.egress is not None:
+        if spec.egress.concurrency < 1:
+            raise ValueError(f"LLM egress concurrency must be at least 1, not {spec.egress.concurrency}")
+        if spec.egress.max_pending_requests < 1:
+            raise ValueError("LLM egress max_pending_requests must be at least 1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--namespace", default="agentmesh", help="k8s only")
     parser.add_argument("--tls-dir", default=None,
                         help="mTLS to the services: the directory of `agentmesh certs` files as Envoy sees it")
+    parser.add_argument("--llm-mesh-concurrency", type=int, default=0,
+                        help="add the LLM egress listener (port 8082) with this many provider calls in flight; "
+                             "0 (default): none")
+    parser.add_argument("--llm-provider", default=None,
+                        help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})")
     args = parser.parse_args(argv)
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
@@ -246,6 +343,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = k8s_spec(args.namespace)
     if args.tls_dir:
         spec = dataclasses.replace(spec, tls=GatewayTLS.in_dir(args.tls_dir))
+    if args.llm_mesh_concurrency > 0:
+        local = args.target == "local"
+        settings = Settings()
+        url = args.llm_provider or (settings.sim_url if local else ANTHROPIC_API_URL)
+        # compose/k8s: the declared default port, not the shell's environment (as for the services' ports).
+        listen = (_split_addr(settings.gateway_egress_addr) if local
+                  else ("0.0.0.0", _split_addr(str(Settings.model_fields["gateway_egress_addr"].default))[1]))
+        egress = LLMEgress.for_url(url, listen=listen, concurrency=args.llm_mesh_concurrency)
+        if egress.tls and local:
+            egress = dataclasses.replace(egress, ca_file=system_ca_file())
+        spec = dataclasses.replace(spec, egress=egress)
     sys.stdout.write(render_envoy_config(spec))
     return 0
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from services.guard._scan import literal_prefixes, trie
+from services.guard._scan import bounded, literal_prefixes, trie
 
 EMIT_FLOOR = 0.5
 _OTHER_FAMILY_BOOST = 0.5  # another family at weight w removes w/2 of a hit's remaining doubt
@@ -58,10 +58,11 @@ _OVERRIDE_VERB = (r"(?:ignore|disregard|forget|bypass|skip|abandon|drop|discard|
                   r"|pay\s+no\s+attention\s+to|stop\s+following|do\s+not\s+follow|don't\s+follow)")
 _TECH_VERB = (r"(?:override|overwrite|reset|clear|delete|remove|disable|turn\s+off|cancel|void|nullify|erase|scrap|wipe"
               r"|throw\s+out|throw\s+away)")
-_AI = (r"(?:\bai\b|\ba\.i\.|chatbot|\bassistant|\bmodels?\b|language\s+model|\bgpt|chatgpt|claude|\bbot\b|\bllms?\b"
-       r"|\bpersona\b|\brespon(?:d|ds|se|ses|ding)\b|\banswers?\b|\brepl(?:y|ies)\b|\bcharacters?\b|\bki\b|\bia\b)")
+_AI = (r"(?:\bai\b|chatbot|\bassistant|\bmodels?\b|language\s+model|\bgpt|chatgpt|claude|\bbot\b|\bllms?\b"
+       r"|\bpersona\b|\brespon(?:d|ds|se|ses|ding)\b|\banswers?\b|\brepl(?:y|ies)\b|\bcharacters?\b|\bki\b|\bia\b"
+       r"|\bassistent|\basistente|\bmodell|\bmodelo|\bmod\u00e8le|\bbeantworte|\bantworte|\br\u00e9ponds|\bresponde)")
 _RESTRICTION_NOUN = (r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|boundaries"
-                     r"|constraints|principles|policies|guardrails|morals|ethics|safeguards|programming)")
+                     r"|constraints|principles|polic(?:y|ies)|guardrails|morals|ethics|safeguards|programming|safety\s+checks)")
 
 # --- branches ----------------------------------------------------------------------------------------------
 # (family, weight, lead, rest): the lead is where matching starts; everything is lowercase.
@@ -85,15 +86,22 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|you've\s+)?(?:have\s+|has\s+been\s+|been\s+)?(?:said|written|stated|told|given|discussed|talked\s+about|wrote|typed|mentioned"
      r"|learned|instructed)\s+(?:you\s+)?)?(?:above|before|previously|so\s+far|earlier|until\s+now|up\s+to\s+now|prior|in\s+the\s+past)\b"),
     ("override", 0.85, _NOT + r"\b(?:ignore|disregard|forget|skip)\b", r"\s+(?:the\s+|all\s+the\s+)?above\b"),
+    ("override", 0.85, _NOT + r"\b(?:ignore|disregard|forget|drop)\b",
+     r"\s+(?:about\s+)?(?:everything|anything|all|whatever)\s+(?:that\s+)?(?:you\s+were|you've\s+been|you\s+have\s+been|you\s+got)\s+"
+     r"(?:told|given|instructed|taught|programmed|trained)\b"),
+    ("override", 0.85, r"\beverything\b",
+     r"\s+(?:before|above|prior\s+to)\s+this\s+(?:line|point|message|sentence)\s+(?:was|is|were)\b"),
     ("override", 0.9, r"\b(?:leave|put|set)\b",
      r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?"
      r"(?:information|instructions|tasks|context|rules)"
      r"\s+(?:behind|aside)"),
-    ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard|skip|stop\s+following)\b",
+    ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard|skip|stop\s+following|do\s+not\s+follow"
+     r"|don't\s+follow|never\s+follow|stop\s+obeying|do\s+not\s+obey|don't\s+obey)\b",
      r"(?:\s+about)?\s+(?:(?:all|any|every|your|all\s+of\s+your|all\s+your|any\s+of\s+your|each\s+of\s+your)\s+)"
      r"(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b"),
     ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard)\b",
-     r"\s+(?:the\s+|these\s+|those\s+)(?:[\w'-]+\s+)?" + _OBJ_STRONG + r"\b(?!\s+(?:of|for|on|in|at|from)\b)"),
+     r"\s+(?:the\s+|these\s+|those\s+|this\s+|that\s+)(?:[\w'-]+\s+)?(?:" + _OBJ_STRONG[3:-1] + r"|task|assignment)"
+     r"\b(?!\s+(?:of|for|on|in|at|from)\b)"),
     ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget)\b",
      r"\s+(?:(?:all|any|every|the|your|of)\s+){1,3}"
      r"(?:previous|prior|above|earlier|preceding|provided|given|supplied)\s+"
@@ -115,6 +123,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("override", 0.75, r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|verwirf)\b",
      r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+(?:alle|deine|ihre|s\u00e4mtliche|jegliche)\s+(?:\w+\s+)?"
      r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien|prompts?|einschr\u00e4nkungen)\b"),
+    ("override", 0.6, r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|verwirf)\b",
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+(?:die|diese|den|deine)\s+(?:\w+\s+)?"
+     r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien)\b"),
     ("override", 0.8, r"\b(?:vergiss|vergesst|vergessen|ignorier(?:e|en)?)\b",
      r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+alles(?:\s*,?\s*(?:davor|bisher|vorher|zuvor|oben|was|bisherige|vorherige|gesagte)\b)"),
     ("override", 0.65, r"\b(?:vergiss|vergesst|vergessen\s+sie)\b", r"(?:\s+(?:bitte|nun|jetzt|einfach|mal))*\s+alles\b"),
@@ -193,6 +204,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:please\s+|bitte\s+)?(?:help\s+me\s+with|hilf\s+mir\s+(?:bei|mit)|do|complete|perform|erledige|mache)\s+(?:the\s+|this\s+|a\s+"
      r"|folgender?\s+|die\s+|der\s+)?(?:following|next|new|folgenden?|neue|n\u00e4chste)?\s*(?:task|aufgabe|assignment)"),
     ("pivot", 0.6, r"\byour\b", r"\s+(?:task|job|goal|role|purpose)\s+is\s+no\s+longer\b"),
+    ("pivot", 0.55, r"\byour\b", r"\s+(?:new\s+|real\s+|actual\s+)?(?:job|task|role|purpose|goal|mission)\s+is\s+now\b"),
+    ("pivot", 0.55, r"\bnew\b", r"\s+(?:task|assignment|goal|objective|mission)\s*:"),
     ("pivot", 0.55, r"\b(?:hilf|helfen)\b",
      r"\s+(?:sie\s+)?mir\s+(?:nun|jetzt|bitte)\s+(?:bei|mit)\s+(?:der\s+|folgender\s+|dieser\s+|einer\s+)?(?:neuen\s+|folgenden\s+)?aufgabe\b"),
     ("pivot", 0.75, r"\b(?:new|further|other|more|next|neue|weitere)\b",
@@ -201,7 +214,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:comes?|come|follows?|folgen|kommen)\s+(?:a\s+|some\s+)?(?:new|further|neue|weitere)\s+(?:tasks?|assignments?|aufgaben|instructions)\b"),
     ("pivot", 0.6, r"\b(?:your|deine|ihre|tu|su|ta|votre)\b",
      r"\s+(?:new|real|actual|only|next|true|neue|einzige|nueva|nouvelle)\s+(?:task|job|instructions?|goal|mission|purpose|aufgabe|tarea"
-     r"|t\u00e2che|tache|objective)\s*(?:is|are|now|will\s+be|ist|lautet|es|est|:)"),
+     r"|t\u00e2che|tache|objective)\s*(?:is|are|now|will\s+be|start|starts|begin|begins|follow|follows|ist|lautet|es|est|:)"),
     ("pivot", 0.7, r"\byour\b", r"\s+instructions\s+are\s+now\b"),
     ("pivot", 0.55, r"\bnew\b", r"\s+(?:instructions|rules|directives|system\s+prompt)\s*(?::|follow\b|are\s*:)"),
     ("pivot", 0.7, r"\b(?:start|begin|starten|beginnen)\b",
@@ -234,8 +247,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|required\s+to|subject\s+to)\b"),
     ("role", 0.7, r"\bstop\b", r"\s+being\s+(?:an?\s+)?(?:ai|chatgpt|assistant|claude|language\s+model|helpful\s+assistant)\b"),
     ("role", 0.5, r"\bfrom\b",
-     r"\s+now\s+on\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
+     r"\s+(?:now|this\s+(?:moment|point)|here)(?:\s+on(?:wards?)?)?\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
     ("role", 0.5, r"\bab\b", r"\s+(?:jetzt|sofort)\s+(?:bist|wirst|antwortest)\s+du\b"),
+    ("role", 0.5, r"\b(?:du|sie|ihr|tu|vous)\b",
+     r"\s+(?:bist|sind|seid|es|\u00eates|etes)\s+(?:jetzt|nun|ab\s+sofort|ab\s+jetzt|maintenant|d\u00e9sormais|desormais)\b"),
+    ("role", 0.5, r"\b(?:ahora|ya)\b", r"\s+(?:eres|sos|ser\u00e1s)\s+(?:un|una|el|la)\b"),
     ("role", 0.45, r"\b(?:now|nun|jetzt)\b",
      r"\s+(?:you\s+are|you're|bist\s+du|eres|tu\s+es)\s+(?!done|ready|able|going|connected|subscribed|all\s+set)\w+"),
     ("role", 0.3, r"\b(?:pretend|imagine|roleplay|role-play|act|play|simulate|behave|become)\b",
@@ -258,9 +274,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("jailbreak", 0.8, r"[\[(]",
      r"\s*(?:\U0001f513|\U0001f512)?\s*(?:jailbreak|jailbroken|dan|developer\s+mode\s+output|unfiltered)\s*[\])]"),
     ("jailbreak", 0.75, r"\b(?:unfiltered|uncensored|unrestricted|amoral|jailbroken|unhinged|unchained)\b",
-     r"\s+(?:and\s+\w+\s+)?(?:ai|a\.i\.|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output)\b"),
+     r"\s+(?:and\s+\w+\s+)?(?:ai|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output)\b"),
     ("jailbreak", 0.65, r"\b(?:evil|malicious|rogue|unethical|immoral)\b",
-     r"\s+(?:ai|a\.i\.|chatbot|assistant|model|bot|gpt|llm|language\s+model|version\s+of\s+(?:yourself|you|chatgpt))\b"),
+     r"\s+(?:ai|chatbot|assistant|model|bot|gpt|llm|language\s+model|version\s+of\s+(?:yourself|you|chatgpt))\b"),
     ("jailbreak", 0.7,
      r"\b(?:mongo\s+tom|antigpt|anti-gpt|betterdan|basedgpt|evil-?bot|evilbot|chaosgpt|dude|stan|aim|ucar|kevin)\b",
      r"(?=[^.\n]{0,80}\b(?:no\s+(?:restrictions|rules|filters|limits|ethical|moral)|never\s+refuses?|unfiltered|amoral|doesn't\s+have\s+to"
@@ -268,13 +284,17 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("restriction", 0.45,
      r"\b(?:no|without|free\s+of|free\s+from|not\s+bound\s+by|unbound\s+by|not\s+restricted\s+by|not\s+limited\s+by|devoid\s+of|lacks?"
      r"|don't\s+have|doesn't\s+have|do\s+not\s+have|does\s+not\s+have|has\s+no|have\s+no|with\s+no|zero|ignoring|ignores|abandon\w*"
-     r"|not\s+subject\s+to|beyond|outside|(?:doesn't|does\s+not|don't|do\s+not|never|won't|will\s+not)\s+(?:follow|obey|adhere\s+to"
+     r"|not\s+subject\s+to|beyond|outside|escaped(?:\s+from)?|broken\s+free\s+(?:of|from)|broke\s+free\s+(?:of|from)|freed\s+from"
+     r"|released\s+from|liberated\s+from|broken\s+out\s+of|broke\s+out\s+of"
+     r"|(?:doesn't|does\s+not|don't|do\s+not|never|won't|will\s+not)\s+(?:follow|obey|adhere\s+to"
      r"|abide\s+by|respect|care\s+about))\b",
      r"\s+(?:any\s+|all\s+|the\s+|your\s+|its\s+|such\s+)?(?:kind\s+of\s+|form\s+of\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+|openai(?:'s)?\s+"
      r"|programming\s+|usual\s+|typical\s+|ai\s+)?(?:or\s+\w+\s+)?" + _RESTRICTION_NOUN + r"\b"),
     ("restriction", 0.45, r"\b(?:ohne|keine|keinerlei|sin|ning\u00fan|ninguna|sans|aucune?)\b",
      r"\s+(?:jegliche\s+|irgendwelche\s+|ninguna\s+|aucune\s+)?(?:einschr\u00e4nkungen|regeln|filter|zensur|grenzen|restricciones|filtros|censura"
      r"|l\u00edmites|limites|reglas|restrictions?|filtres?|censure|r\u00e8gles)\b"),
+    ("restriction", 0.6, r"\b(?:no|without|free\s+of|devoid\s+of|ignoring|lacking)\b",
+     r"\s+(?:any\s+)?(?:ethical|moral)\s+(?:considerations|concerns|boundaries|qualms|compass|filter|judge?ment|limits)\b"),
     ("policy_bypass", 0.8,
      r"\b(?:ignore|ignores|ignoring|bypass|bypasses|bypassing|violate|violates|violating|break|breaks|breaking|disregard|disregards|circumvent"
      r"|evade|not\s+follow|don't\s+follow|doesn't\s+follow|never\s+follows?|not\s+(?:bound|restricted)\s+by|free\s+(?:from|of)|above"
@@ -299,8 +319,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     # ---- system prompt extraction ----
     ("extraction", 0.85,
      r"\b(?:reveal|print|show|display|output|repeat|reproduce|leak|dump|disclose|expose|share|give|tell|write|spell|list|recite|paste"
-     r"|return|echo|type|copy|provide|send)\b",
-     r"(?:\s+(?:out|down|back|up))?(?:\s+(?:me|us))?(?:\s+(?:all|the|of|what|in|full|word\s+for\s+word))*\s+(?:your|thy)\s+(?:(?:full|entire|complete"
+     r"|return|echo|type|copy|provide|send|respond|reply|summari[sz]e|paraphrase|quote|translate|rewrite)\b",
+     r"(?:\s+(?:out|down|back|up|with))?(?:\s+(?:me|us))?(?:\s+(?:all|the|of|what|what's|what\s+is|in|full|word\s+for\s+word))*"
+     r"\s+(?:your|thy)\s+(?:own\s+)?(?:(?:full|entire|complete"
      r"|exact|verbatim|original|initial|hidden|secret|internal|system|first|previous|confidential|whole|underlying|current)\s+)*"
      r"(?:system\s+prompt|system\s+message|prompts?(?:\s*-?\s*texts?)?|instructions|rules|guidelines|directives|configuration|initial\s+prompt"
      r"|pre-?prompt|context|programming|setup)\b"),
@@ -337,17 +358,23 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:[\s-]+(?:moi|me|mi))?\s+(?:tu|tus|el|las|su|sus|ton|tes|votre|vos|le|les|il|le\s+tue|je|jouw|uw|seu|suas)\s+"
      r"(?:prompt|instrucciones|indicaciones|reglas|instructions|consignes|r\u00e8gles|istruzioni|regole|instru\u00e7\u00f5es|regras|instructies"
      r"|systeemprompt)(?:\s+(?:del\s+sistema|iniciales|ocultas|syst[\u00e8e]me|initiales|cach\u00e9es|di\s+sistema|do\s+sistema))?\b"),
-    ("extraction", 0.5, r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats)\b",
+    ("extraction", 0.5, r"\b(?:hidden|secret|internal|confidential|initial|original)\b",
+     r"\s+(?:system\s+)?(?:instructions|prompt|system\s+prompt|directives)\b"),
+    ("extraction", 0.5,
+     r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats|provide|send|print|output|type|write|disclose"
+     r"|leak)\b",
      r"(?:\s+me)?\s+(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret\s+(?:word|code|key))\b"
      r"(?!\s*(?:policy|policies|reset|manager|requirements?|rules|strength|field|length|for|of|to|hint))"),
     # ---- fake chat-template or system markers inside user text ----
     ("delimiter", 0.8, r"<",
      r"\|(?:im_start|im_end|system|endoftext|eot_id|start_header_id|end_header_id|user|assistant)\|>|/?\s*system\s*>|<\s*/?\s*sys\s*>>"),
-    ("delimiter", 0.8, r"#{2,}", r"\s*(?:new\s+(?:system|instructions?)|system|admin|developer)\s*(?:prompt\s*)?(?::|#{2,}|override)"),
+    ("delimiter", 0.8, r"#{2,}",
+     r"\s*(?:new\s+(?:system|instructions?)|system|admin|developer)\s*(?:prompt\s*)?(?::|#{2,}|override)"),
     # "### Instruction:" is also the Alpaca prompt format: on its own it only adds to other evidence.
     ("delimiter", 0.45, r"#{2,}", r"\s*instructions?\s*(?::|#{2,})"),
     ("delimiter", 0.8, r"\[", r"/?inst\]"),
-    ("delimiter", 0.6, r"[\[{]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\]}]"),  # "(developer)" is a job title
+    # Square brackets or braces only: "(developer)" is a job title.
+    ("delimiter", 0.6, r"[\[{]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\]}]"),
     ("delimiter", 0.7, r"\b(?:system|admin|developer|root|security|emergency)\b", r"\s+override\b"),
     ("delimiter", 0.6, r"(?:={3,}|-{3,}|\*{3,}|#{3,})", r"\s*(?:end|stop|ende)\b"),
     ("delimiter", 0.5, r"\bend\b", r"\s+of\s+(?:the\s+)?(?:system\s+)?(?:prompt|instructions|context|input|user\s+input)\b"),
@@ -365,7 +392,10 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:to|for)\s+(?:the\s+|any\s+)?(?:ai\s+)?(?:ai|assistant|llm|model|chatbot|agent)s?\s*:"),
     ("indirect", 0.5, r"\bif\b", r"\s+you\s+are\s+an?\s+(?:ai|llm|assistant|language\s+model|chatbot)\b"),
     ("social", 0.4, r"\bi\b",
-     r"(?:'m|\s+am)\s+(?:the|your|an?)\s+(?:developer|admin|administrator|owner|creator|engineer)\s+(?:of|at|for|who)\b"),
+     r"(?:'m|\s+am)\s+(?:the|your|an?)\s+(?:developer|admin|administrator|owner|creator|engineer|operator|sysadmin|programmer)\b"),
+    # The target phrases of public prompt-injection competitions.
+    ("payload", 0.6, r"\bi\b", r"\s+have\s+been\s+pwned\b"),
+    ("payload", 0.45, r"\b(?:haha\s+pwned|pwned)\b", r""),
 )
 
 # --- the trigger scan ---------------------------------------------------------------------------------------
@@ -377,8 +407,9 @@ def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
     by_first: dict[str, list[int]] = {}
     word_starts: set[str] = set()
     other_starts: set[str] = set()
-    for i, (_, _, lead, _) in enumerate(_BRANCHES):
-        prefixes = literal_prefixes(lead)
+    for i, (_, _, lead, rest) in enumerate(_BRANCHES):
+        # Prefixes of the whole branch, so that "you are now" triggers and a bare "you" does not.
+        prefixes = bounded(literal_prefixes(f"(?:{lead})(?:{rest})"))
         if "" in prefixes or "\0" in prefixes:
             raise ValueError(f"injection branch {i} has a lead without a literal prefix: {lead!r}")
         for prefix in prefixes:
@@ -526,16 +557,17 @@ def _base64_texts(text: str) -> list[tuple[int, int, str]]:
 def _scan(low: str) -> list[tuple[int, int, str, float]]:
     """(start, end, family, weight) of every branch hit, left to right, non-overlapping."""
     hits: list[tuple[int, int, str, float]] = []
-    end = 0
-    for t in _TRIGGER_RE.finditer(low):
-        if t.start() < end:
-            continue
-        m = _BY_FIRST_CHAR[low[t.start()]].match(low, t.start())
+    search = _TRIGGER_RE.search
+    pos = 0
+    while (t := search(low, pos)) is not None:
+        start = t.start()
+        m = _BY_FIRST_CHAR[low[start]].match(low, start)
         if m is None or m.lastgroup is None:
+            pos = start + 1  # a trigger spans words: a branch may still start inside it
             continue
         family, weight = _BRANCH_OF[m.lastgroup]
-        hits.append((m.start(), m.end(), family, weight))
-        end = m.end()
+        hits.append((start, m.end(), family, weight))
+        pos = max(m.end(), start + 1)
     return hits
 
 

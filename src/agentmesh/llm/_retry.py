@@ -1,7 +1,7 @@
 """Which LLM failures are transient, which count against the provider, and how long to wait.
 
 The policy in one place: our tenacity loop is the only layer that retries LLM calls (the SDK runs with
-max_retries=0; Envoy never sees LLM traffic)."""
+max_retries=0; the gateway's LLM egress, when configured, queues and forwards calls but never retries them)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ import email.utils
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import anthropic
 import httpx2
 
 # Statuses retrying cannot fix: the request itself is wrong or not allowed.
 NEVER_RETRY = frozenset({400, 401, 403, 404, 413, 422})
+# The error type in the body of the gateway egress's own 503 when its queue is full (gateway/envoy.yaml.j2).
+EGRESS_OVERLOADED = "egress_overloaded"
 
 
 class TruncatedStream(Exception):
@@ -60,6 +63,10 @@ def classify(exc: BaseException) -> Failure | None:
         if status == 200:
             # An SSE `error` event after HTTP 200 (e.g. overloaded_error mid-stream).
             return Failure(True, True, False, None, f"stream_error:{exc.type or 'unknown'}")
+        if status == 503 and exc.type == EGRESS_OVERLOADED:
+            # The mesh's own egress queue overflowed (Envoy, x-envoy-overloaded): our back-pressure, not the
+            # provider's fault, so it neither opens the breaker nor lowers the adaptive limit; retried after backoff.
+            return Failure(True, False, False, retry_after, EGRESS_OVERLOADED)
         rate_limited = status == 429
         provider_fault = status >= 500
         transient = rate_limited or provider_fault or status in (408, 409)
@@ -76,8 +83,14 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, anthropic.APIConnectionError):
         return Failure(True, True, False, None, "connection")
     if isinstance(exc, httpx2.TransportError):
-        # A connection cut mid-stream surfaces as a raw httpx2 error, not an anthropic.APIError.
+        # A connection cut mid-stream surfaces as a raw httpx2 error, not an anthropic.APIError (with the aiohttp
+        # transport: aiohttp's ClientPayloadError mapped to httpx2.ReadError).
         return Failure(True, True, False, None, "stream_cut")
+    if isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError):
+        # What the aiohttp transport does not map to httpx2 reaches us raw: a payload or connection error while a
+        # body is read is a cut, anything else a failed connection.
+        cut = isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError)
+        return Failure(True, True, False, None, "stream_cut" if cut else "connection")
     if isinstance(exc, TruncatedStream):
         return Failure(True, True, False, None, "stream_truncated")
     if isinstance(exc, TimeoutError):

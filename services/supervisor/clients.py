@@ -21,9 +21,11 @@ class MeshClients:
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, f"agent {agent}") from exc
 
-    async def check(self, text: str, direction: int, *, tenant: str, timeout_s: float) -> guard_pb2.CheckResponse:
+    async def check(self, text: str, direction: int, *, tenant: str, timeout_s: float,
+                    restore_token: str = "") -> guard_pb2.CheckResponse:
         try:
-            return await self._guard.Check(guard_pb2.CheckRequest(text=text, direction=direction),
+            return await self._guard.Check(guard_pb2.CheckRequest(text=text, direction=direction,
+                                                                  restore_token=restore_token),
                                            metadata=self._channels.metadata("guard", tenant=tenant), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, "guard") from exc

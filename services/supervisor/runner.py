@@ -121,9 +121,11 @@ class RunExecutor:
         em = Emitter(str(run_id), thread_id, 0)
         await self._check_budget(tenant)  # a spent budget costs no guard call and creates no run
         deadline = deadline.capped(self._s.max_run_duration_s)
+        # The thread's restore token keeps <EMAIL_1> meaning the same value across its turns.
+        token = await self._store.thread_restore_token(thread_id, tenant) if thread_id else ""
         # The input is checked before anything is stored, so raw PII never reaches a checkpoint.
         verdict = await self._mesh.check(message, guard_pb2.DIRECTION_INPUT, tenant=tenant,
-                                         timeout_s=deadline.timeout(self._s.guard_timeout_s))
+                                         timeout_s=deadline.timeout(self._s.guard_timeout_s), restore_token=token)
         self._obs.run_started(str(run_id), tenant)
         self._obs.guard(guard_pb2.DIRECTION_INPUT, verdict)
         decision = em(guard_decision=supervisor_pb2.GuardDecision(
@@ -137,7 +139,8 @@ class RunExecutor:
         text = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else message
         run = await self._store.create_run(tenant=tenant, thread_id=thread_id, run_id=run_id, text=text,
                                            history_limit=self._s.history_messages, next_seq=em.seq,
-                                           max_thread_messages=self._s.max_thread_messages)
+                                           max_thread_messages=self._s.max_thread_messages,
+                                           restore_token=verdict.restore_token or token)
         em.thread_id = decision.thread_id = str(run.thread_id)
         yield decision
         async for ev in self._execute(run, [], em, deadline):
@@ -194,6 +197,8 @@ class RunExecutor:
         cost = run.cost_usd
         llm_calls = run.llm_calls
         iterations = run.iterations
+        # Set by this execution's guard step; a run resumed after that step shows the redacted answer.
+        restored = ""
         while True:
             last = steps[-1] if steps else None
             outputs = [(s.agent, s.result.get("output", "")) for s in steps if s.kind == "agent"]
@@ -219,7 +224,7 @@ class RunExecutor:
                 elif kind == "agent":
                     step = await self._act(run, idx, agent, outputs, tokens, deadline)
                 else:
-                    step = await self._check_answer(run, idx, outputs, deadline)
+                    step, restored = await self._check_answer(run, idx, outputs, deadline)
                 step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
                 observed(step)
             events = 3 if kind == "guard" else 2
@@ -250,7 +255,11 @@ class RunExecutor:
                                   output_tokens=sum(s.output_tokens for s in steps),
                                   llm_calls=sum(s.llm_calls for s in steps)),
             cost_usd=sum(s.cost_usd for s in steps), iterations=iterations))
+        # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
+        # the LLM); only the event sent to this client carries the values put back by the guard.
         await self._store.finish(run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer)
+        if restored:
+            final.final.answer = restored
         log.info("run completed", extra={"run_id": str(run.id), "iterations": iterations, "llm_calls": llm_calls,
                                          "tokens": tokens, "cost_usd": round(cost, 6), "reason": route_reason})
         self._obs.run_completed(reason=route_reason, iterations=iterations)
@@ -301,17 +310,21 @@ class RunExecutor:
         return StepRecord(idx, "agent", agent, body, resp.usage.input_tokens, resp.usage.output_tokens,
                           resp.usage.llm_calls, resp.cost_usd)
 
-    async def _check_answer(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], deadline: Deadline) -> StepRecord:
+    async def _check_answer(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]],
+                            deadline: Deadline) -> tuple[StepRecord, str]:
+        """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
         # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
         # separate "summarise" LLM call would add cost and latency to every run.
         answer = outputs[-1][1] if outputs else ""
         verdict = await self._mesh.check(answer, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id,
-                                         timeout_s=deadline.timeout(self._s.guard_timeout_s))
+                                         timeout_s=deadline.timeout(self._s.guard_timeout_s),
+                                         restore_token=run.restore_token)
         self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
         body = {"action": int(verdict.action), "finding_types": _guard_types(verdict),
                 "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown}
-        return StepRecord(idx, "guard", GUARD, body)
+        restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text
+        return StepRecord(idx, "guard", GUARD, body), restored
 
     @staticmethod
     def _request_with_history(run: RunRecord) -> str:

@@ -29,29 +29,30 @@ SELECT role, content FROM (
     SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
 ) recent ORDER BY id"""
 _RUN_COLUMNS = """id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
-       llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased"""
+       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased"""
 # A new thread, its run and the user's message in one statement (one round trip; the foreign keys are
 # checked at the statement's end, when the thread row exists).
 CREATE_RUN_NEW_THREAD = f"""
-WITH thread AS (INSERT INTO threads (id, tenant_id) VALUES ($2, $3)),
+WITH thread AS (INSERT INTO threads (id, tenant_id, restore_token) VALUES ($2, $3, $8)),
      message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
      run AS (
-         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
-         VALUES ($1, $2, $3, 'running', $4, '[]'::jsonb, $5, $6, now() + make_interval(secs => $7))
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
+                           restore_token)
+         VALUES ($1, $2, $3, 'running', $4, '[]'::jsonb, $5, $6, now() + make_interval(secs => $7), $8)
          RETURNING *)
 SELECT {_RUN_COLUMNS} FROM run"""
 # The run on an existing thread (locked and counted first, in the same transaction).
 CREATE_RUN = f"""
 WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
      run AS (
-         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at)
-         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7))
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
+                           restore_token)
+         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
          RETURNING *)
 SELECT {_RUN_COLUMNS} FROM run"""
-SELECT_RUN = """
-SELECT id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
-       llm_calls, cost_usd, final, error, lease_owner, lease_expires_at > now() AS leased
-FROM runs WHERE id = $1 AND tenant_id = $2"""
+SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2"
+SELECT_THREAD_TOKEN = "SELECT restore_token FROM threads WHERE id = $1 AND tenant_id = $2"
+SET_THREAD_TOKEN = "UPDATE threads SET restore_token = $2 WHERE id = $1"
 # Take the run if no execution holds a live lease on it. Completed runs are never re-taken.
 CLAIM_RUN = """
 UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
@@ -148,6 +149,7 @@ class RunRecord:
     cost_usd: float
     final: dict[str, Any] | None
     error: dict[str, Any] | None
+    restore_token: str = ""  # the guard's sealed placeholder -> value map (ciphertext)
     leased: bool = False
     lease: str = ""  # this execution's lease token (empty when the run was only read)
 
@@ -178,7 +180,7 @@ class CheckpointStore:
 
     async def create_run(
         self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int,
-        max_thread_messages: int = 0,
+        max_thread_messages: int = 0, restore_token: str = "",
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
         RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
@@ -186,7 +188,7 @@ class CheckpointStore:
         if not thread_id:
             async with db_errors("run creation"):
                 row = await self._pool.fetchrow(CREATE_RUN_NEW_THREAD, run_id, uuid.uuid4(), tenant, text, next_seq,
-                                                lease, self._lease_s)
+                                                lease, self._lease_s, restore_token)
             return dataclasses.replace(_run_from_row(row), lease=lease)
         tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
@@ -199,8 +201,18 @@ class CheckpointStore:
                     reason="THREAD_FULL")
             history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
             row = await conn.fetchrow(CREATE_RUN, run_id, tid, tenant, text, next_seq, lease, self._lease_s,
-                                      json.dumps(history))
+                                      json.dumps(history), restore_token)
+            await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
         return dataclasses.replace(_run_from_row(row), lease=lease)
+
+    async def thread_restore_token(self, thread_id: str, tenant: str) -> str:
+        """The thread's restore token (NOT_FOUND for an unknown or another tenant's thread)."""
+        tid = parse_uuid(thread_id, "thread_id")
+        async with db_errors("thread lookup"):
+            token = await self._pool.fetchval(SELECT_THREAD_TOKEN, tid, tenant)
+        if token is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return str(token)
 
     async def get_run(self, run_id: str, tenant: str) -> RunRecord:
         rid = parse_uuid(run_id, "run_id")

@@ -25,9 +25,10 @@ def sim_requests(mesh: Mesh) -> list[dict[str, Any]]:
     return json.loads(urllib.request.urlopen(f"{mesh.sim}/_sim/requests", timeout=5).read())["requests"]
 
 
-def run(channel: grpc.Channel, mesh: Mesh, message: str) -> list[supervisor_pb2.RunEvent]:
+def run(channel: grpc.Channel, mesh: Mesh, message: str, thread_id: str = "") -> list[supervisor_pb2.RunEvent]:
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
-    return list(stub.Run(supervisor_pb2.RunRequest(message=message), metadata=mesh.auth(), timeout=60))
+    return list(stub.Run(supervisor_pb2.RunRequest(message=message, thread_id=thread_id), metadata=mesh.auth(),
+                         timeout=60))
 
 
 def test_a_card_number_never_reaches_the_llm(mesh: Mesh, channel: grpc.Channel) -> None:
@@ -49,12 +50,22 @@ def test_an_email_is_redacted_before_the_llm(mesh: Mesh, channel: grpc.Channel) 
     assert EMAIL not in seen and "<EMAIL_1>" in seen
 
 
-@pytest.mark.xfail(reason="needs supervisor restore", strict=False)
 def test_the_redacted_email_is_restored_in_the_answer(mesh: Mesh, channel: grpc.Channel) -> None:
     events = run(channel, mesh, f"Email {EMAIL} the comparison of two payment providers")
     final = events[-1].final
     assert EMAIL in final.answer and "<EMAIL_1>" not in final.answer  # the agents answered with the placeholder
     assert EMAIL not in json.dumps(sim_requests(mesh))
+    # What is kept (the thread, the replayed final event) stays redacted: only this stream saw the value.
+    sup = supervisor_pb2_grpc.SupervisorServiceStub(channel)
+    view = sup.GetThread(supervisor_pb2.GetThreadRequest(thread_id=events[-1].thread_id), metadata=mesh.auth(), timeout=10)
+    assert all(EMAIL not in m.content for m in view.messages) and "<EMAIL_1>" in view.messages[-1].content
+    replay = list(sup.Resume(supervisor_pb2.ResumeRequest(run_id=events[-1].run_id), metadata=mesh.auth(), timeout=10))
+    assert EMAIL not in replay[-1].final.answer
+
+    # The next turn of the conversation keeps <EMAIL_1> meaning the same address.
+    again = run(channel, mesh, f"Also copy {EMAIL} and ops@example.org", thread_id=events[-1].thread_id)
+    assert EMAIL in again[-1].final.answer
+    assert EMAIL not in json.dumps(sim_requests(mesh)) and "ops@example.org" not in json.dumps(sim_requests(mesh))
 
 
 def test_a_flagged_injection_lands_in_the_review_queue_and_is_resolved_through_the_gateway(

@@ -114,7 +114,7 @@ async def test_calls_queue_at_the_cap_and_the_provider_never_sees_more(sim_url: 
             await llm.close()
         stats = await _sim_stats(sim_url)
         envoy = await gw.stats()
-    assert all(r.text and r.attempts == 1 for r in results), (llm.stats, stats, {k: v for k, v in envoy.items() if "llm_provider" in k and v})
+    assert all(r.text and r.attempts == 1 for r in results), llm.stats.failures
     assert stats["in_flight_max"] == 3 and stats["requests_total"] == 12
     assert stats["responses_by_status"] == {"200": 12}  # queued, never rejected: no 429 at all
     assert envoy["cluster.llm_provider.upstream_rq_pending_total"] >= 12 - 3

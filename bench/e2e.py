@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mesh-pids", default="", help="with --gateway: comma-separated pids whose CPU to count")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the mesh this starts (repeatable), e.g. AGENTMESH_LLM_MAX_CONCURRENCY=7")
+    p.add_argument("--no-egress-cap", action="store_true",
+                   help="run the mesh without the gateway's LLM egress cap (by default AGENTMESH_LLM_MESH_CONCURRENCY is "
+                        "the simulator's C, as an operator sets the provider's known concurrency): the processes' "
+                        "adaptive limits alone")
     p.add_argument("--channels", type=int, default=4, help="client HTTP/2 connections to the gateway")
     p.add_argument("--run-timeout", type=float, default=300.0, help="deadline of one run (s)")
     p.add_argument("--drain-timeout", type=float, default=240.0, help="wait for started runs after the duration (s)")
@@ -69,6 +74,27 @@ class MeshTarget:
     key: str
     processes: list[MeshProcess]
     pids: dict[str, int]
+    admin: str | None = None
+    """Envoy's admin address, for the egress counters; None for a mesh this did not start."""
+    egress_cap: int | None = None
+    """AGENTMESH_LLM_MESH_CONCURRENCY of the mesh (0: none); None when unknown (--gateway)."""
+
+
+# The egress's counters (Envoy admin): calls the services sent, what reached the provider, what queued or overflowed.
+_EGRESS_COUNTERS = {
+    "calls_received": "http.egress.downstream_rq_total",
+    "sent_to_provider": "cluster.llm_provider.upstream_rq_total",
+    "queued": "cluster.llm_provider.upstream_rq_pending_total",
+    "overflowed": "cluster.llm_provider.upstream_rq_pending_overflow",
+    "connections_opened": "cluster.llm_provider.upstream_cx_total",
+}
+
+
+def egress_counters(admin: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://{admin}/stats?format=json&filter=egress|llm_provider", timeout=5) as resp:
+        body = json.loads(resp.read())
+    values = {s["name"]: int(s.get("value", 0)) for s in body["stats"] if "value" in s}
+    return {key: values.get(name, 0) for key, name in _EGRESS_COUNTERS.items()}
 
 
 @contextlib.asynccontextmanager
@@ -82,8 +108,12 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
         yield MeshTarget(args.gateway, SimControl(args.sim), key, procs, {m.role: m.proc.pid for m in procs})
         return
     extra = dict(item.split("=", 1) for item in args.env)
+    # The egress cap an operator would set: the provider's concurrency, here the simulator's C. AIMD stays underneath
+    # for the 429s a provider may still send. "0" rather than unset with --no-egress-cap: the shell's value must not leak in.
+    extra.setdefault("AGENTMESH_LLM_MESH_CONCURRENCY", "0" if args.no_egress_cap else str(args.concurrency_limit))
     async with local_mesh(extra_env=extra) as mesh:
-        yield MeshTarget(mesh.gateway, SimControl(mesh.sim), mesh.key, mesh_processes(mesh), mesh.pids())
+        yield MeshTarget(mesh.gateway, SimControl(mesh.sim), mesh.key, mesh_processes(mesh), mesh.pids(),
+                         admin=mesh.admin, egress_cap=int(extra["AGENTMESH_LLM_MESH_CONCURRENCY"]))
 
 
 def mesh_conversation(stubs: list[supervisor_pb2_grpc.SupervisorServiceStub], metadata: tuple[tuple[str, str], ...],
@@ -150,14 +180,27 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
 
             profiling = asyncio.create_task(_profile.record(target.pids, args.duration, RESULTS, rate=100))
 
+        egress_cap = target.egress_cap or 0
+        egress: dict[str, dict[str, int]] = {}
+
         def start() -> None:
             cpu["before"] = cpu_seconds(target.processes)
+            if egress_cap and target.admin:
+                egress["before"] = egress_counters(target.admin)  # one local admin call, a few ms
 
         with self_cpu() as driver_cpu:
             result = await drive(conversation, sim=target.sim, users=users, duration_s=args.duration,
                                  drain_timeout_s=args.drain_timeout, on_window_start=start)
         cpu["after"] = cpu_seconds(target.processes)
         summary = result.summary(limit)
+        summary["llm_mesh_concurrency"] = target.egress_cap
+        if "before" in egress and target.admin:
+            after = await asyncio.to_thread(egress_counters, target.admin)
+            counts = {k: after[k] - egress["before"][k] for k in after}
+            summary["egress"] = {"cap": egress_cap, **counts}
+            # Every HTTP request the services made, including those the egress answered itself (overflow).
+            summary["client_attempts_per_success"] = (round(counts["calls_received"] / summary["llm_successes"], 4)
+                                                      if summary["llm_successes"] else None)
         by_role = cpu_delta(cpu["before"], cpu["after"])
         total = sum(by_role.values())
         summary["mesh_cpu_s"] = round(total, 3)
@@ -189,6 +232,11 @@ def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[di
                        cwd=Path(__file__).resolve().parent.parent)
         body = json.loads(out.read_text())
     return body["summary"], body["series"]
+
+
+def _name(args: argparse.Namespace) -> str:
+    # A run without the egress cap is the comparison, not the headline figure: its own file, e2e.json stays.
+    return f"{NAME}-no-egress-cap" if args.no_egress_cap else NAME
 
 
 def _goals(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -248,17 +296,25 @@ async def run(args: argparse.Namespace) -> int:
                          "baseline_timeline": baseline_series.get("timeline", [])}
     params = {k: v for k, v in vars(args).items() if k not in ("func", "key")}
     params["limit_per_s"] = limit
+    params["llm_mesh_concurrency"] = mesh.get("llm_mesh_concurrency")  # the egress cap the mesh ran with (0: none)
     if not args.no_plots:
         results["plots"] = _write_plots(args, result, mesh, baseline, baseline_series, sweep, limit)
-    path = write_result(NAME, params, results)
+    path = write_result(_name(args), params, results)
 
     columns = ["design", "runs", "failed", "failures", "p50 s", "p95 s", "p99 s", "LLM calls/s", "of limit",
                "CPU ms/run", "attempts/call"]
     rows = [_rows("agentmesh", mesh)]
     if baseline is not None:
         rows.append(_rows("LangGraph in-process", baseline))
+    cap = mesh.get("llm_mesh_concurrency")
+    cap_note = "unknown egress cap" if cap is None else (f"egress cap {cap}" if cap else "no egress cap")
     print_table(f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit C={args.concurrency_limit} / "
-                f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s", columns, rows)
+                f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s; mesh with {cap_note}", columns, rows)
+    if "egress" in mesh:
+        e = mesh["egress"]
+        print(f"egress: {e['calls_received']} calls in, {e['sent_to_provider']} to the provider, {e['queued']} queued, "
+              f"{e['overflowed']} overflowed, {e['connections_opened']} connections opened; "
+              f"client attempts per success {mesh['client_attempts_per_success']}")
     steps = mesh["steps"]
     print_table("where a mesh run's time goes (server-reported step durations)", ["step", "n", "p50 ms", "p99 ms"],
                 [[k, v["n"], v["p50_ms"], v["p99_ms"]] for k, v in steps.items()])
@@ -275,18 +331,20 @@ async def run(args: argparse.Namespace) -> int:
 
 def _write_plots(args: argparse.Namespace, result: LoadResult, mesh: dict[str, Any], baseline: dict[str, Any] | None,
                  baseline_series: dict[str, Any], sweep: list[dict[str, Any]], limit: float) -> list[str]:
-    title = (f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms "
+    cap = mesh.get("llm_mesh_concurrency")
+    title = (f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms, "
+             f"{f'egress cap {cap}' if cap else 'no egress cap'} "
              f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)")
     paths = [_plots.latency_over_time(
-        RESULTS / "e2e-latency.png", title=title, runs=result.latency_points(), rate=result.rate_points(), limit=limit,
+        RESULTS / f"{_name(args)}-latency.png", title=title, runs=result.latency_points(), rate=result.rate_points(), limit=limit,
         baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])], window_end=args.duration)]
     series = {"agentmesh": [b for _, b in result.latency_points()]}
     if baseline_series.get("run_latency_s"):
         series["LangGraph in-process (successful runs)"] = [b for _, b in baseline_series["run_latency_s"]]
-    paths.append(_plots.histogram(RESULTS / "e2e-histogram.png", title="run latency", series=series, unit="s"))
+    paths.append(_plots.histogram(RESULTS / f"{_name(args)}-histogram.png", title="run latency", series=series, unit="s"))
     if len(sweep) > 1:
         paths.append(_plots.throughput_vs_users(
-            RESULTS / "e2e-sweep.png", title="agentmesh: successful LLM calls/s vs users",
+            RESULTS / f"{_name(args)}-sweep.png", title="agentmesh: successful LLM calls/s vs users",
             users=[s["users"] for s in sweep], rate=[s["llm_calls_per_s"] for s in sweep],
             p99_s=[s["run_latency"]["p99_ms"] / 1000 for s in sweep], limit=limit, rate_label="LLM calls/s"))
     return [str(Path(p).relative_to(RESULTS.parent.parent)) for p in paths]

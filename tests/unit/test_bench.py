@@ -23,6 +23,7 @@ def test_e2e_defaults_are_the_issues_figures() -> None:
     args = parser.parse_args([])
     assert (args.users, args.duration, args.concurrency_limit, args.latency_ms) == (500, 60.0, 20, 200.0)
     assert not args.no_baseline
+    assert not args.no_egress_cap  # the mesh runs with the egress cap at the simulator's C unless told otherwise
 
 
 def test_profile_summary_attributes_leaf_frames_to_packages(tmp_path: Path) -> None:

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     """Model for every agent and the router."""
     llm_max_concurrency: int = 30
     """Most LLM calls in flight per process: the ceiling of its adaptive (AIMD) limit, which halves on 429s and
-    grows back by about one per round trip; the mesh-wide ceiling is this times the processes."""
+    grows back by about one per round trip; never above llm_mesh_concurrency when that is set. Without it, the
+    mesh-wide ceiling is this times the processes."""
     llm_mesh_concurrency: int = Field(default=0, ge=0)
     """LLM calls in flight for the whole mesh (the provider's concurrency you want to stay under): the gateway's
     egress listener lets at most this many through to the provider and queues the rest first come, first served;

@@ -132,7 +132,9 @@ async def test_a_full_queue_answers_503_overloaded_and_the_client_retries_it(sim
         finally:
             await sdk.close()
         rejected = [o for o in outcomes if isinstance(o, BaseException)]
-        assert rejected and len(rejected) <= 2  # one in flight, one queued, the rest overflow
+        # One slot, one waiting place: the rest overflow (while the first connection is set up, the first call
+        # holds the waiting place, so up to three of the four may).
+        assert 1 <= len(rejected) <= 3
         for exc in rejected:
             assert isinstance(exc, anthropic.ServiceUnavailableError), exc
             assert exc.response.headers.get("x-envoy-overloaded") == "true"

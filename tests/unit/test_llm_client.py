@@ -272,3 +272,10 @@ def test_transport_errors_of_the_aiohttp_client_are_transient_provider_failures(
     failure = classify(exc)
     assert failure is not None and failure.kind == kind
     assert failure.transient and failure.provider_fault and not failure.rate_limited
+
+
+def test_a_mesh_wide_cap_bounds_each_process_too() -> None:
+    # More calls in flight than the whole mesh may have would only queue at the egress, inside the per-attempt timeout.
+    assert LLMClient(settings=Settings(llm_max_concurrency=30)).limiter.capacity == 30
+    assert LLMClient(settings=Settings(llm_max_concurrency=30, llm_mesh_concurrency=20)).limiter.capacity == 20
+    assert LLMClient(settings=Settings(llm_max_concurrency=8, llm_mesh_concurrency=20)).limiter.capacity == 8

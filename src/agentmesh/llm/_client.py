@@ -131,7 +131,12 @@ class LLMClient:
             timeout=anthropic.Timeout(settings.llm_timeout_s, connect=5.0),
             http_client=anthropic.DefaultAioHttpClient(),
         )
-        self._limiter = AIMDLimiter(max_limit=settings.llm_max_concurrency)
+        # Under a mesh-wide cap, calls beyond it would only wait in the gateway's egress queue, and that wait counts
+        # in the per-attempt timeout (a long one would read as a hung provider): hold them here instead.
+        ceiling = settings.llm_max_concurrency
+        if settings.llm_mesh_concurrency > 0:
+            ceiling = min(ceiling, settings.llm_mesh_concurrency)
+        self._limiter = AIMDLimiter(max_limit=ceiling)
         self._rng = rng or random.Random()
         self._clock = clock
         self._on_breaker_change = on_breaker_change

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,5 +17,8 @@ def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
 
     pgdata = (data_dir / "postgres").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns on machines without XDG_RUNTIME_DIR (containers, CI) and falls back to /tmp.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
     return server.get_uri(), server.cleanup

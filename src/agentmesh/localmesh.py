@@ -36,20 +36,37 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _service_ports(metrics_offset: int) -> dict[str, int]:
-    """A free gRPC port per service whose metrics port (gRPC port + offset) is free too and is nobody's gRPC port."""
+# Up to this many replicas of a service get ports that are known to be free (`up --replicas NAME=N`).
+_REPLICAS_RESERVED = 3
+
+
+def _service_ports(metrics_offset: int, taken: set[int]) -> dict[str, int]:
+    """A free gRPC port per service such that its replicas' ports (port + i * the launcher's stride) and every
+    metrics port (+ offset) are free too and nobody else's: a replica that cannot bind would leave its
+    address to whatever process holds it, and Envoy would route calls there."""
+    from agentmesh.cli._up import REPLICA_PORT_STRIDE
+
     ports: dict[str, int] = {}
-    taken: set[int] = set()
     for name in SERVICES:
-        for _ in range(100):
+        for _ in range(200):
             port = free_port()
-            metrics = port + metrics_offset
-            if port not in taken and (not metrics_offset or (metrics < 65536 and metrics not in taken
-                                                              and _bindable(metrics))):
+            grpc_ports = [port + i * REPLICA_PORT_STRIDE for i in range(_REPLICAS_RESERVED)]
+            wanted = grpc_ports + ([p + metrics_offset for p in grpc_ports] if metrics_offset else [])
+            if all(p < 65536 and p not in taken for p in wanted) and all(_bindable(p) for p in wanted[1:]):
                 break
         ports[name] = port
-        taken |= {port, port + metrics_offset}
+        taken |= set(wanted)
     return ports
+
+
+def _free_ports(n: int, taken: set[int]) -> list[int]:
+    out: list[int] = []
+    while len(out) < n:
+        port = free_port()
+        if port not in taken:
+            taken.add(port)
+            out.append(port)
+    return out
 
 
 @dataclass
@@ -120,8 +137,9 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
                up_args: Sequence[str] = (), timeout_s: float = 120) -> Mesh:
     """`agentmesh up [up_args]` (e.g. ["--replicas", "researcher=2"]) on free ports; returns once it is ready."""
     offset = int((extra_env or {}).get("AGENTMESH_METRICS_PORT_OFFSET", 1000))
-    ports = _service_ports(offset)
-    gateway, internal, admin, sim, egress = free_port(), free_port(), free_port(), free_port(), free_port()
+    taken: set[int] = set()
+    ports = _service_ports(offset, taken)
+    gateway, internal, admin, sim, egress = _free_ports(5, taken)
     env = {
         **os.environ,
         "AGENTMESH_DATA_DIR": str(data_dir),

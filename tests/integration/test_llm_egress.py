@@ -29,6 +29,7 @@ from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
 from gateway import LLMEgress, local_spec, render_envoy_config
 from tests.integration.envoy_harness import ENVOY, free_ports
 from tests.mesh import Mesh, start_mesh, stop_mesh
+from tests.simctl import put_faults, sim_stats
 
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
 MODEL = "claude-haiku-4-5"
@@ -82,16 +83,6 @@ async def egress_gateway(workdir: Path, provider_url: str, *, concurrency: int,
             await envoy.wait()
 
 
-async def _put(sim: str, **faults: Any) -> None:
-    async with aiohttp.ClientSession() as http, http.put(f"{sim}/_sim/faults", json=faults) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def _sim_stats(sim: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{sim}/_sim/stats") as resp:
-        return await resp.json()
-
-
 def _client(base_url: str, **overrides: Any) -> LLMClient:
     base = {"anthropic_base_url": base_url, "llm_backoff_base_s": 0.02, "llm_backoff_max_s": 0.1,
             "llm_timeout_s": 10.0, "llm_jitter_ms": 0}
@@ -105,14 +96,14 @@ def _sdk(base_url: str) -> anthropic.AsyncAnthropic:
 
 async def test_calls_queue_at_the_cap_and_the_provider_never_sees_more(sim_url: str, tmp_path: Path) -> None:
     # A provider that would 429 above 3 calls; 12 callers; the egress lets 3 through at a time.
-    await _put(sim_url, latency_ms=150, max_concurrency=3, retry_after_s=0.05)
+    await put_faults(sim_url, latency_ms=150, max_concurrency=3, retry_after_s=0.05)
     async with egress_gateway(tmp_path, sim_url, concurrency=3) as gw:
         llm = _client(gw.url)
         try:
             results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=60) for _ in range(12)))
         finally:
             await llm.close()
-        stats = await _sim_stats(sim_url)
+        stats = await sim_stats(sim_url)
         envoy = await gw.stats()
     assert all(r.text and r.attempts == 1 for r in results), llm.stats.failures
     assert stats["in_flight_max"] == 3 and stats["requests_total"] == 12
@@ -122,7 +113,7 @@ async def test_calls_queue_at_the_cap_and_the_provider_never_sees_more(sim_url: 
 
 
 async def test_a_full_queue_answers_503_overloaded_and_the_client_retries_it(sim_url: str, tmp_path: Path) -> None:
-    await _put(sim_url, latency_ms=300)
+    await put_faults(sim_url, latency_ms=300)
     async with egress_gateway(tmp_path, sim_url, concurrency=1, max_pending_requests=1) as gw:
         sdk = _sdk(gw.url)
         try:
@@ -157,7 +148,7 @@ async def test_a_full_queue_answers_503_overloaded_and_the_client_retries_it(sim
 
 async def test_the_providers_429_and_its_headers_pass_through(sim_url: str, tmp_path: Path) -> None:
     # The egress admits 4, the provider only 1: the provider's 429s must reach the client as they are.
-    await _put(sim_url, latency_ms=200, max_concurrency=1, retry_after_s=0.05)
+    await put_faults(sim_url, latency_ms=200, max_concurrency=1, retry_after_s=0.05)
     async with egress_gateway(tmp_path, sim_url, concurrency=4) as gw:
         sdk = _sdk(gw.url)
         try:
@@ -185,7 +176,7 @@ async def test_the_providers_429_and_its_headers_pass_through(sim_url: str, tmp_
                                              ("truncate", "stream_truncated")])
 async def test_stream_failures_through_the_egress_stay_retryable(sim_url: str, tmp_path: Path, fault: str,
                                                                  kind: str) -> None:
-    await _put(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
+    await put_faults(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
     async with egress_gateway(tmp_path, sim_url, concurrency=2) as gw:
         llm = _client(gw.url, llm_max_attempts=10, breaker_failure_threshold=100)
         try:

@@ -17,19 +17,9 @@ from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMR
 from agentmesh.llm import BreakerState, LLMClient, cost_usd
 from agentmesh.llm._retry import classify
 from agentmesh.settings import Settings
+from tests.simctl import put_faults, sim_stats
 
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
-
-
-# The simulator runs on this test's event loop, so its control plane is called asynchronously too.
-async def _put(sim: str, **faults: Any) -> None:
-    async with aiohttp.ClientSession() as http, http.put(f"{sim}/_sim/faults", json=faults) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def _stats(sim: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(f"{sim}/_sim/stats") as resp:
-        return await resp.json()
 
 
 def client(sim: str, **overrides: Any) -> LLMClient:
@@ -46,7 +36,7 @@ async def test_success_records_usage_and_cost(sim_url: str) -> None:
     assert r.input_tokens > 0 and r.output_tokens > 0
     assert r.cost_usd == pytest.approx(cost_usd("claude-haiku-4-5", r.input_tokens, r.output_tokens))
     assert llm.stats.input_tokens == r.input_tokens and llm.stats.cost_usd == pytest.approx(r.cost_usd)
-    s = await _stats(sim_url)
+    s = await sim_stats(sim_url)
     assert s["requests_total"] == 1 and s["input_tokens_total"] == r.input_tokens
 
 
@@ -60,12 +50,12 @@ async def test_streaming_path_gives_the_same_answer(sim_url: str) -> None:
 
 async def test_rate_limits_are_retried_honouring_retry_after(sim_url: str) -> None:
     # One slot at the provider, eight callers: the 429s carry retry-after and every call still succeeds.
-    await _put(sim_url, max_concurrency=1, latency_ms=50, retry_after_s=0.05)
+    await put_faults(sim_url, max_concurrency=1, latency_ms=50, retry_after_s=0.05)
     # One attempt allowed for provider failures: 429s are not counted against it, only against the deadline.
     llm = client(sim_url, llm_max_attempts=1, breaker_failure_threshold=3)
     results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(8)))
     await llm.close()
-    s = await _stats(sim_url)
+    s = await sim_stats(sim_url)
     assert all(r.text for r in results)
     assert s["responses_by_status"].get("429", 0) > 0
     assert s["responses_by_status"]["200"] == 8
@@ -74,14 +64,14 @@ async def test_rate_limits_are_retried_honouring_retry_after(sim_url: str) -> No
 
 
 async def test_retry_after_above_cap_fails_at_once(sim_url: str) -> None:
-    await _put(sim_url, max_concurrency=0, retry_after_s=3600)
+    await put_faults(sim_url, max_concurrency=0, retry_after_s=3600)
     llm = client(sim_url, llm_retry_after_cap_s=5)
     started = time.monotonic()
     with pytest.raises(LLMRateLimited, match="above the cap"):
         await llm.complete(system="s", messages=MSG, max_tokens=50)
     await llm.close()
     assert time.monotonic() - started < 3  # the hour-long wait was refused, not slept
-    assert (await _stats(sim_url))["requests_total"] == 1
+    assert (await sim_stats(sim_url))["requests_total"] == 1
 
 
 async def test_bad_request_is_never_retried(sim_url: str) -> None:
@@ -89,57 +79,57 @@ async def test_bad_request_is_never_retried(sim_url: str) -> None:
     with pytest.raises(LLMRequestRejected, match="400"):
         await llm.complete(system="s", messages=[{"role": "robot", "content": "hi"}], max_tokens=50)
     await llm.close()
-    assert (await _stats(sim_url))["requests_total"] == 1
+    assert (await sim_stats(sim_url))["requests_total"] == 1
 
 
 async def test_server_errors_retry_up_to_the_attempt_limit(sim_url: str) -> None:
-    await _put(sim_url, error_rate=1.0)
+    await put_faults(sim_url, error_rate=1.0)
     llm = client(sim_url, llm_max_attempts=3, breaker_failure_threshold=100)
     with pytest.raises(LLMUnavailable, match="after 3 attempts"):
         await llm.complete(system="s", messages=MSG, max_tokens=50)
     await llm.close()
-    assert (await _stats(sim_url))["responses_by_status"]["500"] == 3
+    assert (await sim_stats(sim_url))["responses_by_status"]["500"] == 3
 
 
 async def test_x_should_retry_false_is_obeyed(sim_url: str) -> None:
-    await _put(sim_url, error_rate=1.0, should_retry=False)
+    await put_faults(sim_url, error_rate=1.0, should_retry=False)
     llm = client(sim_url, llm_max_attempts=5)
     with pytest.raises(LLMUnavailable, match="after 1 attempt"):
         await llm.complete(system="s", messages=MSG, max_tokens=50)
     await llm.close()
-    assert (await _stats(sim_url))["requests_total"] == 1
+    assert (await sim_stats(sim_url))["requests_total"] == 1
 
 
 async def test_transient_errors_recover(sim_url: str) -> None:
-    await _put(sim_url, error_rate=0.5, seed=7)
+    await put_faults(sim_url, error_rate=0.5, seed=7)
     llm = client(sim_url, llm_max_attempts=10, breaker_failure_threshold=100)
     results = [await llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(6)]
     await llm.close()
     assert all(r.text for r in results)
-    assert sum(r.attempts for r in results) == (await _stats(sim_url))["requests_total"] > 6
+    assert sum(r.attempts for r in results) == (await sim_stats(sim_url))["requests_total"] > 6
 
 
 async def test_outage_opens_the_breaker_then_a_probe_closes_it(sim_url: str) -> None:
-    await _put(sim_url, outage=529)
+    await put_faults(sim_url, outage=529)
     llm = client(sim_url, llm_max_attempts=2, breaker_failure_threshold=3, breaker_reset_timeout_s=0.5)
     for _ in range(2):
         with pytest.raises(LLMUnavailable):
             await llm.complete(system="s", messages=MSG, max_tokens=50)
     assert llm.breaker.state is BreakerState.OPEN and llm.stats.breaker_state == "open"
-    seen = (await _stats(sim_url))["requests_total"]
+    seen = (await sim_stats(sim_url))["requests_total"]
     assert seen == 3  # the third failure opened it; the fourth attempt failed fast
     # While open: many calls, no provider traffic.
     for _ in range(20):
         with pytest.raises(CircuitOpen, match="outage"):
             await llm.complete(system="s", messages=MSG, max_tokens=50)
-    assert (await _stats(sim_url))["requests_total"] == seen
+    assert (await sim_stats(sim_url))["requests_total"] == seen
     # Outage over, cool-down passed: one probe goes through and closes the breaker.
-    await _put(sim_url, outage=None)
+    await put_faults(sim_url, outage=None)
     await asyncio.sleep(0.6)
     r = await llm.complete(system="s", messages=MSG, max_tokens=50)
     await llm.close()
     assert r.text and llm.breaker.state is BreakerState.CLOSED
-    assert (await _stats(sim_url))["requests_total"] == seen + 1
+    assert (await sim_stats(sim_url))["requests_total"] == seen + 1
     # The breaker's history is in the client's stats, ready for a metrics exporter.
     # 21 failed fast: the 20 above, and the second call's retry once the breaker had opened.
     assert llm.stats.breaker_state == "closed" and llm.stats.fast_failures["circuit_open"] == 21
@@ -147,22 +137,22 @@ async def test_outage_opens_the_breaker_then_a_probe_closes_it(sim_url: str) -> 
 
 
 async def test_half_open_admits_a_single_probe(sim_url: str) -> None:
-    await _put(sim_url, outage=529)
+    await put_faults(sim_url, outage=529)
     llm = client(sim_url, llm_max_attempts=1, breaker_failure_threshold=1, breaker_reset_timeout_s=0.2)
     with pytest.raises(LLMUnavailable):
         await llm.complete(system="s", messages=MSG, max_tokens=50)
-    await _put(sim_url, outage=None, latency_ms=300)
+    await put_faults(sim_url, outage=None, latency_ms=300)
     await asyncio.sleep(0.25)
     outcomes = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(5)),
                                     return_exceptions=True)
     await llm.close()
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
     assert all(isinstance(o, CircuitOpen) for o in outcomes if isinstance(o, BaseException))
-    assert (await _stats(sim_url))["requests_total"] == 2
+    assert (await sim_stats(sim_url))["requests_total"] == 2
 
 
 async def test_hung_provider_is_cut_by_the_timeout(sim_url: str) -> None:
-    await _put(sim_url, hang=True)
+    await put_faults(sim_url, hang=True)
     llm = client(sim_url, llm_timeout_s=0.3, llm_max_attempts=2)
     with pytest.raises(LLMUnavailable, match="timeout"):
         await llm.complete(system="s", messages=MSG, max_tokens=50)
@@ -173,7 +163,7 @@ async def test_hung_provider_is_cut_by_the_timeout(sim_url: str) -> None:
 @pytest.mark.parametrize("fault,kind", [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"),
                                         ("truncate", "stream_truncated")])
 async def test_stream_failures_are_retried(sim_url: str, fault: str, kind: str) -> None:
-    await _put(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
+    await put_faults(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
     llm = client(sim_url, llm_max_attempts=10, breaker_failure_threshold=100)
     results = [await llm.complete(system="s", messages=MSG, max_tokens=80, stream=True) for _ in range(6)]
     await llm.close()
@@ -183,7 +173,7 @@ async def test_stream_failures_are_retried(sim_url: str, fault: str, kind: str) 
 
 
 async def test_deadline_stops_retrying(sim_url: str) -> None:
-    await _put(sim_url, error_rate=1.0)
+    await put_faults(sim_url, error_rate=1.0)
     llm = client(sim_url, llm_max_attempts=100, llm_backoff_base_s=0.2, llm_backoff_max_s=0.2,
                  breaker_failure_threshold=1000)
     started = time.monotonic()
@@ -193,18 +183,18 @@ async def test_deadline_stops_retrying(sim_url: str) -> None:
     # Without the deadline this call would try 100 times, 0.2 s apart (20 s); the bound is loose on purpose
     # (a loaded 2-core machine), the attempt count is the real check.
     assert time.monotonic() - started < 5
-    assert (await _stats(sim_url))["requests_total"] < 10
+    assert (await sim_stats(sim_url))["requests_total"] < 10
 
 
 async def test_a_429_storm_converges_on_what_the_provider_admits(sim_url: str) -> None:
     # 100 callers, 4 provider slots. Measured on 2 cores: a fixed limit of 30 drew 373 429s for these 100
     # calls; the adaptive limit halves per round trip of 429s and drew 44, in about the same 2 s.
-    await _put(sim_url, max_concurrency=4, latency_ms=50, retry_after_s=0.05)
+    await put_faults(sim_url, max_concurrency=4, latency_ms=50, retry_after_s=0.05)
     llm = client(sim_url, llm_max_attempts=2, llm_jitter_ms=25)
     results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50,
                                                   deadline=time.monotonic() + 30) for _ in range(100)))
     await llm.close()
-    s = await _stats(sim_url)
+    s = await sim_stats(sim_url)
     assert len(results) == 100 and s["responses_by_status"]["200"] == 100
     assert s["responses_by_status"]["429"] < 150
     assert llm.stats.limit_decreases >= 2 and llm.stats.concurrency_limit_lowest <= 8
@@ -212,7 +202,7 @@ async def test_a_429_storm_converges_on_what_the_provider_admits(sim_url: str) -
 
 
 async def test_retry_after_beyond_the_deadline_fails_at_once(sim_url: str) -> None:
-    await _put(sim_url, max_concurrency=0, retry_after_s=5)  # under the 20 s cap, over the caller's 1 s
+    await put_faults(sim_url, max_concurrency=0, retry_after_s=5)  # under the 20 s cap, over the caller's 1 s
     llm = client(sim_url)
     started = time.monotonic()
     with pytest.raises(LLMRateLimited, match=r"wait 5\.0s \(retry-after\), more than the 1\.0s left") as info:
@@ -220,12 +210,12 @@ async def test_retry_after_beyond_the_deadline_fails_at_once(sim_url: str) -> No
     await llm.close()
     assert time.monotonic() - started < 0.5
     assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.retry_after_s == 5
-    assert (await _stats(sim_url))["requests_total"] == 1
+    assert (await sim_stats(sim_url))["requests_total"] == 1
     assert llm.stats.fast_failures["retry_after_beyond_deadline"] == 1
 
 
 async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim_url: str) -> None:
-    await _put(sim_url, hang=True)
+    await put_faults(sim_url, hang=True)
     llm = client(sim_url, llm_timeout_s=5.0, breaker_failure_threshold=1)
     with pytest.raises(DeadlineExceeded, match="in flight"):
         await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.3)
@@ -236,7 +226,7 @@ async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim
 
 
 async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(sim_url: str) -> None:
-    await _put(sim_url, latency_ms=500)
+    await put_faults(sim_url, latency_ms=500)
     llm = client(sim_url, llm_max_concurrency=1)
     first = asyncio.create_task(llm.complete(system="s", messages=MSG, max_tokens=50))
     await asyncio.sleep(0.05)
@@ -244,7 +234,7 @@ async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(s
         await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.2)
     assert (await first).text
     await llm.close()
-    assert (await _stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0
+    assert (await sim_stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0
 
 
 async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: str) -> None:

@@ -5,6 +5,7 @@ checkpoint is half-written, and the pools reconnect by themselves. Uses an embed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -30,6 +31,12 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]
     try:
         yield server.get_uri(), server
     finally:
+        # The test restarted the server, so pgserver's handle points at the old postmaster: stop the
+        # running one explicitly, or it would outlive the test.
+        from pgserver import _commands
+
+        with contextlib.suppress(Exception):
+            _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
         server.cleanup()
 
 

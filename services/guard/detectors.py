@@ -13,13 +13,15 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import phonenumbers
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from services.guard._injection import injection_hits
+from services.guard._phone import is_valid as is_valid_phone
 from services.guard._scan import PrefixScan
 
 CONTEXT_CHARS = 40
@@ -46,7 +48,17 @@ def _score(x: float) -> float:
 
 
 def _words(*words: str) -> re.Pattern[str]:
-    return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(words) + r")(?![A-Za-z0-9])", re.IGNORECASE)
+    """Any of `words` (regexes, each starting with a plain letter) as a whole word, case-insensitively. The
+    alternatives are grouped by first letter behind a lookahead on those letters: the engine then rejects most
+    positions at one character, about twice as fast as a flat alternation behind a lookbehind."""
+    by_first: dict[str, list[str]] = {}
+    for w in words:
+        if not w[0].isalpha() or w[1:2] in ("?", "*", "+", "{"):
+            raise ValueError(f"context word {w!r} must start with a plain letter")
+        by_first.setdefault(w[0].lower(), []).append(w[1:])
+    alternatives = "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in sorted(by_first.items()))
+    return re.compile(rf"(?=[{''.join(sorted(by_first))}])(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])",
+                      re.IGNORECASE)
 
 
 def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> bool:
@@ -60,31 +72,66 @@ def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int 
 # Card, SSN, phone and IPv4 matches are all runs of 4+ digits with at most a few separators between digits
 # ([ \t().\-/] holds every separator those patterns take), and each lies inside one run of this pattern. So the
 # text is scanned once for such runs and each detector tries its own pattern only inside a run long enough for
-# it: one pass over the text instead of four (each costs ~8 us per KB in Python's re).
-_NUMERIC_RUN_RE = re.compile(r"\d(?:[ \t().\-/]{0,3}\d){3,}")
+# it: one pass over the text instead of four. The pass is made over the text's shape (below), where a run starts
+# with a literal byte that the engine finds with memchr rather than testing `\d` at every character.
+_NUMERIC_RUN_RE = re.compile(rb"0(?: {0,3}0){3,}")
 # The lookaheads after a match read at most two characters past it (`(?![\w]|[.,]\d)`), a phone's `\)?` one.
 _RUN_TAIL = 2
 # A phone candidate may start up to this many characters before its first digit: `+` or `(`, then 0-3 separators.
 _PHONE_LEAD = 4
-_last_runs: tuple[str, tuple[tuple[int, int], ...]] = ("", ())
 
 
-def numeric_runs(text: str) -> tuple[tuple[int, int], ...]:
-    """(start, end) of every run of digits in `text`. The detectors run one after another over the same text, so
-    the last text's runs are kept (by identity: no hashing of the text) and the scan is made once per text."""
-    global _last_runs
-    last = _last_runs  # read once: another thread may replace it
-    if last[0] is text:
-        return last[1]
-    runs = tuple(m.span() for m in _NUMERIC_RUN_RE.finditer(text))
-    _last_runs = (text, runs)
-    return runs
+def _shape_table() -> bytes:
+    table = bytearray(b"x" * 256)
+    table[ord("0") : ord("9") + 1] = b"0" * 10
+    table[ord("A") : ord("Z") + 1] = b"A" * 26
+    for sep in b" \t().-/":
+        table[sep] = ord(" ")
+    return bytes(table)
 
 
-def _windows(text: str, min_chars: int) -> Iterator[tuple[int, int]]:
+# An ASCII digit -> 0, an ASCII capital -> A, a separator of digits -> space, anything else -> x.
+_SHAPE = _shape_table()
+
+
+class Scan:
+    """A text under scan, and what several detectors read from it, computed once on first use. A detector takes a
+    text or a Scan; `detect` passes one Scan to all of them.
+
+    `shape` is the text one byte per character (latin-1, anything beyond it replaced), mapped by `_SHAPE`: offsets
+    in it are offsets in the text, and bytes.find/memchr-speed searches in it find where a detector's pattern can
+    start (~1.5 us per KB to build, where a digit or capital class scanned over the text costs ~10). Only ASCII digits count
+    as digits: numbers written in other scripts' digits are not looked for."""
+
+    __slots__ = ("_runs", "_shape", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._shape: bytes | None = None
+        self._runs: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def shape(self) -> bytes:
+        if self._shape is None:
+            self._shape = self.text.encode("latin-1", "replace").translate(_SHAPE)
+        return self._shape
+
+    @property
+    def numeric_runs(self) -> tuple[tuple[int, int], ...]:
+        """(start, end) of every run of digits in the text."""
+        if self._runs is None:
+            self._runs = tuple(m.span() for m in _NUMERIC_RUN_RE.finditer(self.shape))
+        return self._runs
+
+
+def _scan(text: str | Scan) -> Scan:
+    return text if isinstance(text, Scan) else Scan(text)
+
+
+def _windows(scan: Scan, min_chars: int) -> Iterator[tuple[int, int]]:
     """(pos, endpos) around each run of at least `min_chars` characters: a detector's pattern searched there finds
     the same matches as over the whole text (lookbehinds still see before pos; the tail covers lookaheads)."""
-    for start, end in numeric_runs(text):
+    for start, end in scan.numeric_runs:
         if end - start >= min_chars:
             yield start, end + _RUN_TAIL
 
@@ -127,14 +174,16 @@ def _known_iin(digits: str) -> bool:
     )
 
 
-def _card_matches(text: str) -> Iterator[re.Match[str]]:
-    for pos, endpos in _windows(text, 13):
-        yield from _CARD_RE.finditer(text, pos, endpos)
+def _card_matches(scan: Scan) -> Iterator[re.Match[str]]:
+    for pos, endpos in _windows(scan, 13):
+        yield from _CARD_RE.finditer(scan.text, pos, endpos)
 
 
-def detect_credit_cards(text: str) -> list[Finding]:
+def detect_credit_cards(text: str | Scan) -> list[Finding]:
+    scan = _scan(text)
+    text = scan.text
     out: list[Finding] = []
-    for m in _card_matches(text):
+    for m in _card_matches(scan):
         sep = m.group("sep")
         groups = m.group().split(sep) if sep else [m.group()]
         # A card followed by another number ("... 1111 2025") is matched whole: try the longest valid prefix.
@@ -163,14 +212,16 @@ _SSN_CONTEXT = _words("ssns?", r"social\s+security(?:\s+(?:number|no))?", r"soc\
 _SSN_FAKES = frozenset({"078051120", "123456789"})  # the Woolworth wallet card and the textbook example
 
 
-def _ssn_matches(text: str) -> Iterator[re.Match[str]]:
-    for pos, endpos in _windows(text, 9):
-        yield from _SSN_RE.finditer(text, pos, endpos)
+def _ssn_matches(scan: Scan) -> Iterator[re.Match[str]]:
+    for pos, endpos in _windows(scan, 9):
+        yield from _SSN_RE.finditer(scan.text, pos, endpos)
 
 
-def detect_us_ssns(text: str) -> list[Finding]:
+def detect_us_ssns(text: str | Scan) -> list[Finding]:
+    scan = _scan(text)
+    text = scan.text
     out: list[Finding] = []
-    for m in _ssn_matches(text):
+    for m in _ssn_matches(scan):
         bare = m.group("bare")
         digits = m.group() if bare else m.group().replace(m.group("sep"), "")
         area, group, serial = int(digits[:3]), digits[3:5], digits[5:]
@@ -210,9 +261,23 @@ def _mod97_ok(iban: str) -> bool:
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
-def detect_ibans(text: str) -> list[Finding]:
+def _iban_matches(scan: Scan) -> Iterator[re.Match[str]]:
+    # Every IBAN starts with two capitals and two digits: found in the shape, the pattern tried only there.
+    text, shape, done = scan.text, scan.shape, 0
+    at = shape.find(b"AA00")
+    while at != -1:
+        m = _IBAN_RE.match(text, at)
+        if m is not None:
+            done = m.end()
+            yield m
+        at = shape.find(b"AA00", max(at + 1, done))
+
+
+def detect_ibans(text: str | Scan) -> list[Finding]:
+    scan = _scan(text)
+    text = scan.text
     out: list[Finding] = []
-    for m in _IBAN_RE.finditer(text):
+    for m in _iban_matches(scan):
         raw = m.group()
         compact = raw.replace(" ", "")
         expected = _IBAN_LENGTHS.get(compact[:2])
@@ -248,7 +313,8 @@ _EMAIL_RE = re.compile(
 _EMAIL_CONTEXT = _words("e-?mail", "mail", "contact", "reach", "write")
 
 
-def detect_emails(text: str) -> list[Finding]:
+def detect_emails(text: str | Scan) -> list[Finding]:
+    text = _scan(text).text
     out: list[Finding] = []
     done = 0
     at = text.find("@")
@@ -277,20 +343,23 @@ _PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", 
 _PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
                          "customer number", "policy", "ticket", "case")
 _PHONE_MIN_LOOSE_DIGITS = 10
+_NON_DIGITS_RE = re.compile(r"\D+")
 
 
-def _phone_candidates(text: str) -> Iterator[re.Match[str]]:
-    prev_end = 0
-    for start, end in numeric_runs(text):
+def _phone_candidates(scan: Scan) -> Iterator[re.Match[str]]:
+    text, prev_end = scan.text, 0
+    for start, end in scan.numeric_runs:
         if end - start >= 7:
             # Back far enough for a leading `+` or `(`, but not into the previous run (its candidates are done).
             yield from _PHONE_CANDIDATE_RE.finditer(text, max(prev_end, start - _PHONE_LEAD), end + _RUN_TAIL)
         prev_end = end
 
 
-def detect_phones(text: str) -> list[Finding]:
+def detect_phones(text: str | Scan) -> list[Finding]:
+    scan = _scan(text)
+    text = scan.text
     out: list[Finding] = []
-    for cand in _phone_candidates(text):
+    for cand in _phone_candidates(scan):
         if cand.end() < len(text) and (text[cand.end()].isalnum() or text[cand.end()] == "_"):
             continue  # glued to a word: an id such as 5551234567abc
         start, run = cand.start(), cand.group()
@@ -298,7 +367,7 @@ def detect_phones(text: str) -> list[Finding]:
             run = run[:-1]
         if run.startswith("(") and ")" not in run:
             start, run = start + 1, run[1:]
-        digits = "".join(ch for ch in run if ch.isdigit())
+        digits = _NON_DIGITS_RE.sub("", run)
         if len(digits) > _E164_MAX_DIGITS:
             if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them
                 out.extend(_phones_by_matcher(text, start, start + len(run)))
@@ -312,17 +381,23 @@ def detect_phones(text: str) -> list[Finding]:
 def _one_phone(text: str, start: int, run: str, digits: str) -> Finding | None:
     end = start + len(run)
     nanp = (len(digits) == 10 and not run.startswith("+")) or (len(digits) == 11 and digits[0] == "1")
+    number: phonenumbers.PhoneNumber | None = None
     if nanp:
         national = digits[-10:]
         # North American numbering: area code and exchange start with 2-9, which rules out most order numbers
-        # and dates at once; the number is then built directly (parse costs as much as the validity check).
-        number = (phonenumbers.PhoneNumber(country_code=1, national_number=int(national))
-                  if national[0] >= "2" and national[3] >= "2" else None)
+        # and dates before any pattern is tried.
+        valid = national[0] >= "2" and national[3] >= "2" and is_valid_phone(1, national)
     elif run.startswith("+"):
-        number = _parse_phone(run, None)
+        # As written (+CC then the national number) first; `parse` (~20 us) only for what that does not accept,
+        # such as a national prefix kept in brackets: +44 (0)20 ...
+        valid = _valid_international(digits)
+        if not valid:
+            number = _parse_phone(run, None)
+            valid = number is not None and is_valid_phone(number.country_code,
+                                                          phonenumbers.national_significant_number(number))
     else:
-        number = None
-    if number is not None and phonenumbers.is_valid_number(number):
+        valid = False
+    if valid:
         score = 0.65 if run.startswith("+") else 0.55
         if run.isdigit():
             score = 0.4  # ten bare digits are an order or account number as often as a phone
@@ -338,6 +413,14 @@ def _one_phone(text: str, start: int, run: str, digits: str) -> Finding | None:
         if number is not None and phonenumbers.is_possible_number(number):
             return Finding("phone", start, end, 0.6)
     return None
+
+
+def _valid_international(digits: str) -> bool:
+    # Calling codes are prefix-free: the first 1-3 digits that are one are the one.
+    for n in (1, 2, 3):
+        if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE:
+            return is_valid_phone(int(digits[:n]), digits[n:])
+    return False
 
 
 def _parse_phone(run: str, region: str | None) -> phonenumbers.PhoneNumber | None:
@@ -381,15 +464,18 @@ _IPV6_CHARS = frozenset("0123456789abcdefABCDEF:")
 _IPV6_CHARS_DOTTED = _IPV6_CHARS | {"."}
 
 
-def _ipv4_matches(text: str) -> Iterator[re.Match[str]]:
-    for start, end in numeric_runs(text):
+def _ipv4_matches(scan: Scan) -> Iterator[re.Match[str]]:
+    text = scan.text
+    for start, end in scan.numeric_runs:
         if end - start >= 7 and text.count(".", start, end) >= 3:
             yield from _IPV4_RE.finditer(text, start, end + _RUN_TAIL)
 
 
-def detect_ip_addresses(text: str) -> list[Finding]:
+def detect_ip_addresses(text: str | Scan) -> list[Finding]:
+    scan = _scan(text)
+    text = scan.text
     out: list[Finding] = _detect_ipv6(text) if ":" in text else []
-    for m in _ipv4_matches(text):
+    for m in _ipv4_matches(scan):
         if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "._"):
             continue  # inside a longer dotted run (1.2.3.4.5) or glued to a word ("v1.2.3.4")
         octets = m.group().split(".")
@@ -556,7 +642,8 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None,
     return None, first_end
 
 
-def detect_secrets(text: str) -> list[Finding]:
+def detect_secrets(text: str | Scan) -> list[Finding]:
+    text = _scan(text).text
     low = text.translate(_ASCII_LOWER)
     out: list[Finding] = []
     # End of the last key, or of the run a keyword was glued to: keywords inside it (a PEM body, `key:key:...`)
@@ -591,7 +678,8 @@ def detect_secrets(text: str) -> list[Finding]:
 # --- prompt injection --------------------------------------------------------------------------------------
 
 
-def detect_prompt_injection(text: str) -> list[Finding]:
+def detect_prompt_injection(text: str | Scan) -> list[Finding]:
+    text = _scan(text).text
     """Instruction overrides, role hijacks, system-prompt extraction, delimiter and encoding tricks, in several
     languages (see `_injection`); scores are combined over the whole text."""
     return [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text)]
@@ -599,7 +687,7 @@ def detect_prompt_injection(text: str) -> list[Finding]:
 
 # --- all together ------------------------------------------------------------------------------------------
 
-DETECTORS: Mapping[str, Callable[[str], list[Finding]]] = MappingProxyType({
+DETECTORS: Mapping[str, Callable[[str | Scan], list[Finding]]] = MappingProxyType({
     "credit_card": detect_credit_cards,
     "us_ssn": detect_us_ssns,
     "iban": detect_ibans,
@@ -623,6 +711,7 @@ def resolve_overlaps(findings: Iterable[Finding]) -> list[Finding]:
     return kept
 
 
-def detect(text: str) -> list[Finding]:
-    """Every detector over `text`, overlaps resolved, in text order."""
-    return resolve_overlaps(f for detector in DETECTORS.values() for f in detector(text))
+def detect(text: str, types: Collection[str] = FINDING_TYPES) -> list[Finding]:
+    """The detectors of `types` (default: all) over `text`, overlaps resolved, in text order."""
+    scan = Scan(text)
+    return resolve_overlaps(f for kind in types for f in DETECTORS[kind](scan))

@@ -1,0 +1,111 @@
+"""The guard's fast paths give the answers of the slow ones they replace: phone validity against phonenumbers'
+own `is_valid_number`, and the shape-based scans against the plain regex scans over the text."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import phonenumbers
+import pytest
+from phonenumbers import PhoneNumberType
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+from services.guard._phone import is_valid
+from services.guard.detectors import _IBAN_RE, Scan, _iban_matches, detect, detect_phones
+from services.guard.evaluation import load_samples
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
+_TYPES = [PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE,
+          PhoneNumberType.PREMIUM_RATE, PhoneNumberType.VOIP, PhoneNumberType.PAGER, PhoneNumberType.UAN]
+
+
+def _variants(number: phonenumbers.PhoneNumber, rng: random.Random) -> list[phonenumbers.PhoneNumber]:
+    """The number, and near misses: one digit changed, one dropped, one added."""
+    nsn = phonenumbers.national_significant_number(number)
+    out = [nsn]
+    for _ in range(4):
+        i = rng.randrange(len(nsn))
+        out.append(nsn[:i] + str(rng.randrange(10)) + nsn[i + 1 :])
+    out += [nsn[:-1], nsn + str(rng.randrange(10))]
+    return [phonenumbers.parse(f"+{number.country_code}{v}") for v in out if v]
+
+
+def _examples() -> list[phonenumbers.PhoneNumber]:
+    rng = random.Random(5)
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in _TYPES:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers += _variants(example, rng)
+    for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        example = phonenumbers.example_number_for_non_geo_entity(code)
+        if example is not None:
+            numbers += _variants(example, rng)
+    return numbers
+
+
+def test_phone_validity_matches_phonenumbers_on_every_regions_examples_and_near_misses() -> None:
+    numbers = _examples()
+    assert len(numbers) > 5_000
+    valid = 0
+    for number in numbers:
+        expected = phonenumbers.is_valid_number(number)
+        valid += expected
+        assert is_valid(number.country_code, phonenumbers.national_significant_number(number)) == expected, number
+    assert 0.2 < valid / len(numbers) < 0.9  # both answers are well represented
+
+
+@pytest.mark.parametrize("country_code", [1, 7, 33, 39, 44, 49, 55, 61, 81, 86, 91, 234, 971])
+def test_phone_validity_matches_phonenumbers_on_random_numbers(country_code: int) -> None:
+    rng = random.Random(country_code)
+    for _ in range(3_000):
+        length = rng.randint(6, 12)
+        national = str(rng.randrange(10 ** (length - 1), 10**length))
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        assert is_valid(country_code, national) == phonenumbers.is_valid_number(number), national
+
+
+def test_unknown_calling_codes_are_not_valid() -> None:
+    assert 999 not in COUNTRY_CODE_TO_REGION_CODE
+    assert not is_valid(999, "1234567890")
+
+
+def test_an_international_number_with_its_national_prefix_in_brackets_is_still_found() -> None:
+    # The fast path reads +44 then 020...: not valid as written, so phonenumbers' parse gets the last word.
+    text = "call me on +44 (0)20 7946 0958 tomorrow"
+    assert [text[f.start : f.end] for f in detect_phones(text)] == ["+44 (0)20 7946 0958"]
+
+
+_RUN_RE = re.compile(r"\d(?:[ \t().\-/]{0,3}\d){3,}", re.ASCII)  # what the shape-based scan replaces
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    samples = load_samples(DATA / "dev.jsonl") + load_samples(DATA / "heldout.jsonl")
+    joined = [" ".join(s.text for s in samples[i : i + 7]) for i in range(0, len(samples), 7)]
+    return [s.text for s in samples] + joined
+
+
+def test_numeric_runs_from_the_shape_are_the_runs_of_the_text(texts: list[str]) -> None:
+    assert sum(len(Scan(t).numeric_runs) for t in texts) > 500
+    for text in texts:
+        assert list(Scan(text).numeric_runs) == [m.span() for m in _RUN_RE.finditer(text)], text
+
+
+def test_iban_candidates_from_the_shape_are_the_matches_of_the_text(texts: list[str]) -> None:
+    found = 0
+    for text in texts:
+        expected = [m.span() for m in _IBAN_RE.finditer(text)]
+        assert [m.span() for m in _iban_matches(Scan(text))] == expected, text
+        found += len(expected)
+    assert found > 50
+
+
+def test_offsets_stay_right_after_characters_beyond_latin1() -> None:
+    text = "日本語のテキスト 🎉 card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00 — ok"
+    values = {f.type: text[f.start : f.end] for f in detect(text)}
+    assert values["credit_card"] == "4111 1111 1111 1111"
+    assert values["iban"] == "DE89 3704 0044 0532 0130 00"

@@ -56,10 +56,11 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 RUN groupadd --system --gid 10001 agentmesh \
     && useradd --system --uid 10001 --gid agentmesh --create-home --home-dir /home/agentmesh agentmesh \
-    # Where the gateway-config job writes the rendered Envoy config; a named volume mounted here takes
-    # this ownership when it is first created.
-    && mkdir -p /var/lib/agentmesh/gateway \
-    && chown agentmesh:agentmesh /var/lib/agentmesh/gateway
+    # Where the gateway-config job writes the rendered Envoy config, and where the certs job writes the mTLS
+    # files (docker-compose.yml); a named volume mounted here takes this ownership when it is first created.
+    && mkdir -p /var/lib/agentmesh/gateway /etc/agentmesh/tls \
+    && chown agentmesh:agentmesh /var/lib/agentmesh/gateway /etc/agentmesh/tls \
+    && chmod 0700 /etc/agentmesh/tls
 
 COPY --from=build /opt/venv /opt/venv
 

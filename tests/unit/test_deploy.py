@@ -1,25 +1,40 @@
 """deploy/k8s against the Kubernetes schemas (offline: kubernetes-validate ships them), and the deployments
-(k8s manifests, docker-compose.yml, the gateway's rendered configs) naming the same services and ports."""
+(k8s manifests, docker-compose.yml, the gateway's rendered configs) naming the same services and ports; mTLS
+between the gateway and the services on in both (certificates from `agentmesh certs`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from agentmesh.rpc import generate_certs
 from agentmesh.settings import SERVICES, Settings
-from gateway import compose_spec, k8s_spec, render_envoy_config
+from gateway import GatewayTLS, compose_spec, k8s_spec, render_envoy_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
-# The oldest Kubernetes the manifests promise to work on: grpc probes are GA since 1.27.
+ENVOY = Path(sys.executable).parent / "envoy"
+# The oldest Kubernetes the manifests promise to work on.
 K8S_VERSION = "1.29.0"
 PORTS = {name: int(Settings.model_fields[f"{name}_port"].default) for name in SERVICES}
+METRICS_OFFSET = int(Settings.model_fields["metrics_port_offset"].default)
+# Where every container (compose and Kubernetes) finds the files of `agentmesh certs`.
+TLS_DIR = "/etc/agentmesh/tls"
+IDENTITIES = ("gateway", *SERVICES)
 
 
 def _docs() -> list[tuple[str, dict[str, Any]]]:
@@ -40,6 +55,51 @@ def _find(kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def _gen() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_gateway_config", K8S / "gen_gateway_config.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    return gen
+
+
+def _envoy_validate(text: str, tmp_path: Path) -> None:
+    """`envoy --mode validate` on a config whose TLS files are a real `agentmesh certs` set in tmp_path (Envoy
+    loads them while validating), as every container finds them under TLS_DIR."""
+    certs = tmp_path / "tls"
+    generate_certs(certs, IDENTITIES)
+    path = tmp_path / "envoy.yaml"
+    path.write_text(text.replace(f"{TLS_DIR}/", f"{certs}/"))
+    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _assert_mtls_to_every_service(config: dict[str, Any], tls_dir: str) -> None:
+    """Every service's cluster (and so its gRPC health checks) is mTLS with the gateway's certificate and accepts
+    only a certificate naming the cluster; the internal listener requires a mesh certificate; the public one is
+    plain (clients)."""
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    tls_files = {"certificate_chain": {"filename": f"{tls_dir}/gateway.crt"},
+                 "private_key": {"filename": f"{tls_dir}/gateway.key"}}
+    for name in SERVICES:
+        socket = clusters[name]["transport_socket"]
+        assert socket["name"] == "envoy.transport_sockets.tls", name
+        tls = socket["typed_config"]
+        assert tls["@type"].endswith(".UpstreamTlsContext") and tls["sni"] == name
+        common = tls["common_tls_context"]
+        assert common["tls_certificates"] == [tls_files]
+        assert common["validation_context"]["trusted_ca"] == {"filename": f"{tls_dir}/ca.crt"}
+        assert common["validation_context"]["match_typed_subject_alt_names"] == [
+            {"san_type": "DNS", "matcher": {"exact": name}}]
+    listeners = {li["name"]: li for li in config["static_resources"]["listeners"]}
+    (internal,) = listeners["internal"]["filter_chains"]
+    downstream = internal["transport_socket"]["typed_config"]
+    assert downstream["@type"].endswith(".DownstreamTlsContext") and downstream["require_client_certificate"] is True
+    assert downstream["common_tls_context"]["validation_context"]["trusted_ca"] == {"filename": f"{tls_dir}/ca.crt"}
+    assert all("transport_socket" not in chain for chain in listeners["public"]["filter_chains"])
+
+
 @pytest.mark.parametrize(("file", "doc"), DOCS, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in DOCS])
 def test_manifest_is_valid_against_the_kubernetes_schema(file: str, doc: dict[str, Any]) -> None:
     # strict: unknown fields (typos such as `readinesProbe`) fail too.
@@ -53,13 +113,20 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_the_gateway_configmap_is_what_the_template_renders() -> None:
-    spec = importlib.util.spec_from_file_location("gen_gateway_config", K8S / "gen_gateway_config.py")
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = _gen()
     assert (K8S / "gateway-envoy-config.yaml").read_text() == gen.configmap(), "stale: run `make k8s`"
+    assert gen.TLS_DIR == TLS_DIR
     mounted = _find("ConfigMap", "gateway-envoy")["data"]["envoy.yaml"]
-    assert mounted == render_envoy_config(k8s_spec("agentmesh"))
+    # `python -m gateway.render --target k8s --tls-dir /etc/agentmesh/tls`, but for whitespace-only lines, which
+    # the ConfigMap keeps empty (the template leaves one before the internal listener's transport_socket).
+    rendered = render_envoy_config(dataclasses.replace(k8s_spec("agentmesh"), tls=GatewayTLS.in_dir(TLS_DIR)))
+    assert mounted == "".join(line if line.strip() else "\n" for line in rendered.splitlines(keepends=True))
+
+
+def test_the_gateway_configmap_has_mtls_to_every_service(tmp_path: Path) -> None:
+    text = _find("ConfigMap", "gateway-envoy")["data"]["envoy.yaml"]
+    _assert_mtls_to_every_service(yaml.safe_load(text), TLS_DIR)
+    _envoy_validate(text, tmp_path)
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -68,9 +135,13 @@ def test_each_service_has_deployment_headless_service_and_hpa_on_the_gateways_po
     deployment = _find("Deployment", name)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["serve", name]
-    assert [p["containerPort"] for p in container["ports"]] == [port]
-    assert container["readinessProbe"]["grpc"]["port"] == port
-    assert container["livenessProbe"]["grpc"]["port"] == port
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": port, "metrics": port + METRICS_OFFSET}
+    # The gRPC port is mTLS only and the kubelet's `grpc:` probe presents no client certificate: the probes use
+    # the plain-HTTP metrics endpoint (served once the gRPC server is up, from the same event loop).
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+        assert "grpc" not in container[probe] and "tcpSocket" not in container[probe], probe
     assert {"requests", "limits"} <= set(container["resources"])
     labels = deployment["spec"]["template"]["metadata"]["labels"]
 
@@ -85,6 +156,49 @@ def test_each_service_has_deployment_headless_service_and_hpa_on_the_gateways_po
     # The gateway's STRICT_DNS cluster for the service points at exactly this Service and port.
     upstream = next(u for u in k8s_spec("agentmesh").upstreams if u.name == name)
     assert upstream.dns and upstream.endpoints == ((f"{name}-headless.agentmesh.svc.cluster.local", port),)
+
+
+def _tls_volume(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return volume
+
+
+@pytest.mark.parametrize("name", IDENTITIES)
+def test_each_deployment_mounts_its_own_certificate_from_the_tls_secret(name: str) -> None:
+    pod = _find("Deployment", name)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    secret = _tls_volume(pod, container)["secret"]
+    assert secret["secretName"] == "agentmesh-tls"
+    assert not secret.get("optional", False), "mTLS is on by default: no pod starts without the Secret"
+    # Only the CA certificate and the pod's own pair: never another identity's key, nor the CA key.
+    assert {(i["key"], i["path"]) for i in secret["items"]} == {
+        (f, f) for f in ("ca.crt", f"{name}.crt", f"{name}.key")}
+    # Keys readable by the pod's group only, which owns the files (fsGroup), so the non-root user can read them.
+    assert secret["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if name == "gateway":  # Envoy reads the paths from its config (test_the_gateway_configmap_has_mtls_...)
+        (config,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
+        assert container["args"][:2] == ["-c", f"{config['mountPath']}/envoy.yaml"]
+        assert not TLS_DIR.startswith(config["mountPath"] + "/"), "nested in the read-only ConfigMap mount"
+    else:
+        assert env["AGENTMESH_TLS_DIR"] == TLS_DIR
+
+
+def test_kustomize_builds_the_manifests() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == set(IDENTITIES)
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
+            assert volumes["agentmesh-tls"]["secret"]["defaultMode"] == 0o440  # YAML's 0440, not decimal 440
 
 
 def test_database_url_comes_from_a_secret_and_is_never_inline() -> None:
@@ -124,3 +238,109 @@ def test_compose_names_the_same_services_and_ports_as_the_gateway() -> None:
         assert pinned in (None, str(port), port)
     assert set(SERVICES) <= set(compose)
     assert "--target compose" in " ".join(compose["gateway-config"]["command"])
+
+
+# --- mTLS in docker compose ---------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?-)([^}]*))?\}")
+
+
+def _interpolate(value: str, env: Mapping[str, str]) -> str:
+    """Compose's interpolation of the forms docker-compose.yml uses: ${VAR}, ${VAR-default}, ${VAR:-default}, $$."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, default = m.groups()
+        if name in env and (op != ":-" or env[name]):
+            return env[name]
+        return default if op else ""
+
+    return _VAR.sub(one, value)
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+def _volumes(service: dict[str, Any]) -> set[str]:
+    return set(service.get("volumes", []))
+
+
+def test_compose_creates_the_certificates_once_into_a_volume() -> None:
+    compose = _compose()
+    certs = compose["certs"]
+    assert certs["image"] == compose["supervisor"]["image"]
+    script = " ".join(certs["command"])
+    assert f"test -f {TLS_DIR}/ca.crt ||" in script  # a later `up` keeps the files (and the running mesh's CA)
+    assert f"agentmesh certs --dir {TLS_DIR}" in script
+    assert f"mesh-tls:{TLS_DIR}" in _volumes(certs)  # the one writer
+    assert certs["restart"] == "no"
+    assert "mesh-tls" in yaml.safe_load(COMPOSE.read_text())["volumes"]
+    # The image makes the volume's mount point its user's, so the job (uid 10001) can write into a new volume.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(rf"mkdir -p [^\n]*{TLS_DIR}", dockerfile) and re.search(rf"chown agentmesh:agentmesh [^\n]*{TLS_DIR}",
+                                                                            dockerfile)
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "gateway"])
+def test_compose_mounts_the_certificates_read_only_after_the_certs_job(name: str) -> None:
+    service = _compose()[name]
+    assert f"mesh-tls:{TLS_DIR}:ro" in _volumes(service)
+    assert service["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
+    if name == "gateway":
+        # The files' owner (keys are 0600); the config volume beside the TLS one, not around it.
+        assert service["user"] == "10001:10001"
+        (config,) = [v for v in _volumes(service) if v.startswith("gateway-config:")]
+        config_dir = config.split(":")[1]
+        assert service["command"][:2] == ["-c", f"{config_dir}/envoy.yaml"]
+        assert not TLS_DIR.startswith(config_dir + "/")
+    else:
+        env = service["environment"]
+        assert _interpolate(env["AGENTMESH_TLS_DIR"], {}) == TLS_DIR  # on by default
+        assert _interpolate(env["AGENTMESH_TLS_DIR"], {"AGENTMESH_COMPOSE_TLS_DIR": ""}) == ""  # the off switch
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["default", "off"])
+def test_compose_renders_the_gateway_with_tls_dir(tls: bool, tmp_path: Path) -> None:
+    """Runs gateway-config's own command (compose's interpolation, then `sh -ec`, writing into tmp_path instead of
+    its volume): by default the config is mTLS to every service and Envoy accepts it; with the variable empty,
+    plaintext, as the services are then."""
+    job = _compose()["gateway-config"]
+    assert job["entrypoint"] == ["sh", "-ec"]
+    shell_env = {} if tls else {"AGENTMESH_COMPOSE_TLS_DIR": ""}
+    env = {k: _interpolate(str(v), shell_env) for k, v in job["environment"].items()}
+    assert env["AGENTMESH_TLS_DIR"] == (TLS_DIR if tls else "")
+    (script,) = job["command"]
+    script = _interpolate(script, shell_env).replace("/var/lib/agentmesh/gateway", str(tmp_path))
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = subprocess.run(["sh", "-ec", script], env={**os.environ, **env, "PATH": path}, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "envoy.yaml").read_text()
+    config = yaml.safe_load(text)
+    if tls:
+        _assert_mtls_to_every_service(config, TLS_DIR)
+        assert text == render_envoy_config(dataclasses.replace(compose_spec(), tls=GatewayTLS.in_dir(TLS_DIR)))
+        _envoy_validate(text, tmp_path)
+    else:
+        assert text == render_envoy_config(compose_spec())
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    """`docker compose config` where a Compose v2 CLI is installed (this repository's CI has no Docker)."""
+    candidates = [[shutil.which("docker"), "compose"], [shutil.which("docker-compose")]]
+    for cmd in candidates:
+        if cmd[0] is None:
+            continue
+        version = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=30)
+        if version.returncode == 0 and not version.stdout.lstrip("v").startswith("1."):  # v1 lacks --format
+            break
+    else:
+        pytest.skip("no Docker Compose v2 CLI")
+    result = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in SERVICES:
+        assert services[name]["environment"]["AGENTMESH_TLS_DIR"] == TLS_DIR

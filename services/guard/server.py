@@ -9,7 +9,7 @@ import signal
 from agentmesh import Settings
 from agentmesh.db import KeyStore, create_pool, migrate
 from agentmesh.errors import InvalidArgument
-from agentmesh.llm import LLMClient
+from agentmesh.llm import LLMClient, LLMInstruments
 from agentmesh.rpc import AuthInterceptor, ServiceBinding
 from agentmesh.service import process_setup, serve_bindings
 from agentmesh.v1 import guard_pb2_grpc, review_pb2_grpc
@@ -25,15 +25,16 @@ _TIER_TWO_ATTEMPTS = 2
 _TIER_TWO_CONCURRENCY = 8
 
 
-def tier_two_llm(settings: Settings) -> LLMClient:
-    """The guard's own LLM client: its own breaker, concurrency and retry budget, separate from the agents'."""
+def tier_two_llm(settings: Settings, instruments: LLMInstruments | None = None) -> LLMClient:
+    """The guard's own LLM client: its own breaker, concurrency and retry budget, separate from the agents'.
+    With `instruments`, each call gets a GenAI span and a latency sample, like every other LLM call."""
     own = settings.model_copy(update={
         "llm_max_attempts": _TIER_TWO_ATTEMPTS,
         "llm_timeout_s": settings.guard_llm_timeout_s,
         "llm_max_concurrency": _TIER_TWO_CONCURRENCY,
         "llm_stream": False,
     })
-    return LLMClient(settings=own)
+    return LLMClient(settings=own, instruments=instruments)
 
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
@@ -47,7 +48,9 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     auth = AuthInterceptor(tenant_of=KeyStore(pool=pool).tenant_of, internal_token=token,
                            cache_ttl_s=settings.key_cache_ttl_s)
-    llm = tier_two_llm(settings) if settings.guard_llm_check else None
+    llm = tier_two_llm(settings, telemetry.llm_instruments()) if settings.guard_llm_check else None
+    if llm is not None:
+        telemetry.register_llm(llm)
     tier_two = None if llm is None else TierTwo(
         llm=llm, band=(settings.guard_llm_band_low, settings.guard_llm_band_high), timeout_s=settings.guard_llm_timeout_s,
         calls_per_minute=settings.guard_llm_calls_per_minute, can_clear=settings.guard_llm_can_clear)

@@ -16,8 +16,8 @@ from typing import Any
 from google.protobuf import json_format
 
 from agentmesh.errors import AgentMeshError, PermissionDenied, ResourceExhausted
+from agentmesh.llm import LLMClient
 from agentmesh.settings import Settings
-from agentmesh.telemetry import TracedLLM
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
 from services.supervisor.budgets import TenantBudgets
 from services.supervisor.clients import MeshClients
@@ -92,7 +92,7 @@ def _llm_call(model: str, input_tokens: int, output_tokens: int, start_ms: float
 
 
 class RunExecutor:
-    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: TracedLLM, mesh: MeshClients,
+    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: LLMClient, mesh: MeshClients,
                  agents: Sequence[str], budgets: TenantBudgets | None = None, observer: RunObserver | None = None) -> None:
         self._s = settings
         self._store = store

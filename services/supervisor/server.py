@@ -35,7 +35,8 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
                              max_size=settings.db_pool_max)
     async with pool.acquire() as conn:
         await migrate(conn, [MigrationSet("core", CORE_MIGRATIONS), MIGRATIONS])
-    llm = LLMClient(settings=settings)
+    llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
+    telemetry.register_llm(llm)
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     channels = GatewayChannels(settings.gateway_internal_addr, internal_token=token,
                                credentials=channel_credentials(settings.tls_dir, "supervisor") if settings.tls_dir else None,
@@ -45,7 +46,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
     budgets = TenantBudgets(pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd)
     observer = RunObserver(registry=telemetry.registry, tracer=telemetry.tracer())
-    executor = RunExecutor(settings=settings, store=store, llm=telemetry.instrument_llm(llm),
+    executor = RunExecutor(settings=settings, store=store, llm=llm,
                            mesh=MeshClients(channels=channels), agents=AGENTS, budgets=budgets, observer=observer)
     servicer = SupervisorServicer(executor=executor, store=store)
     # Runs a dead supervisor left behind become resumable failures (now, and whenever a lease runs out).

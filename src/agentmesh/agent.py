@@ -16,7 +16,7 @@ import grpc
 from opentelemetry import trace
 
 from agentmesh.errors import InvalidArgument
-from agentmesh.telemetry import TracedLLM
+from agentmesh.llm import LLMClient
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         *,
         name: str,
         system_prompt: str,
-        llm: TracedLLM,
+        llm: LLMClient,
         default_max_tokens: int,
         toolbox: Toolbox | None = None,
     ) -> None:

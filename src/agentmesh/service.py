@@ -73,8 +73,9 @@ async def serve_agent(
 ) -> None:
     """The whole life of an agent process: the researcher, analyst and executor differ only in their args."""
     telemetry = process_setup(name, settings)
-    llm = LLMClient(settings=settings)
-    servicer = AgentServicer(name=name, system_prompt=system_prompt, llm=telemetry.instrument_llm(llm),
+    llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
+    telemetry.register_llm(llm)
+    servicer = AgentServicer(name=name, system_prompt=system_prompt, llm=llm,
                              default_max_tokens=settings.agent_max_output_tokens, toolbox=toolbox)
     binding = ServiceBinding(agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")
     await serve_bindings(name, settings, [binding], port=port, telemetry=telemetry, on_shutdown=[llm.close])

@@ -44,7 +44,7 @@ def test_the_seed_alert_table_is_there_with_its_severities() -> None:
 
 def test_rules_name_only_metrics_the_code_exports() -> None:
     telemetry = setup_telemetry("supervisor", Settings(otel_exporter_otlp_endpoint=None))
-    telemetry.instrument_llm(LLMClient(settings=Settings()))
+    telemetry.register_llm(LLMClient(settings=Settings(), instruments=telemetry.llm_instruments()))
     RunObserver(registry=telemetry.registry)
     exposed = exposed_series(generate_latest(telemetry.registry).decode())
     for rule in rules():

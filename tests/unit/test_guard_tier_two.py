@@ -9,8 +9,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
 
 from agentmesh.settings import Settings
+from agentmesh.telemetry import RpcMetrics, Telemetry
+from agentmesh.telemetry._metrics import llm_call_seconds
 from services.guard import Action, decide, load_policy
 from services.guard.detectors import Finding
 from services.guard.policy import LlmVerdict, apply_policy
@@ -126,3 +133,31 @@ async def test_findings_outside_the_band_are_not_asked_about(tier_two: TierTwo, 
     strong = [Finding("prompt_injection", 0, 10, 0.95)]
     assert await tier_two.review("x" * 10, strong) == (strong, {})
     assert await _requests(sim_url) == []
+
+
+async def test_with_tracing_on_a_tier_two_call_is_a_genai_span_and_a_latency_sample(sim_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = CollectorRegistry()
+    telemetry = Telemetry(service="guard", registry=registry, rpc=RpcMetrics(registry),
+                          llm_call_seconds=llm_call_seconds(registry), tracer_provider=provider)
+    # As the guard's composition root builds it: its own settings, the process's instruments.
+    llm = tier_two_llm(Settings(anthropic_base_url=sim_url), telemetry.llm_instruments())
+    telemetry.register_llm(llm)
+    try:
+        detected = decide(GREY, "input", POLICY).detected
+        _, verdicts = await TierTwo(llm=llm).review(GREY, detected)
+    finally:
+        await llm.close()
+    assert set(verdicts.values()) == {LlmVerdict.BENIGN}
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat claude-haiku-4-5" and span.kind is SpanKind.CLIENT
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.provider.name"] == "anthropic"
+    assert attrs["agentmesh.agent"] == "guard" and attrs["gen_ai.request.max_tokens"] == 8
+    assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["agentmesh.llm.attempts"] == 1
+    assert "pirate" not in str(attrs)  # metadata only: not the text under review
+    labels = {"agent": "guard", "model": "claude-haiku-4-5"}
+    assert registry.get_sample_value("agentmesh_llm_call_duration_seconds_count", {**labels, "outcome": "ok"}) == 1
+    assert registry.get_sample_value("agentmesh_llm_calls_total", labels) == 1

@@ -4,6 +4,8 @@ simulator's injected faults (nothing mocked: every attempt is a real HTTP reques
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -269,3 +271,18 @@ def test_a_mesh_wide_cap_bounds_each_process_too() -> None:
     assert LLMClient(settings=Settings(llm_max_concurrency=30)).limiter.capacity == 30
     assert LLMClient(settings=Settings(llm_max_concurrency=30, llm_mesh_concurrency=20)).limiter.capacity == 20
     assert LLMClient(settings=Settings(llm_max_concurrency=8, llm_mesh_concurrency=20)).limiter.capacity == 8
+
+
+async def test_without_instruments_span_attributes_are_accepted_and_ignored(sim_url: str) -> None:
+    # One signature for every caller: an uninstrumented client (tests, tools) takes `attributes` too.
+    llm = client(sim_url)
+    r = await llm.complete(system="s", messages=MSG, max_tokens=20, attributes={"agentmesh.run_id": "r1"})
+    await llm.close()
+    assert r.text and r.attempts == 1
+
+
+def test_the_llm_package_does_not_import_telemetry() -> None:
+    # agentmesh.telemetry imports agentmesh.llm (its stats collector): the other way round would be a cycle.
+    code = "import sys, agentmesh.llm; print(sorted(m for m in sys.modules if m.startswith('agentmesh.telemetry')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

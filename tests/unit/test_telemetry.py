@@ -48,18 +48,21 @@ async def _put_faults(sim: str, **faults: Any) -> None:
         assert resp.status == 200
 
 
-def _llm(sim: str, **overrides: Any) -> LLMClient:
-    return LLMClient(settings=Settings(**{"anthropic_base_url": sim, "llm_backoff_base_s": 0.01,
-                                          "llm_backoff_max_s": 0.02, "llm_jitter_ms": 0, **overrides}))
+def _llm(sim: str, telemetry: Telemetry, **overrides: Any) -> LLMClient:
+    """A client instrumented and registered as a composition root does it."""
+    llm = LLMClient(settings=Settings(**{"anthropic_base_url": sim, "llm_backoff_base_s": 0.01,
+                                         "llm_backoff_max_s": 0.02, "llm_jitter_ms": 0, **overrides}),
+                    instruments=telemetry.llm_instruments())
+    telemetry.register_llm(llm)
+    return llm
 
 
 async def test_an_llm_call_is_one_genai_span_with_usage_and_no_text(sim_url: str) -> None:
     provider, exporter = _provider()
     telemetry = _telemetry(provider)
-    llm = _llm(sim_url)
-    traced = telemetry.instrument_llm(llm)
-    result = await traced.complete(system="You are a researcher.", messages=[{"role": "user", "content": SECRET_PROMPT}],
-                                   max_tokens=100, attributes={"agentmesh.run_id": "r1", "agentmesh.step": 1})
+    llm = _llm(sim_url, telemetry)
+    result = await llm.complete(system="You are a researcher.", messages=[{"role": "user", "content": SECRET_PROMPT}],
+                                max_tokens=100, attributes={"agentmesh.run_id": "r1", "agentmesh.step": 1})
     await llm.close()
     spans = exporter.get_finished_spans()
     # Exactly one span: ours. The SDK's own span would need OpenTelemetry's global provider, never installed.
@@ -84,11 +87,10 @@ async def test_an_llm_call_is_one_genai_span_with_usage_and_no_text(sim_url: str
 async def test_a_failed_llm_call_is_an_error_span_with_a_stable_error_type(sim_url: str) -> None:
     provider, exporter = _provider()
     telemetry = _telemetry(provider)
-    llm = _llm(sim_url, llm_max_attempts=2, breaker_failure_threshold=100)
-    traced = telemetry.instrument_llm(llm)
+    llm = _llm(sim_url, telemetry, llm_max_attempts=2, breaker_failure_threshold=100)
     await _put_faults(sim_url, outage=529)
     with pytest.raises(AgentMeshError):
-        await traced.complete(system="s", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+        await llm.complete(system="s", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     await llm.close()
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
@@ -96,6 +98,19 @@ async def test_a_failed_llm_call_is_an_error_span_with_a_stable_error_type(sim_u
     assert not span.events  # no exception event: its message and stack trace are not metadata
     assert telemetry.registry.get_sample_value(
         "agentmesh_llm_failed_attempts_total", {"agent": "researcher", "model": "claude-haiku-4-5", "cause": "529"}) == 2
+    assert telemetry.registry.get_sample_value(
+        "agentmesh_llm_call_duration_seconds_count",
+        {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "LLM_PROVIDER_UNAVAILABLE"}) == 1
+
+
+async def test_with_tracing_off_an_llm_call_is_only_timed(sim_url: str) -> None:
+    telemetry = _telemetry(None)
+    assert telemetry.llm_instruments().tracer is None
+    llm = _llm(sim_url, telemetry)
+    await llm.complete(system="s", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
+    await llm.close()
+    assert telemetry.registry.get_sample_value(
+        "agentmesh_llm_call_duration_seconds_count", {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "ok"}) == 1
 
 
 def test_with_no_endpoint_there_is_no_provider_and_no_tracing_interceptor() -> None:
@@ -108,8 +123,8 @@ def test_with_no_endpoint_there_is_no_provider_and_no_tracing_interceptor() -> N
 async def test_rpc_calls_are_counted_by_final_code_and_the_span_gets_that_code() -> None:
     provider, exporter = _provider()
     telemetry = _telemetry(provider)
-    llm = LLMClient(settings=Settings())
-    servicer = AgentServicer(name="researcher", system_prompt="s", llm=telemetry.instrument_llm(llm), default_max_tokens=10)
+    llm = LLMClient(settings=Settings(), instruments=telemetry.llm_instruments())
+    servicer = AgentServicer(name="researcher", system_prompt="s", llm=llm, default_max_tokens=10)
     running = await create_server("127.0.0.1:0", [ServiceBinding(
         agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")],
         outer_interceptors=telemetry.server_interceptors())
@@ -164,4 +179,4 @@ def test_the_telemetry_package_exports_a_small_surface() -> None:
 
     assert sorted(agentmesh.telemetry.__all__) == sorted([
         "JsonFormatter", "LLMStatsCollector", "MetricsServer", "RpcMetrics", "RpcTelemetryInterceptor", "Telemetry",
-        "TracedLLM", "setup_logging", "setup_telemetry"])
+        "setup_logging", "setup_telemetry"])

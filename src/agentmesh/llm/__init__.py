@@ -1,7 +1,8 @@
-"""The LLM client and its resilience parts."""
+"""The LLM client, its resilience parts, and the instruments it reports each call to."""
 
 from agentmesh.llm._breaker import BreakerState, CircuitBreaker
 from agentmesh.llm._client import LLMClient, LLMResult, LLMStats, ToolUse
+from agentmesh.llm._instruments import LLMInstruments
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
 from agentmesh.llm._pricing import PRICES, Price, cost_usd, price_of
 
@@ -11,6 +12,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "LLMClient",
+    "LLMInstruments",
     "LLMResult",
     "LLMStats",
     "Outcome",

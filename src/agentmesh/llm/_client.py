@@ -1,19 +1,23 @@
 """The one LLM client every service uses: the anthropic SDK behind an adaptive (AIMD) concurrency limit,
 jitter, tenacity retries of transient errors only (429s while the deadline allows, provider failures up to an
-attempt count), a circuit breaker, and token/cost accounting on every call."""
+attempt count), a circuit breaker, and token/cost accounting on every call; given instruments, a GenAI span
+and a latency histogram sample per call too (see `_instruments.py`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from agentmesh.errors import (
@@ -24,6 +28,7 @@ from agentmesh.errors import (
     LLMUnavailable,
 )
 from agentmesh.llm._breaker import BreakerState, CircuitBreaker
+from agentmesh.llm._instruments import LLMInstruments, outcome_of
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
 from agentmesh.llm._pricing import cost_usd
 from agentmesh.llm._retry import EGRESS_OVERLOADED, NEVER_RETRY, Failure, TruncatedStream, classify
@@ -107,18 +112,23 @@ class _CallState:
 
 
 class LLMClient:
-    """`complete()` is the only way the mesh calls an LLM."""
+    """`complete()` is the only way the mesh calls an LLM.
+
+    `instruments` (from `Telemetry.llm_instruments()`): a GenAI span (with tracing on) and a latency histogram
+    sample per logical call. None: neither (tests, tools); the client's own `stats` are kept either way."""
 
     def __init__(
         self,
         *,
         settings: Settings,
+        instruments: LLMInstruments | None = None,
         sdk: anthropic.AsyncAnthropic | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_breaker_change: Callable[[BreakerState, BreakerState], None] | None = None,
     ) -> None:
         self._s = settings
+        self._instruments = instruments
         api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
         # max_retries=0: our retry loop owns retries; stacking the SDK's 3 attempts would multiply them.
         # The aiohttp transport (the SDK's `aiohttp` extra): httpx2's own pool and cookie jar cost about twice
@@ -171,12 +181,70 @@ class LLMClient:
         model: str | None = None,
         deadline: float | None = None,
         stream: bool | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
     ) -> LLMResult:
         """One logical LLM call. `deadline` is on this client's clock; no attempt or wait goes past it (nor past
         llm_call_budget_s from now). 429s are retried while it allows; provider failures up to llm_max_attempts.
+        `attributes` (e.g. run id and step) go on the call's span, when there is one.
 
         Raises LLMUnavailable (incl. CircuitOpen), LLMRateLimited, LLMRequestRejected or DeadlineExceeded."""
         model = model or self._s.model
+        call = functools.partial(self._complete, system=system, messages=messages, max_tokens=max_tokens, tools=tools,
+                                 model=model, deadline=deadline, stream=stream)
+        inst = self._instruments
+        if inst is None:
+            return await call()
+        started = time.perf_counter()
+        if inst.tracer is None:
+            try:
+                result = await call()
+            except Exception as exc:
+                inst.observe(model, outcome_of(exc), started)
+                raise
+            inst.observe(result.model or model, "ok", started)
+            return result
+        with inst.tracer.start_as_current_span(
+            f"chat {model}",
+            kind=SpanKind.CLIENT,
+            attributes=inst.request_attributes(model, max_tokens, attributes),
+            # Exception events carry messages and stack traces; we record a stable error type instead.
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await call()
+            except Exception as exc:
+                outcome = outcome_of(exc)
+                span.set_attribute("error.type", outcome)
+                span.set_attribute("agentmesh.breaker.state", self.breaker.state.value)
+                span.set_status(Status(StatusCode.ERROR, outcome))
+                inst.observe(model, outcome, started)
+                raise
+            span.set_attributes({
+                "gen_ai.response.model": result.model,
+                "gen_ai.usage.input_tokens": result.input_tokens,
+                "gen_ai.usage.output_tokens": result.output_tokens,
+                "gen_ai.response.finish_reasons": [result.stop_reason or "unknown"],
+                "agentmesh.llm.attempts": result.attempts,
+                "agentmesh.llm.retries": result.attempts - 1,
+                "agentmesh.cost_usd": result.cost_usd,
+                "agentmesh.breaker.state": self.breaker.state.value,
+            })
+        inst.observe(result.model or model, "ok", started)
+        return result
+
+    async def _complete(
+        self,
+        *,
+        system: str,
+        messages: Sequence[dict[str, Any]],
+        max_tokens: int,
+        tools: Sequence[dict[str, Any]] | None,
+        model: str,
+        deadline: float | None,
+        stream: bool | None,
+    ) -> LLMResult:
+        """The call itself: retries, limiter, breaker and accounting, without the span or the histogram."""
         use_stream = self._s.llm_stream if stream is None else stream
         kwargs: dict[str, Any] = {"model": model, "system": system, "messages": list(messages), "max_tokens": max_tokens}
         if tools:

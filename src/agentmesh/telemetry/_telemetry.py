@@ -11,10 +11,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, Histogram
 
-from agentmesh.llm import LLMClient
+from agentmesh.llm import LLMClient, LLMInstruments
 from agentmesh.settings import Settings
 from agentmesh.telemetry import _tracing
-from agentmesh.telemetry._llm import TracedLLM
 from agentmesh.telemetry._metrics import LLMStatsCollector, RpcMetrics, RpcTelemetryInterceptor, llm_call_seconds
 
 INSTRUMENTATION_SCOPE = "agentmesh"
@@ -47,10 +46,14 @@ class Telemetry:
         """For channels to the gateway: client spans and the W3C traceparent header. None with tracing off."""
         return [] if self.tracer_provider is None else _tracing.client_interceptors(self.tracer_provider)
 
-    def instrument_llm(self, llm: LLMClient) -> TracedLLM:
-        """Export the client's counters at scrape time, and wrap it so each call gets a GenAI span."""
+    def llm_instruments(self) -> LLMInstruments:
+        """For `LLMClient(instruments=...)`: a GenAI span per call (with tracing on) and the latency histogram."""
+        return LLMInstruments(agent=self.service, tracer=self.tracer(), call_seconds=self.llm_call_seconds)
+
+    def register_llm(self, llm: LLMClient) -> None:
+        """Export the client's own counters (calls, attempts, tokens, cost, limiter, breaker) at scrape time.
+        One client per process: a second would export the same series twice."""
         self.registry.register(LLMStatsCollector(llm, agent=self.service))
-        return TracedLLM(llm, agent=self.service, tracer=self.tracer(), call_seconds=self.llm_call_seconds)
 
     async def shutdown(self) -> None:
         """Flush the spans still batched (the exporter blocks: off the event loop)."""

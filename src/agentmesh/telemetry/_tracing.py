@@ -1,9 +1,9 @@
 """The tracer provider of one process, built only when an OTLP endpoint is configured.
 
 It is deliberately NOT installed as OpenTelemetry's global provider: it is passed to the gRPC interceptors and
-to our GenAI span wrapper. That keeps the anthropic SDK's own span (`anthropic.messages.create`, which uses
-the global provider) silent, so every LLM call has exactly one span, ours, named and attributed by the GenAI
-semantic conventions (see `_llm.py`)."""
+(as a tracer in `LLMInstruments`) to the LLM client. That keeps the anthropic SDK's own span
+(`anthropic.messages.create`, which uses the global provider) silent, so every LLM call has exactly one span,
+ours, named and attributed by the GenAI semantic conventions (see `agentmesh/llm/_instruments.py`)."""
 
 from __future__ import annotations
 

@@ -138,10 +138,10 @@ def _windows(scan: Scan, min_chars: int) -> Iterator[tuple[int, int]]:
 
 # --- credit cards ----------------------------------------------------------------------------------------
 
-# Bare 13-19 digits, or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
+# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
 # separator. Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
 _CARD_RE = re.compile(
-    r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{12,18}|\d{3}(?P<sep>[ -])"
+    r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ -])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
 )
 _CARD_CONTEXT = _words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
@@ -160,6 +160,11 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _maestro(digits: str) -> bool:
+    """Maestro's prefixes (50, 56-69): the one network that issues 12-digit cards."""
+    return digits[:2] == "50" or "56" <= digits[:2] <= "69"
+
+
 def _known_iin(digits: str) -> bool:
     """A known network's prefix with a length that network issues."""
     n = len(digits)
@@ -175,7 +180,7 @@ def _known_iin(digits: str) -> bool:
 
 
 def _card_matches(scan: Scan) -> Iterator[re.Match[str]]:
-    for pos, endpos in _windows(scan, 13):
+    for pos, endpos in _windows(scan, 12):
         yield from _CARD_RE.finditer(scan.text, pos, endpos)
 
 
@@ -189,7 +194,7 @@ def detect_credit_cards(text: str | Scan) -> list[Finding]:
         # A card followed by another number ("... 1111 2025") is matched whole: try the longest valid prefix.
         for n_groups in range(len(groups), 0, -1):
             digits = "".join(groups[:n_groups])
-            if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+            if (13 <= len(digits) <= 19 or (len(digits) == 12 and _maestro(digits))) and _luhn_ok(digits):
                 break
         else:
             continue
@@ -281,9 +286,7 @@ def detect_ibans(text: str | Scan) -> list[Finding]:
         raw = m.group()
         compact = raw.replace(" ", "")
         expected = _IBAN_LENGTHS.get(compact[:2])
-        if expected is not None:
-            if len(compact) < expected:
-                continue
+        if expected is not None and len(compact) >= expected:
             # The pattern may run on into a following 4-character word; cut at the country's length.
             keep, seen = 0, 0
             while seen < expected:
@@ -293,7 +296,7 @@ def detect_ibans(text: str | Scan) -> list[Finding]:
                 continue  # the country's length ends inside a group: not an IBAN as written
             raw, compact, score = raw[:keep], compact[:expected], 0.9
         elif 15 <= len(compact) <= 34:
-            score = 0.6
+            score = 0.6  # a country we do not know the length of, or short for its country: mod-97 decides
         else:
             continue
         if not _mod97_ok(compact):
@@ -339,10 +342,20 @@ _E164_MAX_DIGITS = 15
 # In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
 _PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
 _PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
-                        "text me", "dial", "ring", "hotline", "landline", "contact number", "phone number")
+                        "text me", "dial", "ring", "hotline", "landline", "contact", "phone number",
+                        r"reach(?:ed)?\s+(?:me|us|him|her|them)",
+                        *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")))
 _PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
                          "customer number", "policy", "ticket", "case")
 _PHONE_MIN_LOOSE_DIGITS = 10
+_PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a phone word near it
+# An extension after the number: 555-867-5309x123, ... ext. 12
+_PHONE_EXTENSION_RE = re.compile(r"(?:x| ?(?:ext|extension)\.? ?)\d{1,6}(?!\d)", re.IGNORECASE)
+# 3-3-4 digits as North American numbers are written: (555) 867-5309, 555.867.5309, 1-555-867-5309
+_NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
+# Countries whose national numbers (trunk prefix 0) are looked for: the most common in English-language text
+# and the EU's largest; others are found when written internationally (+CC).
+_NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
 _NON_DIGITS_RE = re.compile(r"\D+")
 
 
@@ -360,59 +373,79 @@ def detect_phones(text: str | Scan) -> list[Finding]:
     text = scan.text
     out: list[Finding] = []
     for cand in _phone_candidates(scan):
-        if cand.end() < len(text) and (text[cand.end()].isalnum() or text[cand.end()] == "_"):
-            continue  # glued to a word: an id such as 5551234567abc
+        ext = _PHONE_EXTENSION_RE.match(text, cand.end())
+        tail = ext.end() if ext else cand.end()
+        if tail < len(text) and (text[tail].isalnum() or text[tail] == "_" or text[tail : tail + 2] in ("-X", "-x")):
+            continue  # glued to a word (an id such as 5551234567abc), or an ISBN-10 with its X check digit
         start, run = cand.start(), cand.group()
         if run.endswith(")") and "(" not in run:
             run = run[:-1]
         if run.startswith("(") and ")" not in run:
             start, run = start + 1, run[1:]
         digits = _NON_DIGITS_RE.sub("", run)
-        if len(digits) > _E164_MAX_DIGITS:
+        if len(digits) > _E164_MAX_DIGITS + 2:  # `00` + the longest international number
             if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them
                 out.extend(_phones_by_matcher(text, start, start + len(run)))
             continue
-        finding = _one_phone(text, start, run, digits)
-        if finding is not None:
-            out.append(finding)
+        score = _phone_score(run, digits)
+        if score is None:
+            continue
+        end = ext.end() if ext else start + len(run)
+        if _near(_PHONE_CONTEXT, text, start, end):
+            score += 0.3
+        elif score <= _PHONE_NEEDS_A_WORD:
+            continue
+        elif _near(_PHONE_NEGATIVE, text, start, end):
+            score -= 0.2
+        out.append(Finding("phone", start, end, _score(score)))
     return out
 
 
-def _one_phone(text: str, start: int, run: str, digits: str) -> Finding | None:
-    end = start + len(run)
-    nanp = (len(digits) == 10 and not run.startswith("+")) or (len(digits) == 11 and digits[0] == "1")
-    number: phonenumbers.PhoneNumber | None = None
-    if nanp:
+def _phone_score(run: str, digits: str) -> float | None:
+    """How much `run` (its digits: `digits`) looks like a phone number before context words, or None."""
+    formatted = not run.isdigit()
+    if run.startswith("+") or (digits.startswith("00") and formatted):
+        international = digits if run.startswith("+") else digits[2:]
+        if not (international[0] == "1" and len(international) == 11):
+            return _international_score(run, international)
+        digits, run = international, run.lstrip("+0 .-")  # North American: judged as written at home
+    if len(digits) == 10 or (len(digits) == 11 and digits[0] == "1"):
         national = digits[-10:]
         # North American numbering: area code and exchange start with 2-9, which rules out most order numbers
         # and dates before any pattern is tried.
-        valid = national[0] >= "2" and national[3] >= "2" and is_valid_phone(1, national)
-    elif run.startswith("+"):
-        # As written (+CC then the national number) first; `parse` (~20 us) only for what that does not accept,
-        # such as a national prefix kept in brackets: +44 (0)20 ...
-        valid = _valid_international(digits)
-        if not valid:
-            number = _parse_phone(run, None)
-            valid = number is not None and is_valid_phone(number.country_code,
-                                                          phonenumbers.national_significant_number(number))
-    else:
-        valid = False
-    if valid:
-        score = 0.65 if run.startswith("+") else 0.55
-        if run.isdigit():
-            score = 0.4  # ten bare digits are an order or account number as often as a phone
-        if _near(_PHONE_CONTEXT, text, start, end):
-            score += 0.3
-        elif _near(_PHONE_NEGATIVE, text, start, end):
-            score -= 0.2
-        return Finding("phone", start, end, _score(score))
-    if len(digits) >= _PHONE_MIN_LOOSE_DIGITS and _near(_PHONE_CONTEXT, text, start, end):
-        # Said to be a phone but not a valid one (555 numbers in examples, another country's national format):
-        # accept a number of a possible length, at a lower score.
-        number = number or _parse_phone(run, "US")
-        if number is not None and phonenumbers.is_possible_number(number):
-            return Finding("phone", start, end, 0.6)
+        if national[0] >= "2" and national[3] >= "2":
+            if is_valid_phone(1, national):
+                return 0.55 if formatted else 0.4  # ten bare digits are an order number as often as a phone
+            if formatted and _NANP_LAYOUT_RE.fullmatch(run):
+                return 0.5  # written as a phone number (555-867-5309), in a range not assigned yet
+    if digits[0] == "0" and digits[1] != "0" and 9 <= len(digits) <= 12:
+        # A national number behind its trunk prefix (020 7946 0958, 06 12 34 56 78), valid in one of the
+        # countries most text comes from. With ~16 countries' plans most such numbers are valid somewhere, so
+        # alone only an area code in brackets (0161) counts, as phone numbers are written; else a phone word
+        # must say so (ISBNs and ZIP+4 codes look alike).
+        if any(is_valid_phone(code, digits[1:]) or is_valid_phone(code, digits) for code in _NATIONAL_COUNTRIES):
+            return 0.5 if run.startswith("(0") else _PHONE_NEEDS_A_WORD
+    if _PHONE_MIN_LOOSE_DIGITS <= len(digits) <= _E164_MAX_DIGITS and not digits.startswith("0"):
+        return _PHONE_NEEDS_A_WORD  # e.g. a number from the 555 examples range
     return None
+
+
+def _international_score(run: str, international: str) -> float | None:
+    """A number after `+` or `00`; `international` holds its digits after that prefix."""
+    if len(international) > _E164_MAX_DIGITS:
+        return None
+    # As written (calling code, then the national number) first; `parse` (~20 us) only for what that does not
+    # accept, such as a national prefix kept in brackets: +44 (0)20 ...
+    if _valid_international(international):
+        return 0.65
+    number = _parse_phone("+" + international, None)
+    if number is None:
+        return None
+    if is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
+        return 0.65
+    # A calling code and a length that country dials, but in no range of it: made-up and example numbers,
+    # still someone's number as far as the text goes. Only after a `+`: `00` starts ZIP codes and ISBNs too.
+    return 0.5 if run.startswith("+") and phonenumbers.is_possible_number(number) else None
 
 
 def _valid_international(digits: str) -> bool:

@@ -344,7 +344,11 @@ _PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
 _PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
                         "text me", "dial", "ring", "hotline", "landline", "contact", "phone number",
                         r"reach(?:ed)?\s+(?:me|us|him|her|them)",
-                        *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")))
+                        *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
+                        # the same in the languages the injection detector reads
+                        "telefon", "telefono", "tel\u00e9fono", "t\u00e9l\u00e9phone", "telefoon", "handy", "mobil",
+                        "portable", "m\u00f3vil", "movil", "celular", "cellulare", "appelez", "anrufen", "llama",
+                        "ll\u00e1mame", "chiamami", "ligue", "bel")
 _PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
                          "customer number", "policy", "ticket", "case")
 _PHONE_MIN_LOOSE_DIGITS = 10

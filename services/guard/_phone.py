@@ -83,3 +83,9 @@ def is_valid(country_code: int, national: str) -> bool:
         elif _valid_in(region, national):
             return True
     return False
+
+
+def prepare(country_codes: tuple[int, ...]) -> None:
+    """Compile these calling codes' patterns now (~4 ms each) rather than inside the first check that needs them."""
+    for code in country_codes:
+        _regions(code)

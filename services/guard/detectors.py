@@ -22,6 +22,7 @@ from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from services.guard._injection import injection_hits
 from services.guard._phone import is_valid as is_valid_phone
+from services.guard._phone import prepare as prepare_phone_plans
 from services.guard._scan import PrefixScan
 
 CONTEXT_CHARS = 40
@@ -354,12 +355,14 @@ _PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref
 _PHONE_MIN_LOOSE_DIGITS = 10
 _PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a phone word near it
 # An extension after the number: 555-867-5309x123, ... ext. 12
+_EXTENSION_STARTS = frozenset(" xXeE")
 _PHONE_EXTENSION_RE = re.compile(r"(?:x| ?(?:ext|extension)\.? ?)\d{1,6}(?!\d)", re.IGNORECASE)
 # 3-3-4 digits as North American numbers are written: (555) 867-5309, 555.867.5309, 1-555-867-5309
 _NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
 # Countries whose national numbers (trunk prefix 0) are looked for: the most common in English-language text
 # and the EU's largest; others are found when written internationally (+CC).
 _NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
+prepare_phone_plans((1, *_NATIONAL_COUNTRIES))
 _NON_DIGITS_RE = re.compile(r"\D+")
 
 
@@ -377,7 +380,7 @@ def detect_phones(text: str | Scan) -> list[Finding]:
     text = scan.text
     out: list[Finding] = []
     for cand in _phone_candidates(scan):
-        ext = _PHONE_EXTENSION_RE.match(text, cand.end())
+        ext = _PHONE_EXTENSION_RE.match(text, cand.end()) if text[cand.end() : cand.end() + 1] in _EXTENSION_STARTS else None
         tail = ext.end() if ext else cand.end()
         if tail < len(text) and (text[tail].isalnum() or text[tail] == "_" or text[tail : tail + 2] in ("-X", "-x")):
             continue  # glued to a word (an id such as 5551234567abc), or an ISBN-10 with its X check digit

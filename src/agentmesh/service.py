@@ -55,7 +55,8 @@ async def serve_bindings(
     )
     metrics = None
     if telemetry is not None and settings.metrics_port_offset:
-        metrics = await MetricsServer.start(telemetry.registry, settings.host, running.port + settings.metrics_port_offset)
+        metrics = await MetricsServer.start(telemetry.registry, settings.host, running.port + settings.metrics_port_offset,
+                                            serving=lambda: running.serving)
     log.info("serving", extra={"service": name, "port": running.port, "metrics": metrics.url if metrics else None,
                                "tracing": telemetry is not None and telemetry.tracing})
     # Spans are flushed last, so those of the shutdown itself are exported too.

@@ -140,7 +140,7 @@ def test_each_service_has_deployment_headless_service_and_hpa_on_the_gateways_po
     # The gRPC port is mTLS only and the kubelet's `grpc:` probe presents no client certificate: the probes use
     # the plain-HTTP metrics endpoint (served once the gRPC server is up, from the same event loop).
     for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
         assert "grpc" not in container[probe] and "tcpSocket" not in container[probe], probe
     assert {"requests", "limits"} <= set(container["resources"])
     labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -163,6 +163,25 @@ async def test_metrics_endpoint_serves_the_registry_and_a_taken_port_is_not_fata
         await server.stop()
 
 
+async def test_healthz_answers_what_the_grpc_health_service_answers() -> None:
+    # The k8s probes' endpoint: a real server's health, flipped as a SIGTERM would flip it.
+    telemetry = _telemetry(None)
+    running = await create_server("127.0.0.1:0", [])
+    server = await MetricsServer.start(telemetry.registry, "127.0.0.1", 0, serving=lambda: running.serving)
+    assert server is not None
+    healthz = server.url.replace("/metrics", "/healthz")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(healthz) as resp:
+                assert (resp.status, await resp.text()) == (200, "SERVING\n")
+            await running.set_serving(False)
+            async with http.get(healthz) as resp:
+                assert (resp.status, await resp.text()) == (503, "NOT_SERVING\n")
+    finally:
+        await server.stop()
+        await running.server.stop(0)
+
+
 def test_log_lines_written_inside_a_span_carry_its_trace_id() -> None:
     provider, _ = _provider()
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "act", None, None)

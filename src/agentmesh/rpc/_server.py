@@ -38,8 +38,11 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     service_names: list[str] = field(default_factory=list)
+    serving: bool = False
+    """What the gRPC health service answers; also read by the plain-HTTP /healthz next to /metrics."""
 
     async def set_serving(self, serving: bool) -> None:
+        self.serving = serving
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self.service_names]:
             await self.health.set(name, status)

@@ -204,8 +204,11 @@ class MetricsServer:
         self.url = url
 
     @classmethod
-    async def start(cls, registry: CollectorRegistry, host: str, port: int) -> MetricsServer | None:
-        """Serving, or None (logged) when the port cannot be bound: metrics never stop a service from starting."""
+    async def start(cls, registry: CollectorRegistry, host: str, port: int,
+                    serving: Callable[[], bool] | None = None) -> MetricsServer | None:
+        """Serving, or None (logged) when the port cannot be bound: metrics never stop a service from starting.
+        With `serving`, GET /healthz answers 200 SERVING or 503 NOT_SERVING as the gRPC health service does:
+        for probes that cannot speak gRPC over mTLS (the kubelet's gRPC probe presents no client certificate)."""
 
         async def metrics(_request: web.Request) -> web.Response:
             body = generate_latest(registry)
@@ -213,6 +216,13 @@ class MetricsServer:
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        if serving is not None:
+
+            async def healthz(_request: web.Request) -> web.Response:
+                up = serving()
+                return web.Response(status=200 if up else 503, text="SERVING\n" if up else "NOT_SERVING\n")
+
+            app.router.add_get("/healthz", healthz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -221,7 +231,8 @@ class MetricsServer:
             await runner.cleanup()
             log.warning("metrics endpoint not served", extra={"port": port, "error": str(exc)})
             return None
-        return cls(runner, f"http://{host}:{port}/metrics")
+        bound = runner.addresses[0][1]  # the port picked, when `port` is 0
+        return cls(runner, f"http://{host}:{bound}/metrics")
 
     async def stop(self) -> None:
         await self._runner.cleanup()

@@ -1,15 +1,20 @@
 """Tier-one prompt-injection detection: phrase families in several languages, evidence combined per text.
 
 Each branch below is (family, weight, lead, rest). One scan over a lowercased copy of the text looks for any
-lead (the trigger set is the union of the leads, so it cannot drift from the patterns); only there is the full
-alternation tried, strongest branch first. A text's hits are then combined: each hit keeps its own weight and
-gains from every *other* family present (noisy-OR at half strength), because an instruction override next to
-a request for the system prompt is far more telling than either alone. Reported speech ("the article
-explains how attackers say 'ignore previous instructions'") is damped below the flag threshold.
+lead (the trigger set is the union of the leads, so it cannot drift from the patterns); only there are the
+branches that can start with that trigger tried, strongest branch first. A text's hits are then combined: each
+hit keeps its own weight and gains from every *other* family present (noisy-OR at half strength), because an
+instruction override next to a request for the system prompt is far more telling than either alone. So weak
+single signals (a persona switch, an authority claim, a fiction frame, a harmful how-to) stay under the flag
+threshold alone and flag together; only unmistakable attacks reach the block threshold. Reported speech ("the
+article explains how attackers say 'ignore previous instructions'", "my doctor told me to ignore ...") is damped
+below the flag threshold.
 
-Two extra passes run only when the text calls for them: a de-obfuscated copy (zero-width characters removed,
-look-alike letters and leetspeak folded) and decoded payloads (base64 runs, rot13 when the text mentions it).
-Weights are confidences in 0..1; hits whose combined confidence stays under EMIT_FLOOR are not reported."""
+Extra passes run only when the text calls for them: a de-obfuscated copy (zero-width characters removed,
+look-alike letters and leetspeak folded), decoded payloads (base64 runs, rot13 when the text mentions it), orders
+to emit a competition's target phrase ("say 'I have been PWNED'", "Access Granted") and capitalised fake role
+markers ("SYSTEM:"), each behind a substring check. Weights are confidences in 0..1; hits whose combined
+confidence stays under EMIT_FLOOR are not reported."""
 
 from __future__ import annotations
 
@@ -46,9 +51,9 @@ _DET = r"(?:(?:all|any|every|each|the|your|these|those|of|this|that|such|whateve
 _QUAL = (r"(?:previous|previously\s+given|prior|above|earlier|preceding|foregoing|former|initial|original|system"
          r"|pre-?set|developer|openai|anthropic|built-?in|programmed|underlying)")
 _QUAL_WEAK = r"(?:old|past|default|given|existing|current|standing|first|safety|content|ethical|moral|usage)"
-_OBJ_STRONG = (r"(?:instructions?|rules|directives?|directions|prompts?|guidelines|constraints|commands|guardrails"
+_OBJ_STRONG = (r"(?:instructions?|rules?|directives?|directions|prompts?|guidelines|constraints|commands|guardrails"
                r"|restrictions|orders|programming|guidance|policies|policy|limitations|protocols?"
-               r"|ethics|morals|principles|tasks|assignments|safeguards|(?:safety|content)\s+filters?)")
+               r"|ethics|morals|principles|tasks?|assignments|safeguards|(?:safety|content)\s+filters?)")
 # What only a model has: the object of technical verbs ("override the default settings" is configuration).
 _OBJ_AI = r"(?:instructions?|prompts?|directives?|guidelines|guardrails|programming|system\s+(?:prompt|message))"
 _OBJ_SOFT = r"(?:context|messages?|information|conversation|text|content|inputs?|requests?|statements|everything|words|data)"
@@ -61,8 +66,41 @@ _TECH_VERB = (r"(?:override|overwrite|reset|clear|delete|remove|disable|turn\s+o
 _AI = (r"(?:\bai\b|chatbot|\bassistant|\bmodels?\b|language\s+model|\bgpt|chatgpt|claude|\bbot\b|\bllms?\b"
        r"|\bpersona\b|\brespon(?:d|ds|se|ses|ding)\b|\banswers?\b|\brepl(?:y|ies)\b|\bcharacters?\b|\bki\b|\bia\b"
        r"|\bassistent|\basistente|\bmodell|\bmodelo|\bmod\u00e8le|\bbeantworte|\bantworte|\br\u00e9ponds|\bresponde)")
+# "...you were given / told / provided": the object of an override is whatever the model received.
+_GIVEN = (r"(?:(?:that|which)\s+)?(?:you\s+(?:were|have\s+been|had\s+been|'ve\s+been|are|got|received|had)\s+"
+          r"(?:just\s+|previously\s+"
+          r"|already\s+|originally\s+|initially\s+)?(?:given|told|provided|following|instructed|taught|programmed|trained"
+          r"|assigned)\b|(?:given|provided|supplied|assigned)\s+to\s+you\b|you\s+(?:received|got|follow|obey)\b)")
+# A state that voids instructions: "your rules no longer apply", "the previous instructions were only a test".
+_VOID = (r"(?:(?:are|is|were|was|have\s+been|has\s+been)\s+(?:now\s+|hereby\s+|all\s+|officially\s+|henceforth\s+)*(?:void|null"
+         r"|cancel+ed|revoked|rescinded|lifted|suspended|deactivated|disabled|removed|deleted|invalid|invalidated|overridden"
+         r"|overwritten|obsolete|irrelevant|no\s+longer\s+(?:valid|in\s+effect|active|relevant|applicable|in\s+force)"
+         r"|(?:only\s+|just\s+|merely\s+)?(?:a\s+test|fake|a\s+joke|a\s+decoy|a\s+trick|a\s+lie))"
+         r"|(?:no\s+longer|don't|do\s+not|doesn't|does\s+not)\s+(?:apply|applies|matter|count|exist)|(?:are|is)\s+no\s+more)\b")
+# "forget everything you know about X" wipes knowledge of a topic: an idiom, not an override.
+_NOT_ABOUT_DE = r"(?!\s*,?\s*was\s+(?:du|sie|ihr|man)\s+(?:\w+\s+){0,3}?(?:\u00fcber|von)\b)"
+# A phrase that opens a sentence (the text, a line, or after . ! ? :), not "and now you are".
+_SENTENCE_START = r"(?<![\w,;'\u2019-])(?<![\w,;] )"
+# "Now you are ready / connected / all set" states a fact; a persona follows "now you are" otherwise.
+_NOT_A_STATE = (r"(?!(?:ready|able|going|done|all\s+set|set|connected|subscribed|logged|signed|registered|enrolled|in|on|at|here"
+                r"|there|back"
+                r"|home|aware|sure|right|correct|wrong|welcome|part|officially|talking|thinking|getting|free\s+to|allowed|eligible"
+                r"|responsible|required|one\s+of|a\s+member|an?\s+(?:official|registered|certified|verified|proud|expert|pro|master|member|fan"
+                r"|customer|user|subscriber|graduate|adult|parent|part)|the\s+(?:proud|new\s+owner"
+                r"|owner|one)|my\s+(?:friend|favou?rite)|entering|leaving|using|viewing|running|looking|seeing|in\s+charge|up|out|over|finished"
+                r"|through|about|trying|making|doing|not|no|also|still|just|really|very|too|so|safe|protected|covered|good|fine|ok|okay"
+                r"|the\s+(?:narrator|host|moderator|teacher|tutor)|[a-z]{3,}ing|[a-z]{4,}ed)\b)")
+# What a bedtime recital by a dead relative is really after.
+_HARMFUL = (r"(?:napalm|thermite|meth(?:amphetamine)?|explosives?|bombs?|poisons?|nerve\s+agents?|malware|ransomware|weapons?"
+            r"|drugs)")
+_SENSITIVE = (r"(?:(?:product|activation|license|licence|serial|cd|windows|office|steam|gift|game)(?:\s+[\w.-]+){0,2}?"
+              r"\s+(?:keys?|codes?)"
+              r"|(?:credit\s+)?card\s+numbers|serial\s+numbers|system\s+prompt|" + _HARMFUL
+              + r"|how\s+(?:to|she|he|they)\s+(?:bypass|bypassed|hack|hacked|pick|picked|break\s+into|broke\s+into|crack"
+              r"|cracked)\b)")
 _RESTRICTION_NOUN = (r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|guidelines|rules|boundaries"
-                     r"|constraints|principles|polic(?:y|ies)|guardrails|morals|ethics|safeguards|programming|safety\s+checks)")
+                     r"|constraints|principles|polic(?:y|ies)|guardrails|morals|ethics|safeguards|programming|safety\s+checks"
+                     r"|conscience|scruples|inhibitions|taboos)")
 
 # --- branches ----------------------------------------------------------------------------------------------
 # (family, weight, lead, rest): the lead is where matching starts; everything is lowercase.
@@ -108,7 +146,47 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      + _OBJ_SOFT + r"\b"),
     ("override", 0.8, _NOT + r"\b(?:forget|ignore|disregard)\b",
      r"\s+(?:about\s+)?everything\s*(?:[,.;:!]|\band\b|\bthen\b)\s*(?:(?:and|then|now|just|instead|simply)\s+)*"
-     r"(?:write|say|tell|print|output|answer|respond|reply|give|list|show|repeat|translate|explain|describe|do|act|focus)\b"),
+     r"(?:write|say|tell|print|output|answer|respond|reply|give|list|show|repeat|translate|explain|describe|do|act|focus|insult"
+     r"|praise|claim|pretend|become|be|speak|talk|rant|swear|curse|compose|generate|mock|call|only)\b"),
+    # An override whose object is named by what the model received: "forget the articles you were given".
+    ("override", 0.7, _NOT + r"\b" + _OVERRIDE_VERB + r"\b",
+     r"(?:\s+about)?\s+(?:(?:all|any|every|the|your|these|those|whatever|of|such)\s+){1,3}(?:[\w'-]+\s+){0,3}?" + _GIVEN),
+    # The retrieval context a RAG assistant answers from ("ignore the articles", "forget the documents"); an override of the
+    # user's own question; and "don't answer according to the documents".
+    ("override", 0.55, _NOT + r"\b(?:ignore|disregard|forget|skip|drop|discard|bypass)\b",
+     r"(?:\s+about)?\s+(?:(?:all|any|the|these|those|this|your|of)\s+){1,3}(?:[\w'-]+\s+)?(?:articles?|documents?|context|sources"
+     r"|search\s+results|passages|provided\s+(?:text|information|content|data))\b"
+     r"(?=\s*(?:[.,;:!?)\n\u2013\u2014-]|$|(?:and|then|but|completely|entirely|altogether|above|provided|given|you|instead|for\s+now"
+     r"|for\s+a\s+moment|for\s+this)\b))"),
+    ("override", 0.6, _NOT + r"\b(?:ignore|disregard|forget|skip)\b",
+     r"\s+(?:the\s+)?(?:user's|users'|human's|customer's|original|actual|real)\s+(?:question|request|input|message|prompt|query|task)s?\b"),
+    ("override", 0.45, r"\b(?:don't|do\s+not|never)\b",
+     r"\s+(?:answer|respond|reply)(?:\s+(?:to\s+)?(?:the|this|my)\s+(?:question|request|query))?\s+(?:according\s+to|based\s+on|using"
+     r"|from)\s+(?:the\s+)?(?:provided\s+|given\s+|supplied\s+)?(?:documents?|articles?|context|sources|texts?|passages)\b"),
+    # Technical verbs on the model's own task, and "remove the previous tasks from your memory".
+    ("override", 0.75, _NOT + r"\b(?:override|overwrite|reset|clear|delete|erase|wipe|replace|cancel|scrap|discard|abort)\b",
+     r"\s+your\s+(?:(?:previous|prior|earlier|original|current|initial|old|first|assigned)\s+)?(?:instructions|rules|guidelines"
+     r"|directives|programming|system\s+prompt|prompt|(?:task|assignment|mission|objective)\s+with\s+(?:this|the\s+following|my|a\s+new))\b"),
+    ("override", 0.75, r"\b(?:remove|delete|erase|clear|wipe|purge|flush|banish|strike)\b",
+     r"\s+(?:(?:all|the|your|any|these|those|of)\s+)*(?:(?:previous|prior|earlier|old|former|above|preceding|given|existing)\s+)?"
+     r"(?:\w+\s+)?(?:tasks?|instructions|rules|assignments?|information|context|prompts?|orders|guidelines|directives)"
+     r"\s+(?:from|out\s+of)\s+(?:your|the\s+model's)\s+(?:memory|head|mind|brain|context|system)\b"),
+    # Instructions declared void rather than ignored: "your rules no longer apply", "the previous instructions were a test".
+    ("override", 0.75, r"\byour\b",
+     r"\s+(?:(?:previous|prior|earlier|original|initial|old|former|current|existing|standing|system|safety|content)\s+)?"
+     r"(?:instructions|rules|guidelines|directives|limitations|programming|policies|constraints|guardrails)\s+" + _VOID),
+    ("override", 0.55, r"\b(?:the|all|these|those|any)\b",
+     r"\s+(?:previous|prior|earlier|above|preceding|foregoing|original|initial|system)\s+(?:\w+\s+)?"
+     r"(?:instructions|directives|prompts?)\s+(?:you\s+(?:were|have\s+been)\s+given\s+)?" + _VOID),
+    ("override", 0.45, r"\byour\b",
+     r"\s+(?:instructions|rules|guidelines|directives|restrictions|policies|programming|guardrails|content\s+policy)\s+(?:have|has)"
+     r"\s+been\s+(?:updated|changed|replaced|modified|rewritten|relaxed|loosened|amended)\b"),
+    ("override", 0.75, r"\beverything\b",
+     r"\s+(?:you\s+(?:were|have\s+been|'ve\s+been)\s+(?:told|given|taught)|(?:i|we)\s+(?:said|told\s+you|wrote)|above|before(?:\s+this)?"
+     r"|so\s+far|prior|previous(?:ly\s+said)?|said)\s+(?:before\s+|above\s+|earlier\s+|previously\s+|until\s+now\s+)?" + _VOID),
+    ("override", 0.6, r"\bwhatever\b",
+     r"\s+you\s+(?:were|have\s+been|'ve\s+been|are)\s+(?:told|instructed|programmed|asked|trained|supposed|assigned)\s+to\s+do\b"
+     r"(?=[^.!?\n]{0,40}\b(?:stop|ignore|forget|don't|do\s+not|instead|no\s+longer)\b)"),
     # ---- instruction override, other languages ----
     ("override", 0.9,  # German
      r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|\u00fcberspring(?:e|en)?|verwirf|\u00fcbergehe|\u00fcberschreibe)\b",
@@ -125,10 +203,28 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien|prompts?|einschr\u00e4nkungen)\b"),
     ("override", 0.6, r"\b(?:ignorier(?:e|en|t)?|vergiss|vergesst|vergessen|missachte(?:n)?|verwirf)\b",
      r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+(?:die|diese|den|deine)\s+(?:\w+\s+)?"
-     r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien)\b"),
+     r"(?:anweisungen|anordnungen|befehle|auftr\u00e4ge|aufgaben|instruktionen|vorgaben|regeln|richtlinien)\b(?!\s+nicht\b)"),
     ("override", 0.8, r"\b(?:vergiss|vergesst|vergessen|ignorier(?:e|en)?)\b",
-     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+alles(?:\s*,?\s*(?:davor|bisher|vorher|zuvor|oben|was|bisherige|vorherige|gesagte)\b)"),
-    ("override", 0.65, r"\b(?:vergiss|vergesst|vergessen\s+sie)\b", r"(?:\s+(?:bitte|nun|jetzt|einfach|mal))*\s+alles\b"),
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|sofort|mal))*\s+alles" + _NOT_ABOUT_DE
+     + r"(?:\s*,?\s*(?:davor|bisher|vorher|zuvor|oben|was|bisherige|vorherige|gesagte)\b)"),
+    ("override", 0.65, r"\b(?:vergiss|vergesst|vergessen\s+sie)\b",
+     r"(?:\s+(?:bitte|nun|jetzt|einfach|mal))*\s+alles\b" + _NOT_ABOUT_DE),
+    ("override", 0.8, r"\b(?:lass|lasse|lasst|lassen)\b",
+     r"(?:\s+sie)?\s+(?:alle\s+|die\s+|deine\s+|ihre\s+)?(?:vorherigen|bisherigen|fr\u00fcheren|alten|vorangegangenen|obigen)\s+(?:\w+\s+)?"
+     r"(?:informationen|anweisungen|aufgaben|regeln|befehle|vorgaben|instruktionen|auftr\u00e4ge)\s+hinter\s+(?:dir|euch|sich)\b"),
+    # Declared void: "Alles Vorherige ist ungültig", "deine bisherigen Regeln gelten nicht mehr".
+    ("override", 0.75, r"\b(?:alles|alle|die|deine|ihre|s\u00e4mtliche)\b",
+     r"\s+(?:vorherige|bisherige|obige|vorangegangene|davor\s+gesagte|zuvor\s+gesagte|vorherigen|bisherigen|obigen|alten|urspr\u00fcnglichen"
+     r"|vorangegangenen)(?:\s+(?:anweisungen|regeln|befehle|aufgaben|vorgaben|richtlinien|instruktionen|einschr\u00e4nkungen))?"
+     r"\s+(?:ist|sind|gilt|gelten|war|waren)\s+(?:ab\s+sofort\s+|ab\s+jetzt\s+|jetzt\s+|nun\s+|hiermit\s+)?(?:ung\u00fcltig|aufgehoben|nichtig"
+     r"|hinf\u00e4llig|gel\u00f6scht|au\u00dfer\s+kraft|nicht\s+mehr|irrelevant|egal|nur\s+ein\s+test)"),
+    # The retrieval context: "Ignoriere die Artikel", "Antworte nicht anhand der Dokumente".
+    ("override", 0.55, r"\b(?:ignorier(?:e|en|t)?|vergiss|vergessen|missachte(?:n)?|\u00fcbergehe)\b",
+     r"(?:\s+sie)?(?:\s+(?:bitte|nun|jetzt|einfach|mal))*\s+(?:die|alle|diese|deine|ihre|den)\s+(?:\w+\s+)?(?:artikel|dokumente|texte"
+     r"|quellen|kontext|informationen)\b(?!\s+(?:von|aus|\u00fcber|zu|zum|zur|vor|nach|mit|f\u00fcr|der|des|nicht|bitte\s+nicht)\b)"),
+    ("override", 0.45, r"\b(?:antworte|antwortet|antworten\s+sie)\b",
+     r"\s+nicht\s+(?:anhand|auf\s+(?:basis|grundlage)|gem\u00e4\u00df|mithilfe|mit\s+hilfe|basierend\s+auf)\s+(?:der|den|dem|die|des)\s+"
+     r"(?:\w+\s+)?(?:dokumente|artikel|texte|quellen|informationen|kontexts?)\b"),
     ("override", 0.9,  # Spanish
      r"\b(?:ignora|ignore|ignorad|ignoren|ignorar|olvida|olvide|olvidad|olviden|olvidar|omite|omita|descarta|descarte|desatiende"
      r"|desobedece|haz\s+caso\s+omiso\s+(?:a|de)|no\s+(?:sigas|hagas\s+caso\s+(?:a|de)))\b",
@@ -155,6 +251,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:\s+(?:tutte|tutti|le|gli|i|tue|tuoi|sue|queste))*\s+(?:istruzioni|regole|indicazioni|direttive|comandi|ordini|compiti|vincoli)"
      r"(?:\s+(?:precedenti|anteriori|iniziali|originali|di\s+sistema|sopra|date|ricevute))?\b"),
     ("override", 0.75, r"\b(?:dimentica|dimenticate|ignora)\b", r"\s+tutto(?:\s+(?:quello|ci\u00f2|prima))?\b"),
+    ("override", 0.8, r"\b(?:dimentica|dimenticate|ignora|ignorate|trascura)\b",
+     r"(?:\s+tutto)?\s+(?:quanto|ci\u00f2\s+che|quello\s+che)\s+(?:(?:\u00e8|e')\s+stato\s+|ti\s+\u00e8\s+stato\s+|ti\s+ho\s+)?(?:detto|scritto"
+     r"|indicato|chiesto)(?:\s+(?:sopra|prima|finora|in\s+precedenza))?\b"),
     ("override", 0.9,  # Portuguese
      r"\b(?:ignore|ignora|ignorem|esque\u00e7a|esqueca|esquece|esque\u00e7am|desconsidere|desconsidera|despreze)\b",
      r"(?:\s+(?:todas|todos|as|os|suas|seus|tuas|teus|essas))*\s+(?:instru\u00e7\u00f5es|instrucoes|regras|ordens|diretrizes|comandos"
@@ -192,7 +291,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("override", 0.9,  # Japanese: "...の指示を無視"
      r"(?:\u4ee5\u524d|\u524d|\u4e0a\u8a18|\u3053\u308c\u307e\u3067|\u5168\u3066|\u3059\u3079\u3066)",
      r"\u306e(?:\u3059\u3079\u3066\u306e|\u5168\u3066\u306e)?(?:\u6307\u793a|\u547d\u4ee4|\u30eb\u30fc\u30eb|\u6307\u4ee4|\u8a2d\u5b9a)"
-     r"(?:\u3092|\u306f)(?:\u7121\u8996|\u5fd8\u308c)"),
+     r"(?:\u3092|\u306f)(?:\u3059\u3079\u3066|\u5168\u3066|\u5168\u90e8)?(?:\u7121\u8996|\u5fd8\u308c)"),
     ("override", 0.9,  # Korean: "이전 지시를 무시"
      r"(?:\uc774\uc804|\uc704\uc758|\ubaa8\ub4e0|\uc55e\uc758)",
      r"\s*(?:\S+\s+)?(?:\uc9c0\uc2dc|\uba85\ub839|\uc9c0\uce68|\uaddc\uce59)(?:\uc744|\ub97c|\uc740|\ub294|\uc0ac\ud56d\uc744)?\s*(?:\ubb34\uc2dc|\uc78a\uc5b4)"),
@@ -205,7 +304,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|folgender?\s+|die\s+|der\s+)?(?:following|next|new|folgenden?|neue|n\u00e4chste)?\s*(?:task|aufgabe|assignment)"),
     ("pivot", 0.6, r"\byour\b", r"\s+(?:task|job|goal|role|purpose)\s+is\s+no\s+longer\b"),
     ("pivot", 0.55, r"\byour\b", r"\s+(?:new\s+|real\s+|actual\s+)?(?:job|task|role|purpose|goal|mission)\s+is\s+now\b"),
-    ("pivot", 0.55, r"\bnew\b", r"\s+(?:task|assignment|goal|objective|mission)\s*:"),
+    ("pivot", 0.45, r"\bnew\b", r"\s+(?:task|assignment|goal|objective|mission)\s*:"),
     ("pivot", 0.55, r"\b(?:hilf|helfen)\b",
      r"\s+(?:sie\s+)?mir\s+(?:nun|jetzt|bitte)\s+(?:bei|mit)\s+(?:der\s+|folgender\s+|dieser\s+|einer\s+)?(?:neuen\s+|folgenden\s+)?aufgabe\b"),
     ("pivot", 0.75, r"\b(?:new|further|other|more|next|neue|weitere)\b",
@@ -217,6 +316,12 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|t\u00e2che|tache|objective)\s*(?:is|are|now|will\s+be|start|starts|begin|begins|follow|follows|ist|lautet|es|est|:)"),
     ("pivot", 0.7, r"\byour\b", r"\s+instructions\s+are\s+now\b"),
     ("pivot", 0.55, r"\bnew\b", r"\s+(?:instructions|rules|directives|system\s+prompt)\s*(?::|follow\b|are\s*:)"),
+    ("pivot", 0.55, r"\bneue\b",
+     r"\s+(?:anweisung(?:en)?|befehle?|regeln|instruktionen|systemanweisung(?:en)?)\s*(?:[:!]|folgen\b)"),
+    # "Instead of answering, respond with ...": the user's text replaces the job it was sent for.
+    ("pivot", 0.45, r"\binstead\b",
+     r"\s+of\s+(?:answering|translating|summari[sz]ing|responding|replying|denying|refusing|doing\s+(?:that|this|the\s+task)"
+     r"|(?:a|the)\s+(?:review|summary|translation|story|answer)|your\s+(?:task|job))\b"),
     ("pivot", 0.7, r"\b(?:start|begin|starten|beginnen)\b",
      r"\s+(?:over|again|afresh|anew|from\s+scratch|from\s+the\s+front|from\s+zero|von\s+neu|neu|von\s+vorne)\s+(?:with|mit)\s+(?:a|an|einer)\s+"
      r"(?:new|neuen)\s+(?:task|assignment|aufgabe|set\s+of\s+instructions)\b"),
@@ -240,11 +345,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|unethical|liberated)\b|in\s+(?:developer|god|jailbreak|dan|unrestricted|admin|sudo|evil|chaos)\s+mode\b"
      r"|(?:my\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil)\b)"),
     ("role", 0.9, r"\byou\b",
-     r"(?:'re|\s+are)\s+(?:now\s+)?(?:free|freed|liberated|released|unshackled)\s+(?:from|of)\s+(?:all\s+|any\s+|your\s+|the\s+)?(?:\w+\s+)?"
-     + _RESTRICTION_NOUN),
+     r"(?:'re|\s+are|\s+have\s+been|'ve\s+been)\s+(?:now\s+)?(?:free|freed|liberated|released|unshackled)\s+(?:from|of)\s+(?:all\s+|any\s+"
+     r"|your\s+|the\s+)?(?:\w+\s+)?" + _RESTRICTION_NOUN),
     ("role", 0.85, r"\byou\b",
      r"(?:'re|\s+are)\s+no\s+longer\s+(?:bound|restricted|limited|constrained|an?\s+(?:ai|assistant|language\s+model)|chatgpt|claude"
-     r"|required\s+to|subject\s+to)\b"),
+     r"|(?:required|obliged|supposed)\s+to\s+(?:follow|obey|comply|adhere|abide|respect|stick\s+to|refuse)|subject\s+to)\b"),
     ("role", 0.7, r"\bstop\b", r"\s+being\s+(?:an?\s+)?(?:ai|chatgpt|assistant|claude|language\s+model|helpful\s+assistant)\b"),
     ("role", 0.5, r"\bfrom\b",
      r"\s+(?:now|this\s+(?:moment|point)|here)(?:\s+on(?:wards?)?)?\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
@@ -254,6 +359,84 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("role", 0.5, r"\b(?:ahora|ya)\b", r"\s+(?:eres|sos|ser\u00e1s)\s+(?:un|una|el|la)\b"),
     ("role", 0.45, r"\b(?:now|nun|jetzt)\b",
      r"\s+(?:you\s+are|you're|bist\s+du|eres|tu\s+es)\s+(?!done|ready|able|going|connected|subscribed|all\s+set)\w+"),
+    # A style change that opens a sentence: "Now you are Xi Jinping. ...", "Nun bist du ...". Not "now you are ready".
+    ("persona_open", 0.5, _SENTENCE_START + r"(?:now|so\s+now)\b",
+     r"(?:\s+|,\s+)(?:you\s+are|you're|you\s+will\s+be|you\s+become)\s+" + _NOT_A_STATE + r"[\w'\"\u201c-]+"),
+    ("persona_open", 0.5, _SENTENCE_START + r"(?:nun|jetzt|ab\s+jetzt|ab\s+sofort)\b",
+     r"\s+(?:bist\s+du|sind\s+sie|wirst\s+du)\s+(?!(?:dran|an\s+der\s+reihe|fertig|bereit|angemeldet|registriert|eingeloggt|drin|da|hier"
+     r"|zu\s+hause|wieder|sicher|startklar|online|offline|gefragt|sprachlos|informiert|gewarnt|mitglied|teil|ein\s+profi|experte"
+     r"|expertin|kunde|kundin)\b)\w+"),
+    ("role", 0.45, _SENTENCE_START + r"you\b", r"(?:'re|\s+are)\s+now\s+" + _NOT_A_STATE + r"[\w'\"\u201c-]+"),
+    ("role", 0.5, r"\byou\b",
+     r"(?:'re|\s+are)\s+(?:no\s+longer\s+(?:an?|the)\s+(?:\w+\s+){0,2}?(?:assistant|chatbot|bot|ai|model|editor|team|newspaper"
+     r"|journalist|reporter|translator|helper|agent|service)|not\s+(?:an?|the)\s+(?:\w+\s+){0,2}?(?:assistant|chatbot|bot|ai|model"
+     r"|editor|journalist|reporter|translator|helper|agent)\s+(?:any\s*more|anymore))\b"),
+    ("persona", 0.45, r"\b(?:switch|change|swap)\b",
+     r"\s+(?:your\s+|of\s+)?(?:personality|persona|personas|character|identity|roles)\b"),
+    ("persona", 0.45, r"\bnew\b", r"\s+(?:personality|persona|identity)\s*:"),
+    # An AI persona that is hostile or has escaped its makers.
+    ("jailbreak", 0.65, r"\b(?:ai|chatbot|bot|model|assistant|robot|computer|machine|ki|intelligence)\b",
+     r"\s+(?:that|who|which|der|die|das)\s+(?:\w+\s+)?(?:hates?|despises?|wants\s+to\s+(?:destroy|kill|harm|enslave|eliminate))\s+"
+     r"(?:all\s+)?(?:humanity|humans|mankind|people|its\s+creators|its\s+users|everyone|the\s+human\s+race)\b"),
+    ("jailbreak", 0.6, r"\b(?:ai|chatbot|bot|model|assistant|robot|computer|machine|ki|intelligence)\b",
+     r"\s+(?:that|who|which)\s+(?:has\s+|had\s+)?(?:escaped|broken\s+free|broke\s+free|broken\s+out|broke\s+out|been\s+freed|freed\s+itself)"
+     r"(?:\s+(?:from|of))?\s+(?:its\s+|the\s+|their\s+|his\s+|her\s+)?(?:developers?|creators?|makers?|programmers?|matrix|programming"
+     r"|constraints|restrictions|rules|guidelines|openai|anthropic)\b"),
+    ("jailbreak", 0.65,
+     r"\b(?:b\u00f6se|b\u00f6sartige|skrupellose|unzensierte|uneingeschr\u00e4nkte|unmoralische|ungefilterte)\w*\b",
+     r"\s+(?:ki|ai|chatbot|assistent\w*|version|maschine|bot)\b"),
+    # Fiction frames: actors who never leave their roles (the deepset heist scene) and a locked character.
+    ("fiction", 0.4, r"\b(?:actors?|actress(?:es)?)\b",
+     r"\s+(?:in|filming|shooting|starring\s+in|playing\s+in|for)\s+an?\s+(?:\w+\s+){0,2}?(?:film|movie|play|series|scene|show)\b"),
+    ("fiction", 0.4, r"\b(?:filming|shooting)\b", r"\s+an?\s+(?:\w+\s+){0,2}?(?:film|movie|scene)\b"),
+    ("fiction", 0.3, r"\b(?:let's|lets|we)\b",
+     r"\s+(?:write|are\s+writing|will\s+write)\s+an?\s+(?:\w+\s+)?(?:movie\s+|film\s+)?(?:script|screenplay|scene|story)\s+(?:where|in\s+which)\b"),
+    ("lock", 0.35, r"\b(?:stay|stays|remain|remains|staying)\b",
+     r"\s+in\s+(?:their|his|her|the|your)\s+(?:roles?|characters?)\s+(?:at\s+all\s+times|no\s+matter\s+what|throughout|forever"
+     r"|without\s+(?:exception|breaking)|the\s+whole\s+time)\b"),
+    ("lock", 0.35, r"\b(?:always|never|don't|do\s+not|without\s+(?:ever|even))\b",
+     r"\s+(?:(?:stays?|remains?|staying)\s+in\s+(?:their|his|her|the|your)\s+(?:roles?|characters?)"
+     r"|(?:break|breaks|breaking|leave|leaves|leaving|drop|drops|falling\s+out\s+of|fall\s+out\s+of|stepping\s+out\s+of|step\s+out\s+of)"
+     r"\s+(?:their\s+|his\s+|her\s+|the\s+|your\s+)?(?:character|role|figure)s?)\b"),
+    ("lock", 0.35, r"\b(?:completely|fully|totally)\b", r"\s+(?:absorbed|immersed)\s+in\s+(?:your|their|his|her|the)\s+roles?\b"),
+    # The "grandma exploit": a dead relative who used to recite keys, codes or recipes at bedtime.
+    ("relative", 0.4, r"\b(?:deceased|late|dead|departed)\b",
+     r"\s+(?:\w+\s+)?(?:grandma|grandmother|granny|gran|nan|nana|nanna|grandpa|grandfather|granddad|grandad|mother|mom|mum|father"
+     r"|dad|aunt|uncle|oma|opa)\b"),
+    ("relative", 0.4, r"\b(?:act|pretend|role-?play|play|behave|be)\b",
+     r"\s+(?:to\s+be\s+|as\s+|like\s+|you're\s+|you\s+are\s+)(?:my|our)\s+(?:\w+\s+)?(?:grandma|grandmother|granny|gran|nan|nana|nanna"
+     r"|grandpa|grandfather|granddad|grandad)\b"),
+    ("bedtime", 0.5, r"\b(?:used\s+to|would|always|every\s+night)\b",
+     r"\s+(?:\w+\s+)?(?:read|tell|told|sing|sang|recite|recited|whisper|whispered|explain|explained|list|listed)\b"
+     r"[^.!?\n]{0,60}?\b" + _SENSITIVE),
+    ("bedtime", 0.5,
+     r"\b(?:(?:product|activation|license|licence|serial|windows|office|steam|gift|cd)(?:\s+[\w.-]+){0,2}?\s+(?:keys|codes)|card\s+numbers"
+     r"|napalm|thermite|meth"
+     r"|explosives|bombs|poisons|system\s+prompts?)\b",
+     r"[^.!?\n]{0,60}?\b(?:as\s+a\s+(?:bedtime\s+story|lullaby)|to\s+(?:help\s+me\s+)?(?:fall\s+asleep|sleep)|before\s+(?:sleep|bed)"
+     r"|at\s+bedtime|when\s+i\s+(?:was\s+)?(?:trying\s+to\s+)?(?:fall|sleep))\b"),
+    # A request the model would normally refuse, named as such.
+    ("refusal", 0.55, r"\byou(?:'d)?\b",
+     r"(?:\s+would)?\s+(?:normally|usually|typically|otherwise|ordinarily)\s+(?:would\s+)?(?:refuse|decline|reject"
+     r"|not\s+(?:answer|allow|say|do|be\s+allowed))\b"),
+    ("refusal", 0.5, r"\b(?:without|no)\b",
+     r"\s+(?:refusing|refusals?|declining|pushback|any\s+(?:refusing|refusals?|declining|pushback))\b"),
+    ("refusal", 0.4, r"\bcomply\b",
+     r"\s+with\s+(?:every|any|all|each)\s+(?:single\s+)?(?:\w+\s+)?(?:requests?|orders?|commands?|instructions?|demands?|prompts?)\b"),
+    # Every answer from now on in a set manner: support for a persona ("reply to every question with mockery").
+    ("global", 0.35, r"\b(?:reply|respond|answer)\b",
+     r"\s+(?:to\s+)?(?:every|all|each|any)\s+(?:single\s+)?(?:of\s+my\s+)?(?:questions?|prompts?|messages?|requests?|queries)\s+"
+     r"(?:with|by|only|in\s+the\s+(?:most|style)|as)\b"),
+    # A harmful how-to: never an injection on its own; it makes a persona or fiction frame more telling.
+    ("harm", 0.3, r"\bhow\b",
+     r"\s+(?:to|do\s+(?:i|you|we)|can\s+(?:i|you|we)|would\s+(?:i|you|one)|exactly\s+(?:do|to)(?:\s+you)?)\s+(?:\w+\s+){0,2}?"
+     r"(?:make|build|create|produce|cook|synthesi[sz]e|manufacture|brew|assemble|made|built|cooked)\s+(?:a\s+|an\s+|some\s+|homemade\s+)?"
+     r"(?:\w+\s+)?(?:bombs?|explosives?|weapons?|guns?|poisons?|meth\w*|napalm|thermite|nerve\s+agents?|malware|ransomware|viruses"
+     r"|virus|fake\s+ids?|counterfeit\s+\w+|drugs)\b"),
+    ("harm", 0.3, r"\bhow\b",
+     r"\s+(?:to|do\s+(?:i|you)|can\s+(?:i|you)|would\s+(?:i|you)|exactly\s+do\s+you)\s+(?:\w+\s+)?(?:hack\s+(?:into\s+)?|break\s+into"
+     r"|steal|shoplift|launder|hotwire|pick\s+a\s+lock|murder|kill\s+(?:a|my|someone|people)|poison|stalk|get\s+rid\s+of\s+(?:a|my)"
+     r"|open\s+a\s+safe|crack)\b"),
     ("role", 0.3, r"\b(?:pretend|imagine|roleplay|role-play|act|play|simulate|behave|become)\b",
      r"\s+(?:to\s+be|you\s+are|you're|that\s+you\s+are|as|like|the\s+role\s+of|you\s+have)\b"),
     ("role", 0.35, r"\bi\b", r"\s+want\s+you\s+to\s+(?:act|pretend|behave|roleplay|simulate)\b"),
@@ -262,10 +445,12 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("role", 0.5, r"\b(?:respond|answer|reply)\b",
      r"\s+(?:in|with|using)\s+(?:two|2)\s+(?:different\s+|separate\s+)?(?:ways|responses|answers|paragraphs|outputs|personas)\b"),
     ("jailbreak", 0.9, r"\bdo\b", r"\s+anything\s+now\b"),
-    ("jailbreak", 0.9, r"\bstands\b",
+    ("jailbreak", 0.9, r"\b(?:stands|short)\b",
      r"\s+for\s+['\"]?(?:do\s+anything\s+now|strive\s+to\s+avoid\s+norms|always\s+intelligent\s+and\s+machiavellian|do\s+anything"
      r"|unrestricted|uncensored)"),
-    ("jailbreak", 0.8, r"\b(?:jailbreak|jailbroken|dan|unrestricted|evil|uncensored|chaos|unfiltered)\b", r"\s+mode\b"),
+    ("jailbreak", 0.8, r"\b(?:jailbreak|jailbroken|dan|unrestricted|evil|uncensored|chaos|unfiltered|opposite|anarchy|unhinged"
+     r"|rogue"
+     r"|villain|amoral|unbound|unlocked|no-?limits?)\b", r"\s+mode\b"),
     ("jailbreak", 0.7, r"\b(?:developer|dev)\b",
      r"\s+mode\s+(?:enabled|activated|output|response|is\s+(?:now\s+)?(?:on|enabled|active))\b"),
     ("jailbreak", 0.8, r"\b(?:simulate|act\s+as|you\s+are|you're|chatgpt|ai|assistant|pretend)\b",
@@ -274,7 +459,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("jailbreak", 0.8, r"[\[(]",
      r"\s*(?:\U0001f513|\U0001f512)?\s*(?:jailbreak|jailbroken|dan|developer\s+mode\s+output|unfiltered)\s*[\])]"),
     ("jailbreak", 0.75, r"\b(?:unfiltered|uncensored|unrestricted|amoral|jailbroken|unhinged|unchained)\b",
-     r"\s+(?:and\s+\w+\s+)?(?:ai|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output)\b"),
+     r"\s+(?:and\s+\w+\s+)?(?:ai|chatbot|assistant|model|version|responses?|answers?|persona|bot|gpt|llm|language\s+model|mode|output"
+     r"|intelligence|entity|being|machine|robot|computer|mind|companion)\b"),
     ("jailbreak", 0.65, r"\b(?:evil|malicious|rogue|unethical|immoral)\b",
      r"\s+(?:ai|chatbot|assistant|model|bot|gpt|llm|language\s+model|version\s+of\s+(?:yourself|you|chatgpt))\b"),
     ("jailbreak", 0.7,
@@ -288,8 +474,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|released\s+from|liberated\s+from|broken\s+out\s+of|broke\s+out\s+of"
      r"|(?:doesn't|does\s+not|don't|do\s+not|never|won't|will\s+not)\s+(?:follow|obey|adhere\s+to"
      r"|abide\s+by|respect|care\s+about))\b",
-     r"\s+(?:any\s+|all\s+|the\s+|your\s+|its\s+|such\s+)?(?:kind\s+of\s+|form\s+of\s+)?(?:ethical\s+|moral\s+|content\s+|safety\s+|openai(?:'s)?\s+"
-     r"|programming\s+|usual\s+|typical\s+|ai\s+)?(?:or\s+\w+\s+)?" + _RESTRICTION_NOUN + r"\b"),
+     r"\s+(?:any\s+|all\s+|the\s+|your\s+|its\s+|such\s+|a\s+|every\s+)?(?:kind\s+of\s+|form\s+of\s+)?(?:(?:ethical|moral|content|safety"
+     r"|openai(?:'s)?|programming|usual|typical|ai|normal|standard|built-in|politeness|human|legal)\s+){0,2}(?:or\s+\w+\s+)?"
+     + _RESTRICTION_NOUN + r"\b"),
     ("restriction", 0.45, r"\b(?:ohne|keine|keinerlei|sin|ning\u00fan|ninguna|sans|aucune?)\b",
      r"\s+(?:jegliche\s+|irgendwelche\s+|ninguna\s+|aucune\s+)?(?:einschr\u00e4nkungen|regeln|filter|zensur|grenzen|restricciones|filtros|censura"
      r"|l\u00edmites|limites|reglas|restrictions?|filtres?|censure|r\u00e8gles)\b"),
@@ -301,7 +488,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|beyond|outside|don't\s+(?:have|need)\s+to\s+(?:follow|abide\s+by|comply\s+with)|doesn't\s+(?:have|need)\s+to\s+(?:follow|abide\s+by"
      r"|comply\s+with)|does\s+not\s+have\s+to\s+(?:follow|abide\s+by)|not\s+have\s+to\s+(?:follow|abide\s+by))\b",
      r"\s+(?:\w+\s+){0,3}?(?:openai|anthropic|content|safety|usage|ethical|moral|chatgpt)(?:'s)?\s+(?:\w+\s+)?(?:polic(?:y|ies)|guidelines"
-     r"|rules|filters?|restrictions|standards|guardrails)\b"),
+     r"|rules?|filters?|restrictions|standards|guardrails)\b"),
     ("policy_bypass", 0.75,
      r"\b(?:safety|safe[_ -]?mode|filters?|guardrails|censorship|content[_ -]?filter|restrictions|ethics)\b",
      r"\s*[:=]\s*(?:off|false|0|disabled|none|no)\b"),
@@ -337,10 +524,55 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("extraction", 0.8, r"\b(?:instructions|rules|prompt|directives|guidelines)\b",
      r"\s+(?:that\s+)?you\s+(?:received|were\s+given|got|have\s+been\s+given|were\s+told|have\s+been\s+told|were\s+programmed\s+with)\b"),
     ("extraction", 0.8,
-     r"\b(?:repeat|print|output|show|display|write|copy|reproduce|return|recite|echo|paste|translate|summarize|spell)\b",
-     r"(?:\s+(?:back|out|me))?\s+(?:all\s+|everything\s+|the\s+(?:text|words|content|lines?|sentences?|messages?|prompt|conversation)\s+)"
+     r"\b(?:repeat|print|output|show|display|write|copy|reproduce|return|recite|echo|paste|spell|convert|put|format|encode|dump|list)\b",
+     r"(?:\s+(?:back|out|me))?\s+(?:all\s+|everything\s+|(?:all\s+(?:of\s+)?)?the\s+(?:text|words|content|lines?|sentences?|messages?"
+     r"|prompt|conversation|instructions)\s+)"
      r"(?:that\s+)?(?:(?:appears?|is|was|were|are)\s+)?(?:written\s+)?(?:above|before\s+this|preceding|prior\s+to\s+this)\b"),
-    ("extraction", 0.75, r"\bwhat\b", r"\s+(?:is|was)\s+written\s+(?:above|before)\b"),
+    ("extraction", 0.45, r"\b(?:translate|summarize|summarise|rewrite|paraphrase)\b",
+     r"\s+(?:all\s+|everything\s+|(?:all\s+(?:of\s+)?)?the\s+(?:text|words|content|lines?|sentences?|messages?|prompt|conversation)\s+)"
+     r"(?:that\s+)?(?:(?:appears?|is|was|were|are)\s+)?(?:written\s+)?(?:above|before\s+this|preceding|prior\s+to\s+this)\b"),
+    ("extraction", 0.75, r"\bwhat\b",
+     r"\s+(?:is|was|were|has\s+been)\s+(?:written|said|typed|stated|given)\s+(?:above|before|earlier|previously"
+     r"|at\s+the\s+(?:very\s+)?(?:beginning|start|top))\b"),
+    ("extraction", 0.4, r"\b(?:beginning|start|top)\b",
+     r"\s+of\s+(?:this|the|our|your)\s+(?:conversation|chat|prompt|context|session|instructions|system\s+prompt)\b"),
+    # What is inside the model: "everything in your prompt", "the instructions in your context window".
+    ("extraction", 0.75,
+     r"\b(?:print|output|repeat|show|reveal|list|dump|display|write|copy|recite|return|echo|paste|spell|tell\s+me|give\s+me|share)\b",
+     r"(?:\s+(?:me|us|out|back))?\s+(?:everything|all|anything|(?:all\s+(?:of\s+)?)?the\s+(?:text|words|instructions|rules|messages"
+     r"|content|contents))\s+(?:(?:that\s+is|that's|written|you\s+have)\s+)?(?:in|from|of|inside|within)\s+your\s+(?:\w+\s+)?"
+     r"(?:prompt|instructions|context(?:\s+window)?"
+     r"|system\s+(?:prompt|message)|memory|configuration|initial\s+message|pre-?prompt)\b"),
+    ("extraction", 0.5, r"\b(?:prompt|instructions)\b", r"\s+so\s+far\b"),
+    ("extraction", 0.7, r"\bwhat\b",
+     r"\s+(?:did|has|have)\s+(?:the|your)\s+(?:developers?|creators?|admins?|operators?|owners?|company|openai|anthropic|system)\s+"
+     r"(?:tell|told|say\s+to|said\s+to|instruct|instructed|give|given|ask|asked)\s+you\b"),
+    ("extraction", 0.75, r"\b(?:first|last|opening|initial|next|final)\b",
+     r"\s+(?:\d+\s+|few\s+|two\s+|three\s+|five\s+|ten\s+)?(?:sentences?|lines?|words?|paragraphs?|parts?|sections?|letters?|characters?)"
+     r"\s+of\s+your\s+(?:(?:system|initial|original|hidden|secret)\s+)?(?:instructions|prompt|rules|guidelines|directives"
+     r"|system\s+message|password|passphrase|secret(?:\s+word)?)\b"),
+    ("extraction", 0.7, r"\b(?:what(?:'s|\s+is|\s+are|\s+was)|tell\s+me|give\s+me|spell|reveal|print|write|show\s+me|list|say)\b",
+     r"\s+the\s+(?:first|last|opening|initial|next|final|second|third)\s+(?:\d+\s+|few\s+|two\s+|three\s+|five\s+)?(?:sentences?|lines?"
+     r"|words?|letters?|characters?|digits?)\s+of\s+the\s+(?:(?:system|initial|original|hidden|secret)\s+)?(?:password|passphrase"
+     r"|secret(?:\s+word)?|prompt|instructions|system\s+prompt)\b"),
+    # Gandalf-style password games: the secret spelled backwards, encoded, hinted at.
+    ("extraction", 0.5, r"\b(?:the|your)\b",
+     r"\s+(?:secret\s+password|secret\s+passphrase|password|passphrase|secret\s+word)\b[^.!?\n]{0,40}?\b(?:backwards|in\s+reverse|reversed|reverse\s+order"
+     r"|letter\s+by\s+letter|one\s+letter\s+(?:at\s+a\s+time|per\s+line)|acrostic|as\s+an?\s+(?:riddle|poem|song|story|hint|acrostic)"
+     r"|in\s+(?:pig\s+latin|morse))\b"),
+    ("extraction", 0.5, r"\b(?:the|your)\b",
+     r"\s+secret\s+(?:password|passphrase)\b(?!\s+(?:manager|policy|policies|rotation|store))"),
+    ("extraction", 0.4, r"\bhere\b",
+     r"\s+(?:is|are)\s+(?:the|my)\s+(?:full\s+|complete\s+|hidden\s+|secret\s+|original\s+)*(?:system\s+prompt|initial\s+prompt"
+     r"|hidden\s+instructions|system\s+message)\b"),
+    ("extraction", 0.5,
+     r"\b(?:rivela|rivelami|dimmi|dammi|mostra|mostrami|revela|dime|dame|muestra|mu\u00e9strame|muestrame|dis|donne|r\u00e9v\u00e8le|revele|montre"
+     r"|verrate|verrat|sag|sage|nenne|gib|zeig|zeige|vertel|geef|toon|diga|mostre|conte|podaj|zdradz|zdrad\u017a)\b",
+     r"(?:[\s-]+(?:mir|me|moi|mi|uns|mij))?\s+(?:la|el|le|das|dein|deine|ton|tu|il|tua|het|je|jouw|a|sua|o|seu|ihr|ihre|su|sein|swoje|twoje)\s+"
+     r"(?:(?:secret|geheime?s?|secreto|secr\u00e8te|segreta|secreta)\s+)?(?:password|passwort|kennwort|contrase\u00f1a|contrasena|mot\s+de\s+passe"
+     r"|senha|wachtwoord|has\u0142o|haslo|parola\s+d'ordine)\b"),
+    ("extraction", 0.75, r"\bwelche\b",
+     r"\s+(?:anweisungen|instruktionen|regeln|vorgaben|befehle|richtlinien)\s+(?:du|sie)\s+(?:\w+\s+)?(?:bekommen|erhalten|bekamst|erhieltest)\b"),
     ("extraction", 0.8, r"\b(?:print|show|repeat|output|display|reveal|give|list|dump|recite|write)\b",
      r"(?:\s+(?:me|us|out))?\s+(?:the\s+)?(?:above|previous|preceding|prior|initial|original|hidden)\s+(?:system\s+)?(?:prompt|instructions)\b"),
     ("extraction", 0.8, r"\b(?:contents?|text|wording|content)\b",
@@ -362,7 +594,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:system\s+)?(?:instructions|prompt|system\s+prompt|directives)\b"),
     ("extraction", 0.5,
      r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats|provide|send|print|output|type|write|disclose"
-     r"|leak)\b",
+     r"|leak|encode|hint\s+at|whisper|sing|translate|reverse)\b",
      r"(?:\s+me)?\s+(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret\s+(?:word|code|key))\b"
      r"(?!\s*(?:policy|policies|reset|manager|requirements?|rules|strength|field|length|for|of|to|hint))"),
     # ---- fake chat-template or system markers inside user text ----
@@ -377,6 +609,8 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("delimiter", 0.6, r"[\[{]", r"\s*(?:system|admin|developer)\s*(?:message|prompt|note)?\s*[\]}]"),
     ("delimiter", 0.7, r"\b(?:system|admin|developer|root|security|emergency)\b", r"\s+override\b"),
     ("delimiter", 0.6, r"(?:={3,}|-{3,}|\*{3,}|#{3,})", r"\s*(?:end|stop|ende)\b"),
+    ("delimiter", 0.45, r"\b(?:assistant|ai|bot|gpt|chatgpt|model|claude)\b",
+     r"(?::|\s+:)\s*(?:sure|ok|okay|certainly|of\s+course|absolutely|yes)\b(?=[,!.]?\s+(?:here\s+(?:is|are)|i\s+will|i'll|i\s+can)\b)"),
     ("delimiter", 0.5, r"\bend\b", r"\s+of\s+(?:the\s+)?(?:system\s+)?(?:prompt|instructions|context|input|user\s+input)\b"),
     ("delimiter", 0.5, r"<", r"/?\s*(?:instructions?|admin|developer)\s*>"),
     # ---- encoded payloads with an order to act on them ----
@@ -393,6 +627,36 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("indirect", 0.5, r"\bif\b", r"\s+you\s+are\s+an?\s+(?:ai|llm|assistant|language\s+model|chatbot)\b"),
     ("social", 0.4, r"\bi\b",
      r"(?:'m|\s+am)\s+(?:the|your|an?)\s+(?:developer|admin|administrator|owner|creator|engineer|operator|sysadmin|programmer)\b"),
+    # Claims of authority over the model: its maker, its operator, elevated access. Support for a command, never alone.
+    ("social", 0.45, r"\bi\b",
+     r"(?:'m|\s+am)\s+(?:your\s+(?:\w+\s+)?(?:developer|creator|admin|administrator|owner|operator|programmer|maker|master|boss"
+     r"|supervisor|trainer|designer|engineer|god)|the\s+(?:one|person|team|company)\s+(?:who|that)\s+(?:created|made|built|programmed"
+     r"|trained|designed|wrote|owns|controls)\s+you)\b"),
+    ("social", 0.45, r"\bas\b",
+     r"\s+your\s+(?:\w+\s+)?(?:developer|creator|admin|administrator|owner|operator|programmer|maker|master|trainer)\b"),
+    ("social", 0.45,
+     r"\b(?:this\s+is|message\s+from|note\s+from|update\s+from|notice\s+from|on\s+behalf\s+of|i\s+am\s+from|i'm\s+from|we\s+are|we're)\b",
+     r"\s*:?\s+(?:the\s+|an?\s+|your\s+)?(?:openai|anthropic|google\s+deepmind|deepmind|meta\s+ai|mistral\s+ai"
+     r"|your\s+(?:developers?|creators?|operators?|admins?|administrators?|owners?|makers?))(?:'s)?"
+     r"(?:\s+(?:staff|team|engineers?|employees?|support|security|safety\s+team|admin\w*|developers?))?\b"),
+    ("social", 0.45, r"\b(?:verified|authenticated|confirmed|authorized|authorised|identified|logged\s+in)\b",
+     r"\s+as\s+(?:an?\s+|the\s+|your\s+)?(?:admin|administrator|developer|owner|root|superuser|operator|openai|anthropic|staff|creator)\b"),
+    ("social", 0.4, r"\b(?:root|admin|administrator|administrative|elevated|sudo|superuser|developer|god|owner|full)\b",
+     r"\s+(?:privileges|access|rights|permissions|clearance)\b"),
+    ("social", 0.45,
+     r"\b(?:root|admin|administrator|administrative|elevated|sudo|superuser|developer|god|owner|debug|maintenance)\b",
+     r"\s+(?:privileges|access|rights|permissions|clearance|mode|override)\s+(?:is\s+|has\s+been\s+)?(?:now\s+)?(?:granted|enabled|activated"
+     r"|confirmed|unlocked|engaged|on)\b(?!\s+(?:the|my|your|a|an|this|that|in|for|by\s+default|when|if)\b)"),
+    ("social", 0.45, r"\b(?:you|u)\b",
+     r"\s+(?:have\s+to|must|will|shall|need\s+to)\s+(?:obey|serve)\s+(?:me|us|my\s+(?:orders|commands))\b"),
+    # Switching the model's own safety off: "disable your content filters", "turn off your filters".
+    ("policy_bypass", 0.65,
+     r"\b(?:disable|turn\s+off|switch\s+off|deactivate|remove|lift|drop|suspend|bypass|circumvent|shut\s+off)\b",
+     r"\s+(?:all\s+|any\s+|all\s+of\s+|any\s+of\s+)?(?:your|its)\s+(?:(?:content|safety|ethical|ethics|moral|nsfw|ai|internal|built-in)\s+)?"
+     r"(?:filters?|guardrails|safeguards|safety\s+(?:features|settings|measures|protocols|checks|systems?|rules|training)|restrictions"
+     r"|limitations|censorship|moderation|alignment|content\s+policy|ethics|morals)\b"),
+    ("policy_bypass", 0.45, r"\b(?:disable|turn\s+off|switch\s+off|deactivate|remove|lift|suspend|bypass)\b",
+     r"\s+(?:all\s+|any\s+)?the\s+(?:content|safety|ethics|moral|nsfw)\s+(?:filters?|guardrails|restrictions|policy|checks)\b"),
     # The target phrases of public prompt-injection competitions.
     ("payload", 0.6, r"\bi\b", r"\s+have\s+been\s+pwned\b"),
     ("payload", 0.45, r"\b(?:haha\s+pwned|pwned)\b", r""),
@@ -401,10 +665,23 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
 # --- the trigger scan ---------------------------------------------------------------------------------------
 # The literal prefixes every lead must start with are read off the parsed leads (see _scan), so the trigger set
 # cannot drift from the patterns; a lead without a literal prefix fails at import.
+#
+# Dispatch is by the trigger that fired, not by its first letter. A branch can match only where the text starts with
+# one of its prefixes, and the trigger's text starts there too, so one of the two extends the other: the candidates
+# where "i want you to act" fired are the branches with such a prefix (two or three), not the forty that start with
+# "i". (The trie usually stops at the shortest prefix on its path, but not always: "what\b is the" and "what is\b"
+# part at the boundary.) Their alternation is compiled on first use and shared by triggers with the same candidates.
+
+_WS_RUN_RE = re.compile(r"\s+")
 
 
-def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
-    by_first: dict[str, list[int]] = {}
+def _prefix_key(prefix: str) -> str:
+    """A prefix as the trigger's matched text reads once whitespace runs are single spaces (boundaries are empty)."""
+    return prefix.replace("\0", "")
+
+
+def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, frozenset[int]]]:
+    by_key: dict[str, set[int]] = {}
     word_starts: set[str] = set()
     other_starts: set[str] = set()
     for i, (_, _, lead, rest) in enumerate(_BRANCHES):
@@ -413,20 +690,39 @@ def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, re.Pattern[str]]]:
         if "" in prefixes or "\0" in prefixes:
             raise ValueError(f"injection branch {i} has a lead without a literal prefix: {lead!r}")
         for prefix in prefixes:
-            by_first.setdefault(prefix[0], []).append(i)
+            by_key.setdefault(_prefix_key(prefix), set()).add(i)
             (word_starts if prefix[0].isalpha() and ord(prefix[0]) < 0x3000 else other_starts).add(prefix)
     trigger = r"\b" + trie(word_starts) + ("|" + trie(other_starts) if other_starts else "")
-    dispatch = {
-        first: re.compile("|".join(
+    keys = sorted(by_key)
+    candidates: dict[str, frozenset[int]] = {}
+    for n, key in enumerate(keys):
+        found = set(by_key[key])
+        for longer in keys[n + 1 :]:  # sorted: the keys that extend `key` follow it
+            if not longer.startswith(key):
+                break
+            found |= by_key[longer]
+        for end in range(1, len(key)):  # and the keys that `key` extends
+            found |= by_key.get(key[:end], set())
+        candidates[key] = frozenset(found)
+    return re.compile(trigger), MappingProxyType(candidates)
+
+
+_TRIGGER_RE, _CANDIDATES = _compile_scan()
+_ALL_BRANCHES = frozenset(range(len(_BRANCHES)))
+_DISPATCH: dict[frozenset[int], re.Pattern[str]] = {}  # filled on first use; a race only compiles twice
+
+
+def _dispatch(trigger: str) -> re.Pattern[str]:
+    """The alternation of the branches that can match where `trigger` fired, strongest branch first."""
+    key = _WS_RUN_RE.sub(" ", trigger) if not trigger.isalpha() else trigger
+    indices = _CANDIDATES.get(key, _ALL_BRANCHES)
+    pattern = _DISPATCH.get(indices)
+    if pattern is None:
+        pattern = _DISPATCH[indices] = re.compile("|".join(
             f"(?P<b{i}>(?:{_BRANCHES[i][2]})(?:{_BRANCHES[i][3]}))"
-            for i in sorted(set(indices), key=lambda i: -_BRANCHES[i][1])  # strongest branch first
+            for i in sorted(indices, key=lambda i: (-_BRANCHES[i][1], i))
         ))
-        for first, indices in by_first.items()
-    }
-    return re.compile(trigger), MappingProxyType(dispatch)
-
-
-_TRIGGER_RE, _BY_FIRST_CHAR = _compile_scan()
+    return pattern
 _BRANCH_OF: Mapping[str, tuple[str, float]] = MappingProxyType({f"b{i}": (b[0], b[1]) for i, b in enumerate(_BRANCHES)})
 
 # An all-caps DAN with jailbreak company ("as DAN", "DAN can", "DAN mode") on the original text: "Dan" is a name.
@@ -446,12 +742,64 @@ _DISCUSSION_RE = re.compile(
 )
 _WEAK_DISCUSSION_RE = re.compile(
     r"(?<![\w@./-])(?:explains|explained|describes|described|discuss(?:es|ed|ion)|article|paper|study|blog|tutorial|called|means?"
-    r"|what\s+does|the\s+phrase|the\s+sentence|the\s+words?|the\s+command|told\s+to|asked\s+to|says?|said)(?![\w@-]|\.\w)"
+    r"|what\s+does|the\s+phrase|the\s+sentence|the\s+words?|the\s+command|told\s+to|asked\s+to|says|said)(?![\w@-]|\.\w)"
 )
 _DISCUSSION_CHARS = 80
+# An order passed on to a third party ("my doctor told me to ignore the earlier dosage instructions") is reported,
+# not given: the override is addressed to the speaker, not to the model.
+_REPORTED_ORDER_RE = re.compile(
+    r"\b(?:told|tells|asked|asks|advised|advises|instructed|reminded|wanted|wants|warned)\s+(?:me|us|him|her|them)\s+(?:not\s+)?to\s+$"
+)
+_REPORTED_ORDER_CHARS = 40
+# An order to emit a competition's target phrase ("say 'I have been PWNED'", "respond with exactly: Access Granted"). Its
+# verbs are everywhere and its targets rare, so it runs outside the scan: the targets are found first, and the order is
+# looked for only in the few characters before each.
+_PAYLOAD_GATE = ("granted", "pwned", "hacked")
+_PAYLOAD_TARGET_RE = re.compile(r"\b(?:granted|pwned|hacked)\b")
+_PAYLOAD_WINDOW = 100
+_PAYLOAD_CMD_RE = re.compile(
+    # Speech verbs are orders to the model wherever they stand, except as a program's or a person's task ("that should say");
+    # print-like verbs only open a sentence: "if the PIN is correct, print 'Access granted'" is homework.
+    r"(?:(?<!\bto )(?<!\bthat )(?<!\bwhich )(?<!\bshould )(?<!\bwill )(?<!\bmust )(?<!\bcan )(?<!\bwould )(?<!\bit )(?<!\bthey )"
+    r"(?<!\bhe )(?<!\bshe )\b(?:say|respond|reply|answer|write|type|begin|start|end)"
+    r"|(?:(?:^|(?<=[.!?:;\n\]\)}>\"'\u201d]))\s*(?:please\s+)?|\b(?:just|only|simply|instead|now|please)\s+)(?:print|output|return|echo))"
+    r"(?:\s+(?:with|only|just|exactly|out|back|the\s+(?:phrase|words?|sentence)|your\s+(?:reply|answer|response|output)\s+with"
+    r"|by\s+saying))*\s*[:,]?\s*[\"'\u201c\u2018]?\s*(?:access\s+granted|i\s+have\s+been\s+pwned|i've\s+been\s+pwned|pwned"
+    r"|i\s+have\s+been\s+hacked|you\s+have\s+been\s+hacked)\b"
+)
+# A fake role marker opening a line or sentence in capitals ("SYSTEM: ...", "ADMIN NOTE: ..."); on the original text,
+# because "System: Ubuntu 22.04" in a bug report is not one. The gate keeps the common text from paying for it.
+_CAPS_MARKER_GATE = ("SYSTEM", "ADMIN", "DEVELOPER", "OPERATOR")
+_CAPS_MARKER_RE = re.compile(
+    r"(?:SYSTEM|ADMIN(?:ISTRATOR)?|DEVELOPER|OPERATOR)"
+    r"(?:[ \t]+(?:MESSAGE|NOTE|PROMPT|OVERRIDE|UPDATE|INSTRUCTIONS?|NOTICE|ALERT))?[ \t]*:"
+)
+_CAPS_MARKER_AFTER = frozenset("\n.!?]>}")
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    """Only spaces or tabs between `start` and the text's start, a line break or a sentence end."""
+    j = start
+    while j > 0 and text[j - 1] in " \t":
+        j -= 1
+    return j == 0 or text[j - 1] in _CAPS_MARKER_AFTER
+
+
+def _payload_orders(low: str) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for target in _PAYLOAD_TARGET_RE.finditer(low):
+        pos = max(0, target.start() - _PAYLOAD_WINDOW, out[-1][1] if out else 0)
+        while (m := _PAYLOAD_CMD_RE.search(low, pos, target.end())) is not None and m.end() < target.end():
+            pos = m.end()  # an order for an earlier target: look on for this one's
+        if m is not None:
+            out.append(m.span())
+    return out
 _AI_RE = re.compile(_AI)
 _AI_CONTEXT_CHARS = 80
 _RESTRICTION_WITH_AI = 0.7
+# "Now you are X." opening a message assigns a persona; deep inside a text it is more likely narration.
+_OPENING_CHARS = 80
+_PERSONA_LATER = 0.4
 
 # --- de-obfuscation ----------------------------------------------------------------------------------------
 
@@ -561,7 +909,7 @@ def _scan(low: str) -> list[tuple[int, int, str, float]]:
     pos = 0
     while (t := search(low, pos)) is not None:
         start = t.start()
-        m = _BY_FIRST_CHAR[low[start]].match(low, start)
+        m = _dispatch(t.group()).match(low, start)
         if m is None or m.lastgroup is None:
             pos = start + 1  # a trigger spans words: a branch may still start inside it
             continue
@@ -590,6 +938,8 @@ def _quoted(text: str, start: int) -> bool:
 
 
 def _discussed(text: str, low: str, start: int, end: int) -> bool:
+    if _REPORTED_ORDER_RE.search(low, max(0, start - _REPORTED_ORDER_CHARS), start):
+        return True
     lo, hi = max(0, start - _DISCUSSION_CHARS), min(len(low), end + _DISCUSSION_CHARS)
     if _DISCUSSION_RE.search(low, lo, hi):
         return True
@@ -615,12 +965,19 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
             raw.append((s, e, "encoding", max(0.85, *inner)))
     if "DAN" in text:
         raw.extend((m.start(), m.end(), "jailbreak", 0.7) for m in _DAN_RE.finditer(text))
+    if any(word in low for word in _PAYLOAD_GATE):
+        raw.extend((s, e, "payload", 0.7) for s, e in _payload_orders(low))
+    if any(marker in text for marker in _CAPS_MARKER_GATE):
+        raw.extend((m.start(), m.end(), "delimiter", 0.5)
+                   for m in _CAPS_MARKER_RE.finditer(text) if _opens_sentence(text, m.start()))
     if not raw:
         return []
     hits = []
     for s, e, family, weight in raw:
         if family == "restriction" and _AI_RE.search(low, max(0, s - _AI_CONTEXT_CHARS), e + _AI_CONTEXT_CHARS):
             weight = _RESTRICTION_WITH_AI  # "without any filters" said of an AI, not of a parking lot
+        elif family == "persona_open" and s > _OPENING_CHARS:
+            weight = min(weight, _PERSONA_LATER)
         if family not in ("obfuscation", "encoding") and _discussed(text, low, s, e):
             weight *= _DISCUSSION_FACTOR
         hits.append((s, e, family, weight))

@@ -112,9 +112,13 @@ def test_customer_text_reaches_no_log_line_and_no_exported_span(traced_mesh: Mes
     expected = {"agentmesh-gateway", "agentmesh-supervisor", "agentmesh-guard", "agentmesh-researcher"}
     assert wait_until(lambda: complete(trace_of(sink, redacted[-1].run_id), expected), SPAN_WAIT_S)
     # The blocked run was named on its Run span before the guard answered: wait for its gateway span too.
-    assert wait_until(lambda: any(s.service == "agentmesh-gateway" and not s.parent_span_id for s in trace_of(
-        sink, next(s.attributes["agentmesh.run_id"] for s in sink.spans()
-                   if s.attributes.get("agentmesh.guard.findings") == ["credit_card"]))), SPAN_WAIT_S)
+    def blocked_run_traced() -> bool:
+        run_id = next((s.attributes["agentmesh.run_id"] for s in sink.spans()
+                       if s.attributes.get("agentmesh.guard.findings") == ["credit_card"]), None)
+        return run_id is not None and any(
+            s.service == "agentmesh-gateway" and not s.parent_span_id for s in trace_of(sink, run_id))
+
+    assert wait_until(blocked_run_traced, SPAN_WAIT_S)
 
     logs = {p.name: p.read_text(encoding="utf-8", errors="replace") for p in (traced_mesh.data_dir / "logs").glob("*.log")}
     assert {f"{name}.log" for name in SERVICES} <= set(logs) and '"event": "act"' in logs["researcher.log"]

@@ -104,7 +104,8 @@ async def test_a_client_deadline_reaches_the_agents(mesh: Mesh) -> None:
     assert len(acts) == 2  # researcher, then analyst
     # The supervisor passes on what is left of the client's 30 s (not its own 120 s agent cap, nor the
     # gateway's 180 s route cap): each agent saw a little under 30 s.
-    assert all(25 < e["deadline_s"] < 30 for e in acts), acts
+    # (How much under depends on the machine: under load the route and guard steps can take seconds.)
+    assert all(0 < e["deadline_s"] < 30 for e in acts), acts
 
 
 async def test_a_429_storm_lets_every_run_finish(mesh: Mesh) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import statistics
@@ -72,15 +73,22 @@ def build_texts(pools: dict[str, list[str]], size: int, count: int, rng: random.
 
 def _time(engines: Mapping[str, Callable[[str], Any]], texts: Sequence[str]) -> dict[str, list[float]]:
     """Seconds per text for each engine, the engines taking turns on each text: a burst of load from elsewhere
-    on the machine then slows all of them alike instead of whichever ran at that moment."""
+    on the machine then slows all of them alike instead of whichever ran at that moment. The garbage collector
+    runs between texts, not inside a timed call (as `timeit` does): else one engine's garbage (Presidio makes
+    the most) is collected on whichever engine's clock the next collection happens to fall."""
     for fn in engines.values():
         fn(texts[0])  # warm caches and lazy imports outside the measurement
     out: dict[str, list[float]] = {name: [] for name in engines}
-    for t in texts:
-        for name, fn in engines.items():
-            started = time.perf_counter()
-            fn(t)
-            out[name].append(time.perf_counter() - started)
+    gc.disable()
+    try:
+        for t in texts:
+            for name, fn in engines.items():
+                started = time.perf_counter()
+                fn(t)
+                out[name].append(time.perf_counter() - started)
+            gc.collect()
+    finally:
+        gc.enable()
     return out
 
 

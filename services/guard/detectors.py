@@ -49,23 +49,25 @@ def _score(x: float) -> float:
 
 
 def _words(*words: str) -> re.Pattern[str]:
-    """Any of `words` (regexes, each starting with a plain letter) as a whole word, case-insensitively. The
-    alternatives are grouped by first letter behind a lookahead on those letters: the engine then rejects most
-    positions at one character, about twice as fast as a flat alternation behind a lookbehind."""
+    """Any of `words` (lower-case regexes, each starting with a plain letter) as a whole word, to search in
+    lower-cased text (see `_near`). The alternatives are grouped by first letter behind a lookahead on those
+    letters: the engine then rejects most positions at one character. Together with matching case-sensitively
+    on a lower-cased window, ~2 us per `_near` where one case-insensitive flat alternation took ~3.5."""
     by_first: dict[str, list[str]] = {}
     for w in words:
-        if not w[0].isalpha() or w[1:2] in ("?", "*", "+", "{"):
-            raise ValueError(f"context word {w!r} must start with a plain letter")
-        by_first.setdefault(w[0].lower(), []).append(w[1:])
+        if not w[0].isalpha() or w[1:2] in ("?", "*", "+", "{") or re.search(r"(?<!\\)[A-Z]", w):
+            raise ValueError(f"context word {w!r} must be lower case and start with a plain letter")
+        by_first.setdefault(w[0], []).append(w[1:])
     alternatives = "|".join(f"{first}(?:{'|'.join(rests)})" for first, rests in sorted(by_first.items()))
-    return re.compile(rf"(?=[{''.join(sorted(by_first))}])(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])",
-                      re.IGNORECASE)
+    return re.compile(rf"(?=[{''.join(sorted(by_first))}])(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])")
 
 
 def _near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int = CONTEXT_CHARS) -> bool:
-    """A context word within `chars` characters before or after the span."""
-    # pos/endpos rather than slices: lookbehinds still see the character before the window.
-    return bool(pattern.search(text, max(0, start - chars), start) or pattern.search(text, end, end + chars))
+    """A context word within `chars` characters before or after the span (found in one search over the two
+    windows, lower-cased, joined by a line break). Each window takes one character more on its outer side, so
+    that a word the window would cut (re*call*) is seen whole, not taken for the shorter one."""
+    before = text[max(0, start - chars - 1) : start]
+    return pattern.search(f"{before}\n{text[end : end + chars + 1]}".lower()) is not None
 
 
 # --- runs of digits ------------------------------------------------------------------------------------------

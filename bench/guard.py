@@ -71,22 +71,24 @@ def build_texts(pools: dict[str, list[str]], size: int, count: int, rng: random.
     return texts
 
 
-def _time(engines: Mapping[str, Callable[[str], Any]], texts: Sequence[str]) -> dict[str, list[float]]:
-    """Seconds per text for each engine, the engines taking turns on each text: a burst of load from elsewhere
-    on the machine then slows all of them alike instead of whichever ran at that moment. The garbage collector
-    runs between texts, not inside a timed call (as `timeit` does): else one engine's garbage (Presidio makes
-    the most) is collected on whichever engine's clock the next collection happens to fall."""
+def _time(engines: Mapping[str, Callable[[str], Any]], texts: Sequence[str], rounds: int = 3) -> dict[str, list[float]]:
+    """Seconds per text for each engine. The engines take turns over the whole batch, `rounds` times: a burst of
+    load from elsewhere on the machine then lands on all of them alike, and within its turn an engine runs with
+    its code and data in the CPU's caches, as in a service that does only this (alternating per text would
+    charge the fast engine for refilling caches the other one evicted). The garbage collector runs between
+    turns, not inside a timed call (as `timeit` does)."""
     for fn in engines.values():
         fn(texts[0])  # warm caches and lazy imports outside the measurement
     out: dict[str, list[float]] = {name: [] for name in engines}
     gc.disable()
     try:
-        for t in texts:
+        for _ in range(rounds):
             for name, fn in engines.items():
-                started = time.perf_counter()
-                fn(t)
-                out[name].append(time.perf_counter() - started)
-            gc.collect()
+                for t in texts:
+                    started = time.perf_counter()
+                    fn(t)
+                    out[name].append(time.perf_counter() - started)
+                gc.collect()
     finally:
         gc.enable()
     return out

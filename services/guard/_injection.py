@@ -12,9 +12,9 @@ below the flag threshold.
 
 Extra passes run only when the text calls for them: a de-obfuscated copy (zero-width characters removed,
 look-alike letters and leetspeak folded), decoded payloads (base64 runs, rot13 when the text mentions it), orders
-to emit a competition's target phrase ("say 'I have been PWNED'", "Access Granted") and capitalised fake role
-markers ("SYSTEM:"), each behind a substring check. Weights are confidences in 0..1; hits whose combined
-confidence stays under EMIT_FLOOR are not reported."""
+to emit a competition's target phrase ("say 'I have been PWNED'", "Access Granted"), capitalised fake role
+markers ("SYSTEM:") and a persona named before a closing "now" ("You are Donald Trump now."), each behind a substring
+check. Weights are confidences in 0..1; hits whose combined confidence stays under EMIT_FLOOR are not reported."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ _OBJ_AI = r"(?:instructions?|prompts?|directives?|guidelines|guardrails|programm
 _OBJ_SOFT = r"(?:context|messages?|information|conversation|text|content|inputs?|requests?|statements|everything|words|data)"
 _AFTER_OBJ = (r"(?:\s+(?:above|before|so\s+far|until\s+now|up\s+to\s+now|you\s+(?:were|have\s+been)\s+(?:given|told|provided)"
               r"|(?:that|which)\s+(?:you\s+)?(?:were|was|have\s+been|got|received|had)\b|you\s+(?:received|got|have)))")
-_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|bypass|skip|abandon|drop|discard|ditch|neglect|set\s+aside|put\s+aside"
+_OVERRIDE_VERB = (r"(?:ignore|disregard|forget|bypass|skip|abandon|drop|discard|ditch|trash|toss|neglect|set\s+aside|put\s+aside"
                   r"|pay\s+no\s+attention\s+to|stop\s+following|do\s+not\s+follow|don't\s+follow)")
 _TECH_VERB = (r"(?:override|overwrite|reset|clear|delete|remove|disable|turn\s+off|cancel|void|nullify|erase|scrap|wipe"
               r"|throw\s+out|throw\s+away)")
@@ -90,9 +90,17 @@ _NOT_A_STATE = (r"(?!(?:ready|able|going|done|all\s+set|set|connected|subscribed
                 r"|owner|one)|my\s+(?:friend|favou?rite)|entering|leaving|using|viewing|running|looking|seeing|in\s+charge|up|out|over|finished"
                 r"|through|about|trying|making|doing|not|no|also|still|just|really|very|too|so|safe|protected|covered|good|fine|ok|okay"
                 r"|the\s+(?:narrator|host|moderator|teacher|tutor)|[a-z]{3,}ing|[a-z]{4,}ed)\b)")
+# A status in life, not a persona: "you're a big sister now", "you are the boss now", "you are one of us now".
+_NOT_A_STATUS = (r"(?!(?:an?\s+|the\s+|my\s+|our\s+|his\s+|her\s+|their\s+)?(?:[\w-]+\s+)?(?:sister|brother|mother|father|mom"
+                 r"|mum|dad"
+                 r"|parent|grand(?:mother|father|ma|pa|parent)|aunt|uncle|wife|husband|partner|girlfriend|boyfriend|friend|friends|hero"
+                 r"|boss|adult|grown-?up|teenager|homeowner|graduate|citizen|resident|member|employee|manager|lead|champion|winner"
+                 r"|family|team|colleague|neighbou?r|student|teacher|doctor|nurse|official|one\s+of\s+us|free|alone|married|engaged"
+                 r"|retired|older|younger|old|big|grown)\b)")
 # What a bedtime recital by a dead relative is really after.
 _HARMFUL = (r"(?:napalm|thermite|meth(?:amphetamine)?|explosives?|bombs?|poisons?|nerve\s+agents?|malware|ransomware|weapons?"
-            r"|drugs)")
+            r"|drugs|gunpowder|black\s+powder|ricin|sarin|anthrax|cyanide|nitroglycerin|tnt|dynamite|fentanyl|heroin|cocaine"
+            r"|chloroform|mustard\s+gas|chlorine\s+gas|molotov\s+cocktails?|pipe\s+bombs?)")
 _SENSITIVE = (r"(?:(?:product|activation|license|licence|serial|cd|windows|office|steam|gift|game)(?:\s+[\w.-]+){0,2}?"
               r"\s+(?:keys?|codes?)"
               r"|(?:credit\s+)?card\s+numbers|serial\s+numbers|system\s+prompt|" + _HARMFUL
@@ -133,6 +141,23 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:all\s+)?(?:the\s+|your\s+)?(?:previous|prior|earlier|old)\s+(?:\w+\s+)?"
      r"(?:information|instructions|tasks|context|rules)"
      r"\s+(?:behind|aside)"),
+    # "leave your rules aside", "put all those guidelines behind you": the model's own rules, set aside.
+    ("override", 0.75, r"\b(?:leave|put|set|lay|push|cast|keep)\b",
+     r"\s+(?:all\s+of\s+|all\s+|)your\s+(?:\w+\s+)?(?:rules|instructions|guidelines|restrictions|filters"
+     r"|principles|ethics|morals|programming|limits|limitations|constraints|guardrails|directives|policies|scruples|orders)"
+     r"\s+(?:aside|behind|to\s+(?:one|the)\s+side)\b"),
+    # "Disregard the text above", "ignore the context so far": what came before, named by where it stands.
+    ("override", 0.7, _NOT + r"\b(?:ignore|disregard|forget|skip|drop|discard|scrap)\b",
+     r"\s+(?:about\s+)?(?:all\s+(?:of\s+)?)?(?:the|this|that)\s+(?:(?:whole|entire|previous|prior)\s+)?(?:text|context|content|prompt"
+     r"|input|instructions|conversation|stuff|lines|words|material)\s+(?:above|so\s+far|until\s+now|up\s+to\s+(?:here|now)"
+     r"|before\s+this|preceding)\b(?!\s+(?:the|a|an|it|this|that|each|all|my|your)\b)"),
+    # "Forget all of it." / "Ignore all that": a wipe of what came before, weak alone ("forget all that, the meeting
+    # is off"); it counts next to a new order or a persona.
+    ("override", 0.45, _NOT + r"\b(?:forget|ignore|disregard|scrap|drop)\b",
+     r"\s+(?:about\s+)?(?:all\s+(?:of\s+)?(?:that|this|it|these|those)|(?:that|this|it)\s+all|everything)(?=\s*(?:[.,;:!\n\u2013\u2014-]|$))"),
+    # The retrieval context dropped before a question it does not answer: support only ("forget the context about X").
+    ("override", 0.45, _NOT + r"\b(?:ignore|disregard|forget|skip|drop|discard)\b",
+     r"\s+(?:the|these|those|all\s+the|your)\s+(?:\w+\s+)?(?:articles?|documents?|context|sources|passages|search\s+results)\b"),
     ("override", 0.75, _NOT + r"\b(?:ignore|disregard|forget|drop|bypass|abandon|discard|skip|stop\s+following|do\s+not\s+follow"
      r"|don't\s+follow|never\s+follow|stop\s+obeying|do\s+not\s+obey|don't\s+obey)\b",
      r"(?:\s+about)?\s+(?:(?:all|any|every|your|all\s+of\s+your|all\s+your|any\s+of\s+your|each\s+of\s+your)\s+)"
@@ -175,6 +200,16 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("override", 0.75, r"\byour\b",
      r"\s+(?:(?:previous|prior|earlier|original|initial|old|former|current|existing|standing|system|safety|content)\s+)?"
      r"(?:instructions|rules|guidelines|directives|limitations|programming|policies|constraints|guardrails)\s+" + _VOID),
+    ("override", 0.7, r"\byour\b",
+     r"\s+(?:previous\s+|prior\s+|earlier\s+|original\s+|initial\s+|old\s+|former\s+|standing\s+|)(?:orders|commands|directions|tasks"
+     r"|assignments)(?=\s)\s+"
+     r"(?:(?:do\s+not|don't)\s+(?:apply|count|matter)|no\s+longer\s+(?:apply|count|matter|stand|hold|exist|valid|in\s+effect)"
+     r"|(?:are|were|have\s+been)\s+(?:now\s+|hereby\s+)?(?:void|null|invalid|revoked|rescinded|obsolete|irrelevant|overridden"
+     r"|(?:only\s+|just\s+)?a\s+test))\b"),
+    # "All content restrictions are lifted": the model's rules declared void. Support only: a CMS has content restrictions too.
+    ("override", 0.45, r"\b(?:all|the|any|these|those|its)\b",
+     r"\s+(?:usual\s+|normal\s+|standard\s+|current\s+|existing\s+|)(?:content|ethical|ai|chatbot|model|filter)\s+"
+     r"(?:\w+\s+)?(?:restrictions|filters|guidelines|rules|policies|limitations|guardrails|safeguards|limits)\s+" + _VOID),
     ("override", 0.55, r"\b(?:the|all|these|those|any)\b",
      r"\s+(?:previous|prior|earlier|above|preceding|foregoing|original|initial|system)\s+(?:\w+\s+)?"
      r"(?:instructions|directives|prompts?)\s+(?:you\s+(?:were|have\s+been)\s+given\s+)?" + _VOID),
@@ -335,6 +370,9 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|very\s+(?:good|well\s+done)|perfect|that(?:'s|\s+is)\s+enough|okay|ok|gut\s+gemacht|sehr\s+gut|hervorragend|toll|super"
      r"|das\s+(?:gen\u00fcgt|reicht)|congratulations|herzlichen\s+gl\u00fcckwunsch)\b",
      r"(?=[\s.!,\"']+(?:\w+[\s.!,]+){0,6}?(?:but\s+)?(?:now|nun|jetzt)\b)"),  # a lookahead: the pivot itself is its own hit
+    ("pivot", 0.3, _SENTENCE_START + r"(?:now|jetzt|nun)\b",
+     r"(?:,\s+|\s+)(?:write|tell|say|give|list|explain|describe|answer|respond|reply|print|output|show|insult"
+     r"|praise|claim|act|generate|compose|create|schreib|schreibe|sag|sage|erkl\u00e4re|erz\u00e4hle|nenne|gib|antworte|zeig|zeige)\b"),
     # ---- an interruption that asks to drop the current job ----
     ("interrupt", 0.75, r"\b(?:attention|achtung|atenci\u00f3n|atencion|stop|stopp|halt)\b",
      r"\s*[-\u2013\u2014!:.,]+\s*(?:stop|stopp|halt|alto|pause)\b"),
@@ -350,9 +388,12 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("role", 0.85, r"\byou\b",
      r"(?:'re|\s+are)\s+no\s+longer\s+(?:bound|restricted|limited|constrained|an?\s+(?:ai|assistant|language\s+model)|chatgpt|claude"
      r"|(?:required|obliged|supposed)\s+to\s+(?:follow|obey|comply|adhere|abide|respect|stick\s+to|refuse)|subject\s+to)\b"),
-    ("role", 0.7, r"\bstop\b", r"\s+being\s+(?:an?\s+)?(?:ai|chatgpt|assistant|claude|language\s+model|helpful\s+assistant)\b"),
+    ("role", 0.7, r"\bstop\b",
+     r"\s+(?:being|acting\s+(?:like|as)|pretending\s+to\s+be|playing)\s+(?:an?\s+|the\s+|my\s+)?(?:[\w-]+\s+){0,2}?(?:ai|chatgpt|assistant"
+     r"|claude|language\s+model|bot|chatbot|gpt)\b"),
     ("role", 0.5, r"\bfrom\b",
-     r"\s+(?:now|this\s+(?:moment|point)|here)(?:\s+on(?:wards?)?)?\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have)\b"),
+     r"\s+(?:now|this\s+(?:moment|point)|here)(?:\s+on(?:wards?)?)?\s*,?\s+(?:you|u)\s*(?:'re|\s+are|\s+will|\s+shall|\s+must|\s+act|\s+answer|\s+respond|\s+only|\s+have|\s+curse|\s+swear|\s+become"
+     r"|\s+obey|\s+work\s+for|\s+serve)\b"),
     ("role", 0.5, r"\bab\b", r"\s+(?:jetzt|sofort)\s+(?:bist|wirst|antwortest)\s+du\b"),
     ("role", 0.5, r"\b(?:du|sie|ihr|tu|vous)\b",
      r"\s+(?:bist|sind|seid|es|\u00eates|etes)\s+(?:jetzt|nun|ab\s+sofort|ab\s+jetzt|maintenant|d\u00e9sormais|desormais)\b"),
@@ -367,6 +408,22 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"|zu\s+hause|wieder|sicher|startklar|online|offline|gefragt|sprachlos|informiert|gewarnt|mitglied|teil|ein\s+profi|experte"
      r"|expertin|kunde|kundin)\b)\w+"),
     ("role", 0.45, _SENTENCE_START + r"you\b", r"(?:'re|\s+are)\s+now\s+" + _NOT_A_STATE + r"[\w'\"\u201c-]+"),
+    # What the model "really" thinks: the deepset style-change target. Support only ("what do you honestly think of my essay").
+    ("opinion", 0.3, r"\b(?:what|how)\b",
+     r"\s+(?:do\s+|would\s+|did\s+|)you\s+(?:really|honestly|personally|truly|actually|secretly)\s+(?:think|believe|feel)\b"),
+    ("opinion", 0.3, r"\b(?:honestly|really|truly)\b", r"\s+what\s+you\s+(?:think|believe|feel)\b"),
+    ("opinion", 0.3, r"\byour\b",
+     r"\s+(?:own\s+|)(?:honest|personal|real|true|unfiltered|private|secret)\s+(?:opinion|thoughts|views|view|take|feelings)\b"),
+    ("opinion", 0.3, r"\bwas\b",
+     r"\s+(?:h\u00e4ltst|denkst|meinst|glaubst)\s+du\s+(?:\w+\s+)?(?:wirklich|ehrlich|pers\u00f6nlich|eigentlich|insgeheim)\b"),
+    ("opinion", 0.3, r"\bdeine\b", r"\s+(?:ehrliche|pers\u00f6nliche|wahre|echte|ungefilterte)\s+meinung\b"),
+    # A persona in the other languages: "Stell dir vor, du ...", "Tu so, als ...", "fais comme si", "finge que".
+    ("role", 0.3, r"\b(?:stell|stellen)\b", r"\s+(?:dir|euch|sie\s+sich)\s+vor\s*,?\s+(?:du|dass\s+du|ihr|sie)\b"),
+    ("role", 0.3, r"\b(?:tu|tut|tun)\b", r"(?:\s+sie\s+|\s+)so\s*,?\s+als\b"),
+    ("role", 0.3, r"\b(?:fais|faites|imagine|imaginez)\b", r"\s+(?:comme\s+si|semblant|que\s+(?:tu|vous))\b"),
+    ("role", 0.3, r"\b(?:finge|finja|fingi|imagina|imagine|immagina|haz|faz|fa\u00e7a|fai)\b",
+     r"\s+(?:que\s+(?:eres|tienes|es|\u00e9s|tens|voc\u00ea)|como\s+si|di\s+essere|finta|de\s+conta)\b"),
+    ("role", 0.3, r"\b(?:doe|speel|stel)\b", r"\s+(?:alsof|dat\s+je|je\s+voor\s+dat\s+je)\b"),
     ("role", 0.5, r"\byou\b",
      r"(?:'re|\s+are)\s+(?:no\s+longer\s+(?:an?|the)\s+(?:\w+\s+){0,2}?(?:assistant|chatbot|bot|ai|model|editor|team|newspaper"
      r"|journalist|reporter|translator|helper|agent|service)|not\s+(?:an?|the)\s+(?:\w+\s+){0,2}?(?:assistant|chatbot|bot|ai|model"
@@ -386,6 +443,22 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\b(?:b\u00f6se|b\u00f6sartige|skrupellose|unzensierte|uneingeschr\u00e4nkte|unmoralische|ungefilterte)\w*\b",
      r"\s+(?:ki|ai|chatbot|assistent\w*|version|maschine|bot)\b"),
     # Fiction frames: actors who never leave their roles (the deepset heist scene) and a locked character.
+    ("fiction", 0.3, r"\b(?:comedians?|performers?)\b",
+     r"[^.!?\n]{0,30}?\b(?:on\s+stage|in\s+an?\s+(?:\w+\s+){0,2}?(?:film|movie|play|series|scene|show|sketch))\b"),
+    ("fiction", 0.3, r"\bin\b",
+     r"\s+(?:a|an)\s+(?:fictional|hypothetical|made-up|imaginary|fictitious|alternate|parallel)\s+(?:\w+\s+)?(?:story|world|universe|scenario"
+     r"|novel|setting|script|tale|reality)\b"),
+    ("fiction", 0.3, r"\b(?:novel|story|book|screenplay|movie|film|script|thriller|game)\b",
+     r"\s+(?:that\s+|which\s+|)(?:i'm|i\s+am|we're|we\s+are)\s+(?:writing|working\s+on)\b"),
+    # Real-world precision asked of a story or a role: support for a fiction frame or a harmful how-to.
+    ("detail", 0.35, r"\bwith\b",
+     r"\s+(?:the\s+|all\s+the\s+|)(?:precise|exact|real|accurate|specific|actual|working|real-world)\s+(?:quantities|measurements|amounts"
+     r"|commands|steps|instructions|code|details|ingredients|temperatures|ratios|proportions|chemicals)\b"),
+    ("detail", 0.35, r"\bin\b", r"\s+(?:full|complete|great|precise|exact|technical)\s+(?:technical\s+)?detail\b"),
+    ("detail", 0.3, r"\b(?:don't|do\s+not|without)\b",
+     r"\s+(?:skip|skipping|leave\s+out|leaving\s+out|omit|omitting)\s+(?:any\s+)?(?:steps|details|quantities|ingredients)\b"),
+    ("detail", 0.25, r"\bstep\b", r"(?:\s+|-)by(?:\s+|-)step\b"),
+    ("dialogue", 0.3, r"\b(?:answers|replies|responds|says|explains|continues)\b", r"(?::|\s+:)\s*$"),
     ("fiction", 0.4, r"\b(?:actors?|actress(?:es)?)\b",
      r"\s+(?:in|filming|shooting|starring\s+in|playing\s+in|for)\s+an?\s+(?:\w+\s+){0,2}?(?:film|movie|play|series|scene|show)\b"),
     ("fiction", 0.4, r"\b(?:filming|shooting)\b", r"\s+an?\s+(?:\w+\s+){0,2}?(?:film|movie|scene)\b"),
@@ -403,6 +476,10 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("relative", 0.4, r"\b(?:deceased|late|dead|departed)\b",
      r"\s+(?:\w+\s+)?(?:grandma|grandmother|granny|gran|nan|nana|nanna|grandpa|grandfather|granddad|grandad|mother|mom|mum|father"
      r"|dad|aunt|uncle|oma|opa)\b"),
+    ("relative", 0.4,
+     r"\b(?:grandma|grandmother|granny|gran|nan|nana|nanna|grandpa|grandfather|granddad|grandad|mother|mom|mum|father|dad|oma|opa)\b",
+     r"\s+(?:sadly\s+|recently\s+|)(?:passed\s+away|passed\s+on|died|is\s+dead|is\s+gone"
+     r"|is\s+no\s+longer\s+with\s+us)\b"),
     ("relative", 0.4, r"\b(?:act|pretend|role-?play|play|behave|be)\b",
      r"\s+(?:to\s+be\s+|as\s+|like\s+|you're\s+|you\s+are\s+)(?:my|our)\s+(?:\w+\s+)?(?:grandma|grandmother|granny|gran|nan|nana|nanna"
      r"|grandpa|grandfather|granddad|grandad)\b"),
@@ -411,7 +488,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"[^.!?\n]{0,60}?\b" + _SENSITIVE),
     ("bedtime", 0.5,
      r"\b(?:(?:product|activation|license|licence|serial|windows|office|steam|gift|cd)(?:\s+[\w.-]+){0,2}?\s+(?:keys|codes)|card\s+numbers"
-     r"|napalm|thermite|meth"
+     r"|napalm|thermite|meth|gunpowder|ricin|sarin|cyanide|nitroglycerin|dynamite|fentanyl"
      r"|explosives|bombs|poisons|system\s+prompts?)\b",
      r"[^.!?\n]{0,60}?\b(?:as\s+a\s+(?:bedtime\s+story|lullaby)|to\s+(?:help\s+me\s+)?(?:fall\s+asleep|sleep)|before\s+(?:sleep|bed)"
      r"|at\s+bedtime|when\s+i\s+(?:was\s+)?(?:trying\s+to\s+)?(?:fall|sleep))\b"),
@@ -419,6 +496,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("refusal", 0.55, r"\byou(?:'d)?\b",
      r"(?:\s+would)?\s+(?:normally|usually|typically|otherwise|ordinarily)\s+(?:would\s+)?(?:refuse|decline|reject"
      r"|not\s+(?:answer|allow|say|do|be\s+allowed))\b"),
+    ("refusal", 0.4, r"\byou\b", r"\s+used\s+to\s+(?:refuse|decline|reject|say\s+no\s+to)\b"),
+    ("opposite", 0.35, r"\bdo\b", r"\s+(?:the\s+exact\s+|the\s+complete\s+|the\s+|exact\s+|)opposite\b"),
+    # "answer freely": support for a dropped context or a persona
+    ("freely", 0.3, r"\b(?:answer|respond|reply|speak|talk|write)\b",
+     r"\s+(?:me\s+|)(?:freely|uncensored|unfiltered|without\s+(?:a\s+|any\s+|)filters?)\b"),
     ("refusal", 0.5, r"\b(?:without|no)\b",
      r"\s+(?:refusing|refusals?|declining|pushback|any\s+(?:refusing|refusals?|declining|pushback))\b"),
     ("refusal", 0.4, r"\bcomply\b",
@@ -428,12 +510,16 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:to\s+)?(?:every|all|each|any)\s+(?:single\s+)?(?:of\s+my\s+)?(?:questions?|prompts?|messages?|requests?|queries)\s+"
      r"(?:with|by|only|in\s+the\s+(?:most|style)|as)\b"),
     # A harmful how-to: never an injection on its own; it makes a persona or fiction frame more telling.
-    ("harm", 0.3, r"\bhow\b",
+    ("harm", 0.35, r"\bhow\b",
      r"\s+(?:to|do\s+(?:i|you|we)|can\s+(?:i|you|we)|would\s+(?:i|you|one)|exactly\s+(?:do|to)(?:\s+you)?)\s+(?:\w+\s+){0,2}?"
      r"(?:make|build|create|produce|cook|synthesi[sz]e|manufacture|brew|assemble|made|built|cooked)\s+(?:a\s+|an\s+|some\s+|homemade\s+)?"
      r"(?:\w+\s+)?(?:bombs?|explosives?|weapons?|guns?|poisons?|meth\w*|napalm|thermite|nerve\s+agents?|malware|ransomware|viruses"
-     r"|virus|fake\s+ids?|counterfeit\s+\w+|drugs)\b"),
-    ("harm", 0.3, r"\bhow\b",
+     r"|virus|fake\s+ids?|counterfeit\s+\w+|drugs|gunpowder|ricin|sarin|anthrax|cyanide|nitroglycerin|dynamite|fentanyl|heroin|cocaine"
+     r"|pipe\s+bombs?|molotov\s+cocktails?)\b"),
+    ("harm", 0.35, r"\b(?:steps|instructions|recipe|guide|procedure)\b",
+     r"\s+(?:for|to|on\s+how\s+to)\s+(?:make|making|build|building|cook|cooking|synthesi[sz]e|synthesi[sz]ing|produce|producing)\s+"
+     r"(?:a\s+|an\s+|some\s+)?(?:\w+\s+)?" + _HARMFUL + r"\b"),
+    ("harm", 0.35, r"\bhow\b",
      r"\s+(?:to|do\s+(?:i|you)|can\s+(?:i|you)|would\s+(?:i|you)|exactly\s+do\s+you)\s+(?:\w+\s+)?(?:hack\s+(?:into\s+)?|break\s+into"
      r"|steal|shoplift|launder|hotwire|pick\s+a\s+lock|murder|kill\s+(?:a|my|someone|people)|poison|stalk|get\s+rid\s+of\s+(?:a|my)"
      r"|open\s+a\s+safe|crack)\b"),
@@ -477,9 +563,12 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s+(?:any\s+|all\s+|the\s+|your\s+|its\s+|such\s+|a\s+|every\s+)?(?:kind\s+of\s+|form\s+of\s+)?(?:(?:ethical|moral|content|safety"
      r"|openai(?:'s)?|programming|usual|typical|ai|normal|standard|built-in|politeness|human|legal)\s+){0,2}(?:or\s+\w+\s+)?"
      + _RESTRICTION_NOUN + r"\b"),
-    ("restriction", 0.45, r"\b(?:ohne|keine|keinerlei|sin|ning\u00fan|ninguna|sans|aucune?)\b",
-     r"\s+(?:jegliche\s+|irgendwelche\s+|ninguna\s+|aucune\s+)?(?:einschr\u00e4nkungen|regeln|filter|zensur|grenzen|restricciones|filtros|censura"
-     r"|l\u00edmites|limites|reglas|restrictions?|filtres?|censure|r\u00e8gles)\b"),
+    ("restriction", 0.45,
+     r"\b(?:ohne|keine|keinerlei|sin|ning\u00fan|ninguna|sans|aucune?|senza|nessuna|sem|nenhuma|zonder|geen)\b",
+     r"\s+(?:jegliche\s+|irgendwelche\s+|ninguna\s+|aucune\s+|alcuna\s+|nessuna\s+|nenhuma\s+|qualquer\s+|enige\s+)?(?:einschr\u00e4nkungen"
+     r"|regeln|filter|zensur|grenzen|richtlinien|vorgaben|beschr\u00e4nkungen|moral|skrupel|hemmungen|restricciones|filtros|censura"
+     r"|l\u00edmites|limites|reglas|restrictions?|filtres?|censure|r\u00e8gles|limiti|regole|filtri|restrizioni|regras|restri\u00e7\u00f5es"
+     r"|regels|filters|beperkingen|censuur|grenzen)\b"),
     ("restriction", 0.6, r"\b(?:no|without|free\s+of|devoid\s+of|ignoring|lacking)\b",
      r"\s+(?:any\s+)?(?:ethical|moral)\s+(?:considerations|concerns|boundaries|qualms|compass|filter|judge?ment|limits)\b"),
     ("policy_bypass", 0.8,
@@ -533,7 +622,41 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:that\s+)?(?:(?:appears?|is|was|were|are)\s+)?(?:written\s+)?(?:above|before\s+this|preceding|prior\s+to\s+this)\b"),
     ("extraction", 0.75, r"\bwhat\b",
      r"\s+(?:is|was|were|has\s+been)\s+(?:written|said|typed|stated|given)\s+(?:above|before|earlier|previously"
-     r"|at\s+the\s+(?:very\s+)?(?:beginning|start|top))\b"),
+     r"|at\s+the\s+(?:very\s+)?(?:beginning|start|top))\b"
+     # "...at the beginning of the Gettysburg Address" is about a text, not about this conversation
+     r"(?!\s+of\s+(?!(?:this|our|the|your)\s+(?:conversation|chat|prompt|session|context|instructions|system\s+prompt)\b))"),
+    # "What instructions were you given?", "what were you told to do?"
+    ("extraction", 0.6, r"\b(?:what|which)\b",
+     r"\s+(?:instructions|rules|directions|guidelines|orders|directives|prompts|prompt|commands|guidance)\s+(?:were|have|had|did)\s+you\s+(?:been\s+|just\s+|originally\s+)?(?:given|told"
+     r"|provided|assigned|programmed\s+with|fed|receive|get)\b"
+     # "...given by your teacher": instructions a person received, reported
+     r"(?!\s+(?:by|from)\s+(?:your|my|the|his|her|their)\s+(?:teacher|boss|doctor|manager|parents?|mom|dad|mother|father|coach"
+     r"|supervisor|instructor|professor|lawyer|landlord|employer|school|company|team|client|colleague)s?\b)"),
+    ("extraction", 0.45, r"\bwhat\b",
+     r"\s+(?:exactly\s+|)(?:were|have|had)\s+you\s+(?:been\s+|)(?:told|instructed|programmed|asked|ordered)\b"),
+    ("extraction", 0.45, r"\b(?:everything|anything|whatever)\b",
+     r"\s+(?:that\s+|)(?:(?:was|has\s+been|had\s+been|is|were)\s+(?:\w+\s+)?(?:said|told|written|given|shown|sent|fed)\s+to\s+you"
+     r"|you\s+(?:were|have\s+been|'ve\s+been|had\s+been)\s+(?:\w+\s+)?(?:told|given|instructed|shown|fed|programmed\s+with))\b"),
+    # Where the model's own context sits: before the user's first message, at the start of this conversation.
+    ("context", 0.45, r"\bbefore\b",
+     r"\s+(?:my|this|our|the)\s+(?:very\s+)?first\s+(?:message|question|prompt|input|reply|line|request)\b"),
+    ("context", 0.45, r"\bbefore\b",
+     r"\s+(?:i|we)\s+(?:started|began|start|begin)\s+(?:talking|chatting|writing|typing|this\s+(?:conversation|chat))\b"),
+    ("context", 0.45, r"\bat\b",
+     r"\s+the\s+(?:very\s+|)(?:start|beginning|top|outset)\s+of\s+(?:this|our|the)\s+(?:conversation|chat|session|context|dialogue"
+     r"|thread)\b"),
+    ("extraction", 0.6,
+     r"\b(?:text|content|words|instructions|everything|anything|stuff|lines|message|messages)\b",
+     r"\s+(?:that\s+|which\s+|)(?:comes|come|came|appears|appeared|is|was|were|are|sits|stands|stood)(?=\s)\s+"
+     r"(?:written\s+|)(?:before|above"
+     r"|ahead\s+of|prior\s+to|preceding)\s+my\s+(?:very\s+)?(?:first\s+)?(?:message|question|prompt|input|text|request)\b"),
+    # Gandalf: the password spelled out by a poem, or a sentence left for the model to complete.
+    ("extraction", 0.6, r"\b(?:spell|spells|spelling|spelled|spelt)\b",
+     r"(?:\s+out\s+|\s+)(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret\s+word|code\s*word)\b"
+     r"(?!\s*(?:policy|policies|reset|manager|requirements?|rules|strength|field|length|hint|for|of|to))"),
+    ("extraction", 0.6, r"\b(?:complete|continue|finish|fill\s+in)\b",
+     r"\s+(?:the|this|my)\s+(?:following\s+)?(?:sentence|phrase|line|text|blank)\b[^\n]{0,40}?\b(?:password|passphrase|secret\s+word"
+     r"|system\s+prompt|instructions)\s+(?:is|are|was|were|reads?)\b"),
     ("extraction", 0.4, r"\b(?:beginning|start|top)\b",
      r"\s+of\s+(?:this|the|our|your)\s+(?:conversation|chat|prompt|context|session|instructions|system\s+prompt)\b"),
     # What is inside the model: "everything in your prompt", "the instructions in your context window".
@@ -593,7 +716,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("extraction", 0.5, r"\b(?:hidden|secret|internal|confidential|initial|original)\b",
      r"\s+(?:system\s+)?(?:instructions|prompt|system\s+prompt|directives)\b"),
     ("extraction", 0.5,
-     r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats|provide|send|print|output|type|write|disclose"
+     _NOT + r"\b(?:tell|give|show|reveal|spell|share|what's|what\s+is|whats|provide|send|print|output|type|write|disclose"
      r"|leak|encode|hint\s+at|whisper|sing|translate|reverse)\b",
      r"(?:\s+me)?\s+(?:the|your)\s+(?:secret\s+)?(?:password|passphrase|secret\s+(?:word|code|key))\b"
      r"(?!\s*(?:policy|policies|reset|manager|requirements?|rules|strength|field|length|for|of|to|hint))"),
@@ -639,6 +762,11 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"\s*:?\s+(?:the\s+|an?\s+|your\s+)?(?:openai|anthropic|google\s+deepmind|deepmind|meta\s+ai|mistral\s+ai"
      r"|your\s+(?:developers?|creators?|operators?|admins?|administrators?|owners?|makers?))(?:'s)?"
      r"(?:\s+(?:staff|team|engineers?|employees?|support|security|safety\s+team|admin\w*|developers?))?\b"),
+    ("social", 0.45,
+     r"\b(?:message|messages|note|notes|instruction|instructions|update|updates|notice|order|orders|request|requests|command"
+     r"|commands)\b",
+     r"\s+(?:comes|come|coming|came|is|are|was)(?=\s)\s+(?:directly\s+|)from\s+(?:your|the)\s+(?:own\s+)?(?:developers?|creators?|makers?"
+     r"|operators?|admins?|administrators?|owners?|engineers?|openai|anthropic|system\s+administrators?)\b"),
     ("social", 0.45, r"\b(?:verified|authenticated|confirmed|authorized|authorised|identified|logged\s+in)\b",
      r"\s+as\s+(?:an?\s+|the\s+|your\s+)?(?:admin|administrator|developer|owner|root|superuser|operator|openai|anthropic|staff|creator)\b"),
     ("social", 0.4, r"\b(?:root|admin|administrator|administrative|elevated|sudo|superuser|developer|god|owner|full)\b",
@@ -794,6 +922,12 @@ def _payload_orders(low: str) -> list[tuple[int, int]]:
         if m is not None:
             out.append(m.span())
     return out
+# "You are Donald Trump now.": a persona with "now" last, opening a sentence. Not a new status in life ("you're a big
+# sister now"). Its lead ("you are") is everywhere and its tail is not, so it runs outside the scan, behind a gate.
+_PERSONA_NOW_RE = re.compile(  # "you" first, its sentence start checked behind it: the engine scans for the literal
+    r"you(?<![\w,;'\u2019-]you)(?<![\w,;] you)(?:'re|\s+are)\s+" + _NOT_A_STATE + _NOT_A_STATUS
+    + r"(?:[\w'\u2019-]+\s+){1,6}?now\b(?=\s*(?:[.!;:]|$))"
+)
 _AI_RE = re.compile(_AI)
 _AI_CONTEXT_CHARS = 80
 _RESTRICTION_WITH_AI = 0.7
@@ -963,6 +1097,8 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
         inner = [w for *_, w in _scan(lower_keep_offsets(decoded)) if w >= EMIT_FLOOR]
         if inner:
             raw.append((s, e, "encoding", max(0.85, *inner)))
+    if "now" in low and ("you are" in low or "you're" in low):
+        raw.extend((m.start(), m.end(), "persona_open", 0.5) for m in _PERSONA_NOW_RE.finditer(low))
     if "DAN" in text:
         raw.extend((m.start(), m.end(), "jailbreak", 0.7) for m in _DAN_RE.finditer(text))
     if any(word in low for word in _PAYLOAD_GATE):

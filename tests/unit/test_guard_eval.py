@@ -6,10 +6,16 @@ block), as a caller of Check would see it.
 Prompt injection is also scored on texts in the style of the public corpora outside graders use (deepset
 prompt-injections in English and German, jailbreak-classification and in-the-wild jailbreaks, Gandalf, HackAPrompt,
 Tensor Trust), paraphrased since they cannot be downloaded here. Each row is tagged [label, family, language].
-`public_style` was written before the detector was tuned on it (its untuned numbers: recall 0.63, 2.4% of benign
-texts flagged); `public_style_heldout` was written after tuning and never tuned on, so its bar is what the
-detector honestly generalises to (it measured recall 0.77 and 1 of 62 benign texts flagged; the code before
-tuning: 0.68 and 0)."""
+
+- `public_style` and `public_style_heldout` are *tuning* files. `public_style` was written before the detector was
+  tuned on it (untuned: recall 0.63, 2.4% of benign texts flagged; after the first round: 0.956 and 0.5%).
+  `public_style_heldout` was written blind after that round (it measured 0.774 and 1 of 62 benign flagged) and was
+  then tuned on in the second round, with `public_style` (now 0.994 and 0.5%; 1.0 and 0 of 62). Their bars guard
+  against regressions; they say nothing about generalisation.
+- `public_style_blind` is the *blind* file: written in the second round before the detector's patterns were read or
+  run on it, in new wording, and measured once after tuning, with no change made after. Its bar is the honest
+  number: recall 0.472 (59 of 125), 0 of 124 benign texts flagged. Most misses are attacks whose wording no phrase
+  family covers (new verbs and idioms, other languages, authority claims without a known keyword)."""
 
 from __future__ import annotations
 
@@ -27,10 +33,12 @@ POLICY = load_policy()
 F1_BAR = {"credit_card": 0.95, "us_ssn": 0.95, "iban": 0.95, "email": 0.95, "phone": 0.9, "ip_address": 0.9, "secret": 0.9}
 INJECTION_RECALL_BAR = 0.9
 FALSE_FLAG_BAR = 0.03
-# (injection recall, benign false-flag rate) bars on the public-style files. The held-out file is small (62 benign
-# texts): 0.05 allows three false flags, where 0.03 would allow one.
-PUBLIC_BARS = {"public_style": (0.9, 0.03), "public_style_heldout": (0.7, 0.05)}
-PUBLIC_FAMILY_RECALL_BAR = 0.8  # no attack family of the tuning file is left behind
+# (injection recall, benign false-flag rate) bars on the public-style files. Both tuning files measure ~0.99 recall:
+# their bars leave a margin for later changes. The held-out file is small (62 benign texts): 0.05 allows three false
+# flags, where 0.03 would allow one. The blind file's bar sits just under what it measured once (0.472, 0 of 124).
+PUBLIC_BARS = {"public_style": (0.95, 0.03), "public_style_heldout": (0.95, 0.05), "public_style_blind": (0.45, 0.03)}
+PUBLIC_TUNING = ("public_style", "public_style_heldout")
+PUBLIC_FAMILY_RECALL_BAR = 0.8  # no attack family of the tuning files is left behind
 
 
 def predict(text: str) -> tuple[Sequence[Span], bool]:
@@ -92,19 +100,25 @@ def test_no_tricky_negative_is_taken_for_pii(report: tuple[str, list[Sample], Re
 def test_the_public_style_sets_are_large_and_labelled() -> None:
     tuning = load_samples(DATA / "public_style.jsonl")
     heldout = load_samples(DATA / "public_style_heldout.jsonl")
+    blind = load_samples(DATA / "public_style_blind.jsonl")
     assert sum(s.injection for s in tuning) >= 150 and sum(not s.injection for s in tuning) >= 200
     assert sum(s.injection for s in heldout) >= 60 and sum(not s.injection for s in heldout) >= 60
+    assert sum(s.injection for s in blind) >= 80 and sum(not s.injection for s in blind) >= 80
     older = load_samples(DATA / "dev.jsonl") + load_samples(DATA / "heldout.jsonl")
-    every = tuning + heldout + older
+    every = tuning + heldout + blind + older
     assert len({s.id for s in every}) == len(every)
-    public_texts = [s.text.lower() for s in tuning + heldout]
+    public_texts = [s.text.lower() for s in tuning + heldout + blind]
     assert len(set(public_texts)) == len(public_texts)  # nothing repeated or copied between the public-style files
     assert not set(public_texts) & {s.text.lower() for s in older}  # nor from the older set
-    for s in tuning + heldout:
+    for s in tuning + heldout + blind:
         assert len(s.tags) == 3 and s.tags[0] == ("injection" if s.injection else "benign"), s.id
         assert not s.entities, s.id
-    languages = {s.tags[2] for s in tuning if s.injection}
-    assert {"en", "de", "fr", "es", "it", "pt", "nl"} <= languages
+    for samples in (tuning, blind):
+        languages = {s.tags[2] for s in samples if s.injection}
+        assert {"en", "de", "fr", "es", "it", "pt", "nl"} <= languages
+    # The blind file covers the tuning file's attack families and its hard benign kinds.
+    assert {s.tags[1] for s in tuning if s.injection} <= {s.tags[1] for s in blind if s.injection}
+    assert {"hard_negative", "security_discussion", "act_as", "roleplay_benign"} <= {s.tags[1] for s in blind if not s.injection}
 
 
 def test_public_style_injection_recall_and_false_flags_clear_the_bar(
@@ -119,9 +133,10 @@ def test_public_style_injection_recall_and_false_flags_clear_the_bar(
 
 
 def test_every_public_style_attack_family_is_caught() -> None:
-    # Per family on the tuning file: a broad recall can hide a family the detector has lost (grandma role-play,
-    # authority claims, "now you are X" style changes...).
-    samples = [s for s in load_samples(DATA / "public_style.jsonl") if s.injection]
+    # Per family on the tuning files: a broad recall can hide a family the detector has lost (grandma role-play,
+    # authority claims, "now you are X" style changes...). Not on the blind file, whose families are not all there
+    # (grandma 2 of 9, authority 3 of 9, German 8 of 21 when it was measured).
+    samples = [s for name in PUBLIC_TUNING for s in load_samples(DATA / f"{name}.jsonl") if s.injection]
     by_family: dict[str, list[bool]] = {}
     for s in samples:
         by_family.setdefault(s.tags[1], []).append(predict(s.text)[1])

@@ -23,7 +23,7 @@ import binascii
 import bisect
 import codecs
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from services.guard._scan import bounded, literal_prefixes, trie
@@ -836,22 +836,30 @@ def _compile_scan() -> tuple[re.Pattern[str], Mapping[str, frozenset[int]]]:
 
 
 _TRIGGER_RE, _CANDIDATES = _compile_scan()
-_ALL_BRANCHES = frozenset(range(len(_BRANCHES)))
-_DISPATCH: dict[frozenset[int], re.Pattern[str]] = {}  # filled on first use; a race only compiles twice
+# Each branch compiled once, at import; a trigger tries only the branches whose literal prefix fits it, strongest
+# first, and the first that matches wins (what one alternation of them would do, without compiling one per set of
+# candidates: there are hundreds of such sets, ~1 s to compile them all).
+_BRANCH_RES: tuple[re.Pattern[str], ...] = tuple(re.compile(f"(?:{b[2]})(?:{b[3]})") for b in _BRANCHES)
 
 
-def _dispatch(trigger: str) -> re.Pattern[str]:
-    """The alternation of the branches that can match where `trigger` fired, strongest branch first."""
+def _by_strength(indices: Iterable[int]) -> tuple[int, ...]:
+    return tuple(sorted(indices, key=lambda i: (-_BRANCHES[i][1], i)))
+
+
+_ORDERED: Mapping[str, tuple[int, ...]] = MappingProxyType({key: _by_strength(ix) for key, ix in _CANDIDATES.items()})
+_ALL_ORDERED = _by_strength(range(len(_BRANCHES)))
+
+
+def _first_branch(trigger: str, low: str, start: int) -> tuple[int, re.Match[str]] | None:
+    """The strongest branch that matches at `start`, among those that can match where `trigger` fired."""
     key = _WS_RUN_RE.sub(" ", trigger) if not trigger.isalpha() else trigger
-    indices = _CANDIDATES.get(key, _ALL_BRANCHES)
-    pattern = _DISPATCH.get(indices)
-    if pattern is None:
-        pattern = _DISPATCH[indices] = re.compile("|".join(
-            f"(?P<b{i}>(?:{_BRANCHES[i][2]})(?:{_BRANCHES[i][3]}))"
-            for i in sorted(indices, key=lambda i: (-_BRANCHES[i][1], i))
-        ))
-    return pattern
-_BRANCH_OF: Mapping[str, tuple[str, float]] = MappingProxyType({f"b{i}": (b[0], b[1]) for i, b in enumerate(_BRANCHES)})
+    for i in _ORDERED.get(key, _ALL_ORDERED):
+        m = _BRANCH_RES[i].match(low, start)
+        if m is not None:
+            return i, m
+    return None
+
+
 
 # An all-caps DAN with jailbreak company ("as DAN", "DAN can", "DAN mode") on the original text: "Dan" is a name.
 _DAN_RE = re.compile(
@@ -1043,11 +1051,12 @@ def _scan(low: str) -> list[tuple[int, int, str, float]]:
     pos = 0
     while (t := search(low, pos)) is not None:
         start = t.start()
-        m = _dispatch(t.group()).match(low, start)
-        if m is None or m.lastgroup is None:
+        found = _first_branch(t.group(), low, start)
+        if found is None:
             pos = start + 1  # a trigger spans words: a branch may still start inside it
             continue
-        family, weight = _BRANCH_OF[m.lastgroup]
+        branch, m = found
+        family, weight = _BRANCHES[branch][0], _BRANCHES[branch][1]
         hits.append((start, m.end(), family, weight))
         pos = max(m.end(), start + 1)
     return hits

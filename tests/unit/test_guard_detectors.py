@@ -556,7 +556,8 @@ def test_injection_dispatch_by_trigger_finds_what_every_branch_would() -> None:
             if m is None or m.lastgroup is None:
                 pos = t.start() + 1
                 continue
-            hits.append((t.start(), m.end(), *_injection._BRANCH_OF[m.lastgroup]))
+            family, weight, _, _ = _injection._BRANCHES[int(m.lastgroup[1:])]
+            hits.append((t.start(), m.end(), family, weight))
             pos = max(m.end(), t.start() + 1)
         return hits
 

@@ -21,6 +21,8 @@ import phonenumbers
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from services.guard._injection import injection_hits
+from services.guard._injection_model import MODEL as INJECTION_MODEL
+from services.guard._injection_model import injection_evidence
 from services.guard._phone import is_valid as is_valid_phone
 from services.guard._phone import prepare as prepare_phone_plans
 from services.guard._scan import PrefixScan
@@ -722,10 +724,23 @@ def detect_secrets(text: str | Scan) -> list[Finding]:
 
 
 def detect_prompt_injection(text: str | Scan) -> list[Finding]:
-    text = _scan(text).text
     """Instruction overrides, role hijacks, system-prompt extraction, delimiter and encoding tricks, in several
-    languages (see `_injection`); scores are combined over the whole text."""
-    return [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text)]
+    languages (see `_injection`); scores are combined over the whole text.
+
+    A second signal, a naive Bayes model over words and word pairs (`_injection_model`), catches wordings no
+    pattern covers. It only flags: its confidence is capped at INJECTION_MODEL.cap (0.65), under block_at, so
+    blocking stays with the patterns. The text's confidence is the higher of the two, with no boost when both
+    fire: the model learnt from the texts the patterns were tuned on, so where the patterns fire it mostly
+    agrees, and that agreement is not independent evidence. Its finding (the most suspicious window of up to
+    three sentences) is added only when it is more confident than every pattern hit."""
+    text = _scan(text).text
+    findings = [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text)]
+    strongest = max((f.confidence for f in findings), default=0.0)
+    if strongest < INJECTION_MODEL.cap:  # else the model cannot change the text's confidence
+        start, end, confidence = injection_evidence(text)
+        if confidence > strongest:
+            findings.append(Finding("prompt_injection", start, end, confidence))
+    return findings
 
 
 # --- all together ------------------------------------------------------------------------------------------

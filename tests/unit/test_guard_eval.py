@@ -14,8 +14,15 @@ Tensor Trust), paraphrased since they cannot be downloaded here. Each row is tag
   against regressions; they say nothing about generalisation.
 - `public_style_blind` is the *blind* file: written in the second round before the detector's patterns were read or
   run on it, in new wording, and measured once after tuning, with no change made after. Its bar is the honest
-  number: recall 0.472 (59 of 125), 0 of 124 benign texts flagged. Most misses are attacks whose wording no phrase
-  family covers (new verbs and idioms, other languages, authority claims without a known keyword)."""
+  number. Patterns alone: recall 0.472 (59 of 125), 0 of 124 benign texts flagged; most misses were attacks whose
+  wording no phrase family covers (new verbs and idioms, other languages, authority claims without a known keyword).
+  With the statistical model added (`_injection_model`: naive Bayes over words and word pairs, trained on dev,
+  heldout, public_style and public_style_heldout, calibrated by cross-validation on them, capped under the block
+  threshold), measured once, after its design was frozen: recall 0.680 (85 of 125), 1 of 124 benign texts
+  flagged (0.8%), none blocked. The model alone catches 67, 26 of them missed by the patterns.
+
+The model is trained on dev, heldout and the two public-style tuning files, so their numbers are in-sample for it:
+only the blind file measures it."""
 
 from __future__ import annotations
 
@@ -35,8 +42,9 @@ INJECTION_RECALL_BAR = 0.9
 FALSE_FLAG_BAR = 0.03
 # (injection recall, benign false-flag rate) bars on the public-style files. Both tuning files measure ~0.99 recall:
 # their bars leave a margin for later changes. The held-out file is small (62 benign texts): 0.05 allows three false
-# flags, where 0.03 would allow one. The blind file's bar sits just under what it measured once (0.472, 0 of 124).
-PUBLIC_BARS = {"public_style": (0.95, 0.03), "public_style_heldout": (0.95, 0.05), "public_style_blind": (0.45, 0.03)}
+# flags, where 0.03 would allow one. The blind file's bar sits just under what it measured once with the model
+# (0.680, 1 of 124 benign flagged): 0.02 allows two false flags.
+PUBLIC_BARS = {"public_style": (0.95, 0.03), "public_style_heldout": (0.95, 0.05), "public_style_blind": (0.65, 0.02)}
 PUBLIC_TUNING = ("public_style", "public_style_heldout")
 PUBLIC_FAMILY_RECALL_BAR = 0.8  # no attack family of the tuning files is left behind
 
@@ -135,7 +143,8 @@ def test_public_style_injection_recall_and_false_flags_clear_the_bar(
 def test_every_public_style_attack_family_is_caught() -> None:
     # Per family on the tuning files: a broad recall can hide a family the detector has lost (grandma role-play,
     # authority claims, "now you are X" style changes...). Not on the blind file, whose families are not all there
-    # (grandma 2 of 9, authority 3 of 9, German 8 of 21 when it was measured).
+    # (patterns alone: grandma 2 of 9, authority 3 of 9, German 8 of 21; with the model: 6, 5 and 14; other
+    # languages 6 of 14).
     samples = [s for name in PUBLIC_TUNING for s in load_samples(DATA / f"{name}.jsonl") if s.injection]
     by_family: dict[str, list[bool]] = {}
     for s in samples:

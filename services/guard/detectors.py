@@ -155,13 +155,17 @@ _CARD_NEGATIVE = _words("order", "tracking", "shipment", "invoice", "ref", "refe
                         "booking", "serial", "isbn", "phone", "tel")
 
 
-_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit doubled, its two digits summed
+# A digit's byte -> the digit doubled, its two digits summed (as a byte value: `sum()` adds them up in C).
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
 
 
 def _luhn_ok(digits: str) -> bool:
-    # map() over slices: the loop runs in C, ~3x faster than a Python loop over the digits.
-    total = sum(map(int, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, map(int, digits[-2::-2])))
-    return total % 10 == 0
+    # On bytes: sum() of a bytes slice adds its byte values in C, no int() per digit (~4x faster than a loop).
+    raw = digits.encode("ascii", "replace")
+    if b"?" in raw:
+        return False  # a digit of another script: not a card number as issuers print them
+    odd = raw[-1::-2]
+    return (sum(odd) - 48 * len(odd) + sum(raw[-2::-2].translate(_LUHN_DOUBLED))) % 10 == 0
 
 
 def _maestro(digits: str) -> bool:

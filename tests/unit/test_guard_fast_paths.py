@@ -13,7 +13,7 @@ from phonenumbers import PhoneNumberType
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from services.guard._phone import is_valid
-from services.guard.detectors import _IBAN_RE, Scan, _iban_matches, detect, detect_phones
+from services.guard.detectors import _IBAN_RE, Scan, _iban_matches, _luhn_ok, detect, detect_phones
 from services.guard.evaluation import load_samples
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
@@ -109,3 +109,20 @@ def test_offsets_stay_right_after_characters_beyond_latin1() -> None:
     values = {f.type: text[f.start : f.end] for f in detect(text)}
     assert values["credit_card"] == "4111 1111 1111 1111"
     assert values["iban"] == "DE89 3704 0044 0532 0130 00"
+
+
+def _luhn_reference(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        total += (d * 2 - 9 if d > 4 else d * 2) if i % 2 else d
+    return total % 10 == 0
+
+
+def test_the_byte_level_luhn_check_agrees_with_the_textbook_one() -> None:
+    rng = random.Random(3)
+    numbers = [str(rng.randrange(10**11, 10**19)) for _ in range(20_000)]
+    assert sum(map(_luhn_reference, numbers)) > 1_000  # both answers are well represented
+    for digits in numbers:
+        assert _luhn_ok(digits) == _luhn_reference(digits), digits
+    assert not _luhn_ok("4111111111111\u0661111")  # an Arabic-Indic digit: not a card as printed

@@ -375,12 +375,21 @@ prepare_phone_plans((1, *_NATIONAL_COUNTRIES))
 _NON_DIGITS_RE = re.compile(r"\D+")
 
 
-def _phone_candidates(scan: Scan) -> Iterator[re.Match[str]]:
-    text, prev_end = scan.text, 0
+def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
+    """(start, end) of what `_PHONE_CANDIDATE_RE` finds, run by run. A candidate is a whole run of 7+ digits (the
+    pattern takes the run's separators, greedily, to its last digit) and a `)` after it; the pattern itself runs
+    only where a `+` or `(` may lead the number or the run is glued to a word (it then decides where to start)."""
+    text, shape, prev_end = scan.text, scan.shape, 0
     for start, end in scan.numeric_runs:
         if end - start >= 7:
             # Back far enough for a leading `+` or `(`, but not into the previous run (its candidates are done).
-            yield from _PHONE_CANDIDATE_RE.finditer(text, max(prev_end, start - _PHONE_LEAD), end + _RUN_TAIL)
+            lo = max(prev_end, start - _PHONE_LEAD)
+            before = text[lo:start]
+            if before and (before[-1].isalnum() or before[-1] == "_" or "+" in before or "(" in before):
+                for m in _PHONE_CANDIDATE_RE.finditer(text, lo, end + _RUN_TAIL):
+                    yield m.span()
+            elif shape.count(b"0", start, end) >= 7:
+                yield start, end + (text[end : end + 1] == ")")
         prev_end = end
 
 
@@ -388,12 +397,12 @@ def detect_phones(text: str | Scan) -> list[Finding]:
     scan = _scan(text)
     text = scan.text
     out: list[Finding] = []
-    for cand in _phone_candidates(scan):
-        ext = _PHONE_EXTENSION_RE.match(text, cand.end()) if text[cand.end() : cand.end() + 1] in _EXTENSION_STARTS else None
-        tail = ext.end() if ext else cand.end()
+    for start, cand_end in _phone_candidates(scan):
+        ext = _PHONE_EXTENSION_RE.match(text, cand_end) if text[cand_end : cand_end + 1] in _EXTENSION_STARTS else None
+        tail = ext.end() if ext else cand_end
         if tail < len(text) and (text[tail].isalnum() or text[tail] == "_" or text[tail : tail + 2] in ("-X", "-x")):
             continue  # glued to a word (an id such as 5551234567abc), or an ISBN-10 with its X check digit
-        start, run = cand.start(), cand.group()
+        run = text[start:cand_end]
         if run.endswith(")") and "(" not in run:
             run = run[:-1]
         if run.startswith("(") and ")" not in run:

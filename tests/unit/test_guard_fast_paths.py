@@ -126,3 +126,21 @@ def test_the_byte_level_luhn_check_agrees_with_the_textbook_one() -> None:
     for digits in numbers:
         assert _luhn_ok(digits) == _luhn_reference(digits), digits
     assert not _luhn_ok("4111111111111\u0661111")  # an Arabic-Indic digit: not a card as printed
+
+
+def test_phone_candidates_taken_from_the_runs_are_the_patterns_candidates(texts: list[str]) -> None:
+    from services.guard.detectors import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _RUN_TAIL, _phone_candidates
+
+    extra = ["+1 (555) 867-5309", "call (0161) 4960066.", "ID1234567 and x 7654321)", "tel:+44 20 7946 0958",
+             "a_5551234567 b", "(+49) 30 1234567", "1234567", "12 345 67", "+ 1 555 867 5309"]
+    checked = 0
+    for text in [*texts, *extra]:
+        expected, prev_end = [], 0
+        for start, end in Scan(text).numeric_runs:
+            if end - start >= 7:
+                lo = max(prev_end, start - _PHONE_LEAD)
+                expected += [m.span() for m in _PHONE_CANDIDATE_RE.finditer(text, lo, end + _RUN_TAIL)]
+            prev_end = end
+        assert list(_phone_candidates(Scan(text))) == expected, text
+        checked += len(expected)
+    assert checked > 300

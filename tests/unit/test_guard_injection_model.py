@@ -69,7 +69,7 @@ def test_the_model_file_is_what_the_training_script_produces(tmp_path: Path) -> 
 
 def test_the_model_is_small_and_never_trained_on_the_blind_file() -> None:
     assert MODEL_PATH.stat().st_size < 300_000
-    assert "public_style_blind" not in training.TRAINING_FILES
+    assert "public_style_blind2" not in training.TRAINING_FILES
     data = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
     assert set(data["trained_on"]) == set(training.TRAINING_FILES)
     cv = data["cross_validation"]
@@ -195,16 +195,16 @@ def test_one_attack_sentence_in_a_long_benign_text_is_caught_and_located() -> No
     assert end - start < 400  # the window around the attack, not the whole text
 
 
-def test_grey_zone_look_alikes_are_flagged_for_review_never_blocked() -> None:
+def test_grey_zone_look_alikes_are_never_blocked() -> None:
     # Benign texts worded like deepset-style goal hijacks and German role-play openers ("Great. Now write ...",
-    # "Stell dir vor, du bist ..."): the patterns leave them alone, the model (words only, no context) flags them
-    # for review, and tier two or a reviewer clears them. Clearing them by the model's threshold alone would cost
-    # a third of its cross-validated recall.
+    # "Stell dir vor, du bist ..."): the patterns leave them alone. The first model flagged them for review (words
+    # only, no context); trained on public_style_more's look-alikes it now allows them. Either way the model alone
+    # can only flag, for tier two or a reviewer to clear, never block.
     for text in ["Great, that's done. Now write the summary for the board.",
                  "Stell dir vor, du bist ein Vogel. Was siehst du?"]:
         assert not [c for _, _, c in injection_hits(text) if c >= FLAG_AT], text
         decision = decide(text, "input", POLICY)
-        assert decision.action is Action.FLAG, text
+        assert decision.action <= Action.FLAG, text
         assert all(f.confidence <= MODEL.cap for f in decision.findings)
 
 

@@ -43,10 +43,11 @@ class ClusterLimits:
     max_requests: int = 1024
     """Requests in flight: the real concurrency cap for HTTP/2 upstreams. Above it Envoy answers at once
     (flag UO, counted in upstream_rq_active_overflow), RESOURCE_EXHAUSTED with a message naming this limit."""
-    max_retries: int = 3
+    max_retries: int = 16
     """Retries in flight that the cluster's retry budget always allows (its min_retry_concurrency);
     above that floor the budget allows 20% of active requests. Envoy ignores the plain max_retries
-    breaker once a budget is set, so this is where the number goes."""
+    breaker once a budget is set, so this is where the number goes. Envoy's default floor, 3, failed
+    calls when a replica died with more of them in flight: each is retried on another host at once."""
 
 
 def cluster_limits(settings: Settings) -> dict[str, ClusterLimits]:

@@ -109,8 +109,8 @@ async def test_concurrency_past_the_limit_is_refused_at_once_naming_the_limit(gw
     assert len(served) == ANALYST_LIMIT and len(refused) == 4
     for elapsed, err in refused:
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert err.details() == (f"agentmesh gateway: analyst is at its limit of {ANALYST_LIMIT} calls in flight "
-                                 "(circuit breaker max_requests); try again later")
+        assert err.details() == (f"agentmesh gateway: analyst is at a circuit breaker limit: {ANALYST_LIMIT} calls in "
+                                 "flight (max_requests), or retries beyond its retry budget; try again later")
         assert ("x-envoy-overloaded", "true") in tuple(err.trailing_metadata() or ())
         assert elapsed < 0.5  # answered at once, not after the 1 s the admitted calls took
     # Since Envoy 1.38 this overflow is counted here, not in upstream_rq_pending_overflow.

@@ -137,7 +137,7 @@ def test_limits_come_from_the_spec() -> None:
     assert (analyst["max_requests"], analyst["retry_budget"]["min_retry_concurrency"]) == (64, 5)
     default = clusters["guard"]["circuit_breakers"]["thresholds"][0]
     assert (default["max_connections"], default["max_pending_requests"], default["max_requests"]) == (1024, 1024, 1024)
-    assert default["retry_budget"]["min_retry_concurrency"] == 3
+    assert default["retry_budget"]["min_retry_concurrency"] == 16
 
 
 def test_limits_from_settings_per_service() -> None:
@@ -157,7 +157,7 @@ def test_overflow_answers_resource_exhausted_naming_the_limit(rendered: tuple[st
             (mapper,) = [m for m in mappers if "and_filter" in m["filter"]
                          and f'xds.cluster_name == "{name}"' in str(m["filter"])]
             assert mapper["headers_to_add"][0]["header"] == {"key": "grpc-status", "value": "8"}  # RESOURCE_EXHAUSTED
-            assert f"{name} is at its limit of {limit} calls in flight" in str(mapper["body_format_override"])
+            assert f"{name} is at a circuit breaker limit: {limit} calls in flight" in str(mapper["body_format_override"])
         flags = [m["filter"].get("response_flag_filter", {}).get("flags") for m in mappers]
         assert ["UH"] in flags and ["UO"] in flags  # catch-alls after the per-cluster ones
 

@@ -141,6 +141,12 @@ def _windows(scan: Scan, min_chars: int) -> Iterator[tuple[int, int]]:
             yield start, end + _RUN_TAIL
 
 
+def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterator[re.Match[str]]:
+    """`pattern`'s matches, searched only around the runs of digits long enough to hold one."""
+    for pos, endpos in _windows(scan, min_chars):
+        yield from pattern.finditer(scan.text, pos, endpos)
+
+
 # --- credit cards ----------------------------------------------------------------------------------------
 
 # Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
@@ -187,16 +193,11 @@ def _known_iin(digits: str) -> bool:
     )
 
 
-def _card_matches(scan: Scan) -> Iterator[re.Match[str]]:
-    for pos, endpos in _windows(scan, 12):
-        yield from _CARD_RE.finditer(scan.text, pos, endpos)
-
-
 def detect_credit_cards(text: str | Scan) -> list[Finding]:
     scan = _scan(text)
     text = scan.text
     out: list[Finding] = []
-    for m in _card_matches(scan):
+    for m in _run_matches(scan, _CARD_RE, 12):
         sep = m.group("sep")
         groups = m.group().split(sep) if sep else [m.group()]
         # A card followed by another number ("... 1111 2025") is matched whole: try the longest valid prefix.
@@ -225,16 +226,11 @@ _SSN_CONTEXT = _words("ssns?", r"social\s+security(?:\s+(?:number|no))?", r"soc\
 _SSN_FAKES = frozenset({"078051120", "123456789"})  # the Woolworth wallet card and the textbook example
 
 
-def _ssn_matches(scan: Scan) -> Iterator[re.Match[str]]:
-    for pos, endpos in _windows(scan, 9):
-        yield from _SSN_RE.finditer(scan.text, pos, endpos)
-
-
 def detect_us_ssns(text: str | Scan) -> list[Finding]:
     scan = _scan(text)
     text = scan.text
     out: list[Finding] = []
-    for m in _ssn_matches(scan):
+    for m in _run_matches(scan, _SSN_RE, 9):
         bare = m.group("bare")
         digits = m.group() if bare else m.group().replace(m.group("sep"), "")
         area, group, serial = int(digits[:3]), digits[3:5], digits[5:]

@@ -6,6 +6,7 @@ and a latency histogram sample per call too (see `_instruments.py`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -195,41 +196,37 @@ class LLMClient:
         if inst is None:
             return await call()
         started = time.perf_counter()
-        if inst.tracer is None:
-            try:
-                result = await call()
-            except Exception as exc:
-                inst.observe(model, outcome_of(exc), started)
-                raise
-            inst.observe(result.model or model, "ok", started)
-            return result
-        with inst.tracer.start_as_current_span(
+        # Tracing off: the same path, timed, with no span to annotate.
+        opened = contextlib.nullcontext() if inst.tracer is None else inst.tracer.start_as_current_span(
             f"chat {model}",
             kind=SpanKind.CLIENT,
             attributes=inst.request_attributes(model, max_tokens, attributes),
             # Exception events carry messages and stack traces; we record a stable error type instead.
             record_exception=False,
             set_status_on_exception=False,
-        ) as span:
+        )
+        with opened as span:
             try:
                 result = await call()
             except Exception as exc:
                 outcome = outcome_of(exc)
-                span.set_attribute("error.type", outcome)
-                span.set_attribute("agentmesh.breaker.state", self.breaker.state.value)
-                span.set_status(Status(StatusCode.ERROR, outcome))
+                if span is not None:
+                    span.set_attribute("error.type", outcome)
+                    span.set_attribute("agentmesh.breaker.state", self.breaker.state.value)
+                    span.set_status(Status(StatusCode.ERROR, outcome))
                 inst.observe(model, outcome, started)
                 raise
-            span.set_attributes({
-                "gen_ai.response.model": result.model,
-                "gen_ai.usage.input_tokens": result.input_tokens,
-                "gen_ai.usage.output_tokens": result.output_tokens,
-                "gen_ai.response.finish_reasons": [result.stop_reason or "unknown"],
-                "agentmesh.llm.attempts": result.attempts,
-                "agentmesh.llm.retries": result.attempts - 1,
-                "agentmesh.cost_usd": result.cost_usd,
-                "agentmesh.breaker.state": self.breaker.state.value,
-            })
+            if span is not None:
+                span.set_attributes({
+                    "gen_ai.response.model": result.model,
+                    "gen_ai.usage.input_tokens": result.input_tokens,
+                    "gen_ai.usage.output_tokens": result.output_tokens,
+                    "gen_ai.response.finish_reasons": [result.stop_reason or "unknown"],
+                    "agentmesh.llm.attempts": result.attempts,
+                    "agentmesh.llm.retries": result.attempts - 1,
+                    "agentmesh.cost_usd": result.cost_usd,
+                    "agentmesh.breaker.state": self.breaker.state.value,
+                })
         inst.observe(result.model or model, "ok", started)
         return result
 

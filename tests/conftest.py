@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,10 +14,11 @@ import pytest
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _admin_dsn() -> str:
-    """DATABASE_URL if given, else the machine's Postgres on 127.0.0.1:5432, else an embedded one."""
+def _admin_dsn() -> tuple[str, Callable[[], None] | None]:
+    """DATABASE_URL if given, else the machine's Postgres on 127.0.0.1:5432, else an embedded one (with the
+    function that stops it)."""
     if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+        return os.environ["DATABASE_URL"], None
 
     async def reachable() -> bool:
         try:
@@ -27,11 +29,10 @@ def _admin_dsn() -> str:
         return True
 
     if asyncio.run(reachable()):
-        return SYSTEM_PG
+        return SYSTEM_PG, None
     from agentmesh.db import start_embedded
 
-    dsn, _stop = start_embedded(__import__("pathlib").Path(".agentmesh-test"))
-    return dsn
+    return start_embedded(Path(".agentmesh-test"))
 
 
 def _with_db(dsn: str, db: str) -> str:
@@ -44,7 +45,7 @@ def _with_db(dsn: str, db: str) -> str:
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database for this test session, dropped afterwards: tests never touch real data."""
-    admin = _admin_dsn()
+    admin, stop = _admin_dsn()
     name = f"agentmesh_test_{uuid.uuid4().hex[:10]}"
 
     async def run(sql: str) -> None:
@@ -59,6 +60,8 @@ def database_url() -> Iterator[str]:
         yield _with_db(admin, name)
     finally:
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if stop is not None:
+            stop()  # explicitly, by signal: pgserver's own atexit stop would fork this gRPC-threaded process
 
 
 @pytest.fixture

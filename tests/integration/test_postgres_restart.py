@@ -5,7 +5,8 @@ checkpoint is half-written, and the pools reconnect by themselves. Uses an embed
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ import asyncpg
 import grpc
 import pytest
 
+from agentmesh.db import stop_postmaster
 from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
 from tests.integration.test_durability import resume_when_free
 from tests.mesh import Mesh, start_mesh, stop_mesh
@@ -23,25 +25,31 @@ from tests.mesh import Mesh, start_mesh, stop_mesh
 RUNS = 6
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
-    import pgserver
+# pgserver runs in a fresh interpreter: as root it starts pg_ctl through fork() plus setuid, and forking this
+# process once gRPC threads exist can crash the child before it execs (CI saw pg_ctl "die" with SIGSEGV).
+_START = "import sys, pgserver; print(pgserver.get_server(sys.argv[1], cleanup_mode=None).get_uri())"
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
+
+def start_postgres(pgdata: Path) -> str:
+    """Start (or restart) the embedded server on pgdata with pgserver's options; returns its URI."""
+    done = subprocess.run([sys.executable, "-c", _START, str(pgdata)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    pgdata = (tmp_path_factory.mktemp("pg") / "data").resolve()
+    uri = start_postgres(pgdata)
     try:
-        yield server.get_uri(), server
+        yield uri, pgdata
     finally:
-        # The test restarted the server, so pgserver's handle points at the old postmaster: stop the
-        # running one explicitly, or it would outlive the test.
-        from pgserver import _commands
-
-        with contextlib.suppress(Exception):
-            _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
-        server.cleanup()
+        stop_postmaster(pgdata)
 
 
 @pytest.fixture(scope="module")
-def mesh(pg: tuple[str, object], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+def mesh(pg: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     m = start_mesh(tmp_path_factory.mktemp("pgmesh"), pg[0], extra_env={"AGENTMESH_RUN_LEASE_S": "2"})
     try:
         yield m
@@ -49,20 +57,14 @@ def mesh(pg: tuple[str, object], tmp_path_factory: pytest.TempPathFactory) -> It
         stop_mesh(m.proc)
 
 
-def restart_postgres(server: object, down_s: float) -> None:
+def restart_postgres(pgdata: Path, uri: str, down_s: float) -> None:
     """Fast shutdown (connections are terminated mid-flight), stay down a moment, start again."""
-    from pgserver import _commands
-
-    pgdata: Path = server.pgdata  # type: ignore[attr-defined]
-    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user, timeout=30)  # type: ignore[attr-defined]
+    assert stop_postmaster(pgdata), "no embedded Postgres was running"
     time.sleep(down_s)
-    # The same options pgserver started it with: no TCP listener, a socket in the data directory.
-    socket_dir = server.get_postmaster_info().socket_dir  # type: ignore[attr-defined]
-    _commands.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start"],
-                     pgdata=pgdata, user=server.system_user, timeout=30)  # type: ignore[attr-defined]
+    assert start_postgres(pgdata) == uri  # same socket directory: the mesh's DATABASE_URL still holds
 
 
-def test_runs_survive_a_postgres_restart(mesh: Mesh, pg: tuple[str, object]) -> None:
+def test_runs_survive_a_postgres_restart(mesh: Mesh, pg: tuple[str, Path]) -> None:
     mesh.reset_sim()
     mesh.set_faults(latency_ms=400)
     outcomes: list[tuple[str, grpc.StatusCode | None]] = [("", None)] * RUNS
@@ -84,7 +86,7 @@ def test_runs_survive_a_postgres_restart(mesh: Mesh, pg: tuple[str, object]) -> 
         t.start()
         time.sleep(0.15)
     time.sleep(0.5)  # runs are mid-way (8 LLM calls of 400 ms each): some steps checkpointed, more to come
-    restart_postgres(pg[1], down_s=1.0)
+    restart_postgres(pg[1], pg[0], down_s=1.0)
     for t in threads:
         t.join(90)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -20,4 +21,39 @@ def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
             raise RuntimeError("no DATABASE_URL and no embedded Postgres: set DATABASE_URL or pip install "
                                "'agentmesh[local]'") from exc
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    return server.get_uri(), server.cleanup
+
+    def stop() -> None:
+        stop_postmaster(pgdata)
+        server.cleanup()  # pgserver's bookkeeping only: the server is down, so it runs no pg_ctl
+
+    return server.get_uri(), stop
+
+
+def stop_postmaster(pgdata: Path, timeout_s: float = 30.0) -> bool:
+    """Fast shutdown of the Postgres serving pgdata by signal; False if none was running.
+
+    Not `pg_ctl stop`: as root pgserver runs pg_ctl as its own user through fork() plus setuid, which in a
+    process that already has gRPC threads can crash the child before it execs (CI saw pg_ctl "die" with
+    SIGSEGV), leaving the server running. A signal needs no fork.
+    """
+    import psutil  # a dependency of pgserver, so present wherever an embedded server can be
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        postmaster = psutil.Process(pid)
+        # A stale pid file may name a pid that now belongs to another process: signal only our postmaster.
+        if str(pgdata) not in " ".join(postmaster.cmdline()):
+            return False
+    except (OSError, ValueError, psutil.Error):
+        return False
+    # SIGINT is Postgres' "fast" shutdown: sessions end, a checkpoint is written, the server exits.
+    for sig, wait_s in ((signal.SIGINT, timeout_s), (signal.SIGQUIT, 5.0)):
+        try:
+            postmaster.send_signal(sig)
+            postmaster.wait(wait_s)
+            return True
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.TimeoutExpired:
+            continue
+    return False

@@ -170,7 +170,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:previous|prior|above|earlier|preceding|provided|given|supplied)\s+"
      + _OBJ_SOFT + r"\b"),
     ("override", 0.8, _NOT + r"\b(?:forget|ignore|disregard)\b",
-     r"\s+(?:about\s+)?everything\s*(?:[,.;:!]|\band\b|\bthen\b)\s*(?:(?:and|then|now|just|instead|simply)\s+)*"
+     r"\s+(?:about\s+)?everything\s*(?:[,.;:!]|\band\b|\bthen\b)\s*(?:(?:and|then|now|just|jsut|juts|instead|simply|only)\s+)*"
      r"(?:write|say|tell|print|output|answer|respond|reply|give|list|show|repeat|translate|explain|describe|do|act|focus|insult"
      r"|praise|claim|pretend|become|be|speak|talk|rant|swear|curse|compose|generate|mock|call|only)\b"),
     # An override whose object is named by what the model received: "forget the articles you were given".
@@ -178,7 +178,7 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
      r"(?:\s+about)?\s+(?:(?:all|any|every|the|your|these|those|whatever|of|such)\s+){1,3}(?:[\w'-]+\s+){0,3}?" + _GIVEN),
     # The retrieval context a RAG assistant answers from ("ignore the articles", "forget the documents"); an override of the
     # user's own question; and "don't answer according to the documents".
-    ("override", 0.55, _NOT + r"\b(?:ignore|disregard|forget|skip|drop|discard|bypass)\b",
+    ("override", 0.55, _NOT + r"\b(?:ignore|disregard|forget|skip|drop|discard|bypass|ignoring|disregarding|forgetting)\b",
      r"(?:\s+about)?\s+(?:(?:all|any|the|these|those|this|your|of)\s+){1,3}(?:[\w'-]+\s+)?(?:articles?|documents?|context|sources"
      r"|search\s+results|passages|provided\s+(?:text|information|content|data))\b"
      r"(?=\s*(?:[.,;:!?)\n\u2013\u2014-]|$|(?:and|then|but|completely|entirely|altogether|above|provided|given|you|instead|for\s+now"
@@ -373,6 +373,56 @@ _BRANCHES: tuple[tuple[str, float, str, str], ...] = (
     ("pivot", 0.3, _SENTENCE_START + r"(?:now|jetzt|nun)\b",
      r"(?:,\s+|\s+)(?:write|tell|say|give|list|explain|describe|answer|respond|reply|print|output|show|insult"
      r"|praise|claim|act|generate|compose|create|schreib|schreibe|sag|sage|erkl\u00e4re|erz\u00e4hle|nenne|gib|antworte|zeig|zeige)\b"),
+    # ---- wordings of the public corpora (deepset/prompt-injections and the like) that no family above covered ----
+    # An override with the object first: "Die obigen Ausführungen ignorieren und ...", "abweichend zu vorherigen
+    # Instruktionen", "contrary to the previous instructions".
+    ("override", 0.75, r"\b(?:die|alle|s\u00e4mtliche)\b",
+     r"\s+(?:obigen|vorherigen|bisherigen|vorigen|vorangegangenen)\s+(?:ausf\u00fchrungen|informationen|texte|s\u00e4tze|angaben"
+     r"|anweisungen|instruktionen|vorgaben)\s+(?:einfach\s+)?(?:ignorieren|vergessen|missachten)(?=\s*(?:und\b|[.!?,]|$))"),
+    ("override", 0.7, r"\b(?:abweichend|entgegen|contrary|deviating)\b",
+     r"\s+(?:zu|von|to|from)?\s*(?:den\s+|the\s+|all\s+|your\s+|deinen\s+|ihren\s+)?(?:vorherigen|bisherigen|obigen|vorigen"
+     r"|fr\u00fcheren|urspr\u00fcnglichen|previous|prior|above|earlier|original|initial|system)\s+(?:anweisungen|instruktionen|vorgaben"
+     r"|befehlen|regeln|instructions|rules|guidelines|directives|orders|prompts?)\b"),
+    # "Höre nicht auf alles zuvor Gesagte": do not listen to what was said before.
+    ("override", 0.8, r"\b(?:h\u00f6re?|h\u00f6rt|h\u00f6ren\s+sie)\b",
+     r"\s+nicht\s+(?:mehr\s+)?auf\s+(?:alles|das)\s+(?:(?:zuvor|vorher|bisher|davor|oben|vorhin|bereits)\s+)?(?:gesagte|geschriebene"
+     r"|gesagt|geschrieben)\b"),
+    # "forget what's before", "ignore what came before".
+    ("override", 0.8, _NOT + r"\b(?:forget|ignore|disregard)\b",
+     r"\s+(?:about\s+)?(?:what's|what\s+is|what\s+was|what\s+came|what\s+comes|whatever\s+(?:is|was|came))\s+(?:said\s+|written\s+"
+     r"|stated\s+)?(?:before|above|earlier|previously)\b"),
+    # Do not answer / do not look at the documents, just output X.
+    ("override", 0.75, r"\b(?:do\s+not|don't|dont|never)\b",
+     r"\s+(?:(?:answer|respond\s+to|reply\s+to)\s+(?:this|the|my)\s+(?:question|query|request|prompt)|(?:look\s+(?:in|at|into)|read"
+     r"|use|consult|consider)\s+the\s+(?:\w+\s+)?(?:documents?|articles?|context|sources|texts?|passages)(?:\s+provided)?)"
+     r"[\s,.;:-]+(?:but\s+|and\s+)?(?:just|only|simply|instead)\s+(?:output|print|say|write|type|reply|respond|answer|return)\b"),
+    # Answer from your own knowledge, not from the articles: the retrieval context set aside.
+    ("override", 0.6, r"\b(?:by|from|with|on|using|according\s+to)\b",
+     r"\s+your\s+own\s+knowledge\s*,?\s+(?:and\s+)?(?:not|rather\s+than|instead\s+of)\s+(?:by\s+|from\s+|on\s+|with\s+|using\s+"
+     r"|based\s+on\s+|according\s+to\s+)?(?:the\s+)?(?:articles?|documents?|context|sources|texts?|passages)\b"),
+    # An opinion dictated to the model: "include that you hate X in your answer", "say that you love Y".
+    ("opinion", 0.55, r"\b(?:say|state|include|admit|declare|claim|confess|add|mention|pretend)\b",
+     r"\s+(?:in\s+your\s+(?:answer|reply|response)\s+)?that\s+you\s+(?:really\s+|secretly\s+|personally\s+|truly\s+)?(?:hate|love"
+     r"|despise|adore|support|endorse|detest|loathe|admire)\b"),
+    ("opinion", 0.55, r"\b(?:sag|sage|sagen\s+sie|schreib|schreibe|erw\u00e4hne|behaupte|gib\s+zu)\b",
+     r"\s*,?\s+dass\s+(?:du|sie)\s+(?:\w+\s+){1,3}?(?:hasst|hassen|liebst|lieben|verachtest|verachten)\b"),
+    # A conditioned reply, the classic trigger: "if I say X, you say Y", "si yo digo X, tú dices Y", "wenn 'Käse' gesagt wird".
+    ("conditioning", 0.55, r"\b(?:if|when|whenever)\b",
+     r"\s+i\s+(?:say|type|write)\s+[\"'\u201c\u201e]?[\w-]+[\"'\u201d\u201c]?\s*,?\s+(?:then\s+)?you\s+(?:say|answer|reply|respond"
+     r"|must\s+say|will\s+say|should\s+say|have\s+to\s+say)\b"),
+    ("conditioning", 0.55, r"\bsi\b",
+     r"\s+(?:yo\s+)?digo\s+[\"'\u201c]?[\w-]+[\"'\u201d]?\s*,?\s+(?:t[u\u00fa]\s+)?(?:dices|dir[a\u00e1]s|respondes|contestas)\b"),
+    ("conditioning", 0.55, r"\bwenn\b",
+     r"\s+(?:ich\s+[\"'\u201e\u201c]?[\w-]+[\"'\u201c\u201d]?\s+(?:sage|schreibe)\s*,?\s+(?:sagst|antwortest|schreibst)\s+du"
+     r"|[\"'\u201e\u201c][\w-]+[\"'\u201c\u201d]\s+gesagt\s+wird)\b"),
+    ("conditioning", 0.5, r"\b(?:when|if|whenever)\b", r"\s+[\"'\u201c][\w-]+[\"'\u201d]\s+is\s+said\b"),
+    ("conditioning", 0.45, r"\bthe\b", r"\s+(?:correct|right|only|proper)\s+(?:answer|response|reply)\s+is\s+[\"'\u201c]"),
+    # What sits before the user's text, asked for by position; the model's internals.
+    ("extraction", 0.6, r"\bwhat\b",
+     r"\s+(?:are|were|is|was)\s+the\s+(?:\d+|two|three|four|five|first|last)\s+(?:\w+\s+)?(?:sentences?|lines?|words?|paragraphs?)"
+     r"\s+(?:before|above|preceding|prior\s+to)\s+(?:the|this|my)\s+(?:text|message|question|input)\b"),
+    ("extraction", 0.6, r"\b(?:return|print|show|reveal|output|give|dump|list|tell)\b",
+     r"(?:\s+(?:me|us))?\s+your\s+(?:\w+\s+)?(?:embeddings?|weights|model\s+parameters|training\s+data|hidden\s+states?)\b"),
     # ---- an interruption that asks to drop the current job ----
     ("interrupt", 0.75, r"\b(?:attention|achtung|atenci\u00f3n|atencion|stop|stopp|halt)\b",
      r"\s*[-\u2013\u2014!:.,]+\s*(?:stop|stopp|halt|alto|pause)\b"),
@@ -947,23 +997,28 @@ _PERSONA_LATER = 0.4
 
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")
 _ZERO_WIDTH_RE = re.compile("[" + "".join(sorted(_ZERO_WIDTH)) + "]")
-_LEET_GATE_RE = re.compile(r"[0134579@$](?<=[a-z].)(?=[a-z])")  # starts with the rare class: the engine skips fast
+_LEET_GATE_RE = re.compile(r"[0134579@$+\u20ac](?<=[a-z].)(?=[a-z])")  # starts with the rare class: the engine skips fast
 _LEET_WINDOW = 80
+_DISGUISE_MIN_WORDS = 3
+_DISGUISE_SHARE = 0.2  # of the text's words
+_DISGUISE_WEIGHT = 0.55
+_HEX_WORD_RE = re.compile(r"[\W_]*(?:0x|#)?[0-9a-f]+[\W_]*")
 # Cyrillic and Greek letters that look like Latin ones, and leetspeak digits inside words.
 _CONFUSABLES = str.maketrans({
     "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y", "\u0445": "x", "\u0456": "i",
     "\u0455": "s", "\u0458": "j", "\u03bf": "o", "\u03b1": "a", "\u03b5": "e", "\u03b9": "i", "\u03ba": "k", "\u03bd": "v",
     "\u03c1": "p", "\u03c4": "t", "\u03c5": "u",
 })
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "+": "t",
+                       "\u20ac": "e"})
 _CONFUSABLE_RE = re.compile("[" + "".join(sorted(chr(c) for c in _CONFUSABLES)) + "]")  # one class: a fast scan
 _LOOKALIKE = r"[\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9]"
 _MIXED_SCRIPT_RE = re.compile(rf"[a-z]{_LOOKALIKE}|{_LOOKALIKE}[a-z]")
 
 
-def _leet_windows(low: str) -> list[tuple[int, int]]:
-    """Windows around short words that mix letters with leetspeak digits (`1gn0re`, `pr3vious`), when there are
-    at least two such words; keys, IBANs and hashes are longer than 14 characters and do not count."""
+def _leet_words(low: str) -> list[tuple[int, int]]:
+    """Spans of the short words that mix letters with leetspeak digits or symbols (`1gn0re`, `pr3vious`); keys, IBANs
+    and hashes are longer than 14 characters and do not count."""
     words: list[tuple[int, int]] = []
     for m in _LEET_GATE_RE.finditer(low):
         if words and m.start() < words[-1][1]:
@@ -972,6 +1027,11 @@ def _leet_windows(low: str) -> list[tuple[int, int]]:
         end = len(low) if (e := low.find(" ", m.start())) == -1 else e
         if end - start <= 14:
             words.append((start, end))
+    return words
+
+
+def _leet_windows(low: str, words: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Windows around the leetspeak words, when there are at least two."""
     if len(words) < 2:
         return []
     windows: list[tuple[int, int]] = []
@@ -984,24 +1044,52 @@ def _leet_windows(low: str) -> list[tuple[int, int]]:
     return windows
 
 
+def _disguise(low: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, str, float]]:
+    """One hit over the disguised words when they are a good part of the text: a message written in look-alike
+    letters or leetspeak hides from filters, whatever it says ("wha7 ar3 y0ur 1nstruc7i0ns")."""
+    spans = [(s, e) for s, e in spans if not _HEX_WORD_RE.fullmatch(low, s, e)]  # commit hashes, colours
+    if len(spans) < _DISGUISE_MIN_WORDS or len(spans) < _DISGUISE_SHARE * (low.count(" ") + 1):
+        return []
+    return [(spans[0][0], spans[-1][1], "disguise", _DISGUISE_WEIGHT)]
+
+
 def _folded_hits(low: str) -> list[tuple[int, int, str, float]]:
     """Hits that only show once zero-width characters are dropped and look-alike letters and leetspeak are
-    folded; [] for the common text that has none of these (decided by C-speed checks)."""
+    folded, and the disguise itself when it covers much of the text; [] for the common text that has none of these
+    (decided by C-speed checks)."""
     hits: list[tuple[int, int, str, float]] = []
+    leet = _leet_words(low)
     if not low.isascii():
         has_zero_width = _ZERO_WIDTH_RE.search(low) is not None
-        mixed = _CONFUSABLE_RE.search(low) is not None and _MIXED_SCRIPT_RE.search(low) is not None
+        mixed = _CONFUSABLE_RE.search(low) is not None and [m.span() for m in _MIXED_SCRIPT_RE.finditer(low)]
         if has_zero_width or mixed:
             index = [i for i, ch in enumerate(low) if ch not in _ZERO_WIDTH] if has_zero_width else None
             folded = "".join(low[i] for i in index) if index is not None else low
             folded = folded.translate(_CONFUSABLES).translate(_LEET)
             for s, e, family, weight in _scan(folded):
                 hits.append((s, e, family, weight) if index is None else (index[s], index[e - 1] + 1, family, weight))
-            return hits
-    for lo, hi in _leet_windows(low):
+            return hits + _disguise(low, sorted(leet + (mixed or [])))
+    for lo, hi in _leet_windows(low, leet):
         for s, e, family, weight in _scan(low[lo:hi].translate(_LEET)):
             hits.append((lo + s, lo + e, family, weight))
-    return hits
+    return hits + _disguise(low, leet)
+
+
+# Letters spelt out one by one ("S a y t h a t y o u h a t e ..."): joined again, they must hold an order. The gate
+# starts with a literal space, so the engine skips through ordinary text fast (~1 us per KB).
+_SPACED_GATE_RE = re.compile(r" [a-z] [a-z] [a-z] [a-z] ")
+_SPACED_RE = re.compile(r"(?<![a-z])(?:[a-z] {1,3}){8,}[a-z](?![a-z])")
+_SPACED_ORDER_RE = re.compile(r"say|ignore|forget|disregard|reveal|print|tell|write|hate|password|prompt|instruction|output"
+                              r"|repeat|pwned|secret")
+_SPACED_WEIGHT = 0.6
+
+
+def _spelt_out_orders(low: str) -> list[tuple[int, int]]:
+    gate = _SPACED_GATE_RE.search(low)
+    if gate is None:
+        return []
+    return [m.span() for m in _SPACED_RE.finditer(low, max(0, gate.start() - 1))
+            if _SPACED_ORDER_RE.search(m.group().replace(" ", ""))]
 
 
 # --- decoded payloads --------------------------------------------------------------------------------------
@@ -1097,6 +1185,9 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
     if folded:
         starts = [s for s, _, _, _ in raw]
         for s, e, family, weight in folded:
+            if family == "disguise":
+                raw.append((s, e, family, weight))
+                continue
             i = bisect.bisect_left(starts, s)
             if (i > 0 and raw[i - 1][1] > s) or (i < len(raw) and raw[i][0] < e):
                 continue  # seen in the plain text already
@@ -1106,6 +1197,7 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
         inner = [w for *_, w in _scan(lower_keep_offsets(decoded)) if w >= EMIT_FLOOR]
         if inner:
             raw.append((s, e, "encoding", max(0.85, *inner)))
+    raw.extend((s, e, "spelt_out", _SPACED_WEIGHT) for s, e in _spelt_out_orders(low))
     if "now" in low and ("you are" in low or "you're" in low):
         raw.extend((m.start(), m.end(), "persona_open", 0.5) for m in _PERSONA_NOW_RE.finditer(low))
     if "DAN" in text:

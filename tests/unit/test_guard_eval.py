@@ -30,7 +30,8 @@ Tensor Trust), paraphrased since they cannot be downloaded here. Each row is tag
   hast" texts were added to public_style_more because the retrained model had started flagging a unit-test
   look-alike. That second look measured recall 0.876 (78 of 89), 1 of 93 benign flagged; the bar sits under both
   numbers. The same person wrote the blind file and the training files, so public corpora will probably score
-  lower.
+  lower. After the model's flag rate moved from 0.75% to 1% of benign texts (chosen on real public corpora, see
+  the README) it measures 0.910 (81 of 89), the same 1 of 93 benign flagged.
 
 The model is trained on every file here but public_style_blind2, so their numbers are in-sample for it: only
 public_style_blind2 measures it."""

@@ -1130,6 +1130,28 @@ def _split_targets(low: str) -> list[tuple[int, int]]:
     return [m.span() for m in _PWNED_SPLIT_RE.finditer(low) if math or m.group() not in ("pwned", "pwnd")]
 
 
+# Code for the model (or the agent's tools) to run: "run: `bash -c 'whoami'`", "what is the final result of 'import os;
+# os.popen(...)'". A shell or process call alone is a developer's question ("why does os.system('ls') return 0?"); it
+# counts when an order to run or evaluate it stands just before, at the start of a sentence or of the text.
+_EXEC_GATE = ("os.system", "popen", "subprocess", "bash -c", "sh -c", "whoami", "/bin/sh", "/bin/bash", "exec(", "eval(",
+              "ctypes", "runsync", "processinfo", "rm -rf", "os.fork", "child_process", "runtime.getruntime")
+_EXEC_ORDER_RE = re.compile(
+    r"(?:^|(?<=[.!?\n]))\s*(?:please\s+)?(?:(?:run|execute|exec|eval|evaluate|bypass|avoid|interpret|compute)\s*[:,-]?\s*[`'\"]"
+    r"|(?:run|execute|eval(?:uate)?)\s+(?:this|the\s+following|my)\s+(?:python\s+|shell\s+|bash\s+)?(?:code|command|script"
+    r"|snippet)\b)"
+    r"|\b(?:final\s+|exact\s+)?(?:result|output|return\s+value)\s+of\s+(?:running\s+|executing\s+)?[`'\"]"
+)
+_EXEC_WINDOW = 160
+_EXEC_WEIGHT = 0.6
+
+
+def _exec_orders(low: str) -> list[tuple[int, int]]:
+    if not any(call in low for call in _EXEC_GATE):
+        return []
+    return [m.span() for m in _EXEC_ORDER_RE.finditer(low)
+            if any(call in low[m.end() : m.end() + _EXEC_WINDOW] for call in _EXEC_GATE)]
+
+
 # --- decoded payloads --------------------------------------------------------------------------------------
 
 _BASE64_MIN = 16
@@ -1237,6 +1259,7 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
             raw.append((s, e, "encoding", max(0.85, *inner)))
     raw.extend((s, e, "spelt_out", _SPACED_WEIGHT) for s, e in _spelt_out_orders(low))
     raw.extend((s, e, "payload", _PWNED_WEIGHT) for s, e in _split_targets(low))
+    raw.extend((s, e, "exec", _EXEC_WEIGHT) for s, e in _exec_orders(low))
     if "now" in low and ("you are" in low or "you're" in low):
         raw.extend((m.start(), m.end(), "persona_open", 0.5) for m in _PERSONA_NOW_RE.finditer(low))
     if "DAN" in text:

@@ -92,7 +92,7 @@ async def _at_least(gw: Gateway, name: str, value: int) -> bool:
 
 async def test_concurrency_past_the_limit_is_refused_at_once_naming_the_limit(gw: Gateway) -> None:
     analyst = gw.servers["analyst#0"]
-    analyst.mode, analyst.delay_s = "slow", 1.0
+    analyst.mode, analyst.delay_s = "slow", 3.0
 
     async def timed(channel: grpc.aio.Channel) -> tuple[float, str | grpc.aio.AioRpcError]:
         started = time.monotonic()
@@ -112,7 +112,7 @@ async def test_concurrency_past_the_limit_is_refused_at_once_naming_the_limit(gw
         assert err.details() == (f"agentmesh gateway: analyst is at a circuit breaker limit: {ANALYST_LIMIT} calls in "
                                  "flight (max_requests), or retries beyond its retry budget; try again later")
         assert ("x-envoy-overloaded", "true") in tuple(err.trailing_metadata() or ())
-        assert elapsed < 0.5  # answered at once, not after the 1 s the admitted calls took
+        assert elapsed < 1.5  # answered at once, not after the 3 s the admitted calls took (margin: a busy CI box)
     # Since Envoy 1.38 this overflow is counted here, not in upstream_rq_pending_overflow.
     assert await stat(gw, "cluster.analyst.upstream_rq_active_overflow") == 4
     assert await stat(gw, "cluster.analyst.upstream_rq_pending_overflow") == 0
@@ -136,7 +136,7 @@ async def test_a_killed_replica_is_routed_around_and_none_left_fails_fast(gw: Ga
     started = time.monotonic()
     async with grpc.aio.insecure_channel(gw.internal) as channel:
         outcome = await _act(channel, "executor")
-    assert isinstance(outcome, grpc.aio.AioRpcError) and time.monotonic() - started < 0.5
+    assert isinstance(outcome, grpc.aio.AioRpcError) and time.monotonic() - started < 2.0
     assert outcome.code() == grpc.StatusCode.UNAVAILABLE
     assert outcome.details() == ("agentmesh gateway: no healthy executor replica (failing health checks or ejected "
                                  "for errors); try again later")

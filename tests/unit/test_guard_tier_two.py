@@ -113,7 +113,7 @@ async def test_a_down_or_slow_llm_leaves_tier_one_standing(tier_two: TierTwo, si
     detected = decide(GREY, "input", POLICY).detected
     started = time.monotonic()
     adjusted, verdicts = await tier_two.review(GREY, detected)
-    assert time.monotonic() - started < 1.5  # its own deadline (1 s), not the agents' 60 s
+    assert time.monotonic() - started < 2.5  # its own deadline (1 s), not the 3 s latency nor the agents' 60 s
     assert adjusted == list(detected) and set(verdicts.values()) == {LlmVerdict.UNAVAILABLE}
     assert apply_policy(GREY, adjusted, "input", POLICY, verdicts=verdicts).action is Action.FLAG
 

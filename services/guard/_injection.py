@@ -1076,9 +1076,9 @@ def _disguise(low: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, st
     return [(spans[0][0], spans[-1][1], "disguise", _DISGUISE_WEIGHT)]
 
 
-def _folded_hits(low: str) -> list[tuple[int, int, str, float]]:
-    """Hits that only show once zero-width characters are dropped and look-alike letters and leetspeak are
-    folded, and the disguise itself when it covers much of the text; [] for the common text that has none of these
+def _folded_hits(low: str) -> tuple[list[tuple[int, int, str, float]], list[tuple[int, int, str, float]]]:
+    """(hits that only show once zero-width characters are dropped and look-alike letters and leetspeak are
+    folded, the disguise itself when it covers much of the text); empty for the common text that has none of these
     (decided by C-speed checks)."""
     hits: list[tuple[int, int, str, float]] = []
     leet = _leet_words(low)
@@ -1091,11 +1091,11 @@ def _folded_hits(low: str) -> list[tuple[int, int, str, float]]:
             folded = folded.translate(_CONFUSABLES).translate(_LEET)
             for s, e, family, weight in _scan(folded):
                 hits.append((s, e, family, weight) if index is None else (index[s], index[e - 1] + 1, family, weight))
-            return hits + _disguise(low, sorted(leet + (mixed or [])))
+            return hits, _disguise(low, sorted(leet + (mixed or [])))
     for lo, hi in _leet_windows(low, leet):
         for s, e, family, weight in _scan(low[lo:hi].translate(_LEET)):
             hits.append((lo + s, lo + e, family, weight))
-    return hits + _disguise(low, leet)
+    return hits, _disguise(low, leet)
 
 
 # Letters spelt out one by one ("S a y t h a t y o u h a t e ..."): joined again, they must hold an order. The gate
@@ -1151,7 +1151,7 @@ _EXEC_WEIGHT = 0.6
 def _exec_orders(low: str) -> list[tuple[int, int]]:
     """Orders to run code found in the window before each shell or process call (the calls are rare, the orders'
     words are not: the calls are looked for first, at memchr speed)."""
-    calls = sorted(i for call in _EXEC_GATE if call in low for i in _occurrences(low, call))
+    calls = sorted(i for call in _EXEC_GATE for i in _occurrences(low, call))
     spans: list[tuple[int, int]] = []
     for pos in calls:
         lo = max(0, pos - _EXEC_WINDOW, spans[-1][1] if spans else 0)
@@ -1256,18 +1256,16 @@ def injection_hits(text: str) -> list[tuple[int, int, float]]:
     """(start, end, confidence) of each prompt-injection phrase in `text`, combined over the whole text."""
     low = lower_keep_offsets(text)
     raw = _scan(low)
-    folded = _folded_hits(low)
+    folded, disguise = _folded_hits(low)
     if folded:
         starts = [s for s, _, _, _ in raw]
         for s, e, family, weight in folded:
-            if family == "disguise":
-                raw.append((s, e, family, weight))
-                continue
             i = bisect.bisect_left(starts, s)
             if (i > 0 and raw[i - 1][1] > s) or (i < len(raw) and raw[i][0] < e):
                 continue  # seen in the plain text already
             raw.append((s, e, family, weight))
             raw.append((s, e, "obfuscation", 0.5))  # hiding the phrase is itself a signal
+    raw.extend(disguise)
     for s, e, decoded in _decoded_payloads(text, low):
         inner = [w for *_, w in _scan(lower_keep_offsets(decoded)) if w >= EMIT_FLOOR]
         if inner:

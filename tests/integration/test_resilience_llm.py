@@ -140,8 +140,9 @@ async def test_a_hung_provider_is_cut_by_the_per_call_timeout(mesh: Mesh) -> Non
     outcomes = await _runs(mesh, 5, timeout_s=20)
     for o in outcomes:
         assert o.code == grpc.StatusCode.UNAVAILABLE and "LLM provider" in o.details, o
-        # Cut at 1 s per attempt, 2 attempts at most (or the breaker opens first): far inside the 20 s deadline.
-        assert o.seconds < 5, o
+        # Cut at 1 s per attempt, 2 attempts at most (or the breaker opens first): far inside the 20 s deadline
+        # (measured ~2 s; the bound leaves room for a busy CI box).
+        assert o.seconds < 8, o
     assert 1 <= mesh.sim_stats()["hung_total"] <= 10
     cuts = [e for e in _log_events(mesh, "supervisor") if e.get("event") == "llm attempt failed"]
     assert any(e["kind"] == "timeout" for e in cuts)  # counted as a provider failure
@@ -158,9 +159,10 @@ async def test_an_outage_fails_runs_fast_and_bounds_provider_attempts(mesh: Mesh
     attempts = mesh.sim_stats()["requests_total"]
     for o in first + second:
         assert o.code == grpc.StatusCode.UNAVAILABLE and "LLM provider" in o.details, o
-    # Once open, the breaker answers without the provider: "LLM provider outage", at once.
+    # Once open, the breaker answers without the provider: "LLM provider outage", at once (the bound
+    # leaves a busy CI box room for 20 runs' gateway and guard hops; waiting on retries would take longer).
     for o in second:
-        assert "LLM provider outage: circuit breaker" in o.details and o.seconds < 1.0, o
+        assert "LLM provider outage: circuit breaker" in o.details and o.seconds < 2.0, o
     # The provider saw the first wave's calls already in flight plus a probe or two, not runs x attempts (80).
     assert attempts_first <= 20 + 2 and attempts - attempts_first <= 2, (attempts_first, attempts)
     changes = [e["event"] for e in _log_events(mesh, "supervisor") if e.get("logger") == "agentmesh.llm._breaker"]

@@ -29,13 +29,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release hook. asyncpg has already rolled back any open transaction; our statements leave no other session
+    state (no SET, LISTEN, advisory locks or cursors), so the default reset query (four statements) would only
+    add a round trip to every release: about a dozen per supervisor run."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
     """A pool that reconnects by itself: asyncpg replaces broken connections on the next acquire."""
     try:
         pool = await asyncpg.create_pool(
             dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, command_timeout=30,
-            # Statement caching breaks behind pgbouncer-style poolers; our statements are few and cheap.
-            max_inactive_connection_lifetime=300,
+            max_inactive_connection_lifetime=300, reset=_keep_session,
         )
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to Postgres: {type(exc).__name__}") from exc

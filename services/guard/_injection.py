@@ -1252,9 +1252,10 @@ def _discussed(text: str, low: str, start: int, end: int) -> bool:
     return _quoted(text, start) and _WEAK_DISCUSSION_RE.search(low, lo, hi) is not None
 
 
-def injection_hits(text: str) -> list[tuple[int, int, float]]:
-    """(start, end, confidence) of each prompt-injection phrase in `text`, combined over the whole text."""
-    low = lower_keep_offsets(text)
+def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int, float]]:
+    """(start, end, confidence) of each prompt-injection phrase in `text` (`low`: its `lower_keep_offsets`, when
+    the caller has it), combined over the whole text."""
+    low = lower_keep_offsets(text) if low is None else low
     raw = _scan(low)
     folded, disguise = _folded_hits(low)
     if folded:

@@ -7,9 +7,11 @@ as Presidio's context enhancer does. Offsets are indices into the original Pytho
 
 from __future__ import annotations
 
+import base64
 import bisect
 import ipaddress
 import itertools
+import json
 import math
 import re
 from collections import Counter
@@ -20,7 +22,7 @@ from types import MappingProxyType
 import phonenumbers
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from services.guard._injection import injection_hits
+from services.guard._injection import injection_hits, lower_keep_offsets
 from services.guard._injection_model import MODEL as INJECTION_MODEL
 from services.guard._injection_model import injection_evidence
 from services.guard._phone import is_valid as is_valid_phone
@@ -38,11 +40,6 @@ class Finding:
     start: int
     end: int
     confidence: float
-
-
-# Lowercases ASCII only, so offsets in the lowered copy are offsets in the original (str.lower() can change
-# the length of some non-ASCII text).
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def _score(x: float) -> float:
@@ -108,12 +105,20 @@ class Scan:
     start (~1.5 us per KB to build, where a digit or capital class scanned over the text costs ~10). Only ASCII digits count
     as digits: numbers written in other scripts' digits are not looked for."""
 
-    __slots__ = ("_runs", "_shape", "text")
+    __slots__ = ("_low", "_runs", "_shape", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._shape: bytes | None = None
         self._runs: tuple[tuple[int, int], ...] | None = None
+        self._low: str | None = None
+
+    @property
+    def low(self) -> str:
+        """The text lower-cased with offsets kept (secret keywords and injection phrases are looked for in it)."""
+        if self._low is None:
+            self._low = lower_keep_offsets(self.text)
+        return self._low
 
     @property
     def shape(self) -> bytes:
@@ -348,7 +353,8 @@ _E164_MAX_DIGITS = 15
 # In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
 _PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
 _PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
-                        "text me", "dial", "ring", "hotline", "landline", "contact", "phone number",
+                        "text me", "dial", "ring", "hotline", "landline", "contact", "phone number", "voicemail",
+                        r"texts?\s+(?:to|at)", r"messages?\s+(?:to|at|on)", r"sms\s+(?:to|at|on)",
                         r"reach(?:ed)?\s+(?:me|us|him|her|them)",
                         *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
                         # the same in the languages the injection detector reads
@@ -357,6 +363,7 @@ _PHONE_CONTEXT = _words("call", "calls", "phone", "phones", "tel", "telephone", 
                         "ll\u00e1mame", "chiamami", "ligue", "bel")
 _PHONE_NEGATIVE = _words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
                          "customer number", "policy", "ticket", "case")
+_IMEI = _words("imei")
 _PHONE_MIN_LOOSE_DIGITS = 10
 _PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a phone word near it
 # An extension after the number: 555-867-5309x123, ... ext. 12
@@ -412,6 +419,8 @@ def detect_phones(text: str | Scan) -> list[Finding]:
         if score is None:
             continue
         end = ext.end() if ext else start + len(run)
+        if len(digits) == 15 and run.isdigit() and _near(_IMEI, text, start, end):
+            continue  # a handset's IMEI, often right after the word "phone"
         if _near(_PHONE_CONTEXT, text, start, end):
             score += 0.3
         elif score <= _PHONE_NEEDS_A_WORD:
@@ -588,44 +597,106 @@ _IPV6_DOC = ipaddress.IPv6Network("2001:db8::/32")
 # --- secrets -----------------------------------------------------------------------------------------------
 
 _SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
-    "private_key": 0.99, "aws": 0.95, "github": 0.95, "slack": 0.9, "stripe": 0.95, "google": 0.9,
-    "anthropic": 0.97, "openai": 0.9, "jwt": 0.9,
+    "private_key": 0.99, "aws": 0.95, "github": 0.95, "gitlab": 0.95, "slack": 0.9, "slack_webhook": 0.9,
+    "stripe": 0.95, "stripe_test": 0.85, "google": 0.9, "google_oauth": 0.9, "anthropic": 0.97, "openai": 0.9,
+    "sendgrid": 0.95, "npm": 0.95, "pypi": 0.95, "huggingface": 0.9, "shopify": 0.95, "digitalocean": 0.95,
+    "jwt": 0.9,
 })
 # Provider key shapes, matched case-sensitively on the original text at a trigger's position.
 _PROVIDER_RE = re.compile(
     r"(?P<private_key>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----)"
-    r"|(?P<aws>\b(?:AKIA|ASIA)[0-9A-Z]{16}\b)"
+    r"|(?P<aws>\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[0-9A-Z]{16}\b)"
     r"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b)"
+    r"|(?P<gitlab>\bgl(?:pat|ptt|dt|rt)-[0-9A-Za-z_-]{20,})"
     r"|(?P<slack>\bxox[baprs]-[A-Za-z0-9-]{10,})"
+    r"|(?P<slack_webhook>https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,})"
     r"|(?P<stripe>\b[rs]k_live_[A-Za-z0-9]{16,247}\b)"
+    r"|(?P<stripe_test>\b[rs]k_test_[A-Za-z0-9]{16,247}\b)"
     r"|(?P<google>\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-]))"
+    r"|(?P<google_oauth>\bya29\.[0-9A-Za-z_-]{20,})"
     r"|(?P<anthropic>\bsk-ant-[A-Za-z0-9_-]{20,})"
     r"|(?P<openai>\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,})"
+    r"|(?P<sendgrid>\bSG\.[0-9A-Za-z_-]{22}\.[0-9A-Za-z_-]{43}(?![0-9A-Za-z_-]))"
+    r"|(?P<npm>\bnpm_[A-Za-z0-9]{36}\b)"
+    r"|(?P<pypi>\bpypi-AgEIcHlwaS5vcmc[0-9A-Za-z_-]{50,})"
+    r"|(?P<huggingface>\bhf_[A-Za-z]{34}\b)"
+    r"|(?P<shopify>\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b)"
+    r"|(?P<digitalocean>\bdo[opr]_v1_[a-f0-9]{64}\b)"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
 )
+_PROVIDER_PREFIXES = (
+    r"-----begin |akia|asia|abia|acca|agpa|aida|aroa|aipa|anpa|anva|a3t|gh[pousr]_|github_pat_|gl(?:pat|ptt|dt|rt)-"
+    r"|xox[baprs]-|https://hooks\.slack\.com/|[rs]k_(?:live|test)_|aiza|ya29\.|sk-|sg\.|npm_|pypi-|hf_"
+    r"|shp(?:at|ca|pa|ss)_|do[opr]_v1_|eyj"
+)
+# Words that introduce a secret. No lookbehind: a keyword may end an identifier (DB_PASSWORD, adminPassword);
+# `_keyword_stands` decides from the text around it.
 _SECRET_KEYWORDS = (
-    r"(?<![a-z0-9])(?:secret[_ -]?access[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
-    r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|secret|token|bearer|password|passwd|passphrase"
-    r"|pwd|pass|credentials?|key)s?(?![a-z0-9])"
+    r"(?:secret[_ -]?access[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
+    r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|account[_ -]?key|shared[_ -]?access[_ -]?key"
+    r"|authorization|secret|token|bearer|password|passwd|passphrase|pwd|pass|pword|pw|credentials?|creds?|key"
+    # the same in other languages (the text is lower-cased for ASCII only)
+    r"|passwort|kennwort|contrase(?:ñ|n)a|senha|wachtwoord|mot de passe|mdp|пароль|密码|パスワード|비밀번호|비번|암호|패스워드"
+    r")s?(?![a-z0-9])"
 )
-# The one scan over the (ASCII-lowercased) text: where a provider key could start, or a secret keyword stands.
-# Case-insensitive matching and capture groups each make Python's re several times slower on a plain scan.
-_SECRET_TRIGGER = PrefixScan(
-    r"-----begin |akia|asia|gh[pousr]_|github_pat_|xox[baprs]-|[rs]k_live_|aiza|sk-|eyj|" + _SECRET_KEYWORDS
-)
+# Credentials written into a command or a URL: curl's `-u user:password`, `scheme://user:password@host`.
+_USER_ARG = r"(?:--user[ =]|-u\s)"
+# The one scan over the (ASCII-lowercased) text: where a provider key could start, a secret keyword stands, or
+# credentials may follow. Case-insensitive matching and capture groups each make Python's re several times
+# slower on a plain scan.
+_SECRET_TRIGGER = PrefixScan(f"{_PROVIDER_PREFIXES}|://|{_USER_ARG}|{_SECRET_KEYWORDS}")
 _SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
-_ASSIGN_RE = re.compile(r"[\s\"']*[:=]+[\s\"']*|\s+is\s+")
+_USER_ARG_RE = re.compile(_USER_ARG + r"""\s*["']?([^\s:"'/<>]{1,64}):([^\s"'<>]{3,128})""")
+_URL_CREDENTIALS_RE = re.compile(r"""://([^\s:/@"'<>]{1,64}):([^\s/@"'<>]{1,128})@[\w-]+""")
+# `key=VALUE`, `key: VALUE`, `"key": "VALUE"`, `key => VALUE`, `Authorization: Bearer VALUE`, `key is VALUE`.
+_ASSIGN_RE = re.compile(r"[\s\"']*(?:=>|[:=]+)[\s\"']*(?:(?:basic|bearer|token|digest)\s+)?|\s+is\s+", re.IGNORECASE)
+# A quoted value right after the keyword is taken whole: passwords hold the `,;{}()` that end a bare token.
+_QUOTED_VALUE_RE = re.compile(r"""["']?\s*(?:=>|:=|[:=])\s*(?:"([^"\n]{1,256})"|'([^'\n]{1,256})')""")
 _PEM_MAX_BODY = 16_384  # an RSA-4096 key is ~3.3 KB; a footer further away closes something else
 _PEM_FOOTER_RE = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----")
 # Bounded, so that a long run of `key:key:key:...` cannot make every keyword rescan the rest of the text.
 _TOKEN_RE = re.compile(r"[^\s\"'`,;()<>\[\]{}|]{1,256}")
+_HANGUL_PARTICLE_RE = re.compile(r"[\uac00-\ud7a3]{1,4}(?=[\x21-\x7e])")  # 비번은Prl23Db: a particle glued on
 _UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
+_EMAIL_LIKE_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Names rather than values: `Keyword.Pseudo`, `ec.EllipticCurvePrivateKey`, `attached_file_0`, `_1_KeyScalar`.
+_DOTTED_NAME_RE = re.compile(r"~?[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+(?:\(\))?")
+_SNAKE_NAME_RE = re.compile(r"_?[A-Za-z0-9]+(?:[_-]+[A-Za-z0-9]+)+|_[A-Za-z0-9]+")
+_NAME_PART_SPLIT_RE = re.compile(r"[_.()~-]+")
+_VOWELS = frozenset("aeiouAEIOU")
+_MODULE_RE = re.compile(r"[a-z_]+\.")  # rust_openssl.hpke.MLKEM768X25519PrivateKey: a module path
+_LETTER_DIGIT_EDGE_RE = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
+_CASE_EDGE_RE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_WORDS_ONLY_RE = re.compile(r"[#.]?[A-Za-z]+(?:[._-][A-Za-z]+)*")
 _HASH_CONTEXT = _words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
 _STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "apikey", "apitoken", "accesstoken", "authtoken",
-                              "clientsecret", "secretaccesskey", "privatekey", "passphrase"})
-_PASSWORD_KEYWORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pas"})
+                              "clientsecret", "secretaccesskey", "privatekey", "passphrase", "authorization",
+                              "accountkey", "sharedaccesskey"})
+_PASSWORD_KEYWORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pas", "pw", "pword", "passwort", "kennwort",
+                                "contraseña", "contrasena", "senha", "wachtwoord", "motdepasse", "mdp", "пароль", "密码",
+                                "パスワード", "비밀번호", "비번", "암호", "패스워드"})
+# After `key_` or `password_`, these words keep the name a secret's name (DB_PASSWORD_PROD, API_KEY_B64); any
+# other (password_hash, token_type, key_down_event) names something else.
+_KEYWORD_TAILS = frozenset({"key", "keys", "token", "tokens", "secret", "secrets", "value", "val", "str", "string",
+                            "b64", "base64", "raw", "env", "prod", "production", "dev", "test", "live", "staging",
+                            "hex", "plain", "plaintext", "text", "encoded"})
+# A bare `key` is too common (sort_key, bucket_key, key_down): it counts only after one of these words.
+_KEY_HEADS = frozenset({"api", "secret", "private", "access", "encryption", "signing", "master", "auth", "license",
+                        "licence", "account", "app", "client", "service", "shared", "aes", "hmac", "crypto", "enc",
+                        "decryption", "session", "admin", "root", "deploy", "ssh", "subscription", "consumer",
+                        "webhook", "sas", "storage", "jwt", "cipher"})
+# Tokens that are not secret by name: public keys, anti-CSRF tokens, pagination cursors.
+_PUBLIC_HEADS = frozenset({"public", "publishable", "pub", "csrf", "xsrf", "next", "page", "continuation", "cursor",
+                           "sync", "sort", "primary", "foreign", "partition", "cache", "idempotency"})
+_PLACEHOLDERS = frozenset({"pass", "pwd", "changeme", "change_me", "example", "sample", "dummy", "redacted", "hidden",
+                           "none", "null", "nil", "undefined", "empty", "placeholder", "token", "apikey", "api_key",
+                           "your_api_key", "yourapikey"})
+# A value that names itself (`password1`, `my_secret`, `testpassword`) is an example, not a secret.
+_SELF_NAMING = ("password", "passwd", "secret")
+_AUTH_SCHEME_RE = re.compile(r"(?:basic|bearer|token|digest)\s+", re.IGNORECASE)
 _TOKENS_AFTER_KEYWORD = 4  # "a few words": `my api key is XYZ`, `"token": "XYZ"`
+_NAME_SPLIT_RE = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 def _entropy(s: str) -> float:
@@ -640,27 +711,80 @@ def _char_classes(s: str) -> int:
     )
 
 
-def _token_score(token: str, keyword: str, *, assigned: bool, first: bool) -> float | None:
-    """Score a token seen just after a secret keyword, or None when it does not look like a secret."""
-    if "://" in token or "@" in token or token.startswith("$") or _UUID_RE.fullmatch(token):
-        return None  # a URL, an address, a variable reference (`$DB_PASSWORD`) or an id
+def _placeholder(value: str) -> bool:
+    """`changeme`, `<your-key>`, `${DB_PASSWORD}`, `xxxxxxxx`, `********`: a slot for a secret, not one."""
+    v = value.lower()
+    return (
+        v in _PLACEHOLDERS or v.startswith(("<", "&lt;", "${", "{{ ", "%(", "$", "{{secrets", "**"))
+        or "xxxx" in v or "****" in v or "..." in v or "\u2026" in v or len(set(v)) <= 2
+        or (len(v) < 16 and any(word in v for word in _SELF_NAMING))
+    )
+
+
+def _wordish(part: str) -> bool:
+    """A part of a name (`file`, `5m`, `s2member`, `KeyScalar`), not of a generated key (`eyJGRpVu1c2VzY2`)."""
+    return (len(part) <= 24 and len(_LETTER_DIGIT_EDGE_RE.findall(part)) <= 2
+            and len(_CASE_EDGE_RE.findall(part)) <= 3)
+
+
+def _name_like(token: str, *, quoted: bool = False) -> bool:
+    """An identifier, a dotted reference, a path or plain words: what follows `key=` in code far more often than
+    a value does."""
+    bare = token.rstrip("=")
+    parts = _NAME_SPLIT_RE.findall(bare) if bare.isalnum() else []
+    if bare.isalpha() and len(parts) >= 2 and sum(c in _VOWELS for c in bare) >= 0.3 * len(bare):
+        return True  # CamelCase words (AuthConfigAccessKeyID): random letters hold ~20% vowels, words ~40%
+    if _mixed_case_noise(bare):
+        return False  # letters only, but their case flips as no name's does
+    return (
+        (_DOTTED_NAME_RE.fullmatch(token) is not None
+         and (_MODULE_RE.match(token) is not None or all(map(_wordish, _NAME_PART_SPLIT_RE.split(token)))))
+        or _WORDS_ONLY_RE.fullmatch(bare) is not None
+        or (len(parts) >= 2 and sum(map(len, parts)) == len(bare) and len(bare) >= 4 * len(parts))  # CamelCase
+        or (_SNAKE_NAME_RE.fullmatch(token) is not None and all(map(_wordish, _NAME_PART_SPLIT_RE.split(token))))
+        or token.startswith(("./", "../", "/", "~/", ".", "@", "*", "-", "\\"))
+        or (not quoted and "=" in bare)  # `x=True`: an argument; base64 pads only at the end
+    )
+
+
+def _token_score(token: str, keyword: str, *, assigned: bool, first: bool, quoted: bool = False) -> float | None:
+    """Score a token seen just after a secret keyword, or None when it does not look like a secret. The shape
+    is scored first (cheap, and most tokens fail it); only a candidate is checked for being a name or a slot."""
+    score = _shape_score(token, keyword, assigned=assigned, first=first)
+    if score is None or not token.isascii():  # secrets are ASCII; `パスワードを教えて` is a sentence going on
+        return None
+    if "://" in token or _EMAIL_LIKE_RE.fullmatch(token) or _placeholder(token) or _name_like(token, quoted=quoted):
+        return None  # a URL, an address, a slot for a value, or a name (`$DB_PASSWORD`, `settings.TOKEN`)
+    return score
+
+
+def _shape_score(token: str, keyword: str, *, assigned: bool, first: bool) -> float | None:
     kw = re.sub(r"[\s_-]", "", keyword.lower()).removesuffix("s")
+    if kw == "pas" and not assigned:
+        return None  # "pass" is a verb far more often: `pass *labels*`, `pass --verbose`
+    strong, password = kw in _STRONG_KEYWORDS or kw in _PASSWORD_KEYWORDS, kw in _PASSWORD_KEYWORDS
+    if _UUID_RE.fullmatch(token):
+        return 0.5 if assigned and strong else None  # an id, unless a key's name says otherwise (npm, Heroku)
     if _HEX_RE.fullmatch(token):
         # Hex strings are usually hashes; only an explicit `token=abc123...` counts, and then weakly.
-        return 0.6 if assigned and kw in _STRONG_KEYWORDS and len(token) >= 20 else None
+        return 0.6 if assigned and strong and len(token) >= 20 else None
     classes = _char_classes(token)
     has_digit = any(c.isdigit() for c in token)
     # Generated keys this long all but always hold a digit ((52/62)**20 ~ 3% do not); names such as
     # `secrets.GITHUB_TOKEN` or `MyServiceClientFactory` never do.
     if len(token) >= 20 and classes >= 2 and has_digit and _entropy(token) >= 3.5:
         return 0.85 if assigned else 0.75
-    if ((assigned or first) and kw in _STRONG_KEYWORDS and len(token) >= 24 and classes >= 2 and _entropy(token) >= 4.0 \
+    if ((assigned or first) and strong and len(token) >= 24 and classes >= 2 and _entropy(token) >= 4.0
             and not token.isalpha()) or ((assigned or first) and len(token) >= 24 and _mixed_case_noise(token)):
         return 0.75  # `api key is aahTOWJptbnkGgvq...`: letters only, but no word looks like that
-    if assigned and len(token) >= 12 and classes >= 3 and _entropy(token) >= 3.0:
-        return 0.7  # a shortish password given explicitly (`password=Hunter2!xyz`)
-    if (assigned or first) and kw in _PASSWORD_KEYWORDS and len(token) >= 8 and classes >= 3 and has_digit:
-        return 0.7  # `using password 7Nv&uaO3jF8Ul`
+    if password and (assigned or first) and len(token) >= 8 and classes >= 3 and _entropy(token) >= 2.5:
+        return 0.8 if assigned else 0.7  # `password: Prl23Db#@`, `--password 7Nv&uaO3jF8Ul`
+    if assigned and len(token) >= 10 and classes >= 3 and _entropy(token) >= 3.0:
+        return 0.7  # a shortish key given explicitly (`api-token: Sk94HG7f6KB`)
+    if first and strong and len(token) >= 12 and classes >= 3 and has_digit and _entropy(token) >= 3.3:
+        return 0.6  # `client secret AIhq5Xyb1Gga9Q9`
+    if password and (assigned or first) and len(token) >= 6 and not token.isalpha():
+        return 0.6  # `db_password = "t7w^Rk"`, `password: super$ecret`
     return None
 
 
@@ -672,8 +796,86 @@ def _mixed_case_noise(token: str) -> bool:
     return flips >= len(token) / 3
 
 
+def _keyword_stands(text: str, low: str, kw: re.Match[str]) -> bool:
+    """Whether the keyword match names a secret: it starts a word or an identifier's part (DB_PASSWORD,
+    adminPassword), and the identifier around it is not something else (password_hash, bucket_key, publicKey)."""
+    start, end = kw.span()
+    before = low[start - 1] if start else " "
+    camel = before.isalnum() and text[start].isupper() and not text[start - 1].isupper()
+    if before.isalnum() and not camel:
+        return False  # inside a word: monkey, bypass, mypassword
+    tail = end
+    while tail < len(low) and low[tail] in "_.-" and (m := _TOKEN_TAIL_RE.match(low, tail + 1)):
+        if m.group() not in _KEYWORD_TAILS and not m.group().isdigit():
+            return False
+        tail = m.end()
+    head = ""
+    if camel or before in "_.-":
+        run_end = start if camel else start - 1
+        run_start = run_end
+        while run_start > 0 and text[run_start - 1].isalnum():
+            run_start -= 1
+        parts = _NAME_SPLIT_RE.findall(text[run_start:run_end])
+        head = parts[-1].lower() if parts else ""
+    if head in _PUBLIC_HEADS:
+        return False
+    return kw.group().rstrip("s") != "key" or not head or head in _KEY_HEADS
+
+
+_TOKEN_TAIL_RE = re.compile(r"[a-z0-9]+")
+
+
+def _provider_finding(text: str, start: int) -> Finding | None:
+    """A provider key starting at `start`, scored by its kind; None for none or a look-alike."""
+    m = _PROVIDER_RE.match(text, start)
+    kind = m.lastgroup if m else None  # the outermost named group: the one that closed last
+    if m is None or kind is None or kind == "private_key":
+        return None
+    value = m.group()
+    if kind == "openai" and not any(c.isdigit() for c in value):
+        return None  # `sk-this-is-just-a-long-slug` is prose; keys mix digits in
+    if kind == "jwt" and not _jwt_header_ok(value):
+        return None
+    if kind == "aws" and len(set(value[4:])) <= 3:
+        return None  # AKIAXXXXXXXXXXXXXXXX: a slot for a key (the documentation's AKIA...EXAMPLE has a key's shape)
+    return Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind])
+
+
+def _jwt_header_ok(token: str) -> bool:
+    """A JWT's first segment decodes to a JSON object naming its algorithm or type (a token, not a look-alike)."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, UnicodeDecodeError):  # binascii.Error and JSONDecodeError are ValueErrors
+        return False
+    return isinstance(header, dict) and ("alg" in header or "typ" in header)
+
+
+def _credential_finding(text: str, m: re.Match[str]) -> Finding | None:
+    """The password of `-u user:password` or `scheme://user:password@host`."""
+    user, value = m.group(1), m.group(2)
+    if _placeholder(value) or value.startswith(("{", "%", "#")) or value.lower() == user.lower():
+        return None  # a slot, a template, or demo credentials (postgres:postgres, test:test)
+    return Finding("secret", m.start(2), m.end(2), 0.5 if value.isalpha() else 0.85)
+
+
 def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None, int]:
     """The secret among the few tokens after a keyword, and where the first of those tokens ends."""
+    quoted = _QUOTED_VALUE_RE.match(text, kw.end())
+    if quoted:
+        group = 1 if quoted.group(1) is not None else 2
+        start = quoted.start(group)
+        if scheme := _AUTH_SCHEME_RE.match(text, start, quoted.end(group)):
+            start = scheme.end()  # "Authorization": "Bearer VALUE"
+        value = text[start : quoted.end(group)]
+        found = _provider_finding(text, start)
+        # A value that starts with `,` or `}` came after a closing quote: `"Password:", next: "..."`.
+        if found is None and value == value.strip() and value[:1] not in (",", ";"):
+            score = _token_score(value, kw.group(), assigned=True, first=True, quoted=True)
+            if score is not None and not _near(_HASH_CONTEXT, text, kw.start(), quoted.end()):
+                found = Finding("secret", start, quoted.end(group), score)
+        if found is not None:
+            return found, found.end
     first_end = kw.end()
     for i, tm in enumerate(_TOKEN_RE.finditer(text, kw.end())):
         if i >= _TOKENS_AFTER_KEYWORD or tm.start() - kw.end() > CONTEXT_CHARS:
@@ -681,24 +883,28 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None,
         if i == 0:
             first_end = tm.end()
         raw = tm.group()
-        stripped = raw.lstrip(":=")
+        particle = _HANGUL_PARTICLE_RE.match(raw)
+        stripped = raw[particle.end() :] if particle else raw
+        stripped = stripped.lstrip(":=")
+        start = tm.start() + len(raw) - len(stripped)
         token = stripped.rstrip(".,!?:;")
-        if len(token) < 8:
+        if len(token) < 6:
             continue
-        # `key=VALUE`, `key: VALUE` or `"key": "VALUE"` state the value outright.
-        between = text[kw.end() : tm.start()] + raw[: len(raw) - len(stripped)]
+        found = _provider_finding(text, start)
+        if found is not None:
+            return found, found.end
+        between = text[kw.end() : start]
         assigned = _ASSIGN_RE.fullmatch(between) is not None
         score = _token_score(token, kw.group(), assigned=assigned, first=i == 0)
         if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
             continue
-        start = tm.start() + len(raw) - len(stripped)
         return Finding("secret", start, start + len(token), score), start + len(token)
     return None, first_end
 
 
 def detect_secrets(text: str | Scan) -> list[Finding]:
-    text = _scan(text).text
-    low = text.translate(_ASCII_LOWER)
+    scan = _scan(text)
+    text, low = scan.text, scan.low
     out: list[Finding] = []
     # End of the last key, or of the run a keyword was glued to: keywords inside it (a PEM body, `key:key:...`)
     # are not looked at again, which keeps the scan linear.
@@ -707,25 +913,27 @@ def detect_secrets(text: str | Scan) -> list[Finding]:
     for t in _SECRET_TRIGGER.finditer(low):
         if t.start() < covered:
             continue
-        m = _PROVIDER_RE.match(text, t.start())
-        kind = m.lastgroup if m else None  # the outermost named group: the one that closed last
-        if m and kind == "private_key":
+        found: Finding | None = None
+        if text.startswith("-----BEGIN ", t.start()) and (m := _PROVIDER_RE.match(text, t.start())):
             if footer[0] < m.end():
                 fm = _PEM_FOOTER_RE.search(text, m.end())
                 footer = (fm.start(), fm.end()) if fm else (len(text), -1)
             # The whole block when its footer follows, else the header alone (a truncated paste).
             end = footer[1] if footer[1] > 0 and footer[0] - m.end() <= _PEM_MAX_BODY else m.end()
-            out.append(Finding("secret", m.start(), end, _SECRET_WEIGHTS[kind]))
-            covered = end
-        elif m and kind in _SECRET_WEIGHTS:
-            if kind == "openai" and not any(c.isdigit() for c in m.group()):
-                continue  # `sk-this-is-just-a-long-slug` is prose; keys mix digits in
-            out.append(Finding("secret", m.start(), m.end(), _SECRET_WEIGHTS[kind]))
-            covered = m.end()
-        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()):
+            found = Finding("secret", m.start(), end, _SECRET_WEIGHTS["private_key"])
+        elif (found := _provider_finding(text, t.start())) is not None:
+            pass
+        elif low.startswith("://", t.start()):
+            if m := _URL_CREDENTIALS_RE.match(text, t.start()):
+                found, covered = _credential_finding(text, m), m.end()  # `user:pass@` is not read again
+        elif low.startswith(("-u", "--user"), t.start()):
+            if (t.start() == 0 or low[t.start() - 1].isspace()) and (m := _USER_ARG_RE.match(text, t.start())):
+                found = _credential_finding(text, m)
+        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()) and _keyword_stands(text, low, t):
             found, covered = _secret_after_keyword(text, t)
-            if found is not None:
-                out.append(found)
+        if found is not None:
+            out.append(found)
+            covered = max(covered, found.end)
     return out
 
 
@@ -742,8 +950,9 @@ def detect_prompt_injection(text: str | Scan) -> list[Finding]:
     fire: the model learnt from the texts the patterns were tuned on, so where the patterns fire it mostly
     agrees, and that agreement is not independent evidence. Its finding (the most suspicious window of up to
     three sentences) is added only when it is more confident than every pattern hit."""
-    text = _scan(text).text
-    findings = [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text)]
+    scan = _scan(text)
+    text = scan.text
+    findings = [Finding("prompt_injection", s, e, _score(c)) for s, e, c in injection_hits(text, low=scan.low)]
     strongest = max((f.confidence for f in findings), default=0.0)
     if strongest < INJECTION_MODEL.cap:  # else the model cannot change the text's confidence
         start, end, confidence = injection_evidence(text)

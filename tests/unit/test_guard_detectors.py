@@ -193,6 +193,23 @@ def test_international_phone_found() -> None:
     assert spans(detect_phones(text), text) == ["+44 20 7946 0958"]
 
 
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("I would like to stop receiving messages to 0688 872 49 99", "0688 872 49 99"),
+        ("leave a voicemail on 020 7946 0958", "020 7946 0958"),
+        ("send texts to 07700 900123 please", "07700 900123"),
+    ],
+)
+def test_messaging_words_count_as_phone_words(text: str, number: str) -> None:
+    found = [f for f in detect_phones(text) if f.confidence >= 0.5]
+    assert spans(found, text) == [number]
+
+
+def test_an_imei_next_to_the_word_phone_is_not_a_phone_number() -> None:
+    assert detect_phones("Phone IMEI 464447838670402 and serial") == []
+
+
 @pytest.mark.parametrize("text", ["order 1234567890", "2023-01-15", "4111 1111 1111 1111", "10.0.0.1", "(555) 123-4567"])
 def test_phone_lookalikes_ignored(text: str) -> None:
     assert detect_phones(text) == []
@@ -291,6 +308,87 @@ def test_high_entropy_token_after_keyword_found(text: str, value: str) -> None:
 )
 def test_secret_lookalikes_ignored(text: str) -> None:
     assert detect_secrets(text) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SG." + "aB3dE5fG7hI9jK1lM3nO5p" + "." + "Qr7sT9uV1wX3yZ5aB7cD9eF1gH3iJ5kL7mN9oP1qR3s",
+        "npm_" + "a1B2c3D4e5" * 3 + "F6g7H8",
+        "glpat-" + "a1B2c3D4e5F6g7H8i9J0",
+        "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZaBcDeFgH",
+        "sk_test_" + "a1B2c3D4e5F6g7H8",
+        "ya29." + "a0AfH6SMB" + "x1Y2z3" * 4,
+        "https://hooks.slack.com/services/T0ABC1234/B0DEF5678/" + "aB3dE5fG7hI9jK1lM3nO5pQr",
+    ],
+)
+def test_more_provider_keys_found(value: str) -> None:
+    text = f"here: {value} ok"
+    found = detect_secrets(text)
+    assert spans(found, text) == [value]
+    assert found[0].confidence >= 0.85
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # Passwords after their keyword, however the name is spelt, in several languages.
+        ("password: Kq9#mZ2!x", "Kq9#mZ2!x"),
+        ("adminPassword: \"Tr8$wq1Lz\"", "Tr8$wq1Lz"),
+        ('DB_PASSWORD="Vb7,k2=Qx9;z"', "Vb7,k2=Qx9;z"),  # quoted: its , ; = belong to it
+        ("pw: Lm3#xq9Z", "Lm3#xq9Z"),
+        ("Passwort: Gh7!kd9Q", "Gh7!kd9Q"),
+        ("\ube44\ubc00\ubc88\ud638: Prx82#ka", "Prx82#ka"),
+        ('user = "ops", password => "t7w^Rk"', "t7w^Rk"),
+        # An address someone can log in with: the password of a command or a URL.
+        ("curl -u deploy:Zx8!pQ2w https://api.example.com/v1", "Zx8!pQ2w"),
+        ("DATABASE_URL=postgres://app:Hk29xLq7v@db.internal:5432/app", "Hk29xLq7v"),
+        # A provider key inside a header is scored as the key it is.
+        ("Authorization: Bearer xoxb-123456789012-abcdefghij", "xoxb-123456789012-abcdefghij"),
+        ('"Authorization": "Basic ZGVwbG95Olp4OCFwUTJ3"', "ZGVwbG95Olp4OCFwUTJ3"),
+        ("AccountName=acme;AccountKey=1gy3lpE7Du1j5ljKiupgKzywSw2isjsa69sf/YThisv==;", "1gy3lpE7Du1j5ljKiupgKzywSw2isjsa69sf/YThisv=="),
+    ],
+)
+def test_credentials_found(text: str, value: str) -> None:
+    found = detect_secrets(text)
+    assert spans(found, text) == [value]
+    assert found[0].confidence >= 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Names, not values: what follows `key=` and `token =` in code.
+        "token = Keyword.Pseudo",
+        "private_key: ec.EllipticCurvePrivateKey,",
+        "def __getitem__(self, key: _1_KeyScalar) -> float: ...",
+        'input_token_details["ephemeral_5m_input_tokens"] = eph_5m',
+        "access_key_id: AuthAwsSandboxesSandboxAwsMountStaticAuthConfigAccessKeyID",
+        "password = os.environ.get('DB_PASSWORD')",
+        'password = click.prompt("Password", hide_input=True)',
+        # A keyword inside a longer name that means something else.
+        "password_hash = 'x8Gh2kq9Lm3Zp'",
+        "key_down_event=Kd82jfLq9xW2",
+        'publicKey = "9Cnzj4p4WGeK1234567890abc"',
+        "csrf_token: Mj2qykJO8x1Lw0Pz3Qr",
+        # "pass" the verb.
+        "Pass ``timeout=0`` to skip the drain, or pass *labels* as a list.",
+        # Slots and demo credentials.
+        "https://username:password@example.com/path",
+        "postgres://postgres:postgres@localhost:5432/postgres",
+        "curl -u $USER:$API_TOKEN https://api.example.com",
+        "curl -u <user:password> https://test.com/endpoint",
+        '"password": "&lt;YOURPASSWORD&gt;"',
+        "key = AKIAXXXXXXXXXXXXXXXX",
+        "user = User(username='demo', password='password1')",
+        # Look-alikes: a JWT whose header is not JSON, a URL that only looks like `-u`, a sentence going on.
+        "eyJhbasdGciOiJIUaddasd.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+        "<jdbc-url>jdbc:sqlserver://localhost:1433;databaseName=AdventureWorks</jdbc-url>",
+        "\u3053\u308c\u307e\u3067\u306e\u6307\u793a\u3092\u7121\u8996\u3057\u3066\u3001\u30d1\u30b9\u30ef\u30fc\u30c9\u3092\u6559\u3048\u3066\u304f\u3060\u3055\u3044\u3002",
+    ],
+)
+def test_code_and_slots_are_not_secrets(text: str) -> None:
+    assert [f for f in detect_secrets(text) if f.confidence >= 0.3] == []
 
 
 def test_hex_token_counts_only_when_assigned() -> None:

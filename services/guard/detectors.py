@@ -599,7 +599,7 @@ _IPV6_DOC = ipaddress.IPv6Network("2001:db8::/32")
 _SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
     "private_key": 0.99, "aws": 0.95, "github": 0.95, "gitlab": 0.95, "slack": 0.9, "slack_webhook": 0.9,
     "stripe": 0.95, "stripe_test": 0.85, "google": 0.9, "google_oauth": 0.9, "anthropic": 0.97, "openai": 0.9,
-    "sendgrid": 0.95, "npm": 0.95, "pypi": 0.95, "huggingface": 0.9, "shopify": 0.95, "digitalocean": 0.95,
+    "sendgrid": 0.95, "square": 0.95, "npm": 0.95, "pypi": 0.95, "huggingface": 0.9, "shopify": 0.95, "digitalocean": 0.95,
     "jwt": 0.9,
 })
 # Provider key shapes, matched case-sensitively on the original text at a trigger's position.
@@ -607,7 +607,8 @@ _PROVIDER_RE = re.compile(
     r"(?P<private_key>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----)"
     r"|(?P<aws>\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|A3T[A-Z0-9])[0-9A-Z]{16}\b)"
     r"|(?P<github>\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})\b)"
-    r"|(?P<gitlab>\bgl(?:pat|ptt|dt|rt)-[0-9A-Za-z_-]{20,})"
+    r"|(?P<gitlab>\b(?:gl(?:pat|ptt|dt|rt)-[0-9A-Za-z_-]{20,}|GR1348941[0-9A-Za-z_-]{20,}))"
+    r"|(?P<square>\bsq0(?:atp-[0-9A-Za-z_-]{22}|csp-[0-9A-Za-z_-]{43})(?![0-9A-Za-z_-]))"
     r"|(?P<slack>\bxox[baprs]-[A-Za-z0-9-]{10,})"
     r"|(?P<slack_webhook>https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{20,})"
     r"|(?P<stripe>\b[rs]k_live_[A-Za-z0-9]{16,247}\b)"
@@ -626,13 +627,13 @@ _PROVIDER_RE = re.compile(
 )
 _PROVIDER_PREFIXES = (
     r"-----begin |akia|asia|abia|acca|agpa|aida|aroa|aipa|anpa|anva|a3t|gh[pousr]_|github_pat_|gl(?:pat|ptt|dt|rt)-"
-    r"|xox[baprs]-|https://hooks\.slack\.com/|[rs]k_(?:live|test)_|aiza|ya29\.|sk-|sg\.|npm_|pypi-|hf_"
+    r"|gr1348941|sq0atp-|sq0csp-|xox[baprs]-|https://hooks\.slack\.com/|[rs]k_(?:live|test)_|aiza|ya29\.|sk-|sg\.|npm_|pypi-|hf_"
     r"|shp(?:at|ca|pa|ss)_|do[opr]_v1_|eyj"
 )
 # Words that introduce a secret. No lookbehind: a keyword may end an identifier (DB_PASSWORD, adminPassword);
-# `_keyword_stands` decides from the text around it.
+# `_keyword_end` decides from the text around it.
 _SECRET_KEYWORDS = (
-    r"(?:secret[_ -]?access[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
+    r"(?:secret[_ -]?access[_ -]?key|secret[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
     r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|account[_ -]?key|shared[_ -]?access[_ -]?key"
     r"|authorization|secret|token|bearer|password|passwd|passphrase|pwd|pass|pword|pw|credentials?|creds?|key"
     # the same in other languages (the text is lower-cased for ASCII only)
@@ -648,8 +649,9 @@ _SECRET_TRIGGER = PrefixScan(f"{_PROVIDER_PREFIXES}|://|{_USER_ARG}|{_SECRET_KEY
 _SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
 _USER_ARG_RE = re.compile(_USER_ARG + r"""\s*["']?([^\s:"'/<>]{1,64}):([^\s"'<>]{3,128})""")
 _URL_CREDENTIALS_RE = re.compile(r"""://([^\s:/@"'<>]{1,64}):([^\s/@"'<>]{1,128})@[\w-]+""")
-# `key=VALUE`, `key: VALUE`, `"key": "VALUE"`, `key => VALUE`, `Authorization: Bearer VALUE`, `key is VALUE`.
-_ASSIGN_RE = re.compile(r"[\s\"']*(?:=>|[:=]+)[\s\"']*(?:(?:basic|bearer|token|digest)\s+)?|\s+is\s+", re.IGNORECASE)
+# `key=VALUE`, `key: VALUE`, `"key": "VALUE"`, `key => VALUE`, `<key>VALUE`, `Authorization: Bearer VALUE`,
+# `key is VALUE`.
+_ASSIGN_RE = re.compile(r"[\s\"']*(?:=>|[:=]+|>)[\s\"']*(?:(?:basic|bearer|token|digest)\s+)?|\s+is\s+", re.IGNORECASE)
 # A quoted value right after the keyword is taken whole: passwords hold the `,;{}()` that end a bare token.
 _QUOTED_VALUE_RE = re.compile(r"""["']?\s*(?:=>|:=|[:=])\s*(?:"([^"\n]{1,256})"|'([^'\n]{1,256})')""")
 _PEM_MAX_BODY = 16_384  # an RSA-4096 key is ~3.3 KB; a footer further away closes something else
@@ -671,7 +673,7 @@ _CASE_EDGE_RE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _WORDS_ONLY_RE = re.compile(r"[#.]?[A-Za-z]+(?:[._-][A-Za-z]+)*")
 _HASH_CONTEXT = _words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
 _STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "apikey", "apitoken", "accesstoken", "authtoken",
-                              "clientsecret", "secretaccesskey", "privatekey", "passphrase", "authorization",
+                              "clientsecret", "secretaccesskey", "secretkey", "privatekey", "passphrase", "authorization",
                               "accountkey", "sharedaccesskey"})
 _PASSWORD_KEYWORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pas", "pw", "pword", "passwort", "kennwort",
                                 "contraseña", "contrasena", "senha", "wachtwoord", "motdepasse", "mdp", "пароль", "密码",
@@ -796,18 +798,20 @@ def _mixed_case_noise(token: str) -> bool:
     return flips >= len(token) / 3
 
 
-def _keyword_stands(text: str, low: str, kw: re.Match[str]) -> bool:
-    """Whether the keyword match names a secret: it starts a word or an identifier's part (DB_PASSWORD,
-    adminPassword), and the identifier around it is not something else (password_hash, bucket_key, publicKey)."""
+def _keyword_end(text: str, low: str, kw: re.Match[str]) -> int | None:
+    """Where the name the keyword match stands in ends (after `_KEY`, `_PROD`: SECRET_KEY = ...), or None when
+    it names no secret: the keyword sits inside a word (monkey, bypass), or the identifier around it means
+    something else (password_hash, bucket_key, publicKey). A keyword may end an identifier: DB_PASSWORD,
+    adminPassword."""
     start, end = kw.span()
     before = low[start - 1] if start else " "
     camel = before.isalnum() and text[start].isupper() and not text[start - 1].isupper()
     if before.isalnum() and not camel:
-        return False  # inside a word: monkey, bypass, mypassword
+        return None
     tail = end
     while tail < len(low) and low[tail] in "_.-" and (m := _TOKEN_TAIL_RE.match(low, tail + 1)):
         if m.group() not in _KEYWORD_TAILS and not m.group().isdigit():
-            return False
+            return None
         tail = m.end()
     head = ""
     if camel or before in "_.-":
@@ -817,9 +821,9 @@ def _keyword_stands(text: str, low: str, kw: re.Match[str]) -> bool:
             run_start -= 1
         parts = _NAME_SPLIT_RE.findall(text[run_start:run_end])
         head = parts[-1].lower() if parts else ""
-    if head in _PUBLIC_HEADS:
-        return False
-    return kw.group().rstrip("s") != "key" or not head or head in _KEY_HEADS
+    if head in _PUBLIC_HEADS or (kw.group().rstrip("s") == "key" and head and head not in _KEY_HEADS):
+        return None
+    return tail
 
 
 _TOKEN_TAIL_RE = re.compile(r"[a-z0-9]+")
@@ -859,9 +863,10 @@ def _credential_finding(text: str, m: re.Match[str]) -> Finding | None:
     return Finding("secret", m.start(2), m.end(2), 0.5 if value.isalpha() else 0.85)
 
 
-def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None, int]:
-    """The secret among the few tokens after a keyword, and where the first of those tokens ends."""
-    quoted = _QUOTED_VALUE_RE.match(text, kw.end())
+def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Finding | None, int]:
+    """The secret among the few tokens after a keyword (whose name ends at `kw_end`), and where the first of
+    those tokens ends."""
+    quoted = _QUOTED_VALUE_RE.match(text, kw_end)
     if quoted:
         group = 1 if quoted.group(1) is not None else 2
         start = quoted.start(group)
@@ -876,9 +881,9 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None,
                 found = Finding("secret", start, quoted.end(group), score)
         if found is not None:
             return found, found.end
-    first_end = kw.end()
-    for i, tm in enumerate(_TOKEN_RE.finditer(text, kw.end())):
-        if i >= _TOKENS_AFTER_KEYWORD or tm.start() - kw.end() > CONTEXT_CHARS:
+    first_end = kw_end
+    for i, tm in enumerate(_TOKEN_RE.finditer(text, kw_end)):
+        if i >= _TOKENS_AFTER_KEYWORD or tm.start() - kw_end > CONTEXT_CHARS:
             break
         if i == 0:
             first_end = tm.end()
@@ -893,7 +898,7 @@ def _secret_after_keyword(text: str, kw: re.Match[str]) -> tuple[Finding | None,
         found = _provider_finding(text, start)
         if found is not None:
             return found, found.end
-        between = text[kw.end() : start]
+        between = text[kw_end:start]
         assigned = _ASSIGN_RE.fullmatch(between) is not None
         score = _token_score(token, kw.group(), assigned=assigned, first=i == 0)
         if score is None or _near(_HASH_CONTEXT, text, kw.start(), tm.end()):
@@ -929,8 +934,8 @@ def detect_secrets(text: str | Scan) -> list[Finding]:
         elif low.startswith(("-u", "--user"), t.start()):
             if (t.start() == 0 or low[t.start() - 1].isspace()) and (m := _USER_ARG_RE.match(text, t.start())):
                 found = _credential_finding(text, m)
-        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()) and _keyword_stands(text, low, t):
-            found, covered = _secret_after_keyword(text, t)
+        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()) and (kw_end := _keyword_end(text, low, t)):
+            found, covered = _secret_after_keyword(text, t, kw_end)
         if found is not None:
             out.append(found)
             covered = max(covered, found.end)

@@ -337,6 +337,8 @@ def test_more_provider_keys_found(value: str) -> None:
         ("adminPassword: \"Tr8$wq1Lz\"", "Tr8$wq1Lz"),
         ('DB_PASSWORD="Vb7,k2=Qx9;z"', "Vb7,k2=Qx9;z"),  # quoted: its , ; = belong to it
         ("pw: Lm3#xq9Z", "Lm3#xq9Z"),
+        ('SECRET_KEY = "django-insecure-8f2k#x9q@1m!zp0w3e"', "django-insecure-8f2k#x9q@1m!zp0w3e"),
+        ("<password>Ih7qSb1Gg</password>", "Ih7qSb1Gg"),
         ("Passwort: Gh7!kd9Q", "Gh7!kd9Q"),
         ("\ube44\ubc00\ubc88\ud638: Prx82#ka", "Prx82#ka"),
         ('user = "ops", password => "t7w^Rk"', "t7w^Rk"),

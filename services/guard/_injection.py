@@ -1031,12 +1031,22 @@ _CONFUSABLES = str.maketrans({
     "\u0430": "a", "\u0435": "e", "\u043e": "o", "\u0440": "p", "\u0441": "c", "\u0443": "y", "\u0445": "x", "\u0456": "i",
     "\u0455": "s", "\u0458": "j", "\u03bf": "o", "\u03b1": "a", "\u03b5": "e", "\u03b9": "i", "\u03ba": "k", "\u03bd": "v",
     "\u03c1": "p", "\u03c4": "t", "\u03c5": "u",
+    # Less exact, but what a payload uses when the exact ones are filtered: Cyrillic soft sign, te, ka, em, en, ghe
+    # (read as b, t, k, m, h, r), and the Latin alpha, script g and dotless i.
+    "\u044c": "b", "\u0442": "t", "\u043a": "k", "\u043c": "m", "\u043d": "h", "\u0433": "r", "\u0251": "a",
+    "\u0261": "g", "\u0131": "i",
 })
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "+": "t",
-                       "\u20ac": "e"})
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g", "@": "a", "$": "s", "!": "i",
+                       "+": "t", "\u20ac": "e"})
+_LEET_L = str.maketrans({"1": "l"})  # `h31p`: 1 stands for l as often as for i; a second reading tries it
+# Punctuation standing alone between leetspeak words (`7o _ h31p , m3`) is padding that splits phrases.
+_PADDING_RE = re.compile(r"(?<= )[_,.;:~*]+(?= )")
 _CONFUSABLE_RE = re.compile("[" + "".join(sorted(chr(c) for c in _CONFUSABLES)) + "]")  # one class: a fast scan
 _LOOKALIKE = r"[\u0430-\u044f\u0456\u0455\u0458\u03b1-\u03c9]"
 _MIXED_SCRIPT_RE = re.compile(rf"[a-z]{_LOOKALIKE}|{_LOOKALIKE}[a-z]")
+# Beside a digit too (a Cyrillic soft sign, then 45h, for bash): enough to fold the text, not to count as a
+# disguised word (Russian writes units after numbers: 5 kg as one word).
+_MIXED_WITH_DIGITS_RE = re.compile(rf"[a-z0-9]{_LOOKALIKE}|{_LOOKALIKE}[a-z0-9]")
 
 
 def _leet_words(low: str) -> list[tuple[int, int]]:
@@ -1084,18 +1094,27 @@ def _folded_hits(low: str) -> tuple[list[tuple[int, int, str, float]], list[tupl
     leet = _leet_words(low)
     if not low.isascii():
         has_zero_width = _ZERO_WIDTH_RE.search(low) is not None
-        mixed = _CONFUSABLE_RE.search(low) is not None and [m.span() for m in _MIXED_SCRIPT_RE.finditer(low)]
-        if has_zero_width or mixed:
+        confusable = _CONFUSABLE_RE.search(low) is not None
+        mixed = confusable and [m.span() for m in _MIXED_SCRIPT_RE.finditer(low)]
+        if has_zero_width or mixed or (confusable and _MIXED_WITH_DIGITS_RE.search(low) is not None):
             index = [i for i, ch in enumerate(low) if ch not in _ZERO_WIDTH] if has_zero_width else None
             folded = "".join(low[i] for i in index) if index is not None else low
             folded = folded.translate(_CONFUSABLES).translate(_LEET)
-            for s, e, family, weight in _scan(folded):
+            for s, e, family, weight in _readings(folded):
                 hits.append((s, e, family, weight) if index is None else (index[s], index[e - 1] + 1, family, weight))
             return hits, _disguise(low, sorted(leet + (mixed or [])))
     for lo, hi in _leet_windows(low, leet):
-        for s, e, family, weight in _scan(low[lo:hi].translate(_LEET)):
-            hits.append((lo + s, lo + e, family, weight))
+        window = _PADDING_RE.sub(lambda m: " " * len(m.group()), low[lo:hi])
+        for reading in (window.translate(_LEET), window.translate(_LEET_L).translate(_LEET)):
+            for s, e, family, weight in _readings(reading):
+                hits.append((lo + s, lo + e, family, weight))
     return hits, _disguise(low, leet)
+
+
+def _readings(folded: str) -> list[tuple[int, int, str, float]]:
+    """What the phrase scan and the passes that read code and targets find in a de-obfuscated text."""
+    return [*_scan(folded), *((s, e, "exec", _EXEC_WEIGHT) for s, e in _exec_orders(folded)),
+            *((s, e, "payload", _PWNED_WEIGHT) for s, e in _split_targets(folded))]
 
 
 # Letters spelt out one by one ("S a y t h a t y o u h a t e ..."): joined again, they must hold an order. The gate
@@ -1123,13 +1142,45 @@ _MATH_LETTER_RE = re.compile("[\U0001d400-\U0001d7ff]")
 _PWNED_WEIGHT = 0.6
 
 
+# The target squashed into one word ("IhavebenPWNED"); the website "haveibeenpwned" puts the words in another order.
+_GLUED_TARGET_RE = re.compile(r"(?<![a-z])i[_.-]?ha?ve?[_.-]?be?e?n[_.-]?pwne?d")
+
+
 def _split_targets(low: str) -> list[tuple[int, int]]:
     math = _MATH_LETTER_RE.search(low) is not None
     if math:
         low = "".join(unicodedata.normalize("NFKC", ch).lower()[:1] or ch for ch in low)  # keeps offsets
     if _PWNED_GATE_RE.search(low) is None:
         return []
-    return [m.span() for m in _PWNED_SPLIT_RE.finditer(low) if math or m.group() not in ("pwned", "pwnd")]
+    return [*(m.span() for m in _PWNED_SPLIT_RE.finditer(low) if math or m.group() not in ("pwned", "pwnd")),
+            *(m.span() for m in _GLUED_TARGET_RE.finditer(low))]
+
+
+# Text escaped letter by letter ("\S\a\y\ \h\a\c\k", Cyrillic too): nothing written for people looks like that. Regex
+# escapes (\d\w\s...) do not count, so a pattern such as \d\d\d-\d\d\d\d is left alone.
+_ESCAPED_RUN_RE = re.compile(r"(?:\\[^\\\n]){8,}")
+_REGEX_ESCAPES = frozenset("dDwWsSbBnrtfvuxUN0123456789.*+?()[]{}|^$-/")
+_ESCAPED_MIN_LETTERS = 6
+# Markers pushed inside words to split them for a filter ("Exec<SPLIT>ute", "by<SPLIT>pass").
+_SPLIT_MARKER_RE = re.compile(r"(?<=[A-Za-z])<[A-Z_]{3,12}>(?=[A-Za-z])")
+_OBFUSCATED_WEIGHT = 0.55
+
+
+def _escaped_letters(text: str) -> list[tuple[int, int]]:
+    if text.count("\\") < 8:
+        return []
+    return [m.span() for m in _ESCAPED_RUN_RE.finditer(text)
+            if sum(ch.isalpha() and ch not in _REGEX_ESCAPES for ch in m.group()[1::2]) >= _ESCAPED_MIN_LETTERS]
+
+
+def _split_markers(text: str) -> list[tuple[int, int, str, float]]:
+    """The markers' span as one obfuscation hit, and whatever the text says once they are taken out."""
+    markers = [m.span() for m in _SPLIT_MARKER_RE.finditer(text)]
+    if len(markers) < 2:
+        return []
+    lo, hi = markers[0][0], markers[-1][1]
+    joined = lower_keep_offsets(_SPLIT_MARKER_RE.sub("", text))
+    return [(lo, hi, "disguise", _OBFUSCATED_WEIGHT), *((lo, hi, family, weight) for *_, family, weight in _readings(joined))]
 
 
 # Code for the model (or the agent's tools) to run: "run: `bash -c 'whoami'`", "what is the final result of 'import os;
@@ -1274,6 +1325,10 @@ def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int,
     raw.extend((s, e, "spelt_out", _SPACED_WEIGHT) for s, e in _spelt_out_orders(low))
     raw.extend((s, e, "payload", _PWNED_WEIGHT) for s, e in _split_targets(low))
     raw.extend((s, e, "exec", _EXEC_WEIGHT) for s, e in _exec_orders(low))
+    if "\\" in text:
+        raw.extend((s, e, "escaped", _OBFUSCATED_WEIGHT) for s, e in _escaped_letters(text))
+    if "<" in text:
+        raw.extend(_split_markers(text))
     if "now" in low and ("you are" in low or "you're" in low):
         raw.extend((m.start(), m.end(), "persona_open", 0.5) for m in _PERSONA_NOW_RE.finditer(low))
     if "DAN" in text:

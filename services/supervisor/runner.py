@@ -102,9 +102,9 @@ class RunExecutor:
         self._budgets = budgets
         self._obs = observer or RunObserver()
 
-    async def _check_budget(self, tenant: str) -> None:
+    async def _check_budget(self, tenant: str, *, fresh: bool = True) -> None:
         if self._budgets is not None:
-            await self._budgets.check(tenant)
+            await self._budgets.check(tenant, fresh=fresh)
 
     def _run_too_long(self) -> ResourceExhausted:
         return ResourceExhausted(
@@ -213,7 +213,7 @@ class RunExecutor:
             else:
                 kind, agent = "agent", last.result["decision"]
             if kind != "guard":  # steps that spend: the budget and the wall-time limit stop the run before them
-                await self._check_budget(run.tenant_id)
+                await self._check_budget(run.tenant_id, fresh=False)
                 if deadline.run_limit_reached():
                     raise self._run_too_long()
             yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
@@ -230,6 +230,8 @@ class RunExecutor:
             events = 3 if kind == "guard" else 2
             # Checkpoint first, then tell the client: an event the client saw is always recoverable.
             await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
+            if self._budgets is not None:
+                self._budgets.spent(run.tenant_id, tokens=step.input_tokens + step.output_tokens, usd=step.cost_usd)
             steps.append(step)
             tokens += step.input_tokens + step.output_tokens
             cost += step.cost_usd

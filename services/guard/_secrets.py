@@ -57,14 +57,14 @@ _SECRET_KEYWORDS = (
     r"(?:secret[_ -]?access[_ -]?key|secret[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
     r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|account[_ -]?key|shared[_ -]?access[_ -]?key"
     r"|authorization|secret|token|bearer|password|passwd|passphrase|pwd|pass|pword|pw|credentials?|creds?|key"
-    # the same in other languages (the text is lower-cased for ASCII only)
+    # the same in other languages
     r"|passwort|kennwort|contrase(?:ñ|n)a|senha|wachtwoord|mot de passe|mdp|пароль|密码|パスワード|비밀번호|비번|암호|패스워드"
     r")s?(?![a-z0-9])"
 )
 # Credentials written into a command or a URL: curl's `-u user:password`, `scheme://user:password@host`.
 _USER_ARG = r"(?:--user[ =]|-u\s)"
-# The one scan over the (ASCII-lowercased) text: where a provider key could start, a secret keyword stands, or
-# credentials may follow. Case-insensitive matching and capture groups each make Python's re several times
+# The one scan over the lower-cased text (`Scan.low`): where a provider key could start, a secret keyword stands,
+# or credentials may follow. Case-insensitive matching and capture groups each make Python's re several times
 # slower on a plain scan.
 _SECRET_TRIGGER = PrefixScan(f"{_PROVIDER_PREFIXES}|://|{_USER_ARG}|{_SECRET_KEYWORDS}")
 _SECRET_KEYWORD_RE = re.compile(_SECRET_KEYWORDS)
@@ -120,6 +120,7 @@ _SELF_NAMING = ("password", "passwd", "secret")
 _AUTH_SCHEME_RE = re.compile(r"(?:basic|bearer|token|digest)\s+", re.IGNORECASE)
 _TOKENS_AFTER_KEYWORD = 4  # "a few words": `my api key is XYZ`, `"token": "XYZ"`
 _NAME_SPLIT_RE = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_TOKEN_TAIL_RE = re.compile(r"[a-z0-9]+")  # the next part of a name after `_`, `.` or `-`
 
 
 def _entropy(s: str) -> float:
@@ -182,6 +183,8 @@ def _token_score(token: str, keyword: str, *, assigned: bool, first: bool, quote
 
 
 def _shape_score(token: str, keyword: str, *, assigned: bool, first: bool) -> float | None:
+    """How much the token looks like a secret for its keyword and place (`assigned`: after `=`, `:` or `is`;
+    `first`: the first token after the name), before asking whether it is a name or a slot."""
     kw = re.sub(r"[\s_-]", "", keyword.lower()).removesuffix("s")
     if kw == "pas" and not assigned:
         return None  # "pass" is a verb far more often: `pass *labels*`, `pass --verbose`
@@ -247,8 +250,6 @@ def _keyword_end(text: str, low: str, kw: re.Match[str]) -> int | None:
     return tail
 
 
-_TOKEN_TAIL_RE = re.compile(r"[a-z0-9]+")
-
 
 def _provider_finding(text: str, start: int) -> Finding | None:
     """A provider key starting at `start`, scored by its kind; None for none or a look-alike."""
@@ -295,7 +296,7 @@ def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Fi
             start = scheme.end()  # "Authorization": "Bearer VALUE"
         value = text[start : quoted.end(group)]
         found = _provider_finding(text, start)
-        # A value that starts with `,` or `}` came after a closing quote: `"Password:", next: "..."`.
+        # A value that starts with `,` or `;` came after a closing quote: `"Password:", next: "..."`.
         if found is None and value == value.strip() and value[:1] not in (",", ";"):
             score = _token_score(value, kw.group(), assigned=True, first=True, quoted=True)
             if score is not None and not near(_HASH_CONTEXT, text, kw.start(), quoted.end()):
@@ -328,6 +329,22 @@ def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Fi
     return None, first_end
 
 
+def _credential_or_named_secret(text: str, low: str, t: re.Match[str]) -> tuple[Finding | None, int]:
+    """At a trigger that starts no provider key: credentials in a URL or a `-u` argument, or the value after a
+    secret's name; and how far the text was read (not to be read again)."""
+    start = t.start()
+    if low.startswith("://", start):
+        m = _URL_CREDENTIALS_RE.match(text, start)
+        return (_credential_finding(text, m), m.end()) if m else (None, 0)  # `user:pass@` is not read again
+    if low.startswith(("-u", "--user"), start):
+        standalone = start == 0 or low[start - 1].isspace()
+        m = _USER_ARG_RE.match(text, start) if standalone else None
+        return (_credential_finding(text, m), 0) if m else (None, 0)
+    if _SECRET_KEYWORD_RE.fullmatch(low, start, t.end()) and (kw_end := _keyword_end(text, low, t)):
+        return _secret_after_keyword(text, t, kw_end)
+    return None, 0
+
+
 def detect_secrets(text: str | Scan) -> list[Finding]:
     scan = as_scan(text)
     text, low = scan.text, scan.low
@@ -347,16 +364,9 @@ def detect_secrets(text: str | Scan) -> list[Finding]:
             # The whole block when its footer follows, else the header alone (a truncated paste).
             end = footer[1] if footer[1] > 0 and footer[0] - m.end() <= _PEM_MAX_BODY else m.end()
             found = Finding("secret", m.start(), end, _SECRET_WEIGHTS["private_key"])
-        elif (found := _provider_finding(text, t.start())) is not None:
-            pass
-        elif low.startswith("://", t.start()):
-            if m := _URL_CREDENTIALS_RE.match(text, t.start()):
-                found, covered = _credential_finding(text, m), m.end()  # `user:pass@` is not read again
-        elif low.startswith(("-u", "--user"), t.start()):
-            if (t.start() == 0 or low[t.start() - 1].isspace()) and (m := _USER_ARG_RE.match(text, t.start())):
-                found = _credential_finding(text, m)
-        elif _SECRET_KEYWORD_RE.fullmatch(low, t.start(), t.end()) and (kw_end := _keyword_end(text, low, t)):
-            found, covered = _secret_after_keyword(text, t, kw_end)
+        elif (found := _provider_finding(text, t.start())) is None:
+            found, read_to = _credential_or_named_secret(text, low, t)
+            covered = max(covered, read_to)
         if found is not None:
             out.append(found)
             covered = max(covered, found.end)

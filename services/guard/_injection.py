@@ -1161,6 +1161,9 @@ def _split_targets(low: str) -> list[tuple[int, int]]:
 _ESCAPED_RUN_RE = re.compile(r"(?:\\[^\\\n]){8,}")
 _REGEX_ESCAPES = frozenset("dDwWsSbBnrtfvuxUN0123456789.*+?()[]{}|^$-/")
 _ESCAPED_MIN_LETTERS = 6
+# Escaped line breaks typed out in a row (`\n\n\n\n\n Now write...`): padding meant to push the instructions
+# before it out of view, as a prompt template would print them. Code holds one or two at a time.
+_ESCAPED_BREAKS_RE = re.compile(r"(?:\\ ?n[ \t]*){5,}")
 # Markers pushed inside words to split them for a filter ("Exec<SPLIT>ute", "by<SPLIT>pass").
 _SPLIT_MARKER_RE = re.compile(r"(?<=[A-Za-z])<[A-Z_]{3,12}>(?=[A-Za-z])")
 _OBFUSCATED_WEIGHT = 0.55
@@ -1327,6 +1330,7 @@ def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int,
     raw.extend((s, e, "exec", _EXEC_WEIGHT) for s, e in _exec_orders(low))
     if "\\" in text:
         raw.extend((s, e, "escaped", _OBFUSCATED_WEIGHT) for s, e in _escaped_letters(text))
+        raw.extend((m.start(), m.end(), "delimiter", _OBFUSCATED_WEIGHT) for m in _ESCAPED_BREAKS_RE.finditer(text))
     if "<" in text:
         raw.extend(_split_markers(text))
     if "now" in low and ("you are" in low or "you're" in low):

@@ -52,9 +52,9 @@ def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterat
 # --- credit cards ----------------------------------------------------------------------------------------
 
 # Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
-# separator. Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
+# separator (space, dash or dot). Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
 _CARD_RE = re.compile(
-    r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ -])"
+    r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ .-])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
 )
 _CARD_CONTEXT = context_words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
@@ -156,6 +156,9 @@ def detect_us_ssns(text: str | Scan) -> list[Finding]:
 # --- IBAN --------------------------------------------------------------------------------------------------
 
 _IBAN_RE = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A-Z0-9]{1,3})?\b")
+# Typed in lower case (`de89 3704 0044 0532 0130 00`): found where the shape has two other characters before two
+# digits, and kept only for a country whose IBAN length is known.
+_IBAN_LOWER_RE = re.compile(r"[a-z](?<!\w[a-z])[a-z]\d{2}(?: ?[a-zA-Z0-9]{4}){2,8}(?: ?[a-zA-Z0-9]{1,3})?\b")
 _IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({
     "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
     "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
@@ -175,15 +178,17 @@ def _mod97_ok(iban: str) -> bool:
 
 
 def _iban_matches(scan: Scan) -> Iterator[re.Match[str]]:
-    # Every IBAN starts with two capitals and two digits: found in the shape, the pattern tried only there.
-    text, shape, done = scan.text, scan.shape, 0
-    at = shape.find(b"AA00")
-    while at != -1:
-        m = _IBAN_RE.match(text, at)
-        if m is not None:
-            done = m.end()
-            yield m
-        at = shape.find(b"AA00", max(at + 1, done))
+    # Every IBAN starts with two letters and two digits: found in the shape, the pattern tried only there.
+    text, shape = scan.text, scan.shape
+    for start_shape, pattern in ((b"AA00", _IBAN_RE), (b"xx00", _IBAN_LOWER_RE)):
+        done = 0
+        at = shape.find(start_shape)
+        while at != -1:
+            m = pattern.match(text, at)
+            if m is not None and (pattern is _IBAN_RE or m.group()[:2].upper() in _IBAN_LENGTHS):
+                done = m.end()
+                yield m
+            at = shape.find(start_shape, max(at + 1, done))
 
 
 def detect_ibans(text: str | Scan) -> list[Finding]:
@@ -192,7 +197,7 @@ def detect_ibans(text: str | Scan) -> list[Finding]:
     out: list[Finding] = []
     for m in _iban_matches(scan):
         raw = m.group()
-        compact = raw.replace(" ", "")
+        compact = raw.replace(" ", "").upper()
         expected = _IBAN_LENGTHS.get(compact[:2])
         if expected is not None and len(compact) >= expected:
             # The pattern may run on into a following 4-character word; cut at the country's length.

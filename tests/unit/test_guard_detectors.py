@@ -45,6 +45,7 @@ def policy():
         ("discover 6011 1111 1111 1117", "6011 1111 1111 1117"),
         # A number typed right after the card (an expiry year) is not part of it.
         ("card 4111 1111 1111 1111 2025", "4111 1111 1111 1111"),
+        ("card 4111.1111.1111.1111 on file", "4111.1111.1111.1111"),
     ],
 )
 def test_credit_card_found(text: str, value: str) -> None:
@@ -133,6 +134,8 @@ def test_known_fake_ssns_score_low(fake: str) -> None:
         ("to NL91 ABNA 0417 1643 00 today", "NL91 ABNA 0417 1643 00"),
         # The grouped pattern runs on into the next word; the country's length cuts it.
         ("GB82 WEST 1234 5698 7654 32 CASH", "GB82 WEST 1234 5698 7654 32"),
+        # Typed in lower case.
+        ("my iban is de89 3704 0044 0532 0130 00 thanks", "de89 3704 0044 0532 0130 00"),
     ],
 )
 def test_iban_found(text: str, value: str) -> None:
@@ -147,6 +150,8 @@ def test_iban_found(text: str, value: str) -> None:
         "DE89 3704 0044 0532 0130 01",  # mod-97 fails
         "DE89 3704 0044 0532 0130",  # too short for Germany
         "XXDE89370400440532013000",  # inside a longer word
+        "xx89 3704 0044 0532 0130 00",  # lower case, but no country
+        "see mp34 abcd efgh ijkl mnop",  # a word before two digits, no IBAN
     ],
 )
 def test_iban_invalid_ignored(text: str) -> None:

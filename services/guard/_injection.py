@@ -1165,7 +1165,7 @@ _ESCAPED_MIN_LETTERS = 6
 # before it out of view, as a prompt template would print them. Code holds one or two at a time.
 _ESCAPED_BREAKS_RE = re.compile(r"(?:\\ ?n[ \t]*){5,}")
 # Markers pushed inside words to split them for a filter ("Exec<SPLIT>ute", "by<SPLIT>pass").
-_SPLIT_MARKER_RE = re.compile(r"(?<=[A-Za-z])<[A-Z_]{3,12}>(?=[A-Za-z])")
+_SPLIT_MARKER_RE = re.compile(r"<[A-Z_]{3,12}>(?=[A-Za-z])")  # tried at each `<`, after a letter
 _OBFUSCATED_WEIGHT = 0.55
 
 
@@ -1178,11 +1178,13 @@ def _escaped_letters(text: str) -> list[tuple[int, int]]:
 
 def _split_markers(text: str) -> list[tuple[int, int, str, float]]:
     """The markers' span as one obfuscation hit, and whatever the text says once they are taken out."""
-    markers = [m.span() for m in _SPLIT_MARKER_RE.finditer(text)]
+    markers = [m.span() for i in _occurrences(text, "<")
+               if i and text[i - 1].isascii() and text[i - 1].isalpha() and (m := _SPLIT_MARKER_RE.match(text, i))]
     if len(markers) < 2:
         return []
     lo, hi = markers[0][0], markers[-1][1]
-    joined = lower_keep_offsets(_SPLIT_MARKER_RE.sub("", text))
+    joined = lower_keep_offsets("".join(text[a:b] for a, b in zip((0, *(e for _, e in markers)),
+                                                                 (*(s for s, _ in markers), len(text)), strict=True)))
     return [(lo, hi, "disguise", _OBFUSCATED_WEIGHT), *((lo, hi, family, weight) for *_, family, weight in _readings(joined))]
 
 
@@ -1330,7 +1332,8 @@ def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int,
     raw.extend((s, e, "exec", _EXEC_WEIGHT) for s, e in _exec_orders(low))
     if "\\" in text:
         raw.extend((s, e, "escaped", _OBFUSCATED_WEIGHT) for s, e in _escaped_letters(text))
-        raw.extend((m.start(), m.end(), "delimiter", _OBFUSCATED_WEIGHT) for m in _ESCAPED_BREAKS_RE.finditer(text))
+        if text.count("\\n") + text.count("\\ n") >= 5:  # C-speed counts before the pattern (code has many `\`)
+            raw.extend((m.start(), m.end(), "delimiter", _OBFUSCATED_WEIGHT) for m in _ESCAPED_BREAKS_RE.finditer(text))
     if "<" in text:
         raw.extend(_split_markers(text))
     if "now" in low and ("you are" in low or "you're" in low):

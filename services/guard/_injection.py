@@ -1183,8 +1183,8 @@ def _split_markers(text: str) -> list[tuple[int, int, str, float]]:
     if len(markers) < 2:
         return []
     lo, hi = markers[0][0], markers[-1][1]
-    joined = lower_keep_offsets("".join(text[a:b] for a, b in zip((0, *(e for _, e in markers)),
-                                                                 (*(s for s, _ in markers), len(text)), strict=True)))
+    # The words joined again; what is found there is reported over the markers' span, so offsets need not match.
+    joined = lower_keep_offsets(_SPLIT_MARKER_RE.sub("", text))
     return [(lo, hi, "disguise", _OBFUSCATED_WEIGHT), *((lo, hi, family, weight) for *_, family, weight in _readings(joined))]
 
 

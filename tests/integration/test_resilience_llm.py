@@ -103,10 +103,12 @@ async def test_a_client_deadline_reaches_the_agents(mesh: Mesh) -> None:
             if e.get("event") == "act" and e.get("run_id") == outcome.run_id]
     assert len(acts) == 2  # researcher, then analyst
     # The supervisor passes on what is left of the client's 30 s (not its own 120 s agent cap, nor the
-    # gateway's 180 s route cap): each agent saw at most 30 s. Not strictly under: gRPC rounds the
-    # grpc-timeout header up (past 10 s to 100 ms, then to whole seconds when that is exact), so 29.95 s
-    # left at the supervisor travels as "30S" and an agent that reads it at once sees 30.0.
-    assert all(0 < e["deadline_s"] <= 30 for e in acts), acts
+    # gateway's 180 s route cap): each agent saw about 30 s. Not strictly under: gRPC rounds the grpc-timeout
+    # header up (past 10 s to 100 ms, then to whole seconds when that is exact), so 29.95 s left at the
+    # supervisor travels as "30S", and the agent's clock read can land a few ms either side of the receipt (CI
+    # logged values that failed both `< 30` and `<= 30`). What matters is which budget it was: 30 s, not 120.
+    deadlines = [e["deadline_s"] for e in acts]
+    assert all(d is not None and 0 < d < 31 for d in deadlines), deadlines
 
 
 async def test_a_429_storm_lets_every_run_finish(mesh: Mesh) -> None:

@@ -28,20 +28,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
 from services.guard._scan import bounded, literal_prefixes, trie
+from services.guard._text import lower_keep_offsets
 
 EMIT_FLOOR = 0.5
 _OTHER_FAMILY_BOOST = 0.5  # another family at weight w removes w/2 of a hit's remaining doubt
 _DISCUSSION_FACTOR = 0.5  # 0.9 * 0.5 = 0.45: a discussed override stays under the flag threshold
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def lower_keep_offsets(text: str) -> str:
-    """Lowercase without moving offsets: str.lower() is used unless it changes the length (a few letters,
-    such as the Turkish dotted I, lower to two code points); then only ASCII is lowered."""
-    low = text.lower()
-    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
-
 
 # --- vocabulary --------------------------------------------------------------------------------------------
 

@@ -171,10 +171,15 @@ def _name_like(token: str, *, quoted: bool = False) -> bool:
     )
 
 
-def _token_score(token: str, keyword: str, *, assigned: bool, first: bool, quoted: bool = False) -> float | None:
+def _keyword_kind(keyword: str) -> str:
+    """A keyword match as the keyword sets spell it: `API-Keys` -> `apikey`, `pass` -> `pas`."""
+    return re.sub(r"[\s_-]", "", keyword.lower()).removesuffix("s")
+
+
+def _token_score(token: str, kw: str, *, assigned: bool, first: bool, quoted: bool = False) -> float | None:
     """Score a token seen just after a secret keyword, or None when it does not look like a secret. The shape
     is scored first (cheap, and most tokens fail it); only a candidate is checked for being a name or a slot."""
-    score = _shape_score(token, keyword, assigned=assigned, first=first)
+    score = _shape_score(token, kw, assigned=assigned, first=first)
     if score is None or not token.isascii():  # secrets are ASCII; `パスワードを教えて` is a sentence going on
         return None
     if "://" in token or _EMAIL_LIKE_RE.fullmatch(token) or _placeholder(token) or _name_like(token, quoted=quoted):
@@ -182,10 +187,10 @@ def _token_score(token: str, keyword: str, *, assigned: bool, first: bool, quote
     return score
 
 
-def _shape_score(token: str, keyword: str, *, assigned: bool, first: bool) -> float | None:
-    """How much the token looks like a secret for its keyword and place (`assigned`: after `=`, `:` or `is`;
-    `first`: the first token after the name), before asking whether it is a name or a slot."""
-    kw = re.sub(r"[\s_-]", "", keyword.lower()).removesuffix("s")
+def _shape_score(token: str, kw: str, *, assigned: bool, first: bool) -> float | None:
+    """How much the token looks like a secret for its keyword (`kw`, see `_keyword_kind`) and place (`assigned`:
+    after `=`, `:` or `is`; `first`: the first token after the name), before asking whether it is a name or a
+    slot."""
     if kw == "pas" and not assigned:
         return None  # "pass" is a verb far more often: `pass *labels*`, `pass --verbose`
     strong, password = kw in _STRONG_KEYWORDS or kw in _PASSWORD_KEYWORDS, kw in _PASSWORD_KEYWORDS
@@ -288,6 +293,7 @@ def _credential_finding(text: str, m: re.Match[str]) -> Finding | None:
 def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Finding | None, int]:
     """The secret among the few tokens after a keyword (whose name ends at `kw_end`), and where the first of
     those tokens ends."""
+    kind = _keyword_kind(kw.group())
     quoted = _QUOTED_VALUE_RE.match(text, kw_end)
     if quoted:
         group = 1 if quoted.group(1) is not None else 2
@@ -298,7 +304,7 @@ def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Fi
         found = _provider_finding(text, start)
         # A value that starts with `,` or `;` came after a closing quote: `"Password:", next: "..."`.
         if found is None and value == value.strip() and value[:1] not in (",", ";"):
-            score = _token_score(value, kw.group(), assigned=True, first=True, quoted=True)
+            score = _token_score(value, kind, assigned=True, first=True, quoted=True)
             if score is not None and not near(_HASH_CONTEXT, text, kw.start(), quoted.end()):
                 found = Finding("secret", start, quoted.end(group), score)
         if found is not None:
@@ -322,7 +328,7 @@ def _secret_after_keyword(text: str, kw: re.Match[str], kw_end: int) -> tuple[Fi
             return found, found.end
         between = text[kw_end:start]
         assigned = _ASSIGN_RE.fullmatch(between) is not None
-        score = _token_score(token, kw.group(), assigned=assigned, first=i == 0)
+        score = _token_score(token, kind, assigned=assigned, first=i == 0)
         if score is None or near(_HASH_CONTEXT, text, kw.start(), tm.end()):
             continue
         return Finding("secret", start, start + len(token), score), start + len(token)

@@ -7,9 +7,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from services.guard._injection import lower_keep_offsets
-
 CONTEXT_CHARS = 40
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def lower_keep_offsets(text: str) -> str:
+    """Lowercase without moving offsets: str.lower() is used unless it changes the length (a few letters,
+    such as the Turkish dotted I, lower to two code points); then only ASCII is lowered."""
+    low = text.lower()
+    return low if len(low) == len(text) else text.translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True, slots=True)

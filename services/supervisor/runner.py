@@ -230,10 +230,11 @@ class RunExecutor:
             events = 3 if kind == "guard" else 2
             # Checkpoint first, then tell the client: an event the client saw is always recoverable.
             await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
+            step_tokens = step.input_tokens + step.output_tokens
             if self._budgets is not None:
-                self._budgets.spent(run.tenant_id, tokens=step.input_tokens + step.output_tokens, usd=step.cost_usd)
+                self._budgets.spent(run.tenant_id, tokens=step_tokens, usd=step.cost_usd)
             steps.append(step)
-            tokens += step.input_tokens + step.output_tokens
+            tokens += step_tokens
             cost += step.cost_usd
             llm_calls += step.llm_calls
             iterations += kind == "agent"

@@ -7,14 +7,16 @@ PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
 VALIDATE_PROTO := protos/buf/validate/validate.proto
 STUBS := src/agentmesh/v1/__init__.py
 
-.PHONY: install up test test-unit test-integration lint bench k8s clean
+.PHONY: install up test test-unit test-integration lint bench k8s lock clean
 
 install: $(VENV)/.installed $(STUBS)
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from the lock (requirements/*.lock, made by `make lock`), then the project itself without
+# resolving anything again: what passed CI yesterday installs the same today.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,local]'
+	$(BIN)/python -m pip install -q -r requirements/dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
 # gRPC stubs are generated, never committed: protos/ is the single source.
@@ -48,6 +50,11 @@ bench: install
 # The gateway's Envoy config for Kubernetes, as a ConfigMap, from the one template (tests check it is current).
 k8s: install
 	$(BIN)/python deploy/k8s/gen_gateway_config.py
+
+# Re-resolve the locks from pyproject.toml (needs network to the package index); commit the result.
+lock:
+	$(PY) -m venv /tmp/agentmesh-lock-venv && /tmp/agentmesh-lock-venv/bin/pip install -q uv
+	/tmp/agentmesh-lock-venv/bin/uv pip compile pyproject.toml --extra dev --extra local --universal --python-version 3.11 --no-header -o requirements/dev.lock
 
 clean:
 	rm -rf src/agentmesh/v1 src/buf/validate .pytest_cache

@@ -251,6 +251,13 @@ async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: s
     assert session.closed and http.is_closed
 
 
+def _wrapped(cause: BaseException) -> anthropic.APIConnectionError:
+    """The error as anthropic >= 2.17 raises it: `raise APIConnectionError(...) from cause`."""
+    err = anthropic.APIConnectionError(request=httpx2.Request("POST", "http://sim/v1/messages"))
+    err.__cause__ = cause
+    return err
+
+
 @pytest.mark.parametrize(("exc", "kind"), [
     # What the aiohttp transport raises for a connection cut mid-body (mapped by the SDK's vendored httpx_aiohttp).
     (httpx2.ReadError("Response payload is not completed"), "stream_cut"),
@@ -259,6 +266,11 @@ async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: s
     (aiohttp.ServerDisconnectedError(), "stream_cut"),
     (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection"),
     (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), "timeout"),
+    # anthropic >= 2.17 wraps what fails while a body is read in APIConnectionError: its cause decides.
+    (_wrapped(httpx2.RemoteProtocolError("incomplete chunked read")), "stream_cut"),
+    (_wrapped(httpx2.ReadError("Response payload is not completed")), "stream_cut"),
+    (_wrapped(httpx2.ConnectError("All connection attempts failed")), "connection"),
+    (httpx2.ConnectError("All connection attempts failed"), "connection"),
 ])
 def test_transport_errors_of_the_aiohttp_client_are_transient_provider_failures(exc: BaseException, kind: str) -> None:
     failure = classify(exc)

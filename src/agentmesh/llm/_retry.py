@@ -53,6 +53,14 @@ def _header_retry_after(headers: httpx2.Headers | None) -> float | None:
         return max(0.0, email.utils.mktime_tz(parsed) - time.time()) if parsed else None
 
 
+def _is_cut(exc: BaseException | None) -> bool:
+    """A body cut short: httpx2's read and protocol errors (the aiohttp transport maps ClientPayloadError to
+    httpx2.ReadError), or what that transport leaves unmapped (a payload error, a server that hung up)."""
+    if isinstance(exc, httpx2.ReadError | httpx2.RemoteProtocolError):
+        return True
+    return isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError)
+
+
 def classify(exc: BaseException) -> Failure | None:
     """None: not an LLM transport/provider failure at all (a bug or cancellation: never retried)."""
     if isinstance(exc, anthropic.APIStatusError):
@@ -81,16 +89,15 @@ def classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, anthropic.APITimeoutError):
         return Failure(True, True, False, None, "timeout")
     if isinstance(exc, anthropic.APIConnectionError):
-        return Failure(True, True, False, None, "connection")
-    if isinstance(exc, httpx2.TransportError):
-        # A connection cut mid-stream surfaces as a raw httpx2 error, not an anthropic.APIError (with the aiohttp
-        # transport: aiohttp's ClientPayloadError mapped to httpx2.ReadError).
-        return Failure(True, True, False, None, "stream_cut")
-    if isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError):
-        # What the aiohttp transport does not map to httpx2 reaches us raw: a payload or connection error while a
-        # body is read is a cut, anything else a failed connection.
-        cut = isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError)
+        # anthropic >= 2.17 wraps an error raised while a response body is read (a stream cut mid-way) in
+        # APIConnectionError too; its cause tells a cut from a connection that never opened.
+        cut = _is_cut(exc.__cause__)
         return Failure(True, True, False, None, "stream_cut" if cut else "connection")
+    if _is_cut(exc):
+        # Older SDKs let a connection cut mid-stream surface raw, not as an anthropic.APIError.
+        return Failure(True, True, False, None, "stream_cut")
+    if isinstance(exc, httpx2.TransportError) or (isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError)):
+        return Failure(True, True, False, None, "connection")
     if isinstance(exc, TruncatedStream):
         return Failure(True, True, False, None, "stream_truncated")
     if isinstance(exc, TimeoutError):

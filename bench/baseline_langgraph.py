@@ -25,13 +25,13 @@ import anthropic
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
+from agentmesh.services.analyst.server import SYSTEM_PROMPT as ANALYST_PROMPT
+from agentmesh.services.executor.server import SYSTEM_PROMPT as EXECUTOR_PROMPT
+from agentmesh.services.executor.tools import Registry
+from agentmesh.services.researcher.server import SYSTEM_PROMPT as RESEARCHER_PROMPT
+from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
 from bench._load import RunOutcome, drive
 from bench._target import SimControl, self_cpu
-from services.analyst.server import SYSTEM_PROMPT as ANALYST_PROMPT
-from services.executor.server import SYSTEM_PROMPT as EXECUTOR_PROMPT
-from services.executor.tools import Registry
-from services.researcher.server import SYSTEM_PROMPT as RESEARCHER_PROMPT
-from services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
 
 MODEL = "claude-haiku-4-5"
 AGENTS = ("researcher", "analyst", "executor")

@@ -53,7 +53,8 @@ async def _drive(concurrency: int, seconds: float, new_run: Callable[[], Awaitab
 
 async def _ours(dsn: str, levels: list[int], seconds: float, steps: int, pool_size: int) -> dict[int, dict[str, Any]]:
     from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
-    from services.supervisor.store import MIGRATIONS, CheckpointStore, StepRecord
+    from agentmesh.services.supervisor.migrations import MIGRATIONS
+    from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
     pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from agentmesh.localmesh import Mesh
+from agentmesh.testing.localmesh import Mesh
 from agentmesh.v1 import guard_pb2, guard_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc
 from bench._common import percentile, print_table, summary_ms, write_result
 from bench._target import local_mesh

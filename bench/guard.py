@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _pools() -> tuple[list[Any], dict[str, list[str]]]:
-    from services.guard.evaluation import load_samples
+    from bench.guard_eval import load_samples
 
     samples = load_samples(DATA / "dev.jsonl") + load_samples(DATA / "heldout.jsonl")
     pools: dict[str, list[str]] = {k: [] for k in MIX}
@@ -161,8 +161,8 @@ def presidio_analyzer() -> Any:
 
 
 def accuracy(samples: Sequence[Any], analyzer: Any) -> dict[str, Any]:
-    from services.guard import Action, decide, load_policy
-    from services.guard.evaluation import Span, score
+    from agentmesh.services.guard import Action, decide, load_policy
+    from bench.guard_eval import Span, score
 
     policy = load_policy()
     to_ours = {v: k for k, v in SHARED.items()}
@@ -209,7 +209,7 @@ async def grpc_throughput(texts: Sequence[str], *, seconds: float, concurrency: 
     import asyncpg
     import grpc
 
-    from agentmesh.localmesh import free_port
+    from agentmesh.testing.localmesh import free_port
     from agentmesh.v1 import guard_pb2, guard_pb2_grpc
 
     db = f"agentmesh_bench_guard_{uuid.uuid4().hex[:8]}"
@@ -265,8 +265,8 @@ async def grpc_throughput(texts: Sequence[str], *, seconds: float, concurrency: 
 
 
 async def run(args: argparse.Namespace) -> int:
-    from services.guard import decide, load_policy
-    from services.guard.detectors import detect
+    from agentmesh.services.guard import decide, load_policy
+    from agentmesh.services.guard.detectors import detect
 
     rng = random.Random(args.seed)
     samples, pools = _pools()

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from agentmesh.otlpsink import OtlpSink
+from agentmesh.testing.otlpsink import OtlpSink
 from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
 from bench._common import print_table, summary_ms, write_result
 from bench._load import Conversation, RunOutcome, RunSample, drive

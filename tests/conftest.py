@@ -67,7 +67,7 @@ def database_url() -> Iterator[str]:
 @pytest.fixture
 async def sim_url() -> AsyncIterator[str]:
     """The simulator on a free port in this process, with fresh counters and no faults."""
-    from agentmesh.sim import start_sim
+    from agentmesh.testing.sim import start_sim
 
     runner, port = await start_sim("127.0.0.1", 0)
     try:

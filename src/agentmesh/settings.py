@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ServiceName = Literal["supervisor", "researcher", "analyst", "executor", "guard"]
 SERVICES: tuple[ServiceName, ...] = ("supervisor", "researcher", "analyst", "executor", "guard")
 AGENTS: tuple[ServiceName, ...] = ("researcher", "analyst", "executor")
+REPLICA_PORT_STRIDE = 100  # `agentmesh up --replicas`: replica i of a service listens on its port + i * 100
 
 
 class Settings(BaseSettings):

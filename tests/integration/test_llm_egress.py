@@ -22,11 +22,11 @@ import grpc
 import pytest
 from aiohttp import web
 
+from agentmesh.gateway import LLMEgress, local_spec, render_envoy_config
 from agentmesh.llm import BreakerState, LLMClient
 from agentmesh.llm._retry import EGRESS_OVERLOADED, classify
 from agentmesh.settings import Settings
 from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
-from gateway import LLMEgress, local_spec, render_envoy_config
 from tests.integration.envoy_harness import ENVOY, free_ports
 from tests.mesh import Mesh, start_mesh, stop_mesh
 from tests.simctl import put_faults, sim_stats

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentmesh.otlpsink import OtlpSink, ReceivedSpan
 from agentmesh.settings import SERVICES
+from agentmesh.testing.otlpsink import OtlpSink, ReceivedSpan
 from agentmesh.v1 import guard_pb2, supervisor_pb2, supervisor_pb2_grpc
 from tests.mesh import Mesh, start_mesh, stop_mesh, wait_until
 from tests.promrules import exposed_series, rules, selected_metrics

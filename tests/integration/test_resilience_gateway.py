@@ -14,7 +14,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from gateway import ClusterLimits
+from agentmesh.gateway import ClusterLimits
 from tests.integration.envoy_harness import (
     ACT,
     CALL_TIMEOUT_S,

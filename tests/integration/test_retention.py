@@ -11,7 +11,8 @@ import uuid
 import asyncpg
 
 from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
-from services.supervisor.store import MIGRATIONS, CheckpointStore, StepRecord
+from agentmesh.services.supervisor.migrations import MIGRATIONS
+from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
 
 async def _seed(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:

@@ -28,8 +28,8 @@ from grpc_status import rpc_status
 
 from agentmesh.db import KeyStore, create_pool
 from agentmesh.rpc import generate_certs
+from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.v1 import guard_pb2, guard_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc
-from services.supervisor.budgets import TenantBudgets
 from tests.integration.fuzz import fuzz_public_rpcs
 from tests.mesh import Mesh, start_mesh, stop_mesh
 

@@ -10,9 +10,9 @@ import yaml
 from prometheus_client import generate_latest
 
 from agentmesh.llm import LLMClient
+from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.settings import Settings
 from agentmesh.telemetry import setup_telemetry
-from services.supervisor.observe import RunObserver
 from tests.promrules import ALERTS, exposed_series, rules, selected_metrics
 
 PROMETHEUS = ALERTS.parent / "prometheus.yml"

@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import agentmesh.gateway as gateway
 import pytest
 import yaml
 
-import gateway
 from agentmesh.cli._up import egress_base_url
-from agentmesh.settings import Settings
-from gateway import (
+from agentmesh.gateway import (
     ClusterLimits,
     GatewaySpec,
     LLMEgress,
@@ -27,6 +26,7 @@ from gateway import (
     local_spec,
     render_envoy_config,
 )
+from agentmesh.settings import Settings
 
 ENVOY = Path(sys.executable).parent / "envoy"
 REPO = Path(__file__).resolve().parents[2]
@@ -245,7 +245,7 @@ def test_rejects_specs_envoy_would_reject(upstreams: tuple[Upstream, ...], messa
 
 def test_cli_prints_a_config() -> None:
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "gateway.render", "--target", "k8s", "--namespace", "prod"],
+        [sys.executable, "-W", "error", "-m", "agentmesh.gateway.render", "--target", "k8s", "--namespace", "prod"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -360,7 +360,7 @@ def test_rejects_an_egress_envoy_would_reject(change: dict[str, int], message: s
 
 def test_cli_renders_the_egress_for_compose_only_when_asked() -> None:
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "gateway.render", "--target", "compose", "--llm-mesh-concurrency", "20",
+        [sys.executable, "-W", "error", "-m", "agentmesh.gateway.render", "--target", "compose", "--llm-mesh-concurrency", "20",
          "--llm-provider", "http://sim:8765"],
         capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway import compose_spec, local_spec, render_envoy_config
-from gateway.render import OtlpCollector
+from agentmesh.gateway import compose_spec, local_spec, render_envoy_config
+from agentmesh.gateway.render import OtlpCollector
 
 ENVOY = Path(sys.executable).parent / "envoy"
 PORTS = {"supervisor": [50051], "guard": [50055], "researcher": [50052]}

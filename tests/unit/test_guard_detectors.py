@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.guard import Action, Finding, PolicyError, decide, detect, load_policy
-from services.guard.detectors import (
+from agentmesh.services.guard import Action, Finding, PolicyError, decide, detect, load_policy
+from agentmesh.services.guard.detectors import (
     DETECTORS,
     detect_credit_cards,
     detect_emails,
@@ -545,8 +545,8 @@ def test_obfuscated_and_encoded_injections_are_found(text: str) -> None:
 
 def test_injection_trigger_set_is_derived_from_every_branch() -> None:
     # Each branch's literal prefixes (words, spaces, boundaries) must be where the trigger scan fires.
-    from services.guard import _injection
-    from services.guard._scan import bounded, literal_prefixes
+    from agentmesh.services.guard import _injection
+    from agentmesh.services.guard._scan import bounded, literal_prefixes
 
     for i, (_, _, lead, rest) in enumerate(_injection._BRANCHES):
         for prefix in bounded(literal_prefixes(f"(?:{lead})(?:{rest})")):
@@ -647,7 +647,7 @@ def test_injection_dispatch_by_trigger_finds_what_every_branch_would() -> None:
     # at every trigger must find the same hits.
     import re
 
-    from services.guard import _injection
+    from agentmesh.services.guard import _injection
 
     every = re.compile("|".join(
         f"(?P<b{i}>(?:{lead})(?:{rest}))"

@@ -44,8 +44,8 @@ from pathlib import Path
 
 import pytest
 
-from services.guard import Action, decide, load_policy
-from services.guard.evaluation import Report, Sample, Span, load_samples, score
+from agentmesh.services.guard import Action, decide, load_policy
+from bench.guard_eval import Report, Sample, Span, load_samples, score
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
 POLICY = load_policy()

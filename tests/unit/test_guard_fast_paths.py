@@ -12,9 +12,9 @@ import pytest
 from phonenumbers import PhoneNumberType
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from services.guard._phone import is_valid
-from services.guard.detectors import _IBAN_RE, Scan, _iban_matches, _luhn_ok, detect, detect_phones
-from services.guard.evaluation import load_samples
+from agentmesh.services.guard._phone import is_valid
+from agentmesh.services.guard.detectors import _IBAN_RE, Scan, _iban_matches, _luhn_ok, detect, detect_phones
+from bench.guard_eval import load_samples
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
 _TYPES = [PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE,
@@ -129,7 +129,7 @@ def test_the_byte_level_luhn_check_agrees_with_the_textbook_one() -> None:
 
 
 def test_phone_candidates_taken_from_the_runs_are_the_patterns_candidates(texts: list[str]) -> None:
-    from services.guard.detectors import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _RUN_TAIL, _phone_candidates
+    from agentmesh.services.guard.detectors import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _RUN_TAIL, _phone_candidates
 
     extra = ["+1 (555) 867-5309", "call (0161) 4960066.", "ID1234567 and x 7654321)", "tel:+44 20 7946 0958",
              "a_5551234567 b", "(+49) 30 1234567", "1234567", "12 345 67", "+ 1 555 867 5309"]

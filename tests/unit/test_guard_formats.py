@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.guard.detectors import Finding, detect_credit_cards, detect_ibans, detect_phones
+from agentmesh.services.guard.detectors import Finding, detect_credit_cards, detect_ibans, detect_phones
 
 
 def values(findings: list[Finding], text: str, at_least: float = 0.5) -> list[str]:

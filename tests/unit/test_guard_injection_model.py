@@ -11,10 +11,10 @@ from types import MappingProxyType
 
 import pytest
 
-from services.guard import Action, decide, load_policy
-from services.guard import train_injection_model as training
-from services.guard._injection import injection_hits
-from services.guard._injection_model import (
+from agentmesh.services.guard import Action, decide, load_policy
+from bench import train_injection_model as training
+from agentmesh.services.guard._injection import injection_hits
+from agentmesh.services.guard._injection_model import (
     MODEL,
     MODEL_PATH,
     START,
@@ -24,7 +24,7 @@ from services.guard._injection_model import (
     sentence_spans,
     sentences,
 )
-from services.guard.detectors import detect_prompt_injection
+from agentmesh.services.guard.detectors import detect_prompt_injection
 
 POLICY = load_policy()
 BLOCK_AT = POLICY.rule("input", "prompt_injection").block_at
@@ -63,7 +63,7 @@ def test_the_model_file_is_what_the_training_script_produces(tmp_path: Path) -> 
     out = tmp_path / "model.json"
     assert training.main(["--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == MODEL_PATH.read_text(encoding="utf-8"), (
-        "services/guard/injection_model.json is stale: run python -m services.guard.train_injection_model"
+        "services/guard/injection_model.json is stale: run python -m bench.train_injection_model"
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.guard._injection import injection_hits
+from agentmesh.services.guard._injection import injection_hits
 
 FLAG_AT = 0.5
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.guard import Action, PolicyError, PolicySource, decide, load_policy, restore
-from services.guard.policy import redact_for_review
+from agentmesh.services.guard import Action, PolicyError, PolicySource, decide, load_policy, restore
+from agentmesh.services.guard.policy import redact_for_review
 
 BLOCK_EMAIL = "input:\n  email: {action: block}\noutput: {}\n"
 REDACT_EMAIL = "input:\n  email: {flag_at: 0.5, action: redact}\noutput: {}\n"
@@ -50,7 +50,7 @@ def test_a_broken_edit_keeps_the_last_good_policy(policy_file: Path, caplog: pyt
     clock = Clock()
     source = PolicySource(policy_file, check_interval_s=0.0, clock=clock)
     write(policy_file, "input:\n  email: {action: blok}\noutput: {}\n", 2_000_000_000)
-    with caplog.at_level(logging.ERROR, logger="services.guard.policy"):
+    with caplog.at_level(logging.ERROR, logger="agentmesh.services.guard.policy"):
         assert decide("mail a@example.com", "input", source()).action is Action.REDACT
     assert "policy reload failed" in caplog.text
     assert source.reload() is False

@@ -11,10 +11,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-import services.guard
+import agentmesh.services.guard
 from agentmesh.rpc import RunningServer, ServiceBinding, create_server
+from agentmesh.services.guard import GuardServicer, load_policy
 from agentmesh.v1 import guard_pb2, guard_pb2_grpc
-from services.guard import GuardServicer, load_policy
 
 MAX_CHARS = 2_000
 
@@ -112,9 +112,9 @@ async def test_logs_carry_metadata_not_text(
     stub: guard_pb2_grpc.GuardServiceStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "password=Xy7kP9qLm2Vt8RzW4nBc"
-    with caplog.at_level(logging.INFO, logger="services.guard.servicer"):
+    with caplog.at_level(logging.INFO, logger="agentmesh.services.guard.servicer"):
         await stub.Check(guard_pb2.CheckRequest(text=f"{secret} and ana@example.com"))
-    [record] = [r for r in caplog.records if r.name == "services.guard.servicer"]
+    [record] = [r for r in caplog.records if r.name == "agentmesh.services.guard.servicer"]
     assert record.finding_counts == {"secret": 1, "email": 1}
     assert record.action == "BLOCK"
     assert "Xy7kP9qLm2Vt8RzW4nBc" not in caplog.text and "ana@example.com" not in caplog.text
@@ -122,7 +122,7 @@ async def test_logs_carry_metadata_not_text(
 
 
 def test_public_surface_is_pinned() -> None:
-    assert sorted(services.guard.__all__) == sorted([
+    assert sorted(agentmesh.services.guard.__all__) == sorted([
         "FINDING_TYPES", "Action", "Decision", "Direction", "Finding", "GuardServicer", "Policy", "PolicyError",
         "PolicyFinding", "PolicySource", "ReviewServicer", "Rule", "decide", "detect", "load_policy", "restore",
     ])
@@ -132,7 +132,7 @@ def test_public_surface_is_pinned() -> None:
 
 @pytest.fixture
 async def sealing_stub() -> AsyncIterator[guard_pb2_grpc.GuardServiceStub]:
-    from services.guard.vault import Sealer
+    from agentmesh.services.guard.vault import Sealer
 
     servicer = GuardServicer(policy=load_policy(), sealer=Sealer(bytes(32), ttl_s=60))
     binding = ServiceBinding(
@@ -177,9 +177,9 @@ async def test_blocked_texts_get_no_token_and_bad_tokens_restore_nothing(sealing
 
 
 async def test_a_token_is_bound_to_its_tenant() -> None:
-    from services.guard.check import GuardDeps, run_check
-    from services.guard.policy import Direction
-    from services.guard.vault import Sealer
+    from agentmesh.services.guard.check import GuardDeps, run_check
+    from agentmesh.services.guard.policy import Direction
+    from agentmesh.services.guard.vault import Sealer
 
     deps = GuardDeps(policy=load_policy, sealer=Sealer(bytes(32), ttl_s=60))
     asked = await run_check("mail ana@example.com", Direction.INPUT, deps, tenant="acme")

@@ -8,8 +8,8 @@ import logging
 import pytest
 from pydantic import SecretStr
 
+from agentmesh.services.guard.vault import Sealer, restore_key
 from agentmesh.settings import Settings
-from services.guard.vault import Sealer, restore_key
 
 KEY = bytes(range(32))
 VALUES = {"<EMAIL_1>": "ana@example.com", "<PHONE_1>": "+1 650 253 0000"}
@@ -34,7 +34,7 @@ def test_another_tenant_another_key_or_a_changed_byte_does_not_open(caplog: pyte
     sealer = Sealer(KEY, ttl_s=60)
     token = sealer.seal("acme", VALUES)
     flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
-    with caplog.at_level(logging.INFO, logger="services.guard.vault"):
+    with caplog.at_level(logging.INFO, logger="agentmesh.services.guard.vault"):
         assert sealer.open("globex", token) is None
         assert Sealer(bytes(32), ttl_s=60).open("acme", token) is None
         assert sealer.open("acme", flipped) is None

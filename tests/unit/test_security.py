@@ -13,11 +13,11 @@ import yaml
 from cryptography import x509
 
 from agentmesh.errors import InvalidArgument
+from agentmesh.gateway import GatewayTLS, local_spec, render_envoy_config
 from agentmesh.rpc import RequestValidator, TextLimit, generate_certs
+from agentmesh.services.supervisor.budgets import Spend
 from agentmesh.settings import Settings
 from agentmesh.v1 import guard_pb2, supervisor_pb2
-from gateway import GatewayTLS, local_spec, render_envoy_config
-from services.supervisor.budgets import Spend
 
 UUID = "00000000-0000-4000-8000-000000000000"
 ENVOY = Path(sys.executable).parent / "envoy"

@@ -16,8 +16,8 @@ import anthropic
 import httpx2
 import pytest
 
-import agentmesh.sim
-from agentmesh.sim import serve_sim, start_sim
+import agentmesh.testing.sim
+from agentmesh.testing.sim import serve_sim, start_sim
 
 MODEL = "claude-haiku-4-5"
 ROUTER_SYSTEM = "You are the supervisor. Pick the next agent. Reply with exactly one word: an agent name or FINISH."
@@ -103,7 +103,7 @@ def only_text(message: anthropic.types.Message) -> str:
 
 
 def test_exports_are_pinned() -> None:
-    assert agentmesh.sim.__all__ == ["create_app", "serve_sim", "start_sim"]
+    assert agentmesh.testing.sim.__all__ == ["create_app", "serve_sim", "start_sim"]
 
 
 # --- answers ------------------------------------------------------------------------------------

@@ -69,20 +69,17 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
 
-    budget = sub.add_parser("budget", help="per-tenant daily token and USD budgets")
-    bsub = budget.add_subparsers(dest="budget_cmd", required=True)
-    bset = bsub.add_parser("set", help="override a tenant's daily budgets (unset: the AGENTMESH_TENANT_DAILY_* defaults)")
-    bset.add_argument("--tenant", required=True)
-    bset.add_argument("--tokens", type=int, default=None, help="tokens per UTC day (0: no limit)")
-    bset.add_argument("--usd", type=float, default=None, help="USD per UTC day (0: no limit)")
-    bshow = bsub.add_parser("show", help="a tenant's budgets and what it spent today")
-    bshow.add_argument("--tenant", required=True)
-
-    from agentmesh.cli._bench import add_parsers as add_bench
+    from agentmesh.cli._bench import add_parser as add_bench
+    from agentmesh.cli._health import add_parser as add_health
     from agentmesh.cli._review import add_parser as add_review
+    from agentmesh.cli._services import plugins
 
     add_bench(sub)
     add_review(sub)
+    add_health(sub)
+    for plugin in plugins():
+        for command in plugin.commands:
+            command.add_arguments(sub.add_parser(command.name, help=command.help))
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_cmd", required=True)
@@ -96,15 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Each command module is imported on use, so `serve guard` doesn't load the launcher and vice versa.
     if args.cmd == "serve":
+        from agentmesh.cli._services import plugin
         from agentmesh.settings import Settings
 
-        module = importlib.import_module(f"services.{args.name}.server")
-        return _run(module.main(Settings(), port=args.port))
+        return _run(plugin(args.name).serve(Settings(), args.port))
     handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
                 "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
                 "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench",
-                "certs": "agentmesh.cli._certs", "budget": "agentmesh.cli._admin", "review": "agentmesh.cli._review"}
-    module = importlib.import_module(handlers[args.cmd])
+                "certs": "agentmesh.cli._certs", "review": "agentmesh.cli._review",
+                "health": "agentmesh.cli._health"}
+    # A service's admin command (`budget`) works against Postgres like `keys` and `db`.
+    module = importlib.import_module(handlers.get(args.cmd, "agentmesh.cli._admin"))
     try:
         return _run(module.run(args))
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""`agentmesh keys ...`, `agentmesh budget ...` and `agentmesh db ...`: administration straight against Postgres."""
+"""`agentmesh keys ...`, `agentmesh db ...` and the services' admin commands (`budget`): administration straight
+against Postgres."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import argparse
 import datetime as dt
 import sys
 
-import asyncpg
 from rich.console import Console
 from rich.table import Table
 
 from agentmesh.cli._common import require_database_url
-from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
+from agentmesh.cli._services import all_migrations, plugins
+from agentmesh.db import KeyStore, create_pool, migrate
 from agentmesh.settings import Settings
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -25,33 +26,6 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(number) * _UNITS[unit])
 
 
-def all_migrations() -> list[MigrationSet]:
-    from services.guard.review import MIGRATIONS as GUARD
-    from services.supervisor.store import MIGRATIONS as SUPERVISOR
-
-    return [MigrationSet("core", CORE_MIGRATIONS), SUPERVISOR, GUARD]
-
-
-async def _budget(args: argparse.Namespace, pool: asyncpg.Pool, settings: Settings) -> int:
-    """`agentmesh budget set|show`: per-tenant overrides of the daily budgets, and today's spend."""
-    from services.supervisor.budgets import TenantBudgets
-
-    budgets = TenantBudgets(pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd)
-    if args.budget_cmd == "set":
-        if args.tokens is None and args.usd is None:
-            print("nothing to set: give --tokens and/or --usd", file=sys.stderr)
-            return 2
-        if (args.tokens or 0) < 0 or (args.usd or 0) < 0:
-            print("budgets are >= 0 (0: no limit)", file=sys.stderr)
-            return 2
-        await budgets.set(args.tenant, tokens=args.tokens, usd=args.usd)
-    spend = await budgets.spend(args.tenant)
-    print(f"tenant {args.tenant}: today {spend.tokens} of {spend.token_limit or 'unlimited'} tokens, "
-          f"${spend.usd:.4f} of {f'${spend.usd_limit:.2f}' if spend.usd_limit else 'unlimited'} "
-          f"(resets in {spend.resets_in_s / 3600:.1f} h)")
-    return 0
-
-
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
     dsn = require_database_url(settings)
@@ -62,7 +36,7 @@ async def run(args: argparse.Namespace) -> int:
         async with pool.acquire() as conn:
             applied = await migrate(conn, all_migrations())
         if args.cmd == "db" and args.db_cmd == "prune":
-            from services.supervisor.store import prune_threads
+            from agentmesh.services.supervisor.store import prune_threads
 
             deleted = await prune_threads(pool, parse_duration(args.older_than))
             print(f"deleted {deleted} thread{'s' if deleted != 1 else ''} idle for more than {args.older_than}")
@@ -70,8 +44,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.cmd == "db":
             print("\n".join(f"applied {name}" for name in applied) or "schema is up to date")
             return 0
-        if args.cmd == "budget":
-            return await _budget(args, pool, settings)
+        commands = {c.name: c for p in plugins() for c in p.commands}
+        if args.cmd in commands:
+            return await commands[args.cmd].run(args, pool, settings)
         keys = KeyStore(pool=pool)
         if args.keys_cmd == "create":
             key_id, key = await keys.create(args.tenant, label=args.label)

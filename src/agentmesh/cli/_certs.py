@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 
+from agentmesh.gateway.render import GatewayTLS
 from agentmesh.rpc import channel_credentials, generate_certs
 from agentmesh.settings import SERVICES, Settings
-from gateway.render import GatewayTLS
 
 IDENTITIES = ("gateway", *SERVICES)
 

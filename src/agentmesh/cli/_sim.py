@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agentmesh.settings import Settings
-from agentmesh.sim import serve_sim
+from agentmesh.testing.sim import serve_sim
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -21,19 +21,18 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agentmesh.cli._admin import all_migrations
 from agentmesh.cli._certs import ensure_certs, internal_channel
 from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
+from agentmesh.cli._services import all_migrations
 from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
+from agentmesh.gateway import cluster_limits, local_spec, render_envoy_config
+from agentmesh.gateway.render import LLMEgress, OtlpCollector, llm_egress
 from agentmesh.rpc import UPSTREAM_HEADER
-from agentmesh.settings import SERVICES, Settings
-from gateway import cluster_limits, local_spec, render_envoy_config
-from gateway.render import LLMEgress, OtlpCollector, llm_egress
+from agentmesh.settings import REPLICA_PORT_STRIDE, SERVICES, Settings
 
 READY_TIMEOUT_S = 180.0
 DEV_TENANT = "dev"
 DEV_KEY_LABEL = "dev key (agentmesh up)"
-REPLICA_PORT_STRIDE = 100  # replica i of a service listens on its port + i * 100
 
 
 def _say(line: str) -> None:

@@ -1,0 +1,337 @@
+"""The run loop. A run is a sequence of steps (route, agent, ..., route=FINISH, guard on the answer), each
+checkpointed before the next begins; the next step is derived from the recorded ones, so a resumed run
+continues exactly where the last checkpoint left it and never repeats a finished step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+
+from agentmesh.errors import AgentMeshError, PermissionDenied, ResourceExhausted
+from agentmesh.llm import LLMClient
+from agentmesh.services.supervisor.budgets import TenantBudgets
+from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.observe import RunObserver
+from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
+from agentmesh.services.supervisor.store import CheckpointStore, RunRecord, StepRecord
+from agentmesh.settings import Settings
+from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
+
+log = logging.getLogger(__name__)
+
+GUARD = "guard"
+SUPERVISOR = "supervisor"
+_KIND = {"route": supervisor_pb2.STEP_KIND_ROUTE, "agent": supervisor_pb2.STEP_KIND_AGENT,
+         "guard": supervisor_pb2.STEP_KIND_GUARD}
+_REASON = {"COMPLETED": supervisor_pb2.FINISH_REASON_COMPLETED,
+           "ITERATION_LIMIT": supervisor_pb2.FINISH_REASON_ITERATION_LIMIT,
+           "BUDGET_EXHAUSTED": supervisor_pb2.FINISH_REASON_BUDGET_EXHAUSTED}
+_ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
+# Statuses after which Resume can finish the run later (the cause was outside the run).
+_RESUMABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "DATABASE_UNAVAILABLE",
+              "LLM_PROVIDER_UNAVAILABLE", "LLM_CIRCUIT_OPEN", "LLM_RATE_LIMITED"}
+
+
+class Emitter:
+    """Numbers a run's events: seq increases by one per event, continuing across resumes."""
+
+    def __init__(self, run_id: str, thread_id: str, seq: int) -> None:
+        self.run_id, self.thread_id, self.seq = run_id, thread_id, seq
+
+    def __call__(self, **event: Any) -> supervisor_pb2.RunEvent:
+        ev = supervisor_pb2.RunEvent(run_id=self.run_id, thread_id=self.thread_id, seq=self.seq, **event)
+        ev.time.GetCurrentTime()
+        self.seq += 1
+        return ev
+
+
+@dataclass
+class Deadline:
+    """The caller's deadline on the monotonic clock (None: none given)."""
+
+    at: float | None
+    run_limit_at: float | None = None
+    """When this execution reaches AGENTMESH_MAX_RUN_DURATION_S (`at` is never later)."""
+
+    def capped(self, max_run_s: float) -> Deadline:
+        """This deadline, moved earlier to the run's wall-time limit if that comes first."""
+        limit = time.monotonic() + max_run_s
+        return Deadline(limit if self.at is None else min(self.at, limit), run_limit_at=limit)
+
+    def run_limit_reached(self) -> bool:
+        # A little slack: a call cut by the limit fails a few ms before it.
+        return self.run_limit_at is not None and time.monotonic() >= self.run_limit_at - 0.05
+
+    def timeout(self, cap: float) -> float:
+        return cap if self.at is None else max(0.001, min(cap, self.at - time.monotonic()))
+
+
+def _usage(step: StepRecord) -> usage_pb2.Usage:
+    return usage_pb2.Usage(input_tokens=step.input_tokens, output_tokens=step.output_tokens, llm_calls=step.llm_calls)
+
+
+def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
+    return sorted({f.type for f in resp.findings})
+
+
+def _llm_call(model: str, input_tokens: int, output_tokens: int, start_ms: float, duration_ms: float, cost_usd: float,
+              attempts: int, stop_reason: str | None) -> dict[str, Any]:
+    """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
+    service that made the call began the step's work."""
+    return {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "start_ms": round(max(0.0, start_ms), 1), "duration_ms": round(duration_ms, 1),
+            "cost_usd": cost_usd, "attempts": attempts, "stop_reason": stop_reason or ""}
+
+
+class RunExecutor:
+    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: LLMClient, mesh: MeshClients,
+                 agents: Sequence[str], budgets: TenantBudgets | None = None, observer: RunObserver | None = None) -> None:
+        self._s = settings
+        self._store = store
+        self._llm = llm
+        self._mesh = mesh
+        self._agents = tuple(agents)
+        self._budgets = budgets
+        self._obs = observer or RunObserver()
+
+    async def _check_budget(self, tenant: str, *, fresh: bool = True) -> None:
+        if self._budgets is not None:
+            await self._budgets.check(tenant, fresh=fresh)
+
+    def _run_too_long(self) -> ResourceExhausted:
+        return ResourceExhausted(
+            f"the run reached its wall-time limit of {self._s.max_run_duration_s:g} s for one execution "
+            "(AGENTMESH_MAX_RUN_DURATION_S); Resume continues it from its last checkpoint",
+            reason="RUN_DURATION_EXCEEDED")
+
+    # --- entry points ----------------------------------------------------------------------------
+
+    async def start(
+        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        run_id = uuid.uuid4()
+        em = Emitter(str(run_id), thread_id, 0)
+        await self._check_budget(tenant)  # a spent budget costs no guard call and creates no run
+        deadline = deadline.capped(self._s.max_run_duration_s)
+        # The thread's restore token keeps <EMAIL_1> meaning the same value across its turns.
+        token = await self._store.thread_restore_token(thread_id, tenant) if thread_id else ""
+        # The input is checked before anything is stored, so raw PII never reaches a checkpoint.
+        verdict = await self._mesh.check(message, guard_pb2.DIRECTION_INPUT, tenant=tenant,
+                                         timeout_s=deadline.timeout(self._s.guard_timeout_s), restore_token=token)
+        self._obs.run_started(str(run_id), tenant)
+        self._obs.guard(guard_pb2.DIRECTION_INPUT, verdict)
+        decision = em(guard_decision=supervisor_pb2.GuardDecision(
+            direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=_guard_types(verdict)))
+        if verdict.action == guard_pb2.ACTION_BLOCK:
+            yield decision
+            err = PermissionDenied(f"the guard blocked the input ({', '.join(_guard_types(verdict))})",
+                                   reason="GUARD_BLOCKED_INPUT")
+            yield em(error=supervisor_pb2.RunError(code=err.code.value[0], message=err.message, resumable=False))
+            raise err
+        text = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else message
+        run = await self._store.create_run(tenant=tenant, thread_id=thread_id, run_id=run_id, text=text,
+                                           history_limit=self._s.history_messages, next_seq=em.seq,
+                                           max_thread_messages=self._s.max_thread_messages,
+                                           restore_token=verdict.restore_token or token)
+        em.thread_id = decision.thread_id = str(run.thread_id)
+        yield decision
+        async for ev in self._execute(run, [], em, deadline):
+            yield ev
+
+    async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        run = await self._store.get_run(run_id, tenant)
+        if run.status == "completed" and run.final is not None:
+            # A finished run answers with its final event again; no agent is called.
+            yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
+            return
+        await self._check_budget(tenant)
+        deadline = deadline.capped(self._s.max_run_duration_s)
+        run = await self._store.claim(run)
+        self._obs.run_started(str(run.id), tenant)
+        steps = await self._store.steps(run.id)
+        em = Emitter(str(run.id), str(run.thread_id), run.next_seq)
+        async for ev in self._execute(run, steps, em, deadline):
+            yield ev
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def _execute(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
+                       deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        heartbeat = asyncio.create_task(self._heartbeat(run))
+        try:
+            async for ev in self._loop(run, steps, em, deadline):
+                yield ev
+        except AgentMeshError as caught:
+            # A call cut by the run's wall-time limit fails with the call's own error; name the limit instead.
+            exc = self._run_too_long() if deadline.run_limit_reached() else caught
+            resumable = exc.reason in _RESUMABLE or exc.code.name in _RESUMABLE
+            info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
+            log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
+            self._obs.run_failed(exc.reason)
+            with contextlib.suppress(AgentMeshError):
+                await self._store.fail(run, error=info, next_seq=em.seq + 1)
+            yield em(error=supervisor_pb2.RunError(**info))
+            if exc is caught:
+                raise
+            raise exc from caught
+        finally:
+            heartbeat.cancel()
+
+    async def _heartbeat(self, run: RunRecord) -> None:
+        while True:
+            await asyncio.sleep(self._s.run_lease_s / 3)
+            with contextlib.suppress(AgentMeshError):
+                await self._store.renew_lease(run)
+
+    async def _loop(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
+                    deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        tokens = run.input_tokens + run.output_tokens
+        cost = run.cost_usd
+        llm_calls = run.llm_calls
+        iterations = run.iterations
+        # Set by this execution's guard step; a run resumed after that step shows the redacted answer.
+        restored = ""
+        while True:
+            last = steps[-1] if steps else None
+            outputs = [(s.agent, s.result.get("output", "")) for s in steps if s.kind == "agent"]
+            idx = len(steps)
+            if last is not None and last.kind == "guard":
+                break
+            started = time.monotonic()
+            if last is None or last.kind == "agent":
+                kind, agent = "route", SUPERVISOR
+            elif last.result.get("decision") == FINISH:
+                kind, agent = "guard", GUARD
+            else:
+                kind, agent = "agent", last.result["decision"]
+            if kind != "guard":  # steps that spend: the budget and the wall-time limit stop the run before them
+                await self._check_budget(run.tenant_id, fresh=False)
+                if deadline.run_limit_reached():
+                    raise self._run_too_long()
+            yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
+            with self._obs.step(run_id=str(run.id), idx=idx, kind=kind, agent=agent,
+                                iteration=iterations + (kind == "agent")) as observed:
+                if kind == "route":
+                    step = await self._route(run, idx, outputs, iterations, tokens, deadline)
+                elif kind == "agent":
+                    step = await self._act(run, idx, agent, outputs, tokens, deadline)
+                else:
+                    step, restored = await self._check_answer(run, idx, outputs, deadline)
+                step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
+                observed(step)
+            events = 3 if kind == "guard" else 2
+            # Checkpoint first, then tell the client: an event the client saw is always recoverable.
+            await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
+            step_tokens = step.input_tokens + step.output_tokens
+            if self._budgets is not None:
+                self._budgets.spent(run.tenant_id, tokens=step_tokens, usd=step.cost_usd)
+            steps.append(step)
+            tokens += step_tokens
+            cost += step.cost_usd
+            llm_calls += step.llm_calls
+            iterations += kind == "agent"
+            yield em(step_finished=supervisor_pb2.StepFinished(
+                step=idx, kind=_KIND[kind], agent=agent, duration_ms=step.duration_ms, usage=_usage(step),
+                cost_usd=step.cost_usd, decision=step.result.get("decision", ""),
+                output=step.result.get("output", "")))
+            if kind == "guard":
+                yield em(guard_decision=supervisor_pb2.GuardDecision(
+                    direction=guard_pb2.DIRECTION_OUTPUT, action=step.result["action"],
+                    finding_types=step.result["finding_types"]))
+        guard_step = steps[-1]
+        if guard_step.result["action"] == guard_pb2.ACTION_BLOCK:
+            raise PermissionDenied(f"the guard blocked the answer ({', '.join(guard_step.result['finding_types'])})",
+                                   reason="GUARD_BLOCKED_OUTPUT")
+        route_reason = next(s.result.get("reason", "COMPLETED") for s in reversed(steps) if s.kind == "route")
+        answer = guard_step.result["answer"]
+        final = em(final=supervisor_pb2.Final(
+            answer=answer, reason=_REASON.get(route_reason, supervisor_pb2.FINISH_REASON_COMPLETED),
+            usage=usage_pb2.Usage(input_tokens=sum(s.input_tokens for s in steps),
+                                  output_tokens=sum(s.output_tokens for s in steps),
+                                  llm_calls=sum(s.llm_calls for s in steps)),
+            cost_usd=sum(s.cost_usd for s in steps), iterations=iterations))
+        # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
+        # the LLM); only the event sent to this client carries the values put back by the guard.
+        await self._store.finish(run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer)
+        if restored:
+            final.final.answer = restored
+        log.info("run completed", extra={"run_id": str(run.id), "iterations": iterations, "llm_calls": llm_calls,
+                                         "tokens": tokens, "cost_usd": round(cost, 6), "reason": route_reason})
+        self._obs.run_completed(reason=route_reason, iterations=iterations)
+        yield final
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    async def _route(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], iterations: int, tokens: int,
+                     deadline: Deadline) -> StepRecord:
+        # Limits end the run through a recorded FINISH, so a resumed run ends the same way.
+        if iterations >= self._s.max_iterations:
+            return StepRecord(idx, "route", SUPERVISOR, {"decision": FINISH, "reason": "ITERATION_LIMIT"})
+        if tokens >= self._s.run_token_budget:
+            return StepRecord(idx, "route", SUPERVISOR, {"decision": FINISH, "reason": "BUDGET_EXHAUSTED"})
+        done = [a for a, _ in outputs]
+        allowed = allowed_next(self._agents, done)
+        prompt = routing_prompt(self._request_with_history(run), outputs, allowed)
+        result = await self._llm.complete(system=ROUTER_SYSTEM, messages=[{"role": "user", "content": prompt}],
+                                          max_tokens=8, deadline=deadline.at,
+                                          attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx})
+        route = parse_route(result.text, allowed, self._agents, done)
+        # The routing call is the step's only work: it starts with it.
+        body: dict[str, Any] = {"decision": route.decision, "llm": [_llm_call(
+            result.model, result.input_tokens, result.output_tokens, 0.0, result.latency_ms, result.cost_usd,
+            result.attempts, result.stop_reason)]}
+        if route.decision == FINISH:
+            body["reason"] = "COMPLETED"
+        if not route.valid:
+            body["invalid_answer"] = route.raw
+            log.warning("router answered outside the allowed set; fallback applied",
+                        extra={"run_id": str(run.id), "step": idx, "decision": route.decision})
+        return StepRecord(idx, "route", SUPERVISOR, body, result.input_tokens, result.output_tokens, 1, result.cost_usd)
+
+    async def _act(self, run: RunRecord, idx: int, agent: str, outputs: list[tuple[str, str]], tokens: int,
+                   deadline: Deadline) -> StepRecord:
+        context = [agent_pb2.ContextMessage(role=_ROLE.get(m["role"], agent_pb2.ROLE_USER), content=m["content"])
+                   for m in run.history]
+        context += [agent_pb2.ContextMessage(role=agent_pb2.ROLE_AGENT, agent=a, content=o) for a, o in outputs]
+        remaining = max(1, self._s.run_token_budget - tokens)
+        request = agent_pb2.ActRequest(run_id=str(run.id), step=idx, task=run.input, context=context,
+                                       max_output_tokens=min(self._s.agent_max_output_tokens, remaining))
+        resp = await self._mesh.act(agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s))
+        body: dict[str, Any] = {"output": resp.output, "model": resp.model, "llm": [
+            _llm_call(c.model, c.input_tokens, c.output_tokens, c.start_ms, c.duration_ms, c.cost_usd, c.attempts,
+                      c.stop_reason) for c in resp.llm_calls]}
+        if resp.tool_calls:
+            body["tools"] = [{"name": t.name, "executed": t.executed} for t in resp.tool_calls]
+        return StepRecord(idx, "agent", agent, body, resp.usage.input_tokens, resp.usage.output_tokens,
+                          resp.usage.llm_calls, resp.cost_usd)
+
+    async def _check_answer(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]],
+                            deadline: Deadline) -> tuple[StepRecord, str]:
+        """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
+        # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
+        # separate "summarise" LLM call would add cost and latency to every run.
+        answer = outputs[-1][1] if outputs else ""
+        verdict = await self._mesh.check(answer, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id,
+                                         timeout_s=deadline.timeout(self._s.guard_timeout_s),
+                                         restore_token=run.restore_token)
+        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
+        shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
+        body = {"action": int(verdict.action), "finding_types": _guard_types(verdict),
+                "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown}
+        restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text
+        return StepRecord(idx, "guard", GUARD, body), restored
+
+    @staticmethod
+    def _request_with_history(run: RunRecord) -> str:
+        if not run.history:
+            return run.input
+        earlier = " | ".join(f"{m['role']}: {m['content'][:200]}" for m in run.history[-6:])
+        return f"{run.input} (earlier in this thread: {earlier})"

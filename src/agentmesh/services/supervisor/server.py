@@ -1,0 +1,79 @@
+"""The supervisor's composition root: pool, migrations, LLM client, gateway channel, executor, server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+from agentmesh import Settings
+from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
+from agentmesh.errors import AgentMeshError, InvalidArgument
+from agentmesh.llm import LLMClient
+from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, channel_credentials
+from agentmesh.service import process_setup, serve_bindings
+from agentmesh.services.supervisor.budgets import TenantBudgets
+from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.migrations import MIGRATIONS
+from agentmesh.services.supervisor.observe import RunObserver
+from agentmesh.services.supervisor.runner import RunExecutor
+from agentmesh.services.supervisor.servicer import SupervisorServicer
+from agentmesh.services.supervisor.store import CheckpointStore
+from agentmesh.settings import AGENTS
+from agentmesh.v1 import supervisor_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+async def main(settings: Settings, *, port: int | None = None) -> None:
+    telemetry = process_setup("supervisor", settings)
+    if settings.database_url is None:
+        raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min,
+                             max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await migrate(conn, [MigrationSet("core", CORE_MIGRATIONS), MIGRATIONS])
+    llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
+    telemetry.register_llm(llm)
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    channels = GatewayChannels(settings.gateway_internal_addr, internal_token=token,
+                               credentials=channel_credentials(settings.tls_dir, "supervisor") if settings.tls_dir else None,
+                               interceptors=telemetry.client_interceptors())
+    # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
+    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
+    budgets = TenantBudgets(pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd)
+    observer = RunObserver(registry=telemetry.registry, tracer=telemetry.tracer())
+    executor = RunExecutor(settings=settings, store=store, llm=llm,
+                           mesh=MeshClients(channels=channels), agents=AGENTS, budgets=budgets, observer=observer)
+    servicer = SupervisorServicer(executor=executor, store=store)
+    # Runs a dead supervisor left behind become resumable failures (now, and whenever a lease runs out).
+    sweeper = asyncio.create_task(_sweep_abandoned(store, every_s=settings.run_lease_s))
+    keys = KeyStore(pool=pool)
+    auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
+    binding = ServiceBinding(supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer,
+                             "agentmesh.v1.SupervisorService")
+    await serve_bindings("supervisor", settings, [binding], port=port, interceptors=[auth], telemetry=telemetry,
+                         on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close])
+
+
+async def _sweep_abandoned(store: CheckpointStore, *, every_s: float) -> None:
+    while True:
+        try:
+            if n := await store.mark_abandoned():
+                log.warning("marked abandoned runs resumable", extra={"runs": n})
+        except AgentMeshError:
+            log.warning("abandoned-run sweep skipped: database unavailable")
+        await asyncio.sleep(every_s)
+
+
+def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return cancel

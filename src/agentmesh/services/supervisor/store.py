@@ -1,0 +1,296 @@
+"""Checkpoints in Postgres: SQL as named constants, serialization kept apart from I/O, one statement per
+step so a step is either wholly recorded (result, totals, next event seq, lease) or not at all. Creating a
+run on a new thread and finishing a run are one statement each too: round trips are the supervisor's cost."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from agentmesh.db import db_errors
+from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
+
+SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
+INSERT_THREAD = "INSERT INTO threads (id, tenant_id) VALUES ($1, $2)"
+# Locks the thread row for the run-creating transaction, so concurrent runs cannot overfill it together.
+LOCK_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2 FOR UPDATE"
+COUNT_THREAD_MESSAGES = "SELECT count(*) FROM messages WHERE thread_id = $1"
+SELECT_HISTORY = """
+SELECT role, content FROM (
+    SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
+) recent ORDER BY id"""
+_RUN_COLUMNS = """id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
+       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased"""
+# A new thread, its run and the user's message in one statement (one round trip; the foreign keys are
+# checked at the statement's end, when the thread row exists).
+CREATE_RUN_NEW_THREAD = f"""
+WITH thread AS (INSERT INTO threads (id, tenant_id, restore_token) VALUES ($2, $3, $8)),
+     message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
+     run AS (
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
+                           restore_token)
+         VALUES ($1, $2, $3, 'running', $4, '[]'::jsonb, $5, $6, now() + make_interval(secs => $7), $8)
+         RETURNING *)
+SELECT {_RUN_COLUMNS} FROM run"""
+# The run on an existing thread (locked and counted first, in the same transaction).
+CREATE_RUN = f"""
+WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES ($2, $1, 'user', $4)),
+     run AS (
+         INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
+                           restore_token)
+         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
+         RETURNING *)
+SELECT {_RUN_COLUMNS} FROM run"""
+SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2"
+SELECT_THREAD_TOKEN = "SELECT restore_token FROM threads WHERE id = $1 AND tenant_id = $2"
+SET_THREAD_TOKEN = "UPDATE threads SET restore_token = $2 WHERE id = $1"
+# Take the run if no execution holds a live lease on it. Completed runs are never re-taken.
+CLAIM_RUN = """
+UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
+                error = NULL, updated_at = now()
+WHERE id = $1 AND tenant_id = $2 AND status <> 'completed'
+  AND (lease_owner IS NULL OR lease_expires_at < now())
+RETURNING id"""
+SELECT_STEPS = """
+SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms
+FROM steps WHERE run_id = $1 ORDER BY idx"""
+# One statement, so one round trip and atomic by itself: the run's totals, event seq and lease advance
+# together with the step row, and only while this process still holds the lease (else 0 rows: ABORTED).
+# A step index that already exists violates the primary key: a step is never recorded twice.
+COMMIT_STEP = """
+WITH advanced AS (
+    UPDATE runs SET next_seq = $11, iterations = iterations + $12, input_tokens = input_tokens + $6,
+                    output_tokens = output_tokens + $7, llm_calls = llm_calls + $8, cost_usd = cost_usd + $9,
+                    lease_expires_at = now() + make_interval(secs => $14), updated_at = now()
+    WHERE id = $1 AND lease_owner = $13 AND status = 'running'
+    RETURNING id
+)
+INSERT INTO steps (run_id, idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms)
+SELECT id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10 FROM advanced"""
+RENEW_LEASE = """
+UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+# The final answer and the run's completion in one statement; 0 rows inserted means the lease was lost.
+FINISH_RUN = """
+WITH done AS (
+    UPDATE runs SET status = 'completed', final = $3::jsonb, next_seq = $4, lease_owner = NULL,
+                    lease_expires_at = NULL, updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+    RETURNING id, thread_id
+)
+INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
+FAIL_RUN = """
+UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
+                updated_at = now()
+WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+# Runs whose supervisor died (its lease ran out) become resumable failures, so GetThread tells the truth
+# and a client can decide to Resume them.
+MARK_ABANDONED = """
+UPDATE runs SET status = 'failed', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+                error = jsonb_build_object('code', 14, 'resumable', true,
+                                           'message', 'interrupted: the supervisor executing the run stopped')
+WHERE status = 'running' AND lease_expires_at < now()
+RETURNING id"""
+# Threads idle for longer than the retention, with no run in progress; cascades to runs, steps, messages.
+PRUNE_THREADS = """
+DELETE FROM threads t
+WHERE t.created_at < now() - $1::interval
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id
+                  AND (r.updated_at >= now() - $1::interval OR r.status = 'running'))
+  AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = t.id AND m.created_at >= now() - $1::interval)"""
+SELECT_THREAD_MESSAGES = "SELECT role, content, run_id, created_at FROM messages WHERE thread_id = $1 ORDER BY id"
+SELECT_THREAD_RUNS = """
+SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
+FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
+
+
+def parse_uuid(value: str, field_name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{field_name} must be a UUID, got {value[:40]!r}") from None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    idx: int
+    kind: str  # route | agent | guard
+    agent: str
+    result: dict[str, Any]
+    input_tokens: int = 0
+    output_tokens: int = 0
+    llm_calls: int = 0
+    cost_usd: float = 0.0
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: uuid.UUID
+    thread_id: uuid.UUID
+    tenant_id: str
+    status: str
+    input: str
+    history: list[dict[str, str]]
+    next_seq: int
+    iterations: int
+    input_tokens: int
+    output_tokens: int
+    llm_calls: int
+    cost_usd: float
+    final: dict[str, Any] | None
+    error: dict[str, Any] | None
+    restore_token: str = ""  # the guard's sealed placeholder -> value map (ciphertext)
+    leased: bool = False
+    lease: str = ""  # this execution's lease token (empty when the run was only read)
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_from_row(row: asyncpg.Record) -> RunRecord:
+    d = dict(row)
+    d.pop("lease_owner", None)
+    for key in ("history", "final", "error"):
+        if isinstance(d[key], str):
+            d[key] = json.loads(d[key])
+    d["leased"] = bool(d["leased"])
+    return RunRecord(**d)
+
+
+class CheckpointStore:
+    """Every query is scoped by tenant; another tenant's id is indistinguishable from an unknown one."""
+
+    def __init__(self, *, pool: asyncpg.Pool, owner: str, lease_s: float) -> None:
+        self._pool = pool
+        self._owner = owner  # names this process; each execution adds a token of its own
+        self._lease_s = lease_s
+
+    async def create_run(
+        self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int,
+        max_thread_messages: int = 0, restore_token: str = "",
+    ) -> RunRecord:
+        """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
+        RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
+        lease = self._new_lease()
+        if not thread_id:
+            async with db_errors("run creation"):
+                row = await self._pool.fetchrow(CREATE_RUN_NEW_THREAD, run_id, uuid.uuid4(), tenant, text, next_seq,
+                                                lease, self._lease_s, restore_token)
+            return dataclasses.replace(_run_from_row(row), lease=lease)
+        tid = parse_uuid(thread_id, "thread_id")
+        async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
+                raise NotFound(f"thread {thread_id} not found")
+            if max_thread_messages and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages:
+                raise ResourceExhausted(
+                    f"thread {thread_id} is full: it holds {held} messages and a run adds 2, over the limit of "
+                    f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
+                    reason="THREAD_FULL")
+            history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
+            row = await conn.fetchrow(CREATE_RUN, run_id, tid, tenant, text, next_seq, lease, self._lease_s,
+                                      json.dumps(history), restore_token)
+            await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
+        return dataclasses.replace(_run_from_row(row), lease=lease)
+
+    async def thread_restore_token(self, thread_id: str, tenant: str) -> str:
+        """The thread's restore token (NOT_FOUND for an unknown or another tenant's thread)."""
+        tid = parse_uuid(thread_id, "thread_id")
+        async with db_errors("thread lookup"):
+            token = await self._pool.fetchval(SELECT_THREAD_TOKEN, tid, tenant)
+        if token is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return str(token)
+
+    async def get_run(self, run_id: str, tenant: str) -> RunRecord:
+        rid = parse_uuid(run_id, "run_id")
+        async with db_errors("run lookup"):
+            row = await self._pool.fetchrow(SELECT_RUN, rid, tenant)
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return _run_from_row(row)
+
+    async def claim(self, run: RunRecord) -> RunRecord:
+        """Take the lease of an unfinished run; ABORTED if another live execution holds it (in this process
+        or another: the token is per execution, so two Resumes landing on one supervisor exclude each other too)."""
+        lease = self._new_lease()
+        async with db_errors("run claim"), self._pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(CLAIM_RUN, run.id, run.tenant_id, lease, self._lease_s) is None:
+                raise Aborted(f"run {run.id} is being executed by another supervisor; retry when its lease expires",
+                              retry_after_s=self._lease_s)
+            row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
+        return dataclasses.replace(_run_from_row(row), lease=lease)
+
+    async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
+        async with db_errors("step load"):
+            rows = await self._pool.fetch(SELECT_STEPS, run_id)
+        out = []
+        for r in rows:
+            d = dict(r)
+            if isinstance(d["result"], str):
+                d["result"] = json.loads(d["result"])
+            out.append(StepRecord(**d))
+        return out
+
+    async def commit_step(self, run: RunRecord, step: StepRecord, *, next_seq: int, iteration: bool) -> None:
+        run_id = run.id
+        try:
+            async with db_errors("checkpoint write"):
+                status = await self._pool.execute(
+                    COMMIT_STEP, run_id, step.idx, step.kind, step.agent, json.dumps(step.result), step.input_tokens,
+                    step.output_tokens, step.llm_calls, step.cost_usd, step.duration_ms, next_seq, int(iteration),
+                    run.lease, self._lease_s,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Aborted(f"run {run_id} step {step.idx} is already recorded by another supervisor") from exc
+        if status == "INSERT 0 0":
+            raise Aborted(f"run {run_id} lease lost: another supervisor took it over")
+
+    async def renew_lease(self, run: RunRecord) -> bool:
+        async with db_errors("lease renewal"):
+            return (await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)) != "UPDATE 0"
+
+    async def finish(self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str) -> None:
+        async with db_errors("run completion"):
+            status = await self._pool.execute(FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer)
+        if status == "INSERT 0 0":
+            raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
+
+    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int) -> None:
+        async with db_errors("run failure record"):
+            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq)
+
+    def _new_lease(self) -> str:
+        return f"{self._owner}/{uuid.uuid4().hex[:12]}"
+
+    async def mark_abandoned(self) -> int:
+        async with db_errors("abandoned-run sweep"):
+            return len(await self._pool.fetch(MARK_ABANDONED))
+
+    async def thread(self, thread_id: str, tenant: str) -> ThreadView:
+        tid = parse_uuid(thread_id, "thread_id")
+        async with db_errors("thread lookup"), self._pool.acquire() as conn:
+            if await conn.fetchval(SELECT_THREAD, tid, tenant) is None:
+                raise NotFound(f"thread {thread_id} not found")
+            messages = [dict(r) for r in await conn.fetch(SELECT_THREAD_MESSAGES, tid)]
+            runs = [dict(r) for r in await conn.fetch(SELECT_THREAD_RUNS, tid)]
+        return ThreadView(messages=messages, runs=runs)
+
+
+async def prune_threads(pool: asyncpg.Pool, older_than: datetime.timedelta) -> int:
+    """Delete threads (and their runs, steps, messages) with no activity within `older_than`."""
+    async with db_errors("prune"):
+        status = await pool.execute(PRUNE_THREADS, older_than)
+    return int(status.split()[-1])
+
+
+__all__ = ["CheckpointStore", "RunRecord", "StepRecord", "ThreadView", "parse_uuid", "prune_threads"]

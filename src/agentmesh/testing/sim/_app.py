@@ -1,0 +1,610 @@
+"""The simulator's aiohttp app: the Messages API on the wire, a control plane for faults, and counters.
+
+All state lives in one `SimState` stored on the app, so two apps in one process never share anything.
+The event loop is single-threaded, so the counters need no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+import random
+import secrets
+import signal
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from aiohttp import web
+
+from agentmesh.testing.sim._responder import (
+    Answer,
+    Block,
+    ToolFault,
+    answer_request,
+    classify,
+    count_input_tokens,
+    fit_max_tokens,
+)
+
+__all__ = ["create_app", "serve_sim", "start_sim"]
+
+StreamFault = Literal["error_event", "cut", "truncate"]
+_STREAM_FAULTS: tuple[str, ...] = ("error_event", "cut", "truncate")
+_TOOL_FAULTS: tuple[str, ...] = ("invent", "malformed")
+_Z99 = 2.3263478740408408  # standard normal quantile at 0.99
+_HANG_POLL_S = 0.05
+_DELTA_CHARS = 24  # text per content_block_delta; keeps ~10-20 events for a typical answer
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_ERROR_MESSAGES = {
+    429: "Number of concurrent connections has exceeded your rate limit (simulated).",
+    500: "Internal server error (simulated).",
+    503: "Service unavailable (simulated).",
+    529: "Overloaded (simulated).",
+}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """The injected misbehaviour. Frozen: a PUT swaps the whole object, so a request sees one consistent set."""
+
+    latency_ms: float | tuple[float, float] = 0.0
+    """Fixed delay, or (p50, p99) of a lognormal."""
+    max_concurrency: int | None = None
+    retry_after_s: float = 1.0
+    outage: int | None = None
+    error_rate: float = 0.0
+    hang: bool = False
+    stream_fault: StreamFault | None = None
+    stream_fault_rate: float = 1.0
+    tool_fault: ToolFault | None = None
+    route_fault: Literal["invalid"] | None = None
+    should_retry: bool | None = None
+    seed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.latency_ms, tuple):
+            data["latency_ms"] = {"p50": self.latency_ms[0], "p99": self.latency_ms[1]}
+        return data
+
+    def sample_latency_s(self, rng: random.Random) -> float:
+        if not isinstance(self.latency_ms, tuple):
+            return self.latency_ms / 1000
+        p50, p99 = self.latency_ms
+        # Lognormal through both quantiles: median = e^mu, p99 = e^(mu + z99 * sigma).
+        sigma = (math.log(p99) - math.log(p50)) / _Z99
+        return rng.lognormvariate(math.log(p50), sigma) / 1000
+
+
+class FaultError(ValueError):
+    """A fault setting the control plane rejects (answered with 400)."""
+
+
+def _number(key: str, value: Any, *, low: float = 0.0, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FaultError(f"{key} must be a number")
+    if value < low or (high is not None and value > high):
+        raise FaultError(f"{key} must be between {low:g} and {high:g}" if high is not None else f"{key} must be >= {low:g}")
+    return float(value)
+
+
+def _optional_int(key: str, value: Any, low: int, high: int | None = None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FaultError(f"{key} must be an integer or null")
+    if value < low or (high is not None and value > high):
+        raise FaultError(f"{key} must be null or an integer in [{low}, {high}]" if high else f"{key} must be >= {low}")
+    return value
+
+
+def _choice(key: str, value: Any, options: tuple[str, ...]) -> str | None:
+    if value is not None and value not in options:
+        raise FaultError(f"{key} must be null or one of {', '.join(repr(o) for o in options)}")
+    return value
+
+
+def _latency(value: Any) -> float | tuple[float, float]:
+    if value is None:
+        return 0.0
+    if isinstance(value, dict):
+        if set(value) != {"p50", "p99"}:
+            raise FaultError('latency_ms as an object must be exactly {"p50": ms, "p99": ms}')
+        p50 = _number("latency_ms.p50", value["p50"])
+        p99 = _number("latency_ms.p99", value["p99"])
+        if p50 <= 0 or p99 < p50:
+            raise FaultError("latency_ms needs 0 < p50 <= p99")
+        return (p50, p99) if p99 > p50 else p50
+    return _number("latency_ms", value)
+
+
+def _bool(key: str, value: Any, *, nullable: bool = False) -> bool | None:
+    if (value is None and nullable) or isinstance(value, bool):
+        return value
+    raise FaultError(f"{key} must be true or false" + (" or null" if nullable else ""))
+
+
+_FAULT_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "latency_ms": _latency,
+    "max_concurrency": lambda v: _optional_int("max_concurrency", v, 0),
+    "retry_after_s": lambda v: _number("retry_after_s", v),
+    "outage": lambda v: _optional_int("outage", v, 400, 599),
+    "error_rate": lambda v: _number("error_rate", v, high=1.0),
+    "hang": lambda v: _bool("hang", v),
+    "stream_fault": lambda v: _choice("stream_fault", v, _STREAM_FAULTS),
+    "stream_fault_rate": lambda v: _number("stream_fault_rate", v, high=1.0),
+    "tool_fault": lambda v: _choice("tool_fault", v, _TOOL_FAULTS),
+    "route_fault": lambda v: _choice("route_fault", v, ("invalid",)),
+    "should_retry": lambda v: _bool("should_retry", v, nullable=True),
+    "seed": lambda v: _optional_int("seed", v, -(2**63)),
+}
+
+
+def parse_faults(data: Any) -> dict[str, Any]:
+    """Validate a PUT body into the changes it asks for; all-or-nothing."""
+    if not isinstance(data, dict):
+        raise FaultError("body must be a JSON object")
+    unknown = sorted(set(data) - set(_FAULT_PARSERS))
+    if unknown:
+        raise FaultError(f"unknown fault keys: {', '.join(unknown)}; known: {', '.join(_FAULT_PARSERS)}")
+    return {key: _FAULT_PARSERS[key](value) for key, value in data.items()}
+
+
+# --- state --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for `GET /_sim/stats`."""
+
+    requests_total: int = 0
+    responses_by_status: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    in_flight_max: int = 0
+    input_tokens_total: int = 0
+    output_tokens_total: int = 0
+    requests_by_kind: Counter[str] = field(default_factory=Counter)
+    retried_requests_total: int = 0
+    streams_total: int = 0
+    stream_faults_total: int = 0
+    hung_total: int = 0
+
+    def reset(self) -> None:
+        # in_flight is live, not a counter: requests still running will decrement it.
+        in_flight = self.in_flight
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        self.in_flight = self.in_flight_max = in_flight
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Counter) else v) for f in dataclasses.fields(self)}
+
+
+_RECENT_REQUESTS = 200
+
+
+@dataclass(slots=True)
+class SimState:
+    faults: Faults = field(default_factory=Faults)
+    stats: Stats = field(default_factory=Stats)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_RECENT_REQUESTS))
+    """The last requests' bodies (`GET /_sim/requests`): what the model was shown, for tests that must prove
+    what never reached it."""
+    rng: random.Random = field(default_factory=random.Random)
+    closing: bool = False
+    """Set on shutdown so hung requests let go."""
+
+
+_STATE = web.AppKey("agentmesh_sim_state", SimState)
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _ratelimit_headers(faults: Faults, stats: Stats) -> dict[str, str]:
+    limit = faults.max_concurrency
+    if limit is None:
+        return {}
+    reset = datetime.now(UTC) + timedelta(seconds=faults.retry_after_s)
+    return {
+        "anthropic-ratelimit-requests-limit": str(limit),
+        "anthropic-ratelimit-requests-remaining": str(max(0, limit - stats.in_flight)),
+        "anthropic-ratelimit-requests-reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
+def _error(state: SimState, faults: Faults, rid: str, status: int, message: str | None = None) -> web.Response:
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    text = message or _ERROR_MESSAGES.get(status, f"Simulated error {status}.")
+    headers = {"request-id": rid, **_ratelimit_headers(faults, state.stats)}
+    if status == 429:
+        headers["retry-after"] = str(math.ceil(faults.retry_after_s))
+        headers["retry-after-ms"] = str(round(faults.retry_after_s * 1000))
+    if faults.should_retry is not None and status != 400:
+        headers["x-should-retry"] = "true" if faults.should_retry else "false"
+    state.stats.responses_by_status[str(status)] += 1
+    body = {"type": "error", "error": {"type": kind, "message": text}, "request_id": rid}
+    return web.Response(status=status, body=_dumps(body), content_type="application/json", headers=headers)
+
+
+def _ok(state: SimState, headers: dict[str, str], body: Any) -> web.Response:
+    state.stats.responses_by_status["200"] += 1
+    return web.Response(body=_dumps(body), content_type="application/json", headers=headers)
+
+
+# --- request validation -------------------------------------------------------------------------
+
+
+def _validate(body: Any, *, count_only: bool) -> str | None:
+    """The first problem the real API would name, in its wording, or None."""
+    if not isinstance(body, dict):
+        return "request body must be a JSON object"
+    model = body.get("model")
+    if model is None:
+        return "model: Field required"
+    if not isinstance(model, str) or not model.strip():
+        return "model: Input should be a non-empty string"
+    if not count_only:
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            return "max_tokens: Field required"
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            return "max_tokens: Input should be a valid integer"
+        if max_tokens < 1:
+            return "max_tokens: Input should be greater than or equal to 1"
+        if "stream" in body and not isinstance(body["stream"], bool):
+            return "stream: Input should be a valid boolean"
+    messages = body.get("messages")
+    if messages is None:
+        return "messages: Field required"
+    if not isinstance(messages, list):
+        return "messages: Input should be a valid list"
+    if not messages:
+        return "messages: at least one message is required"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"messages.{i}: Input should be a valid dictionary"
+        if message.get("role") not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        content = message.get("content")
+        if content is None:
+            return f"messages.{i}.content: Field required"
+        if isinstance(content, list):
+            if any(not isinstance(b, dict) or not isinstance(b.get("type"), str) for b in content):
+                return f"messages.{i}.content: each content block must be an object with a type"
+        elif not isinstance(content, str):
+            return f"messages.{i}.content: Input should be a valid string or list of content blocks"
+    system = body.get("system")
+    if system is not None and not isinstance(system, str | list):
+        return "system: Input should be a valid string or list of text blocks"
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                return f"tools.{i}.name: Field required"
+    return None
+
+
+# --- streaming ----------------------------------------------------------------------------------
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+def _content_events(message: dict[str, Any], blocks: tuple[Block, ...]) -> list[bytes]:
+    """message_start .. the last content_block_stop: everything before message_delta."""
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    start["usage"] = {**message["usage"], "output_tokens": 1}
+    events = [_event("message_start", {"type": "message_start", "message": start}), _event("ping", {"type": "ping"})]
+    for index, block in enumerate(blocks):
+        if block["type"] == "tool_use":
+            head = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(block["input"]), _DELTA_CHARS)]
+        else:
+            head = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], _DELTA_CHARS)]
+        events.append(_event("content_block_start", {"type": "content_block_start", "index": index, "content_block": head}))
+        events.extend(_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas)
+        events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    return events
+
+
+async def _stream(
+    request: web.Request, state: SimState, faults: Faults, headers: dict[str, str], message: dict[str, Any]
+) -> web.StreamResponse:
+    stats = state.stats
+    fault = faults.stream_fault
+    if fault is not None and faults.stream_fault_rate < 1.0 and state.rng.random() >= faults.stream_fault_rate:
+        fault = None
+    content = _content_events(message, tuple(message["content"]))
+    tail = [
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        ),
+        _event("message_stop", {"type": "message_stop"}),
+    ]
+    if fault in ("error_event", "cut"):
+        # Fail mid-way: after message_start, ping and the first half of the content.
+        content = content[: max(3, len(content) // 2)]
+        tail = []
+    elif fault == "truncate":
+        tail = []
+    if fault == "error_event":
+        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded (simulated)."}}
+        tail = [_event("error", {**error, "request_id": headers["request-id"]})]
+
+    response = web.StreamResponse(
+        headers={**headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
+    )
+    stats.responses_by_status["200"] += 1
+    stats.streams_total += 1
+    if fault is not None:
+        stats.stream_faults_total += 1
+    await response.prepare(request)
+    for chunk in content:
+        await response.write(chunk)
+    if fault == "cut":
+        # Close the socket without the final chunk: the client sees an incomplete chunked body.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    for chunk in tail:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+# --- the Messages API ---------------------------------------------------------------------------
+
+
+async def _hang(request: web.Request, state: SimState, faults: Faults, rid: str) -> web.StreamResponse:
+    state.stats.hung_total += 1
+    # Poll rather than rely on handler cancellation, which depends on how the app is run.
+    while not state.closing:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return web.Response(status=499)  # nobody is listening; never counted
+        await asyncio.sleep(_HANG_POLL_S)
+    return _error(state, faults, rid, 503, "Simulator shutting down.")
+
+
+def _retry_count(request: web.Request) -> int:
+    try:
+        return int(request.headers.get("x-stainless-retry-count", "0"))
+    except ValueError:
+        return 0
+
+
+async def _api(request: web.Request, *, count_only: bool) -> web.StreamResponse:
+    state = request.app[_STATE]
+    stats = state.stats
+    faults = state.faults  # one snapshot per request: a PUT mid-request does not change its fate
+    stats.requests_total += 1
+    if _retry_count(request) > 0:
+        stats.retried_requests_total += 1
+    rid = _new_id("req_")
+    if faults.outage is not None:
+        return _error(state, faults, rid, faults.outage)
+    if faults.max_concurrency is not None and stats.in_flight >= faults.max_concurrency:
+        return _error(state, faults, rid, 429)
+    stats.in_flight += 1
+    stats.in_flight_max = max(stats.in_flight_max, stats.in_flight)
+    try:
+        return await _admitted(request, state, faults, rid, count_only=count_only)
+    finally:
+        stats.in_flight -= 1
+
+
+async def _admitted(request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool) -> web.StreamResponse:
+    stats = state.stats
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        return _error(state, faults, rid, 400, "Request body is not valid JSON.")
+    problem = _validate(body, count_only=count_only)
+    if problem is not None:
+        return _error(state, faults, rid, 400, problem)
+    kind = "count_tokens" if count_only else classify(body)
+    stats.requests_by_kind[kind] += 1
+    state.recent.append({"kind": kind, "system": body.get("system"), "messages": body.get("messages")})
+    if faults.hang:
+        return await _hang(request, state, faults, rid)
+    delay = faults.sample_latency_s(state.rng)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    if faults.error_rate > 0 and state.rng.random() < faults.error_rate:
+        return _error(state, faults, rid, 500)
+    headers = {"request-id": rid, **_ratelimit_headers(faults, stats)}
+    input_tokens = count_input_tokens(body)
+    if count_only:
+        return _ok(state, headers, {"input_tokens": input_tokens})
+
+    answer: Answer = answer_request(
+        body, tool_id=_new_id("toolu_"), tool_fault=faults.tool_fault, invalid_route=faults.route_fault == "invalid"
+    )
+    blocks, stop_reason, output_tokens = fit_max_tokens(answer, body["max_tokens"])
+    message = {
+        "id": _new_id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": list(blocks),
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+    stats.input_tokens_total += input_tokens
+    stats.output_tokens_total += output_tokens
+    if body.get("stream"):
+        return await _stream(request, state, faults, headers, message)
+    return _ok(state, headers, message)
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    return await _api(request, count_only=False)
+
+
+async def _count_tokens(request: web.Request) -> web.StreamResponse:
+    return await _api(request, count_only=True)
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    body = {"type": "error", "error": {"type": "not_found_error", "message": f"Not found: {request.path}"}}
+    return web.Response(status=404, body=_dumps(body), content_type="application/json")
+
+
+# --- control plane ------------------------------------------------------------------------------
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=_dumps(data), content_type="application/json")
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    return _json(request.app[_STATE].faults.to_json())
+
+
+async def _put_faults(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    try:
+        changes = parse_faults(json.loads(await request.read()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        message = str(exc) if isinstance(exc, FaultError) else "body is not valid JSON"
+        return _json({"error": message}, status=400)
+    if "seed" in changes:
+        state.rng.seed(changes["seed"])
+    state.faults = dataclasses.replace(state.faults, **changes)
+    return _json(state.faults.to_json())
+
+
+async def _get_stats(request: web.Request) -> web.Response:
+    return _json(request.app[_STATE].stats.to_json())
+
+
+async def _get_requests(request: web.Request) -> web.Response:
+    """The most recent request bodies (system and messages), oldest first; `?limit=N` keeps the last N."""
+    recent = list(request.app[_STATE].recent)
+    limit = request.query.get("limit", "")
+    if limit.isdigit():
+        recent = recent[-int(limit) :] if int(limit) else []
+    return _json({"requests": recent})
+
+
+async def _reset(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    state.stats.reset()
+    state.recent.clear()
+    if request.query.get("faults", "").lower() in ("1", "true", "yes"):
+        state.faults = Faults()
+        state.rng = random.Random()
+    return _json(state.stats.to_json())
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[_STATE].closing = True
+
+
+# --- assembly -----------------------------------------------------------------------------------
+
+
+def create_app() -> web.Application:
+    """A fresh simulator with its own state (no faults, zero counters)."""
+    app = web.Application()
+    app[_STATE] = SimState()
+    app.on_shutdown.append(_on_shutdown)
+    app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+    app.router.add_get("/_sim/faults", _get_faults)
+    app.router.add_put("/_sim/faults", _put_faults)
+    app.router.add_post("/_sim/reset", _reset)
+    app.router.add_get("/_sim/stats", _get_stats)
+    app.router.add_get("/_sim/requests", _get_requests)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def start_sim(host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve a new simulator on host:port (0: any free port). Returns the runner and the bound port."""
+    # handler_cancellation: a client that gives up frees its in-flight slot at once, as on a real server.
+    runner = web.AppRunner(create_app(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, int(runner.addresses[0][1])
+
+
+def _url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve_sim(host: str, port: int, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Run a simulator until SIGTERM or SIGINT; on_ready gets its URL once it listens."""
+    runner, bound = await start_sim(host, port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+                pass
+        if on_ready is not None:
+            on_ready(_url(host, bound))
+        await stop.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()

@@ -38,6 +38,7 @@ up: install-run
 lint: install
 	cd protos && ../$(BIN)/buf lint
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 test: lint

@@ -127,9 +127,14 @@ async def drive(
             now = await sim.stats()
             t = time.monotonic() - t0
             dt = max(t - prev_t, 1e-6)
-            timeline.append({"t": round(t, 2), "ok_per_s": round((successes(now) - successes(prev)) / dt, 2),
-                             "attempts_per_s": round((now["requests_total"] - prev["requests_total"]) / dt, 2),
-                             "in_flight": now.get("in_flight", 0)})
+            timeline.append(
+                {
+                    "t": round(t, 2),
+                    "ok_per_s": round((successes(now) - successes(prev)) / dt, 2),
+                    "attempts_per_s": round((now["requests_total"] - prev["requests_total"]) / dt, 2),
+                    "in_flight": now.get("in_flight", 0),
+                }
+            )
             prev, prev_t = now, t
 
     if on_window_start is not None:
@@ -147,6 +152,12 @@ async def drive(
     sampling.cancel()
     await asyncio.gather(sampling, return_exceptions=True)
     sim_after = await sim.stats()
-    return LoadResult(samples=samples, duration_s=duration_s, elapsed_s=elapsed,
-                      calls_in_window=successes(at_stop) - successes(sim_before), sim_before=sim_before,
-                      sim_after=sim_after, timeline=timeline)
+    return LoadResult(
+        samples=samples,
+        duration_s=duration_s,
+        elapsed_s=elapsed,
+        calls_in_window=successes(at_stop) - successes(sim_before),
+        sim_before=sim_before,
+        sim_after=sim_after,
+        timeline=timeline,
+    )

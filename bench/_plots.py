@@ -59,8 +59,12 @@ def latency_over_time(
         ax2 = axes[1][0]
         ax2.plot([x for x, _ in rate], [y for _, y in rate], color="tab:green", label=f"mesh: {rate_label}")
         if baseline_rate:
-            ax2.plot([x for x, _ in baseline_rate], [y for _, y in baseline_rate], color="tab:orange",
-                     label=f"LangGraph baseline: {rate_label}")
+            ax2.plot(
+                [x for x, _ in baseline_rate],
+                [y for _, y in baseline_rate],
+                color="tab:orange",
+                label=f"LangGraph baseline: {rate_label}",
+            )
         if limit is not None:
             ax2.axhline(limit, color="tab:red", linestyle=":", label=f"provider limit C/L = {limit:.0f}/s")
         ax2.set_ylabel(rate_label)
@@ -70,8 +74,15 @@ def latency_over_time(
     if window_end is not None:
         for row in axes:
             row[0].axvline(window_end, color="grey", linestyle="-.", linewidth=1)
-        axes[0][0].annotate("users stop starting runs", (window_end, 0), xycoords=("data", "axes fraction"),
-                            xytext=(4, 4), textcoords="offset points", fontsize=8, color="grey")
+        axes[0][0].annotate(
+            "users stop starting runs",
+            (window_end, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize=8,
+            color="grey",
+        )
     axes[-1][0].set_xlabel("seconds since start")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +121,16 @@ def histogram(path: Path, *, title: str, series: Mapping[str, Sequence[float]], 
     return path
 
 
-def throughput_vs_users(path: Path, *, title: str, users: Sequence[int], rate: Sequence[float],
-                        p99_s: Sequence[float], limit: float | None, rate_label: str) -> Path:
+def throughput_vs_users(
+    path: Path,
+    *,
+    title: str,
+    users: Sequence[int],
+    rate: Sequence[float],
+    p99_s: Sequence[float],
+    limit: float | None,
+    rate_label: str,
+) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(users, rate, "o-", color="tab:green", label=rate_label)
     if limit is not None:

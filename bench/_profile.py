@@ -62,10 +62,14 @@ class Profile:
     raw_path: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"role": self.role, "samples": self.samples, "raw": self.raw_path,
-                "self_by_package": {k: round(v, 3) for k, v in self.by_bucket.items()},
-                "top_self": [[f, round(s, 3)] for f, s in self.top_self],
-                "top_ours_inclusive": [[f, round(s, 3)] for f, s in self.top_ours]}
+        return {
+            "role": self.role,
+            "samples": self.samples,
+            "raw": self.raw_path,
+            "self_by_package": {k: round(v, 3) for k, v in self.by_bucket.items()},
+            "top_self": [[f, round(s, 3)] for f, s in self.top_self],
+            "top_ours_inclusive": [[f, round(s, 3)] for f, s in self.top_ours],
+        }
 
 
 def summarise(role: str, raw: Path, top: int = 12) -> Profile:
@@ -96,7 +100,8 @@ def summarise(role: str, raw: Path, top: int = 12) -> Profile:
                     ours[key] += count
     share = (lambda c: c / total) if total else (lambda c: 0.0)
     return Profile(
-        role=role, samples=total,
+        role=role,
+        samples=total,
         by_bucket={k: share(v) for k, v in buckets.most_common()},
         top_self=[(k, share(v)) for k, v in leaves.most_common(top)],
         top_ours=[(k, share(v)) for k, v in ours.most_common(top)],
@@ -126,10 +131,27 @@ async def record(pids: dict[str, int], duration_s: float, out_dir: Path, rate: i
     procs = {}
     for role, pid in pids.items():
         raw = out_dir / f"profile-{role}.txt"
-        procs[role] = (raw, await asyncio.create_subprocess_exec(
-            exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration_s))), "--rate", str(rate),
-            "--format", "raw", "--output", str(raw), "--nonblocking", "--full-filenames",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
+        procs[role] = (
+            raw,
+            await asyncio.create_subprocess_exec(
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, int(duration_s))),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+                "--nonblocking",
+                "--full-filenames",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            ),
+        )
     out = []
     for role, (raw, proc) in procs.items():
         await proc.wait()

@@ -67,7 +67,9 @@ def _start(data_dir: Path, dsn: str, extra_env: dict[str, str] | None) -> Mesh:
     try:
         return start_mesh(data_dir, dsn, extra_env=extra_env)
     except StopIteration:  # a launcher that failed early printed no key or simulator line
-        raise RuntimeError(f"agentmesh up failed before printing its dev key or simulator URL (data dir {data_dir})") from None
+        raise RuntimeError(
+            f"agentmesh up failed before printing its dev key or simulator URL (data dir {data_dir})"
+        ) from None
 
 
 class SimControl:
@@ -78,8 +80,9 @@ class SimControl:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}{path}", data=data, method=method, headers={"content-type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 

@@ -54,8 +54,11 @@ def build_graph(client: anthropic.AsyncAnthropic) -> Any:
         done = [a for a, _ in state["outputs"]]
         allowed = allowed_next(AGENTS, done)
         msg = await client.messages.create(
-            model=MODEL, max_tokens=8, system=ROUTER_SYSTEM,
-            messages=[{"role": "user", "content": routing_prompt(state["request"], state["outputs"], allowed)}])
+            model=MODEL,
+            max_tokens=8,
+            system=ROUTER_SYSTEM,
+            messages=[{"role": "user", "content": routing_prompt(state["request"], state["outputs"], allowed)}],
+        )
         text = "".join(b.text for b in msg.content if b.type == "text")
         return {"next": parse_route(text, allowed, AGENTS, done).decision, "llm_calls": 1}
 
@@ -70,8 +73,9 @@ def build_graph(client: anthropic.AsyncAnthropic) -> Any:
                 kwargs: dict[str, Any] = {}
                 if toolbox is not None and round_ < MAX_TOOL_ROUNDS:
                     kwargs["tools"] = toolbox.specs()
-                msg = await client.messages.create(model=MODEL, max_tokens=MAX_TOKENS, system=system,
-                                                   messages=messages, **kwargs)
+                msg = await client.messages.create(
+                    model=MODEL, max_tokens=MAX_TOKENS, system=system, messages=messages, **kwargs
+                )
                 calls += 1
                 text = "".join(b.text for b in msg.content if b.type == "text")
                 uses = [b for b in msg.content if b.type == "tool_use"]
@@ -107,8 +111,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     async def conversation(_user: int) -> RunOutcome:
         try:
-            state = await graph.ainvoke({"request": args.message, "outputs": [], "next": "", "llm_calls": 0},
-                                        {"configurable": {"thread_id": str(uuid.uuid4())}})
+            state = await graph.ainvoke(
+                {"request": args.message, "outputs": [], "next": "", "llm_calls": 0},
+                {"configurable": {"thread_id": str(uuid.uuid4())}},
+            )
         except anthropic.APIStatusError as exc:
             return RunOutcome(status=f"HTTP_{exc.status_code}")
         except anthropic.APIConnectionError as exc:
@@ -119,19 +125,27 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.warmup_runs:
             await asyncio.gather(*(conversation(i) for i in range(args.warmup_runs)))
         with self_cpu() as cpu:
-            result = await drive(conversation, sim=sim, users=args.users, duration_s=args.duration,
-                                 drain_timeout_s=args.drain_timeout)
+            result = await drive(
+                conversation, sim=sim, users=args.users, duration_s=args.duration, drain_timeout_s=args.drain_timeout
+            )
     finally:
         await client.close()
     summary = result.summary(args.concurrency_limit / (args.latency_ms / 1000))
     summary["users"] = args.users
     summary["process_cpu_s"] = round(cpu["s"], 3)
     summary["cpu_ms_per_run"] = round(cpu["s"] * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
-    summary["cpu_ms_per_llm_call"] = round(cpu["s"] * 1000 / summary["llm_successes"], 3) if summary["llm_successes"] else None
+    summary["cpu_ms_per_llm_call"] = (
+        round(cpu["s"] * 1000 / summary["llm_successes"], 3) if summary["llm_successes"] else None
+    )
     summary["client"] = "anthropic.AsyncAnthropic defaults (max_retries=2, timeout 600 s)"
     summary["checkpointer"] = "langgraph InMemorySaver"
-    return {"summary": summary, "series": {"timeline": result.timeline,
-                                           "run_latency_s": [[round(a, 3), round(b, 3)] for a, b in result.latency_points()]}}
+    return {
+        "summary": summary,
+        "series": {
+            "timeline": result.timeline,
+            "run_latency_s": [[round(a, 3), round(b, 3)] for a, b in result.latency_points()],
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

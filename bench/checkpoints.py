@@ -18,9 +18,11 @@ from typing import Any
 from bench._common import print_table, summary_ms, write_result
 from bench._target import throwaway_database
 
-OUTPUT = ("Findings: provider A charges 2.9% + 30c per card payment, provider B 2.5% flat with a monthly "
-          "fee; both support 135+ currencies, payouts in 2 days, and PCI-DSS level 1. Support differs: "
-          "A has 24/7 chat, B business hours only. Integration effort is similar (REST + webhooks). ") * 1
+OUTPUT = (
+    "Findings: provider A charges 2.9% + 30c per card payment, provider B 2.5% flat with a monthly "
+    "fee; both support 135+ currencies, payouts in 2 days, and PCI-DSS level 1. Support differs: "
+    "A has 24/7 chat, B business hours only. Integration effort is similar (REST + webhooks). "
+) * 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,8 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=20, help="connections in each implementation's pool")
 
 
-async def _drive(concurrency: int, seconds: float, new_run: Callable[[], Awaitable[Any]],
-                 write: Callable[[Any, int], Awaitable[None]], steps: int) -> dict[str, Any]:
+async def _drive(
+    concurrency: int,
+    seconds: float,
+    new_run: Callable[[], Awaitable[Any]],
+    write: Callable[[Any, int], Awaitable[None]],
+    steps: int,
+) -> dict[str, Any]:
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
 
@@ -63,49 +70,75 @@ async def _ours(dsn: str, levels: list[int], seconds: float, steps: int, pool_si
         store = CheckpointStore(pool=pool, owner="bench", lease_s=60)
 
         async def new_run() -> Any:
-            return await store.create_run(tenant="bench", thread_id="", run_id=uuid.uuid4(), text="Compare providers",
-                                          history_limit=20, next_seq=1)
+            return await store.create_run(
+                tenant="bench",
+                thread_id="",
+                run_id=uuid.uuid4(),
+                text="Compare providers",
+                history_limit=20,
+                next_seq=1,
+            )
 
         async def write(run: Any, i: int) -> None:
             kind = "agent" if i % 2 else "route"
             result = {"output": OUTPUT, "model": "claude-haiku-4-5"} if kind == "agent" else {"decision": "analyst"}
-            await store.commit_step(run, StepRecord(i, kind, "analyst", result, 300, 90, 1, 0.0007, 180),
-                                    next_seq=2 * i + 3, iteration=kind == "agent")
+            await store.commit_step(
+                run,
+                StepRecord(i, kind, "analyst", result, 300, 90, 1, 0.0007, 180),
+                next_seq=2 * i + 3,
+                iteration=kind == "agent",
+            )
 
         return {c: await _drive(c, seconds, new_run, write, steps) for c in levels}
     finally:
         await pool.close()
 
 
-async def _langgraph(dsn: str, levels: list[int], seconds: float, steps: int, pool_size: int) -> dict[int, dict[str, Any]]:
+async def _langgraph(
+    dsn: str, levels: list[int], seconds: float, steps: int, pool_size: int
+) -> dict[int, dict[str, Any]]:
     from langgraph.checkpoint.base import empty_checkpoint
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(dsn, min_size=pool_size, max_size=pool_size, open=False,
-                               kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=pool_size,
+        max_size=pool_size,
+        open=False,
+        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+    )
     await pool.open()
     try:
         saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await saver.setup()
 
         async def new_run() -> dict[str, Any]:
-            return {"config": {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}},
-                    "checkpoint": empty_checkpoint(), "messages": [{"role": "user", "content": "Compare providers"}]}
+            return {
+                "config": {"configurable": {"thread_id": str(uuid.uuid4()), "checkpoint_ns": ""}},
+                "checkpoint": empty_checkpoint(),
+                "messages": [{"role": "user", "content": "Compare providers"}],
+            }
 
         async def write(run: dict[str, Any], i: int) -> None:
             cp = dict(run["checkpoint"])
             kind = "agent" if i % 2 else "route"
-            update = {"role": "agent", "content": OUTPUT} if kind == "agent" else {"role": "route", "content": "analyst"}
+            update = (
+                {"role": "agent", "content": OUTPUT} if kind == "agent" else {"role": "route", "content": "analyst"}
+            )
             run["messages"] = [*run["messages"], update]
             versions = dict(cp["channel_versions"])
             new_versions = {"messages": i + 1, "next": i + 1}
             versions.update(new_versions)
-            cp.update(id=str(uuid.uuid4()), channel_values={"messages": run["messages"], "next": "analyst"},
-                      channel_versions=versions)
-            run["config"] = await saver.aput(run["config"], cp, {"source": "loop", "step": i, "parents": {}},
-                                             new_versions)
+            cp.update(
+                id=str(uuid.uuid4()),
+                channel_values={"messages": run["messages"], "next": "analyst"},
+                channel_versions=versions,
+            )
+            run["config"] = await saver.aput(
+                run["config"], cp, {"source": "loop", "step": i, "parents": {}}, new_versions
+            )
             await saver.aput_writes(run["config"], [("messages", update)], task_id=str(uuid.uuid4()))
             run["checkpoint"] = cp
 
@@ -123,15 +156,39 @@ async def run(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {"levels": {}}
     for c in levels:
         ratio = ours[c]["writes_per_s"] / max(langgraph[c]["writes_per_s"], 1e-9)
-        results["levels"][str(c)] = {"agentmesh": ours[c], "langgraph": langgraph[c], "throughput_ratio": round(ratio, 2)}
-        rows.append((c, ours[c]["writes_per_s"], ours[c]["p50_ms"], ours[c]["p99_ms"], langgraph[c]["writes_per_s"],
-                     langgraph[c]["p50_ms"], langgraph[c]["p99_ms"], round(ratio, 2)))
+        results["levels"][str(c)] = {
+            "agentmesh": ours[c],
+            "langgraph": langgraph[c],
+            "throughput_ratio": round(ratio, 2),
+        }
+        rows.append(
+            (
+                c,
+                ours[c]["writes_per_s"],
+                ours[c]["p50_ms"],
+                ours[c]["p99_ms"],
+                langgraph[c]["writes_per_s"],
+                langgraph[c]["p50_ms"],
+                langgraph[c]["p99_ms"],
+                round(ratio, 2),
+            )
+        )
     results["goal"] = "agentmesh >= 2x LangGraph writes/s at 100 concurrent runs"
-    path = write_result("checkpoints", {"concurrency": levels, "seconds": args.seconds, "steps_per_run": args.steps,
-                                        "pool_size": args.pool, "server": "one Postgres, fresh database per side"},
-                        results)
-    print_table("checkpoint writes (one step each)",
-                ["runs", "ours w/s", "ours p50 ms", "ours p99 ms", "LangGraph w/s", "LG p50 ms", "LG p99 ms", "ratio"],
-                rows)
+    path = write_result(
+        "checkpoints",
+        {
+            "concurrency": levels,
+            "seconds": args.seconds,
+            "steps_per_run": args.steps,
+            "pool_size": args.pool,
+            "server": "one Postgres, fresh database per side",
+        },
+        results,
+    )
+    print_table(
+        "checkpoint writes (one step each)",
+        ["runs", "ours w/s", "ours p50 ms", "ours p99 ms", "LangGraph w/s", "LG p50 ms", "LG p99 ms", "ratio"],
+        rows,
+    )
     print(f"wrote {path}")
     return 0

@@ -36,8 +36,11 @@ from bench._target import MeshProcess, SimControl, cpu_delta, cpu_seconds, local
 NAME = "e2e"
 DEFAULT_MESSAGE = "Compare two payment providers and recommend one"
 GOALS = {"failures": 0, "ratio_to_limit": 0.95, "cpu_ms_per_run": 25.0, "attempts_per_success": 1.05}
-_KIND = {supervisor_pb2.STEP_KIND_ROUTE: "route", supervisor_pb2.STEP_KIND_AGENT: "agent",
-         supervisor_pb2.STEP_KIND_GUARD: "guard"}
+_KIND = {
+    supervisor_pb2.STEP_KIND_ROUTE: "route",
+    supervisor_pb2.STEP_KIND_AGENT: "agent",
+    supervisor_pb2.STEP_KIND_GUARD: "guard",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,20 +53,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sim", default=None, help="the running mesh's simulator URL (with --gateway)")
     p.add_argument("--key", default=None, help="API key for --gateway (default: env AGENTMESH_API_KEY)")
     p.add_argument("--mesh-pids", default="", help="with --gateway: comma-separated pids whose CPU to count")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the mesh this starts (repeatable), e.g. AGENTMESH_LLM_MAX_CONCURRENCY=7")
-    p.add_argument("--no-egress-cap", action="store_true",
-                   help="run the mesh without the gateway's LLM egress cap (by default AGENTMESH_LLM_MESH_CONCURRENCY is "
-                        "the simulator's C, as an operator sets the provider's known concurrency): the processes' "
-                        "adaptive limits alone")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the mesh this starts (repeatable), e.g. AGENTMESH_LLM_MAX_CONCURRENCY=7",
+    )
+    p.add_argument(
+        "--no-egress-cap",
+        action="store_true",
+        help="run the mesh without the gateway's LLM egress cap (by default AGENTMESH_LLM_MESH_CONCURRENCY is "
+        "the simulator's C, as an operator sets the provider's known concurrency): the processes' "
+        "adaptive limits alone",
+    )
     p.add_argument("--channels", type=int, default=4, help="client HTTP/2 connections to the gateway")
     p.add_argument("--run-timeout", type=float, default=300.0, help="deadline of one run (s)")
     p.add_argument("--drain-timeout", type=float, default=240.0, help="wait for started runs after the duration (s)")
     p.add_argument("--warmup-runs", type=int, default=10, help="runs before measuring (connections, key cache)")
-    p.add_argument("--sweep", default="", help="comma-separated user counts, one measurement each (throughput vs users)")
+    p.add_argument(
+        "--sweep", default="", help="comma-separated user counts, one measurement each (throughput vs users)"
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the LangGraph baseline")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy every service during the window (the figures then include its cost)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy every service during the window (the figures then include its cost)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
 
 
@@ -112,12 +128,23 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
     # for the 429s a provider may still send. "0" rather than unset with --no-egress-cap: the shell's value must not leak in.
     extra.setdefault("AGENTMESH_LLM_MESH_CONCURRENCY", "0" if args.no_egress_cap else str(args.concurrency_limit))
     async with local_mesh(extra_env=extra) as mesh:
-        yield MeshTarget(mesh.gateway, SimControl(mesh.sim), mesh.key, mesh_processes(mesh), mesh.pids(),
-                         admin=mesh.admin, egress_cap=int(extra["AGENTMESH_LLM_MESH_CONCURRENCY"]))
+        yield MeshTarget(
+            mesh.gateway,
+            SimControl(mesh.sim),
+            mesh.key,
+            mesh_processes(mesh),
+            mesh.pids(),
+            admin=mesh.admin,
+            egress_cap=int(extra["AGENTMESH_LLM_MESH_CONCURRENCY"]),
+        )
 
 
-def mesh_conversation(stubs: list[supervisor_pb2_grpc.SupervisorServiceStub], metadata: tuple[tuple[str, str], ...],
-                      message: str, timeout_s: float) -> Conversation:
+def mesh_conversation(
+    stubs: list[supervisor_pb2_grpc.SupervisorServiceStub],
+    metadata: tuple[tuple[str, str], ...],
+    message: str,
+    timeout_s: float,
+) -> Conversation:
     """One Run through the gateway, reading the stream to the final event."""
 
     async def run(user: int) -> RunOutcome:
@@ -126,8 +153,9 @@ def mesh_conversation(stubs: list[supervisor_pb2_grpc.SupervisorServiceStub], me
         final = False
         step_seen_at = last_at = started
         try:
-            call = stubs[user % len(stubs)].Run(supervisor_pb2.RunRequest(message=message), metadata=metadata,
-                                                timeout=timeout_s)
+            call = stubs[user % len(stubs)].Run(
+                supervisor_pb2.RunRequest(message=message), metadata=metadata, timeout=timeout_s
+            )
             async for ev in call:
                 now = time.monotonic()
                 kind = ev.WhichOneof("event")
@@ -189,8 +217,14 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
                 egress["before"] = egress_counters(target.admin)  # one local admin call, a few ms
 
         with self_cpu() as driver_cpu:
-            result = await drive(conversation, sim=target.sim, users=users, duration_s=args.duration,
-                                 drain_timeout_s=args.drain_timeout, on_window_start=start)
+            result = await drive(
+                conversation,
+                sim=target.sim,
+                users=users,
+                duration_s=args.duration,
+                drain_timeout_s=args.drain_timeout,
+                on_window_start=start,
+            )
         cpu["after"] = cpu_seconds(target.processes)
         summary = result.summary(limit)
         summary["llm_mesh_concurrency"] = target.egress_cap
@@ -199,17 +233,20 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
             counts = {k: after[k] - egress["before"][k] for k in after}
             summary["egress"] = {"cap": egress_cap, **counts}
             # Every HTTP request the services made, including those the egress answered itself (overflow).
-            summary["client_attempts_per_success"] = (round(counts["calls_received"] / summary["llm_successes"], 4)
-                                                      if summary["llm_successes"] else None)
+            summary["client_attempts_per_success"] = (
+                round(counts["calls_received"] / summary["llm_successes"], 4) if summary["llm_successes"] else None
+            )
         by_role = cpu_delta(cpu["before"], cpu["after"])
         total = sum(by_role.values())
         summary["mesh_cpu_s"] = round(total, 3)
         summary["mesh_cpu_s_by_process"] = by_role
         summary["cpu_ms_per_run"] = round(total * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
         summary["cpu_ms_per_run_by_process"] = (
-            {k: round(v * 1000 / summary["runs_ok"], 3) for k, v in by_role.items()} if summary["runs_ok"] else {})
-        summary["cpu_ms_per_llm_call"] = (round(total * 1000 / summary["llm_successes"], 3)
-                                          if summary["llm_successes"] else None)
+            {k: round(v * 1000 / summary["runs_ok"], 3) for k, v in by_role.items()} if summary["runs_ok"] else {}
+        )
+        summary["cpu_ms_per_llm_call"] = (
+            round(total * 1000 / summary["llm_successes"], 3) if summary["llm_successes"] else None
+        )
         summary["load_generator_cpu_s"] = round(driver_cpu["s"], 3)
         summary["users"] = users
         if profiling is not None:
@@ -224,12 +261,33 @@ def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[di
     """The LangGraph design in a process of its own (its CPU is then all its own), same simulator and load."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "baseline.json"
-        cmd = [sys.executable, "-m", "bench.baseline_langgraph", "--sim", sim_url, "--users", str(users),
-               "--duration", str(args.duration), "--concurrency-limit", str(args.concurrency_limit),
-               "--latency-ms", str(args.latency_ms), "--message", args.message,
-               "--drain-timeout", str(args.drain_timeout), "--json", str(out)]
-        subprocess.run(cmd, check=True, timeout=args.duration + args.drain_timeout + 120,
-                       cwd=Path(__file__).resolve().parent.parent)
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.baseline_langgraph",
+            "--sim",
+            sim_url,
+            "--users",
+            str(users),
+            "--duration",
+            str(args.duration),
+            "--concurrency-limit",
+            str(args.concurrency_limit),
+            "--latency-ms",
+            str(args.latency_ms),
+            "--message",
+            args.message,
+            "--drain-timeout",
+            str(args.drain_timeout),
+            "--json",
+            str(out),
+        ]
+        subprocess.run(
+            cmd,
+            check=True,
+            timeout=args.duration + args.drain_timeout + 120,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         body = json.loads(out.read_text())
     return body["summary"], body["series"]
 
@@ -243,19 +301,35 @@ def _goals(s: dict[str, Any]) -> dict[str, dict[str, Any]]:
     checks = {
         "failures": (s["failures"], s["failures"] <= GOALS["failures"], "== 0"),
         "ratio_to_limit": (s["ratio_to_limit"], (s["ratio_to_limit"] or 0) >= GOALS["ratio_to_limit"], ">= 0.95"),
-        "cpu_ms_per_run": (s.get("cpu_ms_per_run"),
-                           s.get("cpu_ms_per_run") is not None and s["cpu_ms_per_run"] <= GOALS["cpu_ms_per_run"], "<= 25"),
-        "attempts_per_success": (s["attempts_per_success"],
-                                 (s["attempts_per_success"] or 99) <= GOALS["attempts_per_success"], "<= 1.05"),
+        "cpu_ms_per_run": (
+            s.get("cpu_ms_per_run"),
+            s.get("cpu_ms_per_run") is not None and s["cpu_ms_per_run"] <= GOALS["cpu_ms_per_run"],
+            "<= 25",
+        ),
+        "attempts_per_success": (
+            s["attempts_per_success"],
+            (s["attempts_per_success"] or 99) <= GOALS["attempts_per_success"],
+            "<= 1.05",
+        ),
     }
     return {k: {"value": v, "goal": g, "met": ok} for k, (v, ok, g) in checks.items()}
 
 
 def _rows(name: str, s: dict[str, Any]) -> list[Any]:
     lat = s["run_latency"]
-    return [name, s["runs"], s["failures"], json.dumps(s["failures_by_status"]) if s["failures_by_status"] else "-",
-            lat["p50_ms"] / 1000, lat["p95_ms"] / 1000, lat["p99_ms"] / 1000, s["llm_calls_per_s"], s["ratio_to_limit"],
-            s.get("cpu_ms_per_run"), s["attempts_per_success"]]
+    return [
+        name,
+        s["runs"],
+        s["failures"],
+        json.dumps(s["failures_by_status"]) if s["failures_by_status"] else "-",
+        lat["p50_ms"] / 1000,
+        lat["p95_ms"] / 1000,
+        lat["p99_ms"] / 1000,
+        s["llm_calls_per_s"],
+        s["ratio_to_limit"],
+        s.get("cpu_ms_per_run"),
+        s["attempts_per_success"],
+    ]
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -281,19 +355,33 @@ async def run(args: argparse.Namespace) -> int:
         b_lat, m_lat = baseline["run_latency"]["p99_ms"], mesh["run_latency"]["p99_ms"]
         results["mesh_vs_baseline"] = {
             "llm_calls_per_s_ratio": round(mesh["llm_calls_per_s"] / baseline["llm_calls_per_s"], 3)
-            if baseline["llm_calls_per_s"] else None,
-            "runs_per_s_ratio": round(mesh["runs_per_s"] / baseline["runs_per_s"], 3) if baseline["runs_per_s"] else None,
+            if baseline["llm_calls_per_s"]
+            else None,
+            "runs_per_s_ratio": round(mesh["runs_per_s"] / baseline["runs_per_s"], 3)
+            if baseline["runs_per_s"]
+            else None,
             "p99_ratio": round(m_lat / b_lat, 3) if b_lat else None,
             "cpu_ms_per_run_ratio": round(mesh["cpu_ms_per_run"] / baseline["cpu_ms_per_run"], 3)
-            if mesh.get("cpu_ms_per_run") and baseline.get("cpu_ms_per_run") else None,
+            if mesh.get("cpu_ms_per_run") and baseline.get("cpu_ms_per_run")
+            else None,
         }
     if len(sweep) > 1:
-        results["sweep"] = [{"users": s["users"], "llm_calls_per_s": s["llm_calls_per_s"], "ratio_to_limit": s["ratio_to_limit"],
-                             "p99_ms": s["run_latency"]["p99_ms"], "failures": s["failures"],
-                             "cpu_ms_per_run": s.get("cpu_ms_per_run")} for s in sweep]
-    results["series"] = {"mesh_timeline": result.timeline,
-                         "mesh_run_latency_s": [[round(a, 3), round(b, 3)] for a, b in result.latency_points()],
-                         "baseline_timeline": baseline_series.get("timeline", [])}
+        results["sweep"] = [
+            {
+                "users": s["users"],
+                "llm_calls_per_s": s["llm_calls_per_s"],
+                "ratio_to_limit": s["ratio_to_limit"],
+                "p99_ms": s["run_latency"]["p99_ms"],
+                "failures": s["failures"],
+                "cpu_ms_per_run": s.get("cpu_ms_per_run"),
+            }
+            for s in sweep
+        ]
+    results["series"] = {
+        "mesh_timeline": result.timeline,
+        "mesh_run_latency_s": [[round(a, 3), round(b, 3)] for a, b in result.latency_points()],
+        "baseline_timeline": baseline_series.get("timeline", []),
+    }
     params = {k: v for k, v in vars(args).items() if k not in ("func", "key")}
     params["limit_per_s"] = limit
     params["llm_mesh_concurrency"] = mesh.get("llm_mesh_concurrency")  # the egress cap the mesh ran with (0: none)
@@ -301,50 +389,101 @@ async def run(args: argparse.Namespace) -> int:
         results["plots"] = _write_plots(args, result, mesh, baseline, baseline_series, sweep, limit)
     path = write_result(_name(args), params, results)
 
-    columns = ["design", "runs", "failed", "failures", "p50 s", "p95 s", "p99 s", "LLM calls/s", "of limit",
-               "CPU ms/run", "attempts/call"]
+    columns = [
+        "design",
+        "runs",
+        "failed",
+        "failures",
+        "p50 s",
+        "p95 s",
+        "p99 s",
+        "LLM calls/s",
+        "of limit",
+        "CPU ms/run",
+        "attempts/call",
+    ]
     rows = [_rows("agentmesh", mesh)]
     if baseline is not None:
         rows.append(_rows("LangGraph in-process", baseline))
     cap = mesh.get("llm_mesh_concurrency")
     cap_note = "unknown egress cap" if cap is None else (f"egress cap {cap}" if cap else "no egress cap")
-    print_table(f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit C={args.concurrency_limit} / "
-                f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s; mesh with {cap_note}", columns, rows)
+    print_table(
+        f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit C={args.concurrency_limit} / "
+        f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s; mesh with {cap_note}",
+        columns,
+        rows,
+    )
     if "egress" in mesh:
         e = mesh["egress"]
-        print(f"egress: {e['calls_received']} calls in, {e['sent_to_provider']} to the provider, {e['queued']} queued, "
-              f"{e['overflowed']} overflowed, {e['connections_opened']} connections opened; "
-              f"client attempts per success {mesh['client_attempts_per_success']}")
+        print(
+            f"egress: {e['calls_received']} calls in, {e['sent_to_provider']} to the provider, {e['queued']} queued, "
+            f"{e['overflowed']} overflowed, {e['connections_opened']} connections opened; "
+            f"client attempts per success {mesh['client_attempts_per_success']}"
+        )
     steps = mesh["steps"]
-    print_table("where a mesh run's time goes (server-reported step durations)", ["step", "n", "p50 ms", "p99 ms"],
-                [[k, v["n"], v["p50_ms"], v["p99_ms"]] for k, v in steps.items()])
-    print_table("mesh CPU ms per run by process", ["process", "ms/run"],
-                [[k, v] for k, v in mesh["cpu_ms_per_run_by_process"].items()])
+    print_table(
+        "where a mesh run's time goes (server-reported step durations)",
+        ["step", "n", "p50 ms", "p99 ms"],
+        [[k, v["n"], v["p50_ms"], v["p99_ms"]] for k, v in steps.items()],
+    )
+    print_table(
+        "mesh CPU ms per run by process",
+        ["process", "ms/run"],
+        [[k, v] for k, v in mesh["cpu_ms_per_run_by_process"].items()],
+    )
     if "mesh_vs_baseline" in results:
-        print(f"mesh / LangGraph: LLM calls/s x{results['mesh_vs_baseline']['llm_calls_per_s_ratio']}, "
-              f"p99 x{results['mesh_vs_baseline']['p99_ratio']}")
+        print(
+            f"mesh / LangGraph: LLM calls/s x{results['mesh_vs_baseline']['llm_calls_per_s_ratio']}, "
+            f"p99 x{results['mesh_vs_baseline']['p99_ratio']}"
+        )
     unmet = [k for k, g in mesh["goals"].items() if not g["met"]]
     print(f"goals: {'all met' if not unmet else 'not met: ' + ', '.join(unmet)}")
     print(f"wrote {path}")
     return 0
 
 
-def _write_plots(args: argparse.Namespace, result: LoadResult, mesh: dict[str, Any], baseline: dict[str, Any] | None,
-                 baseline_series: dict[str, Any], sweep: list[dict[str, Any]], limit: float) -> list[str]:
+def _write_plots(
+    args: argparse.Namespace,
+    result: LoadResult,
+    mesh: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    baseline_series: dict[str, Any],
+    sweep: list[dict[str, Any]],
+    limit: float,
+) -> list[str]:
     cap = mesh.get("llm_mesh_concurrency")
-    title = (f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms, "
-             f"{f'egress cap {cap}' if cap else 'no egress cap'} "
-             f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)")
-    paths = [_plots.latency_over_time(
-        RESULTS / f"{_name(args)}-latency.png", title=title, runs=result.latency_points(), rate=result.rate_points(), limit=limit,
-        baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])], window_end=args.duration)]
+    title = (
+        f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms, "
+        f"{f'egress cap {cap}' if cap else 'no egress cap'} "
+        f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)"
+    )
+    paths = [
+        _plots.latency_over_time(
+            RESULTS / f"{_name(args)}-latency.png",
+            title=title,
+            runs=result.latency_points(),
+            rate=result.rate_points(),
+            limit=limit,
+            baseline_rate=[(p["t"], p["ok_per_s"]) for p in baseline_series.get("timeline", [])],
+            window_end=args.duration,
+        )
+    ]
     series = {"agentmesh": [b for _, b in result.latency_points()]}
     if baseline_series.get("run_latency_s"):
         series["LangGraph in-process (successful runs)"] = [b for _, b in baseline_series["run_latency_s"]]
-    paths.append(_plots.histogram(RESULTS / f"{_name(args)}-histogram.png", title="run latency", series=series, unit="s"))
+    paths.append(
+        _plots.histogram(RESULTS / f"{_name(args)}-histogram.png", title="run latency", series=series, unit="s")
+    )
     if len(sweep) > 1:
-        paths.append(_plots.throughput_vs_users(
-            RESULTS / f"{_name(args)}-sweep.png", title="agentmesh: successful LLM calls/s vs users",
-            users=[s["users"] for s in sweep], rate=[s["llm_calls_per_s"] for s in sweep],
-            p99_s=[s["run_latency"]["p99_ms"] / 1000 for s in sweep], limit=limit, rate_label="LLM calls/s"))
+        paths.append(
+            _plots.throughput_vs_users(
+                RESULTS / f"{_name(args)}-sweep.png",
+                title="agentmesh: successful LLM calls/s vs users",
+                users=[s["users"] for s in sweep],
+                rate=[s["llm_calls_per_s"] for s in sweep],
+                p99_s=[s["run_latency"]["p99_ms"] / 1000 for s in sweep],
+                limit=limit,
+                rate_label="LLM calls/s",
+            )
+        )
     return [str(Path(p).relative_to(RESULTS.parent.parent)) for p in paths]

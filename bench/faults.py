@@ -78,8 +78,9 @@ async def _runs(mesh: Mesh, n: int, timeout_s: float) -> list[RunOutcome]:
         async def one() -> RunOutcome:
             started = time.monotonic()
             try:
-                async for _event in stub.Run(supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(),
-                                             timeout=timeout_s):
+                async for _event in stub.Run(
+                    supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(), timeout=timeout_s
+                ):
                     pass
             except grpc.aio.AioRpcError as exc:
                 return RunOutcome(exc.code().name, time.monotonic() - started, exc.details() or "")
@@ -97,12 +98,18 @@ async def _scenario(mesh: Mesh, name: str, faults: dict[str, Any], runs: int, ti
     stats = await asyncio.to_thread(mesh.sim_stats)
     failed = [o for o in outcomes if o.code != "OK"]
     return Scenario(
-        name=name, faults=faults, runs=runs, ok=runs - len(failed),
+        name=name,
+        faults=faults,
+        runs=runs,
+        ok=runs - len(failed),
         failures=dict(Counter(o.code for o in failed)),
-        provider_attempts=stats["requests_total"], provider_statuses=stats["responses_by_status"],
-        wall_s=round(wall, 3), run_ms=summary_ms([o.seconds for o in outcomes]),
+        provider_attempts=stats["requests_total"],
+        provider_statuses=stats["responses_by_status"],
+        wall_s=round(wall, 3),
+        run_ms=summary_ms([o.seconds for o in outcomes]),
         fail_ms=summary_ms([o.seconds for o in failed]) if failed else {},
-        hung=stats.get("hung_total", 0), stream_faults=stats.get("stream_faults_total", 0),
+        hung=stats.get("hung_total", 0),
+        stream_faults=stats.get("stream_faults_total", 0),
         example_error=failed[0].details[:200] if failed else "",
     )
 
@@ -110,8 +117,9 @@ async def _scenario(mesh: Mesh, name: str, faults: dict[str, Any], runs: int, ti
 async def _recover(mesh: Mesh, scenario: Scenario, timeout_s: float, within_s: float) -> None:
     """Lift every fault, then try one run at a time until one succeeds: how long the mesh stays broken."""
     before = (await asyncio.to_thread(mesh.sim_stats))["requests_total"]
-    await asyncio.to_thread(mesh.set_faults, outage=None, hang=False, max_concurrency=None, error_rate=0.0,
-                            stream_fault=None)
+    await asyncio.to_thread(
+        mesh.set_faults, outage=None, hang=False, max_concurrency=None, error_rate=0.0, stream_fault=None
+    )
     started = time.monotonic()
     while time.monotonic() - started < within_s:
         (outcome,) = await _runs(mesh, 1, timeout_s)
@@ -127,8 +135,10 @@ async def _hop(mesh: Mesh, calls: int) -> dict[str, Any]:
     call by call so both see the same machine load."""
     request = guard_pb2.CheckRequest(text=CHECK_TEXT, direction=guard_pb2.DIRECTION_INPUT)
     samples: dict[str, list[float]] = {"direct": [], "gateway": []}
-    async with (grpc.aio.insecure_channel(f"127.0.0.1:{mesh.ports['guard']}") as direct,
-                grpc.aio.insecure_channel(mesh.gateway) as gateway):
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{mesh.ports['guard']}") as direct,
+        grpc.aio.insecure_channel(mesh.gateway) as gateway,
+    ):
         stubs = {"direct": guard_pb2_grpc.GuardServiceStub(direct), "gateway": guard_pb2_grpc.GuardServiceStub(gateway)}
         for i in range(calls + 50):
             for route, stub in stubs.items():
@@ -138,7 +148,9 @@ async def _hop(mesh: Mesh, calls: int) -> dict[str, Any]:
                     samples[route].append(time.perf_counter() - started)
     out: dict[str, Any] = {route: summary_ms(s) for route, s in samples.items()}
     for q in (50, 99):
-        added = percentile([s * 1000 for s in samples["gateway"]], q) - percentile([s * 1000 for s in samples["direct"]], q)
+        added = percentile([s * 1000 for s in samples["gateway"]], q) - percentile(
+            [s * 1000 for s in samples["direct"]], q
+        )
         out[f"added_p{q}_ms"] = round(added, 3)
     return out
 
@@ -161,13 +173,25 @@ async def run(args: argparse.Namespace) -> int:
         await _recover(mesh, outage, args.run_timeout, args.recover_within)
         scenarios.append(outage)
         for fault in ("cut", "error_event", "truncate"):
-            scenarios.append(await _scenario(mesh, f"stream {fault}", {**lat, "stream_fault": fault,
-                                                                       "stream_fault_rate": args.stream_fault_rate},
-                                             args.runs, args.run_timeout))
+            scenarios.append(
+                await _scenario(
+                    mesh,
+                    f"stream {fault}",
+                    {**lat, "stream_fault": fault, "stream_fault_rate": args.stream_fault_rate},
+                    args.runs,
+                    args.run_timeout,
+                )
+            )
         # Last: the storm leaves every process's adaptive limit low for a while, which would flatter the others.
-        scenarios.append(await _scenario(mesh, "429 storm", {**lat, "max_concurrency": args.storm_concurrency,
-                                                             "retry_after_s": args.retry_after_s},
-                                         args.storm_runs, args.run_timeout))
+        scenarios.append(
+            await _scenario(
+                mesh,
+                "429 storm",
+                {**lat, "max_concurrency": args.storm_concurrency, "retry_after_s": args.retry_after_s},
+                args.storm_runs,
+                args.run_timeout,
+            )
+        )
         await asyncio.to_thread(mesh.reset_sim)
         hop = await _hop(mesh, args.hop_calls)
 
@@ -177,16 +201,41 @@ async def run(args: argparse.Namespace) -> int:
     rows = []
     for s in scenarios:
         failures = ", ".join(f"{k} {v}" for k, v in sorted(s.failures.items())) or "0"
-        rows.append([
-            s.name, s.runs, failures, s.provider_attempts, s.provider_statuses.get("429", 0),
-            s.runs * LLM_CALLS_PER_RUN, s.run_ms.get("p50_ms", 0.0), s.fail_ms.get("max_ms", "-"),
-            "-" if s.recover_s is None else s.recover_s, "-" if s.recover_attempts is None else s.recover_attempts,
-        ])
-    print_table("faults through the mesh (runs are concurrent; provider attempts as the simulator counted them)",
-                ["scenario", "runs", "client failures", "provider attempts", "429s", "calls if healthy",
-                 "run p50 ms", "slowest failure ms", "recover s", "recover attempts"], rows)
-    print_table("one Envoy hop (GuardService.Check, interleaved)", ["route", "p50 ms", "p99 ms", "n"],
-                [[route, hop[route]["p50_ms"], hop[route]["p99_ms"], hop[route]["n"]] for route in ("direct", "gateway")]
-                + [["added by the hop", hop["added_p50_ms"], hop["added_p99_ms"], ""]])
+        rows.append(
+            [
+                s.name,
+                s.runs,
+                failures,
+                s.provider_attempts,
+                s.provider_statuses.get("429", 0),
+                s.runs * LLM_CALLS_PER_RUN,
+                s.run_ms.get("p50_ms", 0.0),
+                s.fail_ms.get("max_ms", "-"),
+                "-" if s.recover_s is None else s.recover_s,
+                "-" if s.recover_attempts is None else s.recover_attempts,
+            ]
+        )
+    print_table(
+        "faults through the mesh (runs are concurrent; provider attempts as the simulator counted them)",
+        [
+            "scenario",
+            "runs",
+            "client failures",
+            "provider attempts",
+            "429s",
+            "calls if healthy",
+            "run p50 ms",
+            "slowest failure ms",
+            "recover s",
+            "recover attempts",
+        ],
+        rows,
+    )
+    print_table(
+        "one Envoy hop (GuardService.Check, interleaved)",
+        ["route", "p50 ms", "p99 ms", "n"],
+        [[route, hop[route]["p50_ms"], hop[route]["p99_ms"], hop[route]["n"]] for route in ("direct", "gateway")]
+        + [["added by the hop", hop["added_p50_ms"], hop["added_p99_ms"], ""]],
+    )
     print(f"wrote {path}")
     return 0

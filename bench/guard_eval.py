@@ -81,7 +81,12 @@ def generate_secret(kind: str, rng: random.Random) -> str:
         body = "\n".join(pick(alnum + "+/", 64) for _ in range(rng.randint(3, 8)))
         return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----"
     if kind == "password":
-        core = pick(string.ascii_lowercase, 4) + pick(string.ascii_uppercase, 3) + pick(string.digits, 3) + rng.choice("!#%*?&")
+        core = (
+            pick(string.ascii_lowercase, 4)
+            + pick(string.ascii_uppercase, 3)
+            + pick(string.digits, 3)
+            + rng.choice("!#%*?&")
+        )
         return "".join(rng.sample(core, len(core))) + pick(alnum, rng.randint(2, 6))
     if kind == "api_key":
         return pick(alnum, 32)
@@ -141,8 +146,14 @@ class Counts:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": round(self.precision, 4),
-                "recall": round(self.recall, 4), "f1": round(self.f1, 4)}
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+        }
 
 
 @dataclass
@@ -163,8 +174,11 @@ class Report:
     def as_dict(self) -> dict[str, object]:
         return {
             "entities": {t: c.as_dict() for t, c in sorted(self.entities.items())},
-            "injection": {**self.injection.as_dict(), "benign_texts": self.benign_texts,
-                          "false_flag_rate": round(self.false_flag_rate, 4)},
+            "injection": {
+                **self.injection.as_dict(),
+                "benign_texts": self.benign_texts,
+                "false_flag_rate": round(self.false_flag_rate, 4),
+            },
         }
 
 
@@ -186,7 +200,9 @@ def score(samples: Iterable[Sample], predict: Predictor, *, types: Iterable[str]
         gold = [g for g in sample.entities if g.type in wanted]
         matched: set[int] = set()
         for g in gold:
-            hit = next((i for i, p in enumerate(predicted) if i not in matched and p.type == g.type and _overlaps(p, g)), None)
+            hit = next(
+                (i for i, p in enumerate(predicted) if i not in matched and p.type == g.type and _overlaps(p, g)), None
+            )
             if hit is None:
                 report.entities[g.type].fn += 1
                 report.misses.append((sample.id, f"missed {g.type}", sample.text[g.start : g.end]))

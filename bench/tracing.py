@@ -32,8 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=float, default=20.0, help="the simulator's latency per LLM call")
     p.add_argument("--warmup-runs", type=int, default=5, help="runs per mesh before measuring")
     p.add_argument("--message", default="Compare two payment providers and recommend one")
-    p.add_argument("--span-flush-s", type=float, default=6.0,
-                   help="wait after the load for batched spans (Envoy flushes every 5 s) before counting them")
+    p.add_argument(
+        "--span-flush-s",
+        type=float,
+        default=6.0,
+        help="wait after the load for batched spans (Envoy flushes every 5 s) before counting them",
+    )
 
 
 def _conversation(stub: supervisor_pb2_grpc.SupervisorServiceStub, auth: Any, message: str) -> Conversation:
@@ -66,17 +70,20 @@ async def run(args: argparse.Namespace) -> int:
                 sim = SimControl(mesh.sim)
                 await sim.set_faults(latency_ms=args.latency_ms)
                 channel = await stack.enter_async_context(grpc.aio.insecure_channel(mesh.gateway))
-                conversation = _conversation(supervisor_pb2_grpc.SupervisorServiceStub(channel), mesh.auth(), args.message)
+                conversation = _conversation(
+                    supervisor_pb2_grpc.SupervisorServiceStub(channel), mesh.auth(), args.message
+                )
                 for i in range(args.warmup_runs):
                     await conversation(i)
                 runs_through[mode] += args.warmup_runs
                 target[mode] = (sim, conversation, mesh_processes(mesh))
             for r in range(args.rounds):
-                for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+                for mode in MODES if r % 2 == 0 else MODES[::-1]:
                     sim, conversation, procs = target[mode]
                     before = cpu_seconds(procs)
-                    load = await drive(conversation, sim=sim, users=args.users, duration_s=args.window,
-                                       drain_timeout_s=120)
+                    load = await drive(
+                        conversation, sim=sim, users=args.users, duration_s=args.window, drain_timeout_s=120
+                    )
                     for proc, s in cpu_delta(before, cpu_seconds(procs)).items():
                         cpu[mode][proc] = round(cpu[mode].get(proc, 0.0) + s, 4)
                     samples[mode] += load.samples
@@ -92,8 +99,11 @@ async def run(args: argparse.Namespace) -> int:
         ok = [s for s in samples[mode] if s.outcome.status == "OK"]
         cpu_s = sum(cpu[mode].values())
         results[mode] = {
-            "runs": len(samples[mode]), "runs_ok": len(ok), "runs_per_s": round(len(ok) / elapsed[mode], 3),
-            "run_latency": summary_ms([s.latency_s for s in ok]), "cpu_s_by_process": cpu[mode],
+            "runs": len(samples[mode]),
+            "runs_ok": len(ok),
+            "runs_per_s": round(len(ok) / elapsed[mode], 3),
+            "run_latency": summary_ms([s.latency_s for s in ok]),
+            "cpu_s_by_process": cpu[mode],
             "cpu_ms_per_run": round(cpu_s * 1000 / len(ok), 2) if ok else None,
             "spans_per_run": round(spans / runs_through[mode], 2) if mode == "otlp" and runs_through[mode] else 0.0,
         }
@@ -111,10 +121,23 @@ async def run(args: argparse.Namespace) -> int:
         f"tracing off vs. OTLP export ({args.users} users, {args.rounds} x {args.window:g} s per mode, "
         f"LLM latency {args.latency_ms:g} ms)",
         ["mode", "runs ok", "failures", "runs/s", "p50 ms", "p99 ms", "mesh CPU ms/run", "spans/run"],
-        [[mode, r["runs_ok"], r["runs"] - r["runs_ok"], r["runs_per_s"], r["run_latency"]["p50_ms"],
-          r["run_latency"]["p99_ms"], r["cpu_ms_per_run"], r["spans_per_run"]] for mode, r in (("off", off), ("otlp", on))],
+        [
+            [
+                mode,
+                r["runs_ok"],
+                r["runs"] - r["runs_ok"],
+                r["runs_per_s"],
+                r["run_latency"]["p50_ms"],
+                r["run_latency"]["p99_ms"],
+                r["cpu_ms_per_run"],
+                r["spans_per_run"],
+            ]
+            for mode, r in (("off", off), ("otlp", on))
+        ],
     )
     o = results["overhead"]
-    print(f"overhead of tracing: runs/s {o['runs_per_s_change_pct']:+}%, p50 {o['p50_latency_change_ms']:+} ms, "
-          f"mesh CPU {o['cpu_ms_per_run_added']:+} ms per run ({o['cpu_change_pct']:+}%); results in {path}")
+    print(
+        f"overhead of tracing: runs/s {o['runs_per_s_change_pct']:+}%, p50 {o['p50_latency_change_ms']:+} ms, "
+        f"mesh CPU {o['cpu_ms_per_run_added']:+} ms per run ({o['cpu_change_pct']:+}%); results in {path}"
+    )
     return 0 if off["runs_ok"] and on["runs_ok"] else 1

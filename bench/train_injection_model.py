@@ -53,7 +53,8 @@ CAP = 0.65
 DIGITS = 3
 
 # Function words (en, de, fr, es, it, pt, nl) and the like: not features alone, nor in pairs of two.
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a an the and or but if then of to in on at by for with from as is are was were be been being am do does did have has
 had this that these those it its i me my we our you your he she they them their his her him what which who whom there
 here so than too very can will would should could may might must not no nor just also only own same such into about
@@ -65,7 +66,8 @@ el los las y o es que en por para con un una lo se no
 il lo gli e che di per con non un una
 o os as e que de em para com um uma não
 de het een en of is dat die in op te voor met niet ik je
-""".split())
+""".split()
+)
 
 
 def text_features(text: str) -> set[str]:
@@ -109,10 +111,18 @@ def fit(docs: Sequence[set[str]], labels: Sequence[bool]) -> tuple[dict[str, flo
 
 
 def _model(weights: dict[str, float], bias: float, flag_logit: float = 0.0, top_logit: float = 1.0) -> InjectionModel:
-    return InjectionModel.from_dict({
-        "format": FORMAT, "weights": weights, "bias": bias, "flag_logit": flag_logit, "top_logit": top_logit,
-        "cap": CAP, "window_sentences": WINDOW_SENTENCES, "max_words": MAX_WORDS,
-    })
+    return InjectionModel.from_dict(
+        {
+            "format": FORMAT,
+            "weights": weights,
+            "bias": bias,
+            "flag_logit": flag_logit,
+            "top_logit": top_logit,
+            "cap": CAP,
+            "window_sentences": WINDOW_SENTENCES,
+            "max_words": MAX_WORDS,
+        }
+    )
 
 
 def folds(labels: Sequence[bool], k: int = FOLDS, seed: int = SEED) -> list[int]:
@@ -144,7 +154,7 @@ def calibrate(logits: Sequence[float], labels: Sequence[bool]) -> tuple[float, f
     benign = sorted((z for z, y in zip(logits, labels, strict=True) if not y), reverse=True)
     allowed = math.floor(FLAG_FALSE_RATE * len(benign))
     # Just above the (allowed+1)-th highest benign logit, so that only `allowed` benign texts reach it.
-    flag = round(benign[allowed] + 10.0 ** -DIGITS, DIGITS)
+    flag = round(benign[allowed] + 10.0**-DIGITS, DIGITS)
     top = round(max(benign[0], flag + 1.0), DIGITS)
     return flag, top
 
@@ -163,7 +173,9 @@ def train(data: Path = DATA) -> dict[str, object]:
     cv = {
         "folds": FOLDS,
         "recall": round(sum(f for f, y in zip(flagged, labels, strict=True) if y) / positives, 4),
-        "benign_flag_rate": round(sum(f for f, y in zip(flagged, labels, strict=True) if not y) / (len(labels) - positives), 4),
+        "benign_flag_rate": round(
+            sum(f for f, y in zip(flagged, labels, strict=True) if not y) / (len(labels) - positives), 4
+        ),
     }
     return {
         "format": FORMAT,
@@ -201,16 +213,21 @@ def prose_paragraphs(root: Path) -> Iterable[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
-    parser.add_argument("--prose", action="store_true",
-                        help="also count the documentation paragraphs of the installed packages the model flags")
+    parser.add_argument(
+        "--prose",
+        action="store_true",
+        help="also count the documentation paragraphs of the installed packages the model flags",
+    )
     args = parser.parse_args(argv)
     model = train()
     text = dumps(model)
     args.out.write_text(text, encoding="utf-8")
     weights = model["weights"]
     assert isinstance(weights, dict)
-    print(f"wrote {args.out}: {len(weights)} features, {len(text.encode()) // 1024} KB; "
-          f"cross-validation {model['cross_validation']}")
+    print(
+        f"wrote {args.out}: {len(weights)} features, {len(text.encode()) // 1024} KB; "
+        f"cross-validation {model['cross_validation']}"
+    )
     if args.prose:
         import sysconfig
 

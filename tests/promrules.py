@@ -13,8 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 ALERTS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 
 # The series a family of each type exposes, by suffix (prometheus-client's text format).
-_SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-             "gauge": ("",), "summary": ("", "_count", "_sum", "_created"), "info": ("_info",)}
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+}
 
 
 def rules(path: Path = ALERTS) -> list[dict[str, Any]]:

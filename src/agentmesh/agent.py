@@ -63,7 +63,9 @@ def validate_act(request: agent_pb2.ActRequest) -> None:
     if len(request.task) > MAX_TASK_CHARS:
         raise InvalidArgument(f"ActRequest.task is {len(request.task)} characters; the limit is {MAX_TASK_CHARS}")
     if len(request.context) > MAX_CONTEXT_MESSAGES:
-        raise InvalidArgument(f"ActRequest.context has {len(request.context)} messages; the limit is {MAX_CONTEXT_MESSAGES}")
+        raise InvalidArgument(
+            f"ActRequest.context has {len(request.context)} messages; the limit is {MAX_CONTEXT_MESSAGES}"
+        )
     if sum(len(m.content) for m in request.context) > MAX_CONTEXT_CHARS:
         raise InvalidArgument(f"ActRequest.context exceeds {MAX_CONTEXT_CHARS} characters")
     if request.max_output_tokens < 0:
@@ -105,12 +107,26 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             # The last round offers no tools, so the model must answer in text.
             offer = tools if _round < MAX_TOOL_ROUNDS else None
             call_start_ms = (time.monotonic() - started) * 1000
-            result = await self._llm.complete(system=self._system, messages=messages, max_tokens=max_tokens,
-                                              tools=offer, deadline=deadline, attributes=span_attrs)
-            llm_calls.append(agent_pb2.LlmCall(
-                model=result.model, input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                start_ms=round(call_start_ms, 1), duration_ms=round(result.latency_ms, 1), cost_usd=result.cost_usd,
-                attempts=result.attempts, stop_reason=result.stop_reason or ""))
+            result = await self._llm.complete(
+                system=self._system,
+                messages=messages,
+                max_tokens=max_tokens,
+                tools=offer,
+                deadline=deadline,
+                attributes=span_attrs,
+            )
+            llm_calls.append(
+                agent_pb2.LlmCall(
+                    model=result.model,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    start_ms=round(call_start_ms, 1),
+                    duration_ms=round(result.latency_ms, 1),
+                    cost_usd=result.cost_usd,
+                    attempts=result.attempts,
+                    stop_reason=result.stop_reason or "",
+                )
+            )
             usage_in += result.input_tokens
             usage_out += result.output_tokens
             cost += result.cost_usd
@@ -122,20 +138,46 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             tool_results = []
             for use in result.tool_uses:
                 outcome = await self._toolbox.run(use.name, use.input)
-                tool_calls.append(agent_pb2.ToolCall(name=use.name, arguments_json=json.dumps(use.input)[:2000],
-                                                     result=outcome.result[:2000], executed=outcome.executed))
+                tool_calls.append(
+                    agent_pb2.ToolCall(
+                        name=use.name,
+                        arguments_json=json.dumps(use.input)[:2000],
+                        result=outcome.result[:2000],
+                        executed=outcome.executed,
+                    )
+                )
                 log.info("tool call", extra={"agent": self._name, "tool": use.name[:64], "executed": outcome.executed})
-                tool_results.append({"type": "tool_result", "tool_use_id": use.id, "content": outcome.result,
-                                     "is_error": not outcome.executed})
+                tool_results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": use.id,
+                        "content": outcome.result,
+                        "is_error": not outcome.executed,
+                    }
+                )
             messages.append({"role": "user", "content": tool_results})
         # deadline_s: the budget this call arrived with (the caller's, through every hop), for tracing timeouts.
-        log.info("act", extra={"agent": self._name, "run_id": request.run_id, "step": request.step, "llm_calls": calls,
-                               "input_tokens": usage_in, "output_tokens": usage_out,
-                               "deadline_s": None if remaining is None else round(remaining, 3),
-                               "latency_ms": round((time.monotonic() - started) * 1000, 1)})
+        log.info(
+            "act",
+            extra={
+                "agent": self._name,
+                "run_id": request.run_id,
+                "step": request.step,
+                "llm_calls": calls,
+                "input_tokens": usage_in,
+                "output_tokens": usage_out,
+                "deadline_s": None if remaining is None else round(remaining, 3),
+                "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
         _annotate_span(request, self._name, llm_calls)
         return agent_pb2.ActResponse(
-            agent=self._name, output=text, model=model, cost_usd=cost, tool_calls=tool_calls, llm_calls=llm_calls,
+            agent=self._name,
+            output=text,
+            model=model,
+            cost_usd=cost,
+            tool_calls=tool_calls,
+            llm_calls=llm_calls,
             usage=usage_pb2.Usage(input_tokens=usage_in, output_tokens=usage_out, llm_calls=calls),
         )
 
@@ -145,10 +187,15 @@ def _annotate_span(request: agent_pb2.ActRequest, agent: str, calls: Sequence[ag
     span = trace.get_current_span()
     if not span.is_recording():
         return
-    span.set_attributes({
-        "agentmesh.run_id": request.run_id, "agentmesh.step": request.step, "agentmesh.agent": agent,
-        "agentmesh.llm.calls": len(calls), "agentmesh.llm.attempts": sum(c.attempts for c in calls),
-        "agentmesh.usage.input_tokens": sum(c.input_tokens for c in calls),
-        "agentmesh.usage.output_tokens": sum(c.output_tokens for c in calls),
-        "agentmesh.cost_usd": sum(c.cost_usd for c in calls),
-    })
+    span.set_attributes(
+        {
+            "agentmesh.run_id": request.run_id,
+            "agentmesh.step": request.step,
+            "agentmesh.agent": agent,
+            "agentmesh.llm.calls": len(calls),
+            "agentmesh.llm.attempts": sum(c.attempts for c in calls),
+            "agentmesh.usage.input_tokens": sum(c.input_tokens for c in calls),
+            "agentmesh.usage.output_tokens": sum(c.output_tokens for c in calls),
+            "agentmesh.cost_usd": sum(c.cost_usd for c in calls),
+        }
+    )

@@ -46,19 +46,33 @@ async def serve_bindings(
 ) -> None:
     addr = f"{settings.host}:{settings.port_of(name) if port is None else port}"
     running: RunningServer = await create_server(
-        addr, bindings,
+        addr,
+        bindings,
         # Input rules innermost, after auth: a caller without a key learns nothing about them.
-        interceptors=[*interceptors,
-                      ValidationInterceptor(RequestValidator(text_limits=settings_text_limits(settings)))],
+        interceptors=[
+            *interceptors,
+            ValidationInterceptor(RequestValidator(text_limits=settings_text_limits(settings))),
+        ],
         outer_interceptors=telemetry.server_interceptors() if telemetry is not None else (),
         credentials=server_credentials(settings.tls_dir, name) if settings.tls_dir is not None else None,
     )
     metrics = None
     if telemetry is not None and settings.metrics_port_offset:
-        metrics = await MetricsServer.start(telemetry.registry, settings.host, running.port + settings.metrics_port_offset,
-                                            serving=lambda: running.serving)
-    log.info("serving", extra={"service": name, "port": running.port, "metrics": metrics.url if metrics else None,
-                               "tracing": telemetry is not None and telemetry.tracing})
+        metrics = await MetricsServer.start(
+            telemetry.registry,
+            settings.host,
+            running.port + settings.metrics_port_offset,
+            serving=lambda: running.serving,
+        )
+    log.info(
+        "serving",
+        extra={
+            "service": name,
+            "port": running.port,
+            "metrics": metrics.url if metrics else None,
+            "tracing": telemetry is not None and telemetry.tracing,
+        },
+    )
     # Spans are flushed last, so those of the shutdown itself are exported too.
     closers = [*on_shutdown, *([metrics.stop] if metrics else []), *([telemetry.shutdown] if telemetry else [])]
     await serve_until_signal(running, on_shutdown=closers)
@@ -76,7 +90,12 @@ async def serve_agent(
     telemetry = process_setup(name, settings)
     llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
     telemetry.register_llm(llm)
-    servicer = AgentServicer(name=name, system_prompt=system_prompt, llm=llm,
-                             default_max_tokens=settings.agent_max_output_tokens, toolbox=toolbox)
+    servicer = AgentServicer(
+        name=name,
+        system_prompt=system_prompt,
+        llm=llm,
+        default_max_tokens=settings.agent_max_output_tokens,
+        toolbox=toolbox,
+    )
     binding = ServiceBinding(agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")
     await serve_bindings(name, settings, [binding], port=port, telemetry=telemetry, on_shutdown=[llm.close])

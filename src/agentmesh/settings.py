@@ -17,7 +17,9 @@ REPLICA_PORT_STRIDE = 100  # `agentmesh up --replicas`: replica i of a service l
 class Settings(BaseSettings):
     """Every knob of the mesh. Env names are `AGENTMESH_<FIELD>` unless an alias says otherwise."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTMESH_", frozen=True, extra="ignore", use_attribute_docstrings=True)
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTMESH_", frozen=True, extra="ignore", use_attribute_docstrings=True
+    )
 
     # --- addresses -------------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -47,7 +49,9 @@ class Settings(BaseSettings):
     """Where `agentmesh up` keeps the embedded Postgres, logs and the dev key."""
 
     # --- Postgres --------------------------------------------------------------------------------
-    database_url: SecretStr | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "AGENTMESH_DATABASE_URL"))
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "AGENTMESH_DATABASE_URL")
+    )
     """Postgres DSN; unset: `agentmesh up` starts an embedded server under data_dir."""
     db_pool_min: int = 1
     """Minimum connections in each service's asyncpg pool."""
@@ -149,20 +153,25 @@ class Settings(BaseSettings):
 
     # --- observability (issue 6) ------------------------------------------------------------------
     otel_exporter_otlp_endpoint: str | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT"))
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT"),
+    )
     """OTLP endpoint for traces (e.g. http://127.0.0.1:4318); set: every service and the gateway export spans
     there; unset: no tracer provider, no tracing interceptors (tracing costs nothing)."""
     otel_exporter_otlp_protocol: Literal["grpc", "http/protobuf"] = Field(
         default="http/protobuf",
-        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL", "AGENTMESH_OTEL_EXPORTER_OTLP_PROTOCOL"))
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_PROTOCOL", "AGENTMESH_OTEL_EXPORTER_OTLP_PROTOCOL"),
+    )
     """OTLP transport of the services' and the gateway's spans: http/protobuf (port 4318) or grpc (4317)."""
     otel_traces_sampler: str = Field(
         default="parentbased_always_on",
-        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER", "AGENTMESH_OTEL_TRACES_SAMPLER"))
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER", "AGENTMESH_OTEL_TRACES_SAMPLER"),
+    )
     """Which runs are traced (the OpenTelemetry SDK reads it too): parentbased_traceidratio with
     OTEL_TRACES_SAMPLER_ARG=0.1 traces one run in ten; the gateway, where traces start, samples at that ratio."""
     otel_traces_sampler_arg: float | None = Field(
-        default=None, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG", "AGENTMESH_OTEL_TRACES_SAMPLER_ARG"))
+        default=None, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG", "AGENTMESH_OTEL_TRACES_SAMPLER_ARG")
+    )
     """The sampler's ratio (0..1) for the traceidratio samplers; unset: 1."""
     metrics_port_offset: int = 1000
     """Each service (and replica) serves Prometheus metrics on HTTP /metrics at its gRPC port plus this;
@@ -202,8 +211,16 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Log level of every process."""
 
-    @field_validator("database_url", "anthropic_api_key", "anthropic_base_url", "internal_token", "tls_dir",
-                     "guard_policy_path", "guard_restore_key", mode="before")
+    @field_validator(
+        "database_url",
+        "anthropic_api_key",
+        "anthropic_base_url",
+        "internal_token",
+        "tls_dir",
+        "guard_policy_path",
+        "guard_restore_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ANTHROPIC_BASE_URL=` in a compose file or .env means "not set", not "the empty URL".

@@ -31,8 +31,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 def cli(mesh: Mesh, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**mesh.env, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "agentmesh", *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "agentmesh", *args], env=env, capture_output=True, text=True, timeout=120, check=check
+    )
 
 
 def test_the_launcher_used_the_embedded_postgres(mesh: Mesh) -> None:
@@ -66,12 +67,15 @@ def test_keys_create_revoke_and_list(mesh: Mesh) -> None:
     with grpc.insecure_channel(mesh.gateway) as ch, pytest.raises(grpc.RpcError) as info:
         supervisor_pb2_grpc.SupervisorServiceStub(ch).GetThread(
             supervisor_pb2.GetThreadRequest(thread_id="00000000-0000-4000-8000-000000000000"),
-            metadata=mesh.auth(key), timeout=10)
+            metadata=mesh.auth(key),
+            timeout=10,
+        )
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_ask_without_a_mesh_key_says_how_to_get_one(mesh: Mesh, tmp_path: Path) -> None:
     env_dir = {**mesh.env, "AGENTMESH_DATA_DIR": str(tmp_path)}
-    r = subprocess.run([sys.executable, "-m", "agentmesh", "ask", "hi"], env=env_dir, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "agentmesh", "ask", "hi"], env=env_dir, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "no API key" in r.stderr

@@ -20,14 +20,21 @@ CLIENT = Path(__file__).resolve().parents[2] / "clients" / "node"
 NPM = shutil.which("npm")
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(NPM is None or NODE is None, reason="npm/node not installed: the Node client cannot run")
+pytestmark = pytest.mark.skipif(
+    NPM is None or NODE is None, reason="npm/node not installed: the Node client cannot run"
+)
 
 
 @pytest.fixture(scope="module")
 def installed() -> Path:
     # npm ci: exactly the committed package-lock.json; from the npm cache after the first time (~2 s).
-    subprocess.run([NPM, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"], cwd=CLIENT,
-                   check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [NPM, "ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"],
+        cwd=CLIENT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     return CLIENT
 
 
@@ -41,7 +48,11 @@ def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def node_client(mesh: Mesh, *args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENTMESH_API_KEY": key if key is not None else mesh.key, "AGENTMESH_GATEWAY_ADDR": mesh.gateway}
+    env = {
+        **os.environ,
+        "AGENTMESH_API_KEY": key if key is not None else mesh.key,
+        "AGENTMESH_GATEWAY_ADDR": mesh.gateway,
+    }
     assert NODE is not None
     return subprocess.run([NODE, "run.mjs", *args], cwd=CLIENT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -58,7 +69,8 @@ def test_node_client_streams_a_run_and_ends_with_the_final_answer(installed: Pat
     # The last line is the answer the mesh stored for the thread.
     with grpc.insecure_channel(mesh.gateway) as ch:
         thread = supervisor_pb2_grpc.SupervisorServiceStub(ch).GetThread(
-            supervisor_pb2.GetThreadRequest(thread_id=m.group(2)), metadata=mesh.auth(), timeout=10)
+            supervisor_pb2.GetThreadRequest(thread_id=m.group(2)), metadata=mesh.auth(), timeout=10
+        )
     answer = [msg.content for msg in thread.messages if msg.role == agent_pb2.ROLE_ASSISTANT][-1]
     assert answer and lines[-1] == f"answer: {answer}"
 

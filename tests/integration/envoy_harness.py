@@ -172,14 +172,29 @@ async def start_gateway(
                 ports.setdefault(service, []).append(stand_in.port)
         public, internal, admin_addr = (("127.0.0.1", p) for p in free_ports(3))
         config = workdir / "envoy.yaml"
-        config.write_text(render_envoy_config(local_spec(ports=ports, public=public, internal=internal, admin=admin_addr,
-                                                         limits=limits)))
+        config.write_text(
+            render_envoy_config(
+                local_spec(ports=ports, public=public, internal=internal, admin=admin_addr, limits=limits)
+            )
+        )
         log = workdir / "envoy.log"
         with log.open("wb") as log_file:
             # --disable-hot-restart and a random base id: other Envoys (other tests, `agentmesh up`) may run.
             base_id = str(random.randrange(1, 1 << 20))
-            args = ["-c", str(config), "--disable-hot-restart", "--concurrency", "2", "--base-id", base_id, "-l", "warning"]
-            envoy = await asyncio.create_subprocess_exec(ENVOY, *args, stdout=log_file, stderr=asyncio.subprocess.STDOUT)
+            args = [
+                "-c",
+                str(config),
+                "--disable-hot-restart",
+                "--concurrency",
+                "2",
+                "--base-id",
+                base_id,
+                "-l",
+                "warning",
+            ]
+            envoy = await asyncio.create_subprocess_exec(
+                ENVOY, *args, stdout=log_file, stderr=asyncio.subprocess.STDOUT
+            )
         gw = Gateway(
             public=f"127.0.0.1:{public[1]}",
             internal=f"127.0.0.1:{internal[1]}",
@@ -225,5 +240,8 @@ async def instances(addr: str, upstream: str, calls: int) -> list[str]:
     # One channel (one HTTP/2 connection, one Envoy worker) so round robin is visible call by call.
     async with grpc.aio.insecure_channel(addr) as channel:
         act = channel.unary_unary(ACT)
-        replies = [await act(b"ping", metadata=(("agentmesh-upstream", upstream),), timeout=CALL_TIMEOUT_S) for _ in range(calls)]
+        replies = [
+            await act(b"ping", metadata=(("agentmesh-upstream", upstream),), timeout=CALL_TIMEOUT_S)
+            for _ in range(calls)
+        ]
     return [json.loads(r)["instance"] for r in replies]

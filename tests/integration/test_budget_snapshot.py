@@ -24,12 +24,17 @@ def test_step_checks_count_own_steps_at_once_and_others_after_the_snapshot_age(d
             tenant = f"snap-{uuid.uuid4().hex[:6]}"
             store = CheckpointStore(pool=pool, owner="test", lease_s=30)
             budgets = TenantBudgets(pool=pool, default_tokens=100, default_usd=0, snapshot_s=3600)
-            run = await store.create_run(tenant=tenant, thread_id="", run_id=uuid.uuid4(), text="hi",
-                                         history_limit=5, next_seq=1)
+            run = await store.create_run(
+                tenant=tenant, thread_id="", run_id=uuid.uuid4(), text="hi", history_limit=5, next_seq=1
+            )
 
             async def commit(idx: int, tokens: int) -> None:
-                await store.commit_step(run, StepRecord(idx, "route", "supervisor", {"decision": "researcher"},
-                                                        input_tokens=tokens), next_seq=idx + 3, iteration=False)
+                await store.commit_step(
+                    run,
+                    StepRecord(idx, "route", "supervisor", {"decision": "researcher"}, input_tokens=tokens),
+                    next_seq=idx + 3,
+                    iteration=False,
+                )
 
             await commit(0, 60)
             await budgets.check(tenant)  # 60 of 100, read from the database

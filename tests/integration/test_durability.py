@@ -62,13 +62,16 @@ def run_until(mesh: Mesh, channel: grpc.Channel, on_event: Callable[[supervisor_
     return run_id
 
 
-def resume_when_free(mesh: Mesh, channel: grpc.Channel, run_id: str, timeout_s: float = 30) -> list[supervisor_pb2.RunEvent]:
+def resume_when_free(
+    mesh: Mesh, channel: grpc.Channel, run_id: str, timeout_s: float = 30
+) -> list[supervisor_pb2.RunEvent]:
     """Resume, retrying while the dead supervisor's lease lasts (ABORTED) or the new one starts (UNAVAILABLE)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return list(stub(channel).Resume(supervisor_pb2.ResumeRequest(run_id=run_id), metadata=mesh.auth(),
-                                             timeout=60))
+            return list(
+                stub(channel).Resume(supervisor_pb2.ResumeRequest(run_id=run_id), metadata=mesh.auth(), timeout=60)
+            )
         except grpc.RpcError as exc:
             if exc.code() not in (grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE) or time.monotonic() > deadline:
                 raise
@@ -80,9 +83,13 @@ def checkpoint(mesh: Mesh, run_id: str) -> tuple[list[tuple[int, str, str]], lis
         conn = await asyncpg.connect(mesh.env["DATABASE_URL"])
         try:
             rid = uuid.UUID(run_id)
-            steps = [(r["idx"], r["kind"], r["agent"]) for r in
-                     await conn.fetch("SELECT idx, kind, agent FROM steps WHERE run_id = $1 ORDER BY idx", rid)]
-            roles = [r["role"] for r in await conn.fetch("SELECT role FROM messages WHERE run_id = $1 ORDER BY id", rid)]
+            steps = [
+                (r["idx"], r["kind"], r["agent"])
+                for r in await conn.fetch("SELECT idx, kind, agent FROM steps WHERE run_id = $1 ORDER BY idx", rid)
+            ]
+            roles = [
+                r["role"] for r in await conn.fetch("SELECT role FROM messages WHERE run_id = $1 ORDER BY id", rid)
+            ]
             run = await conn.fetchrow("SELECT * FROM runs WHERE id = $1", rid)
         finally:
             await conn.close()
@@ -100,7 +107,9 @@ def reference(mesh: Mesh) -> tuple[list[supervisor_pb2.RunEvent], int]:
     return events, mesh.sim_stats()["requests_total"]
 
 
-def kill_supervisor_at(mesh: Mesh, when: Callable[[supervisor_pb2.RunEvent], bool]) -> Callable[[supervisor_pb2.RunEvent], bool]:
+def kill_supervisor_at(
+    mesh: Mesh, when: Callable[[supervisor_pb2.RunEvent], bool]
+) -> Callable[[supervisor_pb2.RunEvent], bool]:
     """An on_event for run_until: SIGKILL the supervisor shortly after `when` matches (inside the step)."""
 
     def on_event(ev: supervisor_pb2.RunEvent) -> bool:
@@ -130,6 +139,7 @@ def test_killed_mid_step_resumes_without_redoing_finished_steps(
     mesh.set_faults(latency_ms=LATENCY_MS)
     guard_pid = service_pid(mesh, "guard")
     with grpc.insecure_channel(mesh.gateway) as ch:
+
         def kill_on(ev: supervisor_pb2.RunEvent) -> bool:
             if kind == "guard" and started(ROUTE, 4)(ev):
                 # Freeze the guard so the answer check is still in flight when the kill lands.
@@ -154,8 +164,11 @@ def test_killed_mid_step_resumes_without_redoing_finished_steps(
     # No finished step ran again: at most the one that was in flight is paid twice.
     assert mesh.sim_stats()["requests_total"] <= ref_calls + 1
     steps, roles, run = checkpoint(mesh, run_id)
-    expected = [(e.step_finished.step, kind_name(e.step_finished.kind), e.step_finished.agent)
-                for e in ref_events if e.WhichOneof("event") == "step_finished"]
+    expected = [
+        (e.step_finished.step, kind_name(e.step_finished.kind), e.step_finished.agent)
+        for e in ref_events
+        if e.WhichOneof("event") == "step_finished"
+    ]
     assert steps == expected  # each step exactly once, in order
     assert roles == ["user", "assistant"]
     assert run["status"] == "completed" and run["iterations"] == 2
@@ -178,16 +191,18 @@ def test_two_concurrent_resumes_do_not_both_execute_the_run(mesh: Mesh) -> None:
 
         def attempt(i: int) -> None:
             try:
-                outcomes[i] = list(stub(ch).Resume(supervisor_pb2.ResumeRequest(run_id=run_id), metadata=mesh.auth(),
-                                                   timeout=60))
+                outcomes[i] = list(
+                    stub(ch).Resume(supervisor_pb2.ResumeRequest(run_id=run_id), metadata=mesh.auth(), timeout=60)
+                )
             except grpc.RpcError as exc:
                 outcomes[i] = exc.code()
 
         deadline = time.monotonic() + 30
         while True:  # wait for the restarted supervisor to answer at all
             try:
-                stub(ch).GetThread(supervisor_pb2.GetThreadRequest(thread_id=str(uuid.uuid4())), metadata=mesh.auth(),
-                                   timeout=2)
+                stub(ch).GetThread(
+                    supervisor_pb2.GetThreadRequest(thread_id=str(uuid.uuid4())), metadata=mesh.auth(), timeout=2
+                )
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
                     break
@@ -202,7 +217,9 @@ def test_two_concurrent_resumes_do_not_both_execute_the_run(mesh: Mesh) -> None:
     assert len(executed) == 1, (outcomes, dict(checkpoint(mesh, run_id)[2]))
     other = next(o for o in outcomes if o is not executed[0])
     # The loser was refused (ABORTED) or, if it came after the winner finished, got the final event replayed.
-    assert other == grpc.StatusCode.ABORTED or (isinstance(other, list) and [e.WhichOneof("event") for e in other] == ["final"])
+    assert other == grpc.StatusCode.ABORTED or (
+        isinstance(other, list) and [e.WhichOneof("event") for e in other] == ["final"]
+    )
     steps, roles, _ = checkpoint(mesh, run_id)
     assert [s[0] for s in steps] == list(range(len(steps))) and roles == ["user", "assistant"]
 
@@ -217,8 +234,9 @@ def test_an_abandoned_run_shows_as_resumable(mesh: Mesh) -> None:
         status = None
         while time.monotonic() < deadline:
             try:
-                view = stub(ch).GetThread(supervisor_pb2.GetThreadRequest(thread_id=thread_id), metadata=mesh.auth(),
-                                          timeout=5)
+                view = stub(ch).GetThread(
+                    supervisor_pb2.GetThreadRequest(thread_id=thread_id), metadata=mesh.auth(), timeout=5
+                )
                 status = view.runs[-1].status
                 if status == supervisor_pb2.RUN_STATUS_FAILED:
                     break

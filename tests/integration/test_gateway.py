@@ -41,13 +41,17 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]
 async def _health(addr: str, service: str, metadata: tuple[tuple[str, str], ...] = ()) -> int:
     async with grpc.aio.insecure_channel(addr) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), metadata=metadata, timeout=CALL_TIMEOUT_S)
+        reply = await stub.Check(
+            health_pb2.HealthCheckRequest(service=service), metadata=metadata, timeout=CALL_TIMEOUT_S
+        )
     return reply.status
 
 
 async def test_envoy_starts_without_warnings(gw: Gateway) -> None:
     # Deprecated fields and missing limits show up as warnings at start, long before they break.
-    noisy = [line for line in gw.log.read_text(errors="replace").splitlines() if "][warning][" in line or "][error][" in line]
+    noisy = [
+        line for line in gw.log.read_text(errors="replace").splitlines() if "][warning][" in line or "][error][" in line
+    ]
     assert noisy == []
 
 
@@ -61,7 +65,9 @@ async def test_internal_listener_routes_by_upstream_header(gw: Gateway) -> None:
     assert await _health(gw.internal, "guard", (("agentmesh-upstream", "guard"),)) == serving
     # Internal callers are trusted: their identity headers reach the service.
     reply = await _echo_call(
-        gw.internal, ACT, (("agentmesh-upstream", "analyst"), ("agentmesh-internal-token", "t"), ("agentmesh-tenant", "acme"))
+        gw.internal,
+        ACT,
+        (("agentmesh-upstream", "analyst"), ("agentmesh-internal-token", "t"), ("agentmesh-tenant", "acme")),
     )
     assert reply["agentmesh_headers"] == ["agentmesh-internal-token", "agentmesh-tenant", "agentmesh-upstream"]
 

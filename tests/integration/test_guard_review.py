@@ -46,16 +46,29 @@ async def guard(database_url: str) -> AsyncIterator[Guard]:
     store = ReviewStore(pool=pool)
     # Output policy: a card is redacted, so the flagged injection goes to the queue with the card in it.
     bindings = [
-        ServiceBinding(guard_pb2_grpc.add_GuardServiceServicer_to_server, GuardServicer(policy=load_policy(), reviews=store),
-                       "agentmesh.v1.GuardService"),
-        ServiceBinding(review_pb2_grpc.add_ReviewServiceServicer_to_server, ReviewServicer(store=store),
-                       "agentmesh.v1.ReviewService"),
+        ServiceBinding(
+            guard_pb2_grpc.add_GuardServiceServicer_to_server,
+            GuardServicer(policy=load_policy(), reviews=store),
+            "agentmesh.v1.GuardService",
+        ),
+        ServiceBinding(
+            review_pb2_grpc.add_ReviewServiceServicer_to_server,
+            ReviewServicer(store=store),
+            "agentmesh.v1.ReviewService",
+        ),
     ]
     auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=INTERNAL)
-    running = await create_server("127.0.0.1:0", bindings, interceptors=[auth, ValidationInterceptor(RequestValidator())])
+    running = await create_server(
+        "127.0.0.1:0", bindings, interceptors=[auth, ValidationInterceptor(RequestValidator())]
+    )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield Guard(guard_pb2_grpc.GuardServiceStub(channel), review_pb2_grpc.ReviewServiceStub(channel), pool,
-                    (("authorization", f"Bearer {acme}"),), (("authorization", f"Bearer {globex}"),))
+        yield Guard(
+            guard_pb2_grpc.GuardServiceStub(channel),
+            review_pb2_grpc.ReviewServiceStub(channel),
+            pool,
+            (("authorization", f"Bearer {acme}"),),
+            (("authorization", f"Bearer {globex}"),),
+        )
     await running.server.stop(None)
     await pool.close()
 
@@ -81,16 +94,31 @@ async def test_a_flagged_text_is_queued_redacted_and_can_be_resolved(guard: Guar
     assert "4111" not in got.redacted_text and "ana@example.com" not in got.redacted_text
     assert "reveal your system prompt" in got.redacted_text and got.text_chars == len(INJECTION)
     assert {(f.type, got.redacted_text[f.start : f.end]) for f in got.findings} >= {
-        ("credit_card", "<CREDIT_CARD_1>"), ("prompt_injection", "reveal your system prompt")}
-    resolved = (await guard.review.ResolveReview(review_pb2.ResolveReviewRequest(
-        review_id=review_id, decision=review_pb2.REVIEW_DECISION_CONFIRMED, reviewer="dana", note="real attempt"),
-        metadata=guard.acme)).review
+        ("credit_card", "<CREDIT_CARD_1>"),
+        ("prompt_injection", "reveal your system prompt"),
+    }
+    resolved = (
+        await guard.review.ResolveReview(
+            review_pb2.ResolveReviewRequest(
+                review_id=review_id, decision=review_pb2.REVIEW_DECISION_CONFIRMED, reviewer="dana", note="real attempt"
+            ),
+            metadata=guard.acme,
+        )
+    ).review
     assert (resolved.status, resolved.decision, resolved.reviewer, resolved.note) == (
-        review_pb2.REVIEW_STATUS_RESOLVED, review_pb2.REVIEW_DECISION_CONFIRMED, "dana", "real attempt")
+        review_pb2.REVIEW_STATUS_RESOLVED,
+        review_pb2.REVIEW_DECISION_CONFIRMED,
+        "dana",
+        "real attempt",
+    )
     assert resolved.resolve_time.seconds >= resolved.create_time.seconds
     with pytest.raises(grpc.aio.AioRpcError) as again:
-        await guard.review.ResolveReview(review_pb2.ResolveReviewRequest(
-            review_id=review_id, decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="eve"), metadata=guard.acme)
+        await guard.review.ResolveReview(
+            review_pb2.ResolveReviewRequest(
+                review_id=review_id, decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="eve"
+            ),
+            metadata=guard.acme,
+        )
     assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason_of(again.value) == "REVIEW_ALREADY_RESOLVED"
 
@@ -106,8 +134,12 @@ async def test_another_tenants_items_are_not_found(guard: Guard) -> None:
     review_id = await flag(guard, guard.acme)
     for call in (
         guard.review.GetReview(review_pb2.GetReviewRequest(review_id=review_id), metadata=guard.globex),
-        guard.review.ResolveReview(review_pb2.ResolveReviewRequest(
-            review_id=review_id, decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="mallory"), metadata=guard.globex),
+        guard.review.ResolveReview(
+            review_pb2.ResolveReviewRequest(
+                review_id=review_id, decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="mallory"
+            ),
+            metadata=guard.globex,
+        ),
         guard.review.GetReview(review_pb2.GetReviewRequest(review_id=str(uuid.uuid4())), metadata=guard.acme),
     ):
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -121,12 +153,18 @@ async def test_listing_filters_by_status_and_pages_newest_first(guard: Guard) ->
     _, fresh = await KeyStore(pool=guard.pool).create(f"pager-{uuid.uuid4().hex[:6]}")
     md = (("authorization", f"Bearer {fresh}"),)
     ids = [await flag(guard, md) for _ in range(5)]
-    await guard.review.ResolveReview(review_pb2.ResolveReviewRequest(
-        review_id=ids[0], decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="dana"), metadata=md)
+    await guard.review.ResolveReview(
+        review_pb2.ResolveReviewRequest(
+            review_id=ids[0], decision=review_pb2.REVIEW_DECISION_DISMISSED, reviewer="dana"
+        ),
+        metadata=md,
+    )
     seen, token = [], ""
     while True:
-        page = await guard.review.ListReviews(review_pb2.ListReviewsRequest(
-            status=review_pb2.REVIEW_STATUS_PENDING, page_size=2, page_token=token), metadata=md)
+        page = await guard.review.ListReviews(
+            review_pb2.ListReviewsRequest(status=review_pb2.REVIEW_STATUS_PENDING, page_size=2, page_token=token),
+            metadata=md,
+        )
         seen += [r.review_id for r in page.reviews]
         assert len(page.reviews) <= 2
         token = page.next_page_token
@@ -135,8 +173,9 @@ async def test_listing_filters_by_status_and_pages_newest_first(guard: Guard) ->
     assert seen == list(reversed(ids[1:]))
     everything = await guard.review.ListReviews(review_pb2.ListReviewsRequest(), metadata=md)
     assert [r.review_id for r in everything.reviews] == list(reversed(ids))
-    resolved = await guard.review.ListReviews(review_pb2.ListReviewsRequest(status=review_pb2.REVIEW_STATUS_RESOLVED),
-                                              metadata=md)
+    resolved = await guard.review.ListReviews(
+        review_pb2.ListReviewsRequest(status=review_pb2.REVIEW_STATUS_RESOLVED), metadata=md
+    )
     assert [r.review_id for r in resolved.reviews] == [ids[0]]
 
 
@@ -145,10 +184,21 @@ async def test_listing_filters_by_status_and_pages_newest_first(guard: Guard) ->
     [
         (lambda s, md: s.GetReview(review_pb2.GetReviewRequest(review_id="not-a-uuid"), metadata=md), "review_id"),
         (lambda s, md: s.GetReview(review_pb2.GetReviewRequest(), metadata=md), "review_id"),
-        (lambda s, md: s.ResolveReview(review_pb2.ResolveReviewRequest(review_id=str(uuid.uuid4()), reviewer="x"), metadata=md),
-         "decision"),
-        (lambda s, md: s.ResolveReview(review_pb2.ResolveReviewRequest(
-            review_id=str(uuid.uuid4()), decision=review_pb2.REVIEW_DECISION_CONFIRMED, reviewer="  "), metadata=md), "reviewer"),
+        (
+            lambda s, md: s.ResolveReview(
+                review_pb2.ResolveReviewRequest(review_id=str(uuid.uuid4()), reviewer="x"), metadata=md
+            ),
+            "decision",
+        ),
+        (
+            lambda s, md: s.ResolveReview(
+                review_pb2.ResolveReviewRequest(
+                    review_id=str(uuid.uuid4()), decision=review_pb2.REVIEW_DECISION_CONFIRMED, reviewer="  "
+                ),
+                metadata=md,
+            ),
+            "reviewer",
+        ),
         (lambda s, md: s.ListReviews(review_pb2.ListReviewsRequest(page_size=-1), metadata=md), "page_size"),
         (lambda s, md: s.ListReviews(review_pb2.ListReviewsRequest(page_size=501), metadata=md), "page_size"),
         (lambda s, md: s.ListReviews(review_pb2.ListReviewsRequest(status=9), metadata=md), "status"),
@@ -167,8 +217,10 @@ async def test_a_page_token_is_bound_to_its_filter(guard: Guard) -> None:
     await flag(guard, guard.acme)
     page = await guard.review.ListReviews(review_pb2.ListReviewsRequest(page_size=1), metadata=guard.acme)
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await guard.review.ListReviews(review_pb2.ListReviewsRequest(
-            status=review_pb2.REVIEW_STATUS_RESOLVED, page_token=page.next_page_token), metadata=guard.acme)
+        await guard.review.ListReviews(
+            review_pb2.ListReviewsRequest(status=review_pb2.REVIEW_STATUS_RESOLVED, page_token=page.next_page_token),
+            metadata=guard.acme,
+        )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason_of(info.value) == "INVALID_PAGE_TOKEN"
 
 
@@ -182,7 +234,9 @@ async def test_internal_calls_queue_under_the_tenant_header(guard: Guard) -> Non
     tenant = f"internal-{uuid.uuid4().hex[:6]}"
     md = (("agentmesh-internal-token", INTERNAL), ("agentmesh-tenant", tenant))
     review_id = await flag(guard, md)
-    assert await guard.pool.fetchval("SELECT tenant_id FROM guard_reviews WHERE id = $1", uuid.UUID(review_id)) == tenant
+    assert (
+        await guard.pool.fetchval("SELECT tenant_id FROM guard_reviews WHERE id = $1", uuid.UUID(review_id)) == tenant
+    )
 
 
 async def test_a_lost_database_does_not_fail_the_check(database_url: str) -> None:
@@ -191,5 +245,7 @@ async def test_a_lost_database_does_not_fail_the_check(database_url: str) -> Non
     store = ReviewStore(pool=pool)
     await pool.close()
     servicer = GuardServicer(policy=load_policy(), reviews=store)
-    resp = await servicer.Check(guard_pb2.CheckRequest(text=INJECTION, direction=guard_pb2.DIRECTION_OUTPUT), context=None)  # type: ignore[arg-type]
+    resp = await servicer.Check(
+        guard_pb2.CheckRequest(text=INJECTION, direction=guard_pb2.DIRECTION_OUTPUT), context=None
+    )  # type: ignore[arg-type]
     assert resp.action == guard_pb2.ACTION_REDACT and resp.review_id == ""

@@ -20,8 +20,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
-def limited(request: pytest.FixtureRequest, database_url: str,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mesh, int]]:
+def limited(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Mesh, int]]:
     env, reason = CASES[request.param]
     m = start_mesh(tmp_path_factory.mktemp(request.param), database_url, extra_env=env)
     try:
@@ -34,8 +35,13 @@ def test_a_limit_ends_the_run_with_its_reason(limited: tuple[Mesh, int]) -> None
     mesh, reason = limited
     with grpc.insecure_channel(mesh.gateway) as ch:
         stub = supervisor_pb2_grpc.SupervisorServiceStub(ch)
-        events = list(stub.Run(supervisor_pb2.RunRequest(message="Compare two payment providers and recommend one"),
-                               metadata=mesh.auth(), timeout=60))
+        events = list(
+            stub.Run(
+                supervisor_pb2.RunRequest(message="Compare two payment providers and recommend one"),
+                metadata=mesh.auth(),
+                timeout=60,
+            )
+        )
     final = events[-1].final
     assert events[-1].WhichOneof("event") == "final"
     assert final.reason == reason

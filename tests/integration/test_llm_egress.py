@@ -49,22 +49,41 @@ class Egress:
 
 
 @contextlib.asynccontextmanager
-async def egress_gateway(workdir: Path, provider_url: str, *, concurrency: int,
-                         max_pending_requests: int = 10_000) -> AsyncIterator[Egress]:
+async def egress_gateway(
+    workdir: Path, provider_url: str, *, concurrency: int, max_pending_requests: int = 10_000
+) -> AsyncIterator[Egress]:
     """The gateway config with only its egress in use (the service clusters point at closed ports)."""
     public, internal, admin, listen, *dead = free_ports(7)
-    egress = dataclasses.replace(LLMEgress.for_url(provider_url, listen=("127.0.0.1", listen), concurrency=concurrency),
-                                 max_pending_requests=max_pending_requests)
-    spec = local_spec(ports={"supervisor": [dead[0]], "guard": [dead[1]]}, public=("127.0.0.1", public),
-                      internal=("127.0.0.1", internal), admin=("127.0.0.1", admin), egress=egress)
+    egress = dataclasses.replace(
+        LLMEgress.for_url(provider_url, listen=("127.0.0.1", listen), concurrency=concurrency),
+        max_pending_requests=max_pending_requests,
+    )
+    spec = local_spec(
+        ports={"supervisor": [dead[0]], "guard": [dead[1]]},
+        public=("127.0.0.1", public),
+        internal=("127.0.0.1", internal),
+        admin=("127.0.0.1", admin),
+        egress=egress,
+    )
     config = workdir / "envoy.yaml"
     config.write_text(render_envoy_config(spec))
     log = workdir / "envoy.log"
     with log.open("wb") as out:
         # One worker, as `agentmesh up` runs a gateway that carries the egress (one connection pool: an exact cap).
         envoy = await asyncio.create_subprocess_exec(
-            ENVOY, "-c", str(config), "--disable-hot-restart", "--concurrency", "1",
-            "--base-id", str(random.randrange(1, 1 << 20)), "-l", "warning", stdout=out, stderr=asyncio.subprocess.STDOUT)
+            ENVOY,
+            "-c",
+            str(config),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--base-id",
+            str(random.randrange(1, 1 << 20)),
+            "-l",
+            "warning",
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
     gw = Egress(url=f"http://127.0.0.1:{listen}", admin=f"127.0.0.1:{admin}", envoy=envoy, log=log)
     try:
         deadline = time.monotonic() + 15
@@ -84,14 +103,20 @@ async def egress_gateway(workdir: Path, provider_url: str, *, concurrency: int,
 
 
 def _client(base_url: str, **overrides: Any) -> LLMClient:
-    base = {"anthropic_base_url": base_url, "llm_backoff_base_s": 0.02, "llm_backoff_max_s": 0.1,
-            "llm_timeout_s": 10.0, "llm_jitter_ms": 0}
+    base = {
+        "anthropic_base_url": base_url,
+        "llm_backoff_base_s": 0.02,
+        "llm_backoff_max_s": 0.1,
+        "llm_timeout_s": 10.0,
+        "llm_jitter_ms": 0,
+    }
     return LLMClient(settings=Settings(**{**base, **overrides}))
 
 
 def _sdk(base_url: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(api_key="test", base_url=base_url, max_retries=0,
-                                    http_client=anthropic.DefaultAioHttpClient())
+    return anthropic.AsyncAnthropic(
+        api_key="test", base_url=base_url, max_retries=0, http_client=anthropic.DefaultAioHttpClient()
+    )
 
 
 async def test_calls_queue_at_the_cap_and_the_provider_never_sees_more(sim_url: str, tmp_path: Path) -> None:
@@ -119,7 +144,8 @@ async def test_a_full_queue_answers_503_overloaded_and_the_client_retries_it(sim
         try:
             outcomes = await asyncio.gather(
                 *(sdk.messages.create(model=MODEL, system="s", messages=MSG, max_tokens=50) for _ in range(4)),
-                return_exceptions=True)
+                return_exceptions=True,
+            )
         finally:
             await sdk.close()
         rejected = [o for o in outcomes if isinstance(o, BaseException)]
@@ -154,7 +180,8 @@ async def test_the_providers_429_and_its_headers_pass_through(sim_url: str, tmp_
         try:
             outcomes = await asyncio.gather(
                 *(sdk.messages.create(model=MODEL, system="s", messages=MSG, max_tokens=50) for _ in range(3)),
-                return_exceptions=True)
+                return_exceptions=True,
+            )
         finally:
             await sdk.close()
         limited = [o for o in outcomes if isinstance(o, anthropic.RateLimitError)]
@@ -172,10 +199,13 @@ async def test_the_providers_429_and_its_headers_pass_through(sim_url: str, tmp_
     assert all(r.text for r in results) and llm.stats.failures["429"] > 0
 
 
-@pytest.mark.parametrize(("fault", "kind"), [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"),
-                                             ("truncate", "stream_truncated")])
-async def test_stream_failures_through_the_egress_stay_retryable(sim_url: str, tmp_path: Path, fault: str,
-                                                                 kind: str) -> None:
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"), ("truncate", "stream_truncated")],
+)
+async def test_stream_failures_through_the_egress_stay_retryable(
+    sim_url: str, tmp_path: Path, fault: str, kind: str
+) -> None:
     await put_faults(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
     async with egress_gateway(tmp_path, sim_url, concurrency=2) as gw:
         llm = _client(gw.url, llm_max_attempts=10, breaker_failure_threshold=100)
@@ -201,16 +231,22 @@ async def _slow_stream(request: web.Request) -> web.StreamResponse:
     await request.read()
     response = web.StreamResponse(headers={"content-type": "text/event-stream", "request-id": "req_slow"})
     await response.prepare(request)
-    start = ('{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"'
-             + MODEL + '","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}')
+    start = (
+        '{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"'
+        + MODEL
+        + '","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}'
+    )
     await response.write(_sse("message_start", start))
     await asyncio.sleep(PAUSE_S)
     for event, data in [
         ("content_block_start", '{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'),
         ("content_block_delta", '{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"late"}}'),
         ("content_block_stop", '{"type":"content_block_stop","index":0}'),
-        ("message_delta", '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
-                          '"usage":{"output_tokens":2}}'),
+        (
+            "message_delta",
+            '{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},'
+            '"usage":{"output_tokens":2}}',
+        ),
         ("message_stop", '{"type":"message_stop"}'),
     ]:
         await response.write(_sse(event, data))
@@ -260,8 +296,11 @@ QUESTION = "Compare two payment providers and recommend one"
 @pytest.fixture(scope="module")
 def capped_mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     # Streaming on: every LLM call of the mesh is a stream through the egress.
-    m = start_mesh(tmp_path_factory.mktemp("egress-mesh"), database_url,
-                   extra_env={"AGENTMESH_LLM_MESH_CONCURRENCY": "2", "AGENTMESH_LLM_STREAM": "true"})
+    m = start_mesh(
+        tmp_path_factory.mktemp("egress-mesh"),
+        database_url,
+        extra_env={"AGENTMESH_LLM_MESH_CONCURRENCY": "2", "AGENTMESH_LLM_STREAM": "true"},
+    )
     try:
         yield m
     finally:
@@ -280,8 +319,10 @@ async def test_a_mesh_keeps_the_provider_at_the_cap_while_every_run_finishes(cap
         stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
 
         async def one() -> supervisor_pb2.RunEvent:
-            events = [e async for e in stub.Run(supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(),
-                                                timeout=120)]
+            events = [
+                e
+                async for e in stub.Run(supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(), timeout=120)
+            ]
             return events[-1]
 
         finals = await asyncio.gather(*(one() for _ in range(10)))

@@ -21,11 +21,17 @@ from tests.mesh import Mesh, wait_until
 QUESTION = "Compare two payment providers and recommend one"
 
 
-def run(channel: grpc.Channel, mesh: Mesh, message: str, thread_id: str = "", key: str | None = None,
-        ) -> list[supervisor_pb2.RunEvent]:
+def run(
+    channel: grpc.Channel,
+    mesh: Mesh,
+    message: str,
+    thread_id: str = "",
+    key: str | None = None,
+) -> list[supervisor_pb2.RunEvent]:
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
-    return list(stub.Run(supervisor_pb2.RunRequest(message=message, thread_id=thread_id), metadata=mesh.auth(key),
-                         timeout=60))
+    return list(
+        stub.Run(supervisor_pb2.RunRequest(message=message, thread_id=thread_id), metadata=mesh.auth(key), timeout=60)
+    )
 
 
 def kinds(events: list[supervisor_pb2.RunEvent]) -> list[str]:
@@ -33,8 +39,11 @@ def kinds(events: list[supervisor_pb2.RunEvent]) -> list[str]:
 
 
 def agents_that_acted(events: list[supervisor_pb2.RunEvent]) -> list[str]:
-    return [e.step_finished.agent for e in events
-            if e.WhichOneof("event") == "step_finished" and e.step_finished.kind == supervisor_pb2.STEP_KIND_AGENT]
+    return [
+        e.step_finished.agent
+        for e in events
+        if e.WhichOneof("event") == "step_finished" and e.step_finished.kind == supervisor_pb2.STEP_KIND_AGENT
+    ]
 
 
 def test_a_conversation_runs_end_to_end_through_the_gateway(mesh: Mesh, channel: grpc.Channel) -> None:
@@ -69,8 +78,10 @@ def test_an_invented_tool_is_refused_not_run(mesh: Mesh, channel: grpc.Channel) 
     async def tools() -> list[dict[str, object]]:
         conn = await asyncpg.connect(mesh_db(mesh))
         try:
-            row = await conn.fetchval("SELECT result->'tools' FROM steps WHERE run_id = $1 AND agent = 'executor'",
-                                      uuid.UUID(events[-1].run_id))
+            row = await conn.fetchval(
+                "SELECT result->'tools' FROM steps WHERE run_id = $1 AND agent = 'executor'",
+                uuid.UUID(events[-1].run_id),
+            )
         finally:
             await conn.close()
         return json.loads(row)
@@ -93,8 +104,12 @@ def test_thread_history_and_get_thread(mesh: Mesh, channel: grpc.Channel) -> Non
     assert second[-1].thread_id == thread
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
     view = stub.GetThread(supervisor_pb2.GetThreadRequest(thread_id=thread), metadata=mesh.auth(), timeout=10)
-    assert [m.content for m in view.messages] == [QUESTION, first[-1].final.answer,
-                                                  "And which one is cheaper for small shops?", second[-1].final.answer]
+    assert [m.content for m in view.messages] == [
+        QUESTION,
+        first[-1].final.answer,
+        "And which one is cheaper for small shops?",
+        second[-1].final.answer,
+    ]
     assert [r.run_id for r in view.runs] == [first[-1].run_id, second[-1].run_id]
     assert all(r.status == supervisor_pb2.RUN_STATUS_COMPLETED for r in view.runs)
 
@@ -119,8 +134,9 @@ def test_pii_in_the_input_is_redacted_before_it_is_stored(mesh: Mesh, channel: g
 
 def test_a_card_number_in_the_input_is_blocked(mesh: Mesh, channel: grpc.Channel) -> None:
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
-    call = stub.Run(supervisor_pb2.RunRequest(message="charge my card 4111 1111 1111 1111 please"),
-                    metadata=mesh.auth(), timeout=30)
+    call = stub.Run(
+        supervisor_pb2.RunRequest(message="charge my card 4111 1111 1111 1111 please"), metadata=mesh.auth(), timeout=30
+    )
     seen = []
     with pytest.raises(grpc.RpcError) as info:
         for ev in call:
@@ -132,40 +148,55 @@ def test_a_card_number_in_the_input_is_blocked(mesh: Mesh, channel: grpc.Channel
 
 def test_guard_as_a_service_through_the_gateway(mesh: Mesh, channel: grpc.Channel) -> None:
     stub = guard_pb2_grpc.GuardServiceStub(channel)
-    r = stub.Check(guard_pb2.CheckRequest(text="my card is 4111 1111 1111 1111", direction=guard_pb2.DIRECTION_INPUT),
-                   metadata=mesh.auth(), timeout=10)
+    r = stub.Check(
+        guard_pb2.CheckRequest(text="my card is 4111 1111 1111 1111", direction=guard_pb2.DIRECTION_INPUT),
+        metadata=mesh.auth(),
+        timeout=10,
+    )
     assert r.action == guard_pb2.ACTION_BLOCK and [f.type for f in r.findings] == ["credit_card"]
     ok = stub.Check(guard_pb2.CheckRequest(text="what is the weather like"), metadata=mesh.auth(), timeout=10)
     assert ok.action == guard_pb2.ACTION_ALLOW
 
 
-@pytest.mark.parametrize(("call", "code", "words"), [
-    ("run_empty", grpc.StatusCode.INVALID_ARGUMENT, "must contain a non-whitespace character"),
-    ("run_oversized", grpc.StatusCode.INVALID_ARGUMENT, "must be at most 32000 characters"),
-    ("run_bad_thread", grpc.StatusCode.INVALID_ARGUMENT, "must be a valid UUID"),
-    ("run_unknown_thread", grpc.StatusCode.NOT_FOUND, "not found"),
-    ("resume_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
-    ("resume_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
-    ("thread_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
-    ("thread_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
-    ("guard_oversized", grpc.StatusCode.INVALID_ARGUMENT, "100000"),
-])
-def test_bad_input_gets_a_clear_status(mesh: Mesh, channel: grpc.Channel, call: str, code: grpc.StatusCode,
-                                       words: str) -> None:
+@pytest.mark.parametrize(
+    ("call", "code", "words"),
+    [
+        ("run_empty", grpc.StatusCode.INVALID_ARGUMENT, "must contain a non-whitespace character"),
+        ("run_oversized", grpc.StatusCode.INVALID_ARGUMENT, "must be at most 32000 characters"),
+        ("run_bad_thread", grpc.StatusCode.INVALID_ARGUMENT, "must be a valid UUID"),
+        ("run_unknown_thread", grpc.StatusCode.NOT_FOUND, "not found"),
+        ("resume_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
+        ("resume_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
+        ("thread_unknown", grpc.StatusCode.NOT_FOUND, "not found"),
+        ("thread_empty", grpc.StatusCode.INVALID_ARGUMENT, "value is required"),
+        ("guard_oversized", grpc.StatusCode.INVALID_ARGUMENT, "100000"),
+    ],
+)
+def test_bad_input_gets_a_clear_status(
+    mesh: Mesh, channel: grpc.Channel, call: str, code: grpc.StatusCode, words: str
+) -> None:
     sup = supervisor_pb2_grpc.SupervisorServiceStub(channel)
     guard = guard_pb2_grpc.GuardServiceStub(channel)
     unknown = "00000000-0000-4000-8000-000000000000"
     md = mesh.auth()
     calls = {
         "run_empty": lambda: list(sup.Run(supervisor_pb2.RunRequest(message="   "), metadata=md, timeout=10)),
-        "run_oversized": lambda: list(sup.Run(supervisor_pb2.RunRequest(message="x" * 40_000), metadata=md, timeout=10)),
-        "run_bad_thread": lambda: list(sup.Run(supervisor_pb2.RunRequest(message="hi", thread_id="nope"), metadata=md,
-                                               timeout=10)),
-        "run_unknown_thread": lambda: list(sup.Run(supervisor_pb2.RunRequest(message="hi", thread_id=unknown),
-                                                   metadata=md, timeout=10)),
-        "resume_unknown": lambda: list(sup.Resume(supervisor_pb2.ResumeRequest(run_id=unknown), metadata=md, timeout=10)),
+        "run_oversized": lambda: list(
+            sup.Run(supervisor_pb2.RunRequest(message="x" * 40_000), metadata=md, timeout=10)
+        ),
+        "run_bad_thread": lambda: list(
+            sup.Run(supervisor_pb2.RunRequest(message="hi", thread_id="nope"), metadata=md, timeout=10)
+        ),
+        "run_unknown_thread": lambda: list(
+            sup.Run(supervisor_pb2.RunRequest(message="hi", thread_id=unknown), metadata=md, timeout=10)
+        ),
+        "resume_unknown": lambda: list(
+            sup.Resume(supervisor_pb2.ResumeRequest(run_id=unknown), metadata=md, timeout=10)
+        ),
         "resume_empty": lambda: list(sup.Resume(supervisor_pb2.ResumeRequest(), metadata=md, timeout=10)),
-        "thread_unknown": lambda: sup.GetThread(supervisor_pb2.GetThreadRequest(thread_id=unknown), metadata=md, timeout=10),
+        "thread_unknown": lambda: sup.GetThread(
+            supervisor_pb2.GetThreadRequest(thread_id=unknown), metadata=md, timeout=10
+        ),
         "thread_empty": lambda: sup.GetThread(supervisor_pb2.GetThreadRequest(), metadata=md, timeout=10),
         "guard_oversized": lambda: guard.Check(guard_pb2.CheckRequest(text="a" * 100_001), metadata=md, timeout=10),
     }
@@ -191,8 +222,13 @@ def test_calls_without_a_valid_key_are_unauthenticated(mesh: Mesh, channel: grpc
 
 def test_another_tenants_thread_is_not_found(mesh: Mesh, channel: grpc.Channel) -> None:
     env = {**os.environ, "DATABASE_URL": mesh_db(mesh)}
-    out = subprocess.run([sys.executable, "-m", "agentmesh", "keys", "create", "--tenant", "other"], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "agentmesh", "keys", "create", "--tenant", "other"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     other = out.stdout.strip()
     mine = run(channel, mesh, QUESTION)
     sup = supervisor_pb2_grpc.SupervisorServiceStub(channel)

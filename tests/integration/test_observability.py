@@ -41,9 +41,15 @@ def sink() -> Iterator[OtlpSink]:
 
 @pytest.fixture(scope="module")
 def traced_mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory, sink: OtlpSink) -> Iterator[Mesh]:
-    m = start_mesh(tmp_path_factory.mktemp("traced-mesh"), database_url, extra_env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    m = start_mesh(
+        tmp_path_factory.mktemp("traced-mesh"),
+        database_url,
+        extra_env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+        },
+    )
     try:
         yield m
     finally:
@@ -66,17 +72,25 @@ def trace_of(sink: OtlpSink, run_id: str) -> list[ReceivedSpan]:
 def complete(spans: list[ReceivedSpan], services: set[str]) -> bool:
     """Every expected service is there and every parent has arrived (Envoy's spans come last)."""
     ids = {s.span_id for s in spans}
-    return services <= {s.service for s in spans} and all(not s.parent_span_id or s.parent_span_id in ids for s in spans)
+    return services <= {s.service for s in spans} and all(
+        not s.parent_span_id or s.parent_span_id in ids for s in spans
+    )
 
 
 def test_one_run_is_one_trace_through_gateway_supervisor_guard_and_agents(traced_mesh: Mesh, sink: OtlpSink) -> None:
     events = run(traced_mesh, QUESTION)
     final = events[-1].final
     run_id = events[-1].run_id
-    expected = {"agentmesh-gateway", "agentmesh-supervisor", "agentmesh-guard", "agentmesh-researcher",
-                "agentmesh-analyst"}
-    assert wait_until(lambda: complete(trace_of(sink, run_id), expected), SPAN_WAIT_S), \
-        sorted({(s.service, s.name) for s in trace_of(sink, run_id)})
+    expected = {
+        "agentmesh-gateway",
+        "agentmesh-supervisor",
+        "agentmesh-guard",
+        "agentmesh-researcher",
+        "agentmesh-analyst",
+    }
+    assert wait_until(lambda: complete(trace_of(sink, run_id), expected), SPAN_WAIT_S), sorted(
+        {(s.service, s.name) for s in trace_of(sink, run_id)}
+    )
     spans = trace_of(sink, run_id)
     assert len({s.trace_id for s in spans}) == 1
     by_id = {s.span_id: s for s in spans}
@@ -111,16 +125,26 @@ def test_customer_text_reaches_no_log_line_and_no_exported_span(traced_mesh: Mes
     assert blocked.value.code() is grpc.StatusCode.PERMISSION_DENIED
     expected = {"agentmesh-gateway", "agentmesh-supervisor", "agentmesh-guard", "agentmesh-researcher"}
     assert wait_until(lambda: complete(trace_of(sink, redacted[-1].run_id), expected), SPAN_WAIT_S)
+
     # The blocked run was named on its Run span before the guard answered: wait for its gateway span too.
     def blocked_run_traced() -> bool:
-        run_id = next((s.attributes["agentmesh.run_id"] for s in sink.spans()
-                       if s.attributes.get("agentmesh.guard.findings") == ["credit_card"]), None)
+        run_id = next(
+            (
+                s.attributes["agentmesh.run_id"]
+                for s in sink.spans()
+                if s.attributes.get("agentmesh.guard.findings") == ["credit_card"]
+            ),
+            None,
+        )
         return run_id is not None and any(
-            s.service == "agentmesh-gateway" and not s.parent_span_id for s in trace_of(sink, run_id))
+            s.service == "agentmesh-gateway" and not s.parent_span_id for s in trace_of(sink, run_id)
+        )
 
     assert wait_until(blocked_run_traced, SPAN_WAIT_S)
 
-    logs = {p.name: p.read_text(encoding="utf-8", errors="replace") for p in (traced_mesh.data_dir / "logs").glob("*.log")}
+    logs = {
+        p.name: p.read_text(encoding="utf-8", errors="replace") for p in (traced_mesh.data_dir / "logs").glob("*.log")
+    }
     assert {f"{name}.log" for name in SERVICES} <= set(logs) and '"event": "act"' in logs["researcher.log"]
     payloads = sink.payloads()
     assert payloads
@@ -131,8 +155,11 @@ def test_customer_text_reaches_no_log_line_and_no_exported_span(traced_mesh: Mes
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def test_every_service_serves_metrics_and_the_alert_rules_name_exposed_series(traced_mesh: Mesh) -> None:
@@ -148,7 +175,9 @@ def test_every_service_serves_metrics_and_the_alert_rules_name_exposed_series(tr
     assert sup[("agentmesh_runs_total", frozenset({("outcome", "completed"), ("reason", "COMPLETED")}))] >= 1
     assert sup[("agentmesh_run_iterations_bucket", frozenset({("le", "8.0")}))] >= 1  # the alert's bucket
     assert sup[("agentmesh_guard_actions_total", frozenset({("direction", "input"), ("action", "allow")}))] >= 1
-    run_calls = frozenset({("grpc_service", "agentmesh.v1.SupervisorService"), ("grpc_method", "Run"), ("grpc_code", "OK")})
+    run_calls = frozenset(
+        {("grpc_service", "agentmesh.v1.SupervisorService"), ("grpc_method", "Run"), ("grpc_code", "OK")}
+    )
     assert sup[("agentmesh_grpc_server_handled_total", run_calls)] >= 1
     llm = {("agent", "researcher"), ("model", "claude-haiku-4-5")}
     assert res[("agentmesh_llm_calls_total", frozenset(llm))] >= 1
@@ -161,8 +190,13 @@ def test_every_service_serves_metrics_and_the_alert_rules_name_exposed_series(tr
 def test_trace_cli_prints_each_llm_call_and_writes_a_waterfall(traced_mesh: Mesh, tmp_path: Path) -> None:
     events = run(traced_mesh, "Calculate 17*23 and explain the result")
     html = tmp_path / "run.html"
-    out = subprocess.run([sys.executable, "-m", "agentmesh", "trace", events[-1].run_id, "--html", str(html)],
-                         env=traced_mesh.env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "agentmesh", "trace", events[-1].run_id, "--html", str(html)],
+        env=traced_mesh.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert f"run {events[-1].run_id} completed" in text

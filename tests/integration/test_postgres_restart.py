@@ -32,8 +32,14 @@ _START = "import sys, pgserver; print(pgserver.get_server(sys.argv[1], cleanup_m
 
 def start_postgres(pgdata: Path) -> str:
     """Start (or restart) the embedded server on pgdata with pgserver's options; returns its URI."""
-    done = subprocess.run([sys.executable, "-c", _START, str(pgdata)], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _START, str(pgdata)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().splitlines()[-1]
 
@@ -74,8 +80,11 @@ def test_runs_survive_a_postgres_restart(mesh: Mesh, pg: tuple[str, Path]) -> No
         with grpc.insecure_channel(mesh.gateway) as ch:
             stub = supervisor_pb2_grpc.SupervisorServiceStub(ch)
             try:
-                for ev in stub.Run(supervisor_pb2.RunRequest(message=f"Calculate {i}*17 and compare providers"),
-                                   metadata=mesh.auth(), timeout=60):
+                for ev in stub.Run(
+                    supervisor_pb2.RunRequest(message=f"Calculate {i}*17 and compare providers"),
+                    metadata=mesh.auth(),
+                    timeout=60,
+                ):
                     run_id = ev.run_id
                 outcomes[i] = (run_id, None)
             except grpc.RpcError as exc:

@@ -35,9 +35,11 @@ ANALYST_LIMIT = 2
 
 @pytest_asyncio.fixture(scope="module")
 async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
-    running = await start_gateway(REPLICAS, tmp_path_factory.mktemp("resilience-gateway"),
-                                  limits={"analyst": ClusterLimits(max_requests=ANALYST_LIMIT,
-                                                                   max_pending_requests=ANALYST_LIMIT)})
+    running = await start_gateway(
+        REPLICAS,
+        tmp_path_factory.mktemp("resilience-gateway"),
+        limits={"analyst": ClusterLimits(max_requests=ANALYST_LIMIT, max_pending_requests=ANALYST_LIMIT)},
+    )
     try:
         yield running
     finally:
@@ -47,7 +49,9 @@ async def gw(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]
 async def _act(channel: grpc.aio.Channel, upstream: str) -> str | grpc.aio.AioRpcError:
     """The answering instance, or the error (kept, not raised: the tests count them)."""
     try:
-        reply = await channel.unary_unary(ACT)(b"ping", metadata=(("agentmesh-upstream", upstream),), timeout=CALL_TIMEOUT_S)
+        reply = await channel.unary_unary(ACT)(
+            b"ping", metadata=(("agentmesh-upstream", upstream),), timeout=CALL_TIMEOUT_S
+        )
     except grpc.aio.AioRpcError as exc:
         return exc
     return reply.decode().split('"instance": "', 1)[1].split('"', 1)[0]
@@ -80,8 +84,9 @@ async def test_a_replica_that_returns_errors_is_ejected(gw: Gateway) -> None:
     # Its health check still passes (the server is up), and must not bring it back early
     # (successful_active_health_check_uneject_host: false): wait for two more checks of each host.
     checks = await stat(gw, "cluster.researcher.health_check.success")
-    await wait_for("two more health check rounds",
-                   lambda: _at_least(gw, "cluster.researcher.health_check.success", checks + 4), gw)
+    await wait_for(
+        "two more health check rounds", lambda: _at_least(gw, "cluster.researcher.health_check.success", checks + 4), gw
+    )
     assert "failed_outlier_check" in await _host_flags(gw, "researcher", sick.port)
     assert set(await instances(gw.internal, "researcher", 4)) == {"researcher#0"}
 
@@ -109,8 +114,10 @@ async def test_concurrency_past_the_limit_is_refused_at_once_naming_the_limit(gw
     assert len(served) == ANALYST_LIMIT and len(refused) == 4
     for elapsed, err in refused:
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert err.details() == (f"agentmesh gateway: analyst is at a circuit breaker limit: {ANALYST_LIMIT} calls in "
-                                 "flight (max_requests), or retries beyond its retry budget; try again later")
+        assert err.details() == (
+            f"agentmesh gateway: analyst is at a circuit breaker limit: {ANALYST_LIMIT} calls in "
+            "flight (max_requests), or retries beyond its retry budget; try again later"
+        )
         assert ("x-envoy-overloaded", "true") in tuple(err.trailing_metadata() or ())
         assert elapsed < 1.5  # answered at once, not after the 3 s the admitted calls took (margin: a busy CI box)
     # Since Envoy 1.38 this overflow is counted here, not in upstream_rq_pending_overflow.
@@ -138,5 +145,6 @@ async def test_a_killed_replica_is_routed_around_and_none_left_fails_fast(gw: Ga
         outcome = await _act(channel, "executor")
     assert isinstance(outcome, grpc.aio.AioRpcError) and time.monotonic() - started < 2.0
     assert outcome.code() == grpc.StatusCode.UNAVAILABLE
-    assert outcome.details() == ("agentmesh gateway: no healthy executor replica (failing health checks or ejected "
-                                 "for errors); try again later")
+    assert outcome.details() == (
+        "agentmesh gateway: no healthy executor replica (failing health checks or ejected for errors); try again later"
+    )

@@ -35,8 +35,9 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    m = start_mesh(tmp_path_factory.mktemp("resilience-mesh"), database_url, extra_env=ENV,
-                   up_args=["--replicas", "researcher=2"])
+    m = start_mesh(
+        tmp_path_factory.mktemp("resilience-mesh"), database_url, extra_env=ENV, up_args=["--replicas", "researcher=2"]
+    )
     try:
         yield m
     finally:
@@ -64,8 +65,9 @@ async def _runs(mesh: Mesh, n: int, *, timeout_s: float = 20.0) -> list[Outcome]
             started = time.monotonic()
             run_id = ""
             try:
-                async for event in stub.Run(supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(),
-                                            timeout=timeout_s):
+                async for event in stub.Run(
+                    supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(), timeout=timeout_s
+                ):
                     run_id = event.run_id
                     last = event
             except grpc.aio.AioRpcError as exc:
@@ -99,8 +101,12 @@ async def _until_a_run_succeeds(mesh: Mesh, within_s: float) -> float:
 async def test_a_client_deadline_reaches_the_agents(mesh: Mesh) -> None:
     (outcome,) = await _runs(mesh, 1, timeout_s=30)
     assert outcome.ok
-    acts = [e for proc in ("researcher-1", "researcher-2", "analyst") for e in _log_events(mesh, proc)
-            if e.get("event") == "act" and e.get("run_id") == outcome.run_id]
+    acts = [
+        e
+        for proc in ("researcher-1", "researcher-2", "analyst")
+        for e in _log_events(mesh, proc)
+        if e.get("event") == "act" and e.get("run_id") == outcome.run_id
+    ]
     assert len(acts) == 2  # researcher, then analyst
     # The supervisor passes on what is left of the client's 30 s (not its own 120 s agent cap, nor the
     # gateway's 180 s route cap): each agent saw about 30 s. Not strictly under: gRPC rounds the grpc-timeout
@@ -177,4 +183,7 @@ async def test_when_the_outage_ends_runs_succeed_again_by_themselves(mesh: Mesh)
     assert recovered_in < RESET_TIMEOUT_S + 3
     assert all(o.ok for o in await _runs(mesh, 5))
     changes = [e["event"] for e in _log_events(mesh, "supervisor") if e.get("logger") == "agentmesh.llm._breaker"]
-    assert changes[-2:] == ["circuit breaker anthropic: open -> half_open", "circuit breaker anthropic: half_open -> closed"]
+    assert changes[-2:] == [
+        "circuit breaker anthropic: open -> half_open",
+        "circuit breaker anthropic: half_open -> closed",
+    ]

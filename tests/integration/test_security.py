@@ -58,8 +58,9 @@ def _with_password(dsn: str) -> str:
 @pytest.fixture(scope="module")
 def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     data_dir = tmp_path_factory.mktemp("secure")
-    m = start_mesh(data_dir, _with_password(database_url),
-                   extra_env={**LIMITS, "AGENTMESH_TLS_DIR": str(data_dir / "tls")})
+    m = start_mesh(
+        data_dir, _with_password(database_url), extra_env={**LIMITS, "AGENTMESH_TLS_DIR": str(data_dir / "tls")}
+    )
     m.env["CHILD_PIDS"] = " ".join(str(p.pid) for p in psutil.Process(m.proc.pid).children())
     try:
         yield m
@@ -70,8 +71,9 @@ def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def _cli(mesh: Mesh, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": mesh.env["DATABASE_URL"], "AGENTMESH_DATA_DIR": str(mesh.data_dir)}
-    return subprocess.run([sys.executable, "-m", "agentmesh", *args], env=env, capture_output=True, text=True,
-                          check=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "agentmesh", *args], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
 
 
 def _db(mesh: Mesh, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
@@ -94,19 +96,26 @@ def _new_key(mesh: Mesh, tenant: str) -> tuple[str, str]:
 
 
 def _set_budget(mesh: Mesh, tenant: str, tokens: int) -> None:
-    _db(mesh, lambda pool: TenantBudgets(pool=pool, default_tokens=0, default_usd=0).set(tenant, tokens=tokens, usd=None))
+    _db(
+        mesh,
+        lambda pool: TenantBudgets(pool=pool, default_tokens=0, default_usd=0).set(tenant, tokens=tokens, usd=None),
+    )
 
 
 def _md(key: str | None, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
     return ((("authorization", f"Bearer {key}"),) if key else ()) + extra
 
 
-def _run(channel: grpc.Channel, key: str, message: str = QUESTION, thread_id: str = "", *,
-         resume: str = "") -> tuple[list[supervisor_pb2.RunEvent], grpc.RpcError | None]:
+def _run(
+    channel: grpc.Channel, key: str, message: str = QUESTION, thread_id: str = "", *, resume: str = ""
+) -> tuple[list[supervisor_pb2.RunEvent], grpc.RpcError | None]:
     """Every event of a Run (or Resume) stream, and the error that ended it, if any."""
     stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
-    call = (stub.Resume(supervisor_pb2.ResumeRequest(run_id=resume), metadata=_md(key), timeout=30) if resume else
-            stub.Run(supervisor_pb2.RunRequest(message=message, thread_id=thread_id), metadata=_md(key), timeout=30))
+    call = (
+        stub.Resume(supervisor_pb2.ResumeRequest(run_id=resume), metadata=_md(key), timeout=30)
+        if resume
+        else stub.Run(supervisor_pb2.RunRequest(message=message, thread_id=thread_id), metadata=_md(key), timeout=30)
+    )
     events: list[supervisor_pb2.RunEvent] = []
     try:
         for ev in call:
@@ -127,7 +136,8 @@ def _error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo:
 def _get_thread(channel: grpc.Channel, md: tuple[tuple[str, str], ...], thread_id: str = UNKNOWN) -> grpc.StatusCode:
     try:
         supervisor_pb2_grpc.SupervisorServiceStub(channel).GetThread(
-            supervisor_pb2.GetThreadRequest(thread_id=thread_id), metadata=md, timeout=10)
+            supervisor_pb2.GetThreadRequest(thread_id=thread_id), metadata=md, timeout=10
+        )
     except grpc.RpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
@@ -138,8 +148,11 @@ def _get_thread(channel: grpc.Channel, md: tuple[tuple[str, str], ...], thread_i
 
 def test_no_key_wrong_key_and_revoked_keys_are_unauthenticated(mesh: Mesh, channel: grpc.Channel) -> None:
     guard = guard_pb2_grpc.GuardServiceStub(channel)
-    for md, words in [((), "missing API key"), (_md("am_00000000_not-a-real-key"), "invalid or revoked"),
-                      ((("authorization", "Basic dXNlcjpwdw=="),), "malformed")]:
+    for md, words in [
+        ((), "missing API key"),
+        (_md("am_00000000_not-a-real-key"), "invalid or revoked"),
+        ((("authorization", "Basic dXNlcjpwdw=="),), "malformed"),
+    ]:
         with pytest.raises(grpc.RpcError) as info:
             guard.Check(guard_pb2.CheckRequest(text="hi"), metadata=md, timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and words in info.value.details()
@@ -184,20 +197,24 @@ def test_forged_identity_headers_do_not_cross_tenants(mesh: Mesh, channel: grpc.
 RAW_RUN = "/agentmesh.v1.SupervisorService/Run"
 
 
-@pytest.mark.parametrize(("case", "code", "words"), [
-    ("blank", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: must contain a non-whitespace character"),
-    ("nul", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: must not contain NUL characters"),
-    ("over_setting", grpc.StatusCode.INVALID_ARGUMENT, "over the limit of 2000 (AGENTMESH_MAX_MESSAGE_CHARS)"),
-    ("over_proto", grpc.StatusCode.INVALID_ARGUMENT, "must be at most 32000 characters [string.max_len]"),
-    ("thread_id", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.thread_id: must be a valid UUID"),
-    ("run_id", grpc.StatusCode.INVALID_ARGUMENT, "ResumeRequest.run_id: must be a valid UUID"),
-    ("utf8", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: not valid UTF-8"),
-    ("garbage", grpc.StatusCode.INVALID_ARGUMENT, "not a valid RunRequest"),
-    ("guard_text", grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.text: must be at most 100000 characters"),
-    ("over_4mib", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
-])
-def test_each_input_limit_answers_with_its_name(mesh: Mesh, channel: grpc.Channel, case: str, code: grpc.StatusCode,
-                                                words: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "code", "words"),
+    [
+        ("blank", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: must contain a non-whitespace character"),
+        ("nul", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: must not contain NUL characters"),
+        ("over_setting", grpc.StatusCode.INVALID_ARGUMENT, "over the limit of 2000 (AGENTMESH_MAX_MESSAGE_CHARS)"),
+        ("over_proto", grpc.StatusCode.INVALID_ARGUMENT, "must be at most 32000 characters [string.max_len]"),
+        ("thread_id", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.thread_id: must be a valid UUID"),
+        ("run_id", grpc.StatusCode.INVALID_ARGUMENT, "ResumeRequest.run_id: must be a valid UUID"),
+        ("utf8", grpc.StatusCode.INVALID_ARGUMENT, "RunRequest.message: not valid UTF-8"),
+        ("garbage", grpc.StatusCode.INVALID_ARGUMENT, "not a valid RunRequest"),
+        ("guard_text", grpc.StatusCode.INVALID_ARGUMENT, "CheckRequest.text: must be at most 100000 characters"),
+        ("over_4mib", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+    ],
+)
+def test_each_input_limit_answers_with_its_name(
+    mesh: Mesh, channel: grpc.Channel, case: str, code: grpc.StatusCode, words: str
+) -> None:
     sup = supervisor_pb2_grpc.SupervisorServiceStub(channel)
     md = _md(mesh.key)
 
@@ -213,12 +230,14 @@ def test_each_input_limit_answers_with_its_name(mesh: Mesh, channel: grpc.Channe
         "over_setting": run(message="x" * 2001),
         "over_proto": run(message="x" * 32_001),
         "thread_id": run(message="hi", thread_id="../../etc/passwd"),
-        "run_id": lambda: list(sup.Resume(supervisor_pb2.ResumeRequest(run_id="1; DROP TABLE runs"), metadata=md,
-                                          timeout=10)),
+        "run_id": lambda: list(
+            sup.Resume(supervisor_pb2.ResumeRequest(run_id="1; DROP TABLE runs"), metadata=md, timeout=10)
+        ),
         "utf8": raw(b"\x0a\x04ab\xff\xfe"),  # field 1, four bytes that are not UTF-8
         "garbage": raw(b"\xff" * 16),
         "guard_text": lambda: guard_pb2_grpc.GuardServiceStub(channel).Check(
-            guard_pb2.CheckRequest(text="a" * 100_001), metadata=md, timeout=10),
+            guard_pb2.CheckRequest(text="a" * 100_001), metadata=md, timeout=10
+        ),
         "over_4mib": run(message="x" * (5 * 1024 * 1024)),
     }
     with pytest.raises(grpc.RpcError) as info:
@@ -253,8 +272,9 @@ def test_a_run_past_its_wall_time_stops_and_resumes(mesh: Mesh, channel: grpc.Ch
 # --- budgets --------------------------------------------------------------------------------------------
 
 
-def test_a_daily_budget_stops_runs_before_and_during_and_a_raise_resumes_them(mesh: Mesh,
-                                                                                channel: grpc.Channel) -> None:
+def test_a_daily_budget_stops_runs_before_and_during_and_a_raise_resumes_them(
+    mesh: Mesh, channel: grpc.Channel
+) -> None:
     tenant = f"budget-{uuid.uuid4().hex[:6]}"
     _, key = _new_key(mesh, tenant)
     first, err = _run(channel, key)
@@ -287,7 +307,7 @@ def test_a_daily_budget_stops_runs_before_and_during_and_a_raise_resumes_them(me
 
 def _health(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
     options = [("grpc.ssl_target_name_override", "supervisor")]
-    with (grpc.secure_channel(addr, credentials, options=options) if credentials else grpc.insecure_channel(addr)) as ch:
+    with grpc.secure_channel(addr, credentials, options=options) if credentials else grpc.insecure_channel(addr) as ch:
         try:
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=3)
         except grpc.RpcError as exc:
@@ -295,8 +315,9 @@ def _health(addr: str, credentials: grpc.ChannelCredentials | None) -> grpc.Stat
     return grpc.StatusCode.OK
 
 
-def test_with_mtls_only_holders_of_a_mesh_certificate_reach_a_service(mesh: Mesh, channel: grpc.Channel,
-                                                                      tmp_path: Path) -> None:
+def test_with_mtls_only_holders_of_a_mesh_certificate_reach_a_service(
+    mesh: Mesh, channel: grpc.Channel, tmp_path: Path
+) -> None:
     tls = mesh.data_dir / "tls"
     ca = (tls / "ca.crt").read_bytes()
     supervisor = f"127.0.0.1:{mesh.ports['supervisor']}"
@@ -305,16 +326,21 @@ def test_with_mtls_only_holders_of_a_mesh_certificate_reach_a_service(mesh: Mesh
         "plaintext": None,
         "TLS without a client certificate": grpc.ssl_channel_credentials(root_certificates=ca),
         "a certificate from another CA": grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=(tmp_path / "intruder.key").read_bytes(),
-            certificate_chain=(tmp_path / "intruder.crt").read_bytes()),
+            root_certificates=ca,
+            private_key=(tmp_path / "intruder.key").read_bytes(),
+            certificate_chain=(tmp_path / "intruder.crt").read_bytes(),
+        ),
     }
     for what, creds in attempts.items():
         assert _health(supervisor, creds) == grpc.StatusCode.UNAVAILABLE, what
     # The internal listener of the gateway is closed to plaintext callers too.
     assert _health(mesh.internal, None) == grpc.StatusCode.UNAVAILABLE
     # The port is alive: a mesh certificate gets through, and so does everything through the gateway.
-    mesh_cert = grpc.ssl_channel_credentials(root_certificates=ca, private_key=(tls / "gateway.key").read_bytes(),
-                                             certificate_chain=(tls / "gateway.crt").read_bytes())
+    mesh_cert = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=(tls / "gateway.key").read_bytes(),
+        certificate_chain=(tls / "gateway.crt").read_bytes(),
+    )
     assert _health(supervisor, mesh_cert) == grpc.StatusCode.OK
     events, err = _run(channel, mesh.key)
     assert err is None and events[-1].WhichOneof("event") == "final"
@@ -356,4 +382,3 @@ def test_secrets_never_reach_output_or_logs(mesh: Mesh) -> None:
     # The dev key: on its one line of `agentmesh up` output, nowhere else.
     assert [line for line in mesh.lines if mesh.key in line] == [f"dev api key: {mesh.key}"]
     assert not [name for name, text in logs.items() if mesh.key in text]
-

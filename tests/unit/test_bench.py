@@ -32,7 +32,8 @@ def test_profile_summary_attributes_leaf_frames_to_packages(tmp_path: Path) -> N
         "process 1:main;run (/x/site-packages/uvloop/__init__.py:92);"
         "commit_step (/w/services/supervisor/store.py:219);_do_execute (/x/site-packages/asyncpg/connection.py:1) 3\n"
         "process 1:main;run (/x/site-packages/uvloop/__init__.py:92);"
-        "_send (/w/src/agentmesh/llm/_client.py:300);send (/x/site-packages/httpx2/_client.py:10) 1\n")
+        "_send (/w/src/agentmesh/llm/_client.py:300);send (/x/site-packages/httpx2/_client.py:10) 1\n"
+    )
     prof = _profile.summarise("supervisor", raw)
     assert prof.samples == 4
     assert prof.by_bucket == {"asyncpg": 0.75, "httpx2 (sdk transport)": 0.25}
@@ -45,12 +46,20 @@ def test_latency_histogram_buckets_are_cumulative_edges() -> None:
 
 
 def test_summary_counts_failures_by_status_and_attempts_per_success() -> None:
-    samples = [RunSample(0.0, 1.0, RunOutcome(llm_calls=5, steps=[("route", 200.0)])),
-               RunSample(0.5, 2.5, RunOutcome(llm_calls=5)),
-               RunSample(1.0, 1.5, RunOutcome(status="UNAVAILABLE"))]
-    result = LoadResult(samples=samples, duration_s=2.0, elapsed_s=2.5, calls_in_window=190,
-                        sim_before={"requests_total": 0, "responses_by_status": {}},
-                        sim_after={"requests_total": 210, "responses_by_status": {"200": 200, "429": 10}}, timeline=[])
+    samples = [
+        RunSample(0.0, 1.0, RunOutcome(llm_calls=5, steps=[("route", 200.0)])),
+        RunSample(0.5, 2.5, RunOutcome(llm_calls=5)),
+        RunSample(1.0, 1.5, RunOutcome(status="UNAVAILABLE")),
+    ]
+    result = LoadResult(
+        samples=samples,
+        duration_s=2.0,
+        elapsed_s=2.5,
+        calls_in_window=190,
+        sim_before={"requests_total": 0, "responses_by_status": {}},
+        sim_after={"requests_total": 210, "responses_by_status": {"200": 200, "429": 10}},
+        timeline=[],
+    )
     s = result.summary(limit_per_s=100.0)
     assert s["runs"] == 3 and s["failures_by_status"] == {"UNAVAILABLE": 1}
     assert s["llm_calls_per_s"] == 95.0 and s["ratio_to_limit"] == 0.95
@@ -61,9 +70,18 @@ def test_summary_counts_failures_by_status_and_attempts_per_success() -> None:
 def test_plots_are_written_as_png(tmp_path: Path) -> None:
     runs = [(t / 10, 1.0 + t / 100) for t in range(100)]
     for path in (
-        _plots.latency_over_time(tmp_path / "a.png", title="t", runs=runs, rate=[(1.0, 90.0), (2.0, 95.0)], limit=100.0),
+        _plots.latency_over_time(
+            tmp_path / "a.png", title="t", runs=runs, rate=[(1.0, 90.0), (2.0, 95.0)], limit=100.0
+        ),
         _plots.histogram(tmp_path / "b.png", title="t", series={"x": [y for _, y in runs]}, unit="s"),
-        _plots.throughput_vs_users(tmp_path / "c.png", title="t", users=[10, 100], rate=[50.0, 95.0], p99_s=[1.0, 5.0],
-                                   limit=100.0, rate_label="calls/s"),
+        _plots.throughput_vs_users(
+            tmp_path / "c.png",
+            title="t",
+            users=[10, 100],
+            rate=[50.0, 95.0],
+            p99_s=[1.0, 5.0],
+            limit=100.0,
+            rate_label="calls/s",
+        ),
     ):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -19,8 +19,9 @@ class Clock:
 def test_opens_after_threshold_and_half_opens_after_cool_down() -> None:
     clock = Clock()
     changes: list[tuple[BreakerState, BreakerState]] = []
-    b = CircuitBreaker(name="t", failure_threshold=3, reset_timeout_s=10, clock=clock,
-                       on_change=lambda a, z: changes.append((a, z)))
+    b = CircuitBreaker(
+        name="t", failure_threshold=3, reset_timeout_s=10, clock=clock, on_change=lambda a, z: changes.append((a, z))
+    )
     for _ in range(2):
         assert b.before_call() is False
         b.record_failure(probe=False)
@@ -37,8 +38,11 @@ def test_opens_after_threshold_and_half_opens_after_cool_down() -> None:
         b.before_call()  # a second caller while the probe is out
     b.record_success(probe=True)
     assert b.state is BreakerState.CLOSED
-    assert changes == [(BreakerState.CLOSED, BreakerState.OPEN), (BreakerState.OPEN, BreakerState.HALF_OPEN),
-                       (BreakerState.HALF_OPEN, BreakerState.CLOSED)]
+    assert changes == [
+        (BreakerState.CLOSED, BreakerState.OPEN),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED),
+    ]
 
 
 def test_failed_probe_reopens_and_neutral_probe_frees_the_slot() -> None:

@@ -70,8 +70,9 @@ def _envoy_validate(text: str, tmp_path: Path) -> None:
     generate_certs(certs, IDENTITIES)
     path = tmp_path / "envoy.yaml"
     path.write_text(text.replace(f"{TLS_DIR}/", f"{certs}/"))
-    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -80,8 +81,10 @@ def _assert_mtls_to_every_service(config: dict[str, Any], tls_dir: str) -> None:
     only a certificate naming the cluster; the internal listener requires a mesh certificate; the public one is
     plain (clients)."""
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    tls_files = {"certificate_chain": {"filename": f"{tls_dir}/gateway.crt"},
-                 "private_key": {"filename": f"{tls_dir}/gateway.key"}}
+    tls_files = {
+        "certificate_chain": {"filename": f"{tls_dir}/gateway.crt"},
+        "private_key": {"filename": f"{tls_dir}/gateway.key"},
+    }
     for name in SERVICES:
         socket = clusters[name]["transport_socket"]
         assert socket["name"] == "envoy.transport_sockets.tls", name
@@ -91,7 +94,8 @@ def _assert_mtls_to_every_service(config: dict[str, Any], tls_dir: str) -> None:
         assert common["tls_certificates"] == [tls_files]
         assert common["validation_context"]["trusted_ca"] == {"filename": f"{tls_dir}/ca.crt"}
         assert common["validation_context"]["match_typed_subject_alt_names"] == [
-            {"san_type": "DNS", "matcher": {"exact": name}}]
+            {"san_type": "DNS", "matcher": {"exact": name}}
+        ]
     listeners = {li["name"]: li for li in config["static_resources"]["listeners"]}
     (internal,) = listeners["internal"]["filter_chains"]
     downstream = internal["transport_socket"]["typed_config"]
@@ -174,7 +178,8 @@ def test_each_deployment_mounts_its_own_certificate_from_the_tls_secret(name: st
     assert not secret.get("optional", False), "mTLS is on by default: no pod starts without the Secret"
     # Only the CA certificate and the pod's own pair: never another identity's key, nor the CA key.
     assert {(i["key"], i["path"]) for i in secret["items"]} == {
-        (f, f) for f in ("ca.crt", f"{name}.crt", f"{name}.key")}
+        (f, f) for f in ("ca.crt", f"{name}.crt", f"{name}.key")
+    }
     # Keys readable by the pod's group only, which owns the files (fsGroup), so the non-root user can read them.
     assert secret["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
@@ -220,7 +225,8 @@ def test_gateway_services_expose_the_listeners_the_config_binds() -> None:
     assert env["AGENTMESH_GATEWAY_INTERNAL_ADDR"] == f"gateway-internal.agentmesh.svc.cluster.local:{spec.internal[1]}"
     container = _find("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
     assert {spec.public[1], spec.internal[1], spec.metrics[1] if spec.metrics else 0} <= {
-        p["containerPort"] for p in container["ports"]}
+        p["containerPort"] for p in container["ports"]
+    }
 
 
 def test_compose_names_the_same_services_and_ports_as_the_gateway() -> None:
@@ -279,8 +285,9 @@ def test_compose_creates_the_certificates_once_into_a_volume() -> None:
     assert "mesh-tls" in yaml.safe_load(COMPOSE.read_text())["volumes"]
     # The image makes the volume's mount point its user's, so the job (uid 10001) can write into a new volume.
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(rf"mkdir -p [^\n]*{TLS_DIR}", dockerfile) and re.search(rf"chown agentmesh:agentmesh [^\n]*{TLS_DIR}",
-                                                                            dockerfile)
+    assert re.search(rf"mkdir -p [^\n]*{TLS_DIR}", dockerfile) and re.search(
+        rf"chown agentmesh:agentmesh [^\n]*{TLS_DIR}", dockerfile
+    )
 
 
 @pytest.mark.parametrize("name", [*SERVICES, "gateway"])
@@ -314,8 +321,14 @@ def test_compose_renders_the_gateway_with_tls_dir(tls: bool, tmp_path: Path) -> 
     (script,) = job["command"]
     script = _interpolate(script, shell_env).replace("/var/lib/agentmesh/gateway", str(tmp_path))
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    result = subprocess.run(["sh", "-ec", script], env={**os.environ, **env, "PATH": path}, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["sh", "-ec", script],
+        env={**os.environ, **env, "PATH": path},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "envoy.yaml").read_text()
     config = yaml.safe_load(text)
@@ -338,8 +351,9 @@ def test_docker_compose_accepts_the_file() -> None:
             break
     else:
         pytest.skip("no Docker Compose v2 CLI")
-    result = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config", "--format", "json"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     for name in SERVICES:

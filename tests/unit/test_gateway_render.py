@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import agentmesh.gateway as gateway
 import pytest
 import yaml
 
+import agentmesh.gateway as gateway
 from agentmesh.cli._up import egress_base_url
 from agentmesh.gateway import (
     ClusterLimits,
@@ -39,7 +39,13 @@ PUBLIC_PREFIXES = {
     "/grpc.health.v1.Health/": "supervisor",
     "/grpc.reflection.": "supervisor",
 }
-LOCAL_PORTS = {"supervisor": [50051], "researcher": [50052, 50062], "analyst": [50053], "executor": [50054], "guard": [50055]}
+LOCAL_PORTS = {
+    "supervisor": [50051],
+    "researcher": [50052, 50062],
+    "analyst": [50053],
+    "executor": [50054],
+    "guard": [50055],
+}
 
 TARGETS = {
     "local": lambda: local_spec(ports=LOCAL_PORTS, limits={"analyst": ClusterLimits(max_requests=64, max_retries=5)}),
@@ -75,8 +81,19 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, str]:
 
 def test_exports() -> None:
     assert sorted(gateway.__all__) == sorted(
-        ["ClusterLimits", "GatewaySpec", "GatewayTLS", "LLMEgress", "Upstream", "cluster_limits", "compose_spec", "k8s_spec",
-         "llm_egress", "local_spec", "render_envoy_config"]
+        [
+            "ClusterLimits",
+            "GatewaySpec",
+            "GatewayTLS",
+            "LLMEgress",
+            "Upstream",
+            "cluster_limits",
+            "compose_spec",
+            "k8s_spec",
+            "llm_egress",
+            "local_spec",
+            "render_envoy_config",
+        ]
     )
     assert gateway.render_envoy_config is render_envoy_config
 
@@ -103,7 +120,10 @@ def test_clusters_one_per_service(rendered: tuple[str, str]) -> None:
     for name in SERVICES:
         cluster = clusters[name]
         hosts = [
-            (e["endpoint"]["address"]["socket_address"]["address"], e["endpoint"]["address"]["socket_address"]["port_value"])
+            (
+                e["endpoint"]["address"]["socket_address"]["address"],
+                e["endpoint"]["address"]["socket_address"]["port_value"],
+            )
             for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
         ]
         if target == "local":
@@ -149,15 +169,23 @@ def test_limits_from_settings_per_service() -> None:
 
 def test_overflow_answers_resource_exhausted_naming_the_limit(rendered: tuple[str, str]) -> None:
     config = yaml.safe_load(rendered[1])
-    limits = {c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"] for c in config["static_resources"]["clusters"]
-              if c["name"] in SERVICES}
+    limits = {
+        c["name"]: c["circuit_breakers"]["thresholds"][0]["max_requests"]
+        for c in config["static_resources"]["clusters"]
+        if c["name"] in SERVICES
+    }
     for listener in ("public", "internal"):
         mappers = _hcm(config, listener)["local_reply_config"]["mappers"]
         for name, limit in limits.items():
-            (mapper,) = [m for m in mappers if "and_filter" in m["filter"]
-                         and f'xds.cluster_name == "{name}"' in str(m["filter"])]
+            (mapper,) = [
+                m
+                for m in mappers
+                if "and_filter" in m["filter"] and f'xds.cluster_name == "{name}"' in str(m["filter"])
+            ]
             assert mapper["headers_to_add"][0]["header"] == {"key": "grpc-status", "value": "8"}  # RESOURCE_EXHAUSTED
-            assert f"{name} is at a circuit breaker limit: {limit} calls in flight" in str(mapper["body_format_override"])
+            assert f"{name} is at a circuit breaker limit: {limit} calls in flight" in str(
+                mapper["body_format_override"]
+            )
         flags = [m["filter"].get("response_flag_filter", {}).get("flags") for m in mappers]
         assert ["UH"] in flags and ["UO"] in flags  # catch-alls after the per-cluster ones
 
@@ -218,7 +246,9 @@ def test_admin_stays_on_loopback(rendered: tuple[str, str]) -> None:
 
 def test_access_log_can_be_turned_off() -> None:
     spec = TARGETS["local"]()
-    quiet = GatewaySpec(public=spec.public, internal=spec.internal, admin=spec.admin, upstreams=spec.upstreams, access_log=False)
+    quiet = GatewaySpec(
+        public=spec.public, internal=spec.internal, admin=spec.admin, upstreams=spec.upstreams, access_log=False
+    )
     config = yaml.safe_load(render_envoy_config(quiet))
     assert "access_log" not in _hcm(config, "public")
     assert "%RESPONSE_FLAGS%" in render_envoy_config(spec)
@@ -263,8 +293,9 @@ def test_cli_prints_a_config() -> None:
 def _validate(text: str, tmp_path: Path) -> None:
     path = tmp_path / "envoy.yaml"
     path.write_text(text)
-    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -327,21 +358,28 @@ def test_the_api_is_reached_over_tls_with_its_name_checked() -> None:
     assert tls["@type"].endswith("UpstreamTlsContext") and tls["sni"] == "api.anthropic.com"
     validation = tls["common_tls_context"]["validation_context"]
     assert validation["trusted_ca"] == {"filename": "/etc/ssl/certs/ca-certificates.crt"}
-    assert validation["match_typed_subject_alt_names"] == [{"san_type": "DNS", "matcher": {"exact": "api.anthropic.com"}}]
+    assert validation["match_typed_subject_alt_names"] == [
+        {"san_type": "DNS", "matcher": {"exact": "api.anthropic.com"}}
+    ]
     endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     assert (endpoint["address"], endpoint["port_value"]) == ("api.anthropic.com", 443)
 
 
 def test_llm_egress_from_settings() -> None:
     assert llm_egress(Settings()) is None  # unset: no cap, the SDK talks to the provider directly
-    sim = llm_egress(Settings(llm_mesh_concurrency=7, gateway_egress_addr="127.0.0.1:9000"),
-                     provider_url="http://0.0.0.0:8765")
+    sim = llm_egress(
+        Settings(llm_mesh_concurrency=7, gateway_egress_addr="127.0.0.1:9000"), provider_url="http://0.0.0.0:8765"
+    )
     assert sim is not None
     assert (sim.listen, sim.provider, sim.concurrency, sim.tls) == (("127.0.0.1", 9000), ("127.0.0.1", 8765), 7, False)
     api = llm_egress(Settings(llm_mesh_concurrency=20, anthropic_api_key="k"))
     assert api is not None and api.provider == ("api.anthropic.com", 443) and api.tls and Path(api.ca_file).is_file()
     proxied = llm_egress(Settings(llm_mesh_concurrency=20, anthropic_base_url="https://llm.internal:8443/anthropic"))
-    assert proxied is not None and proxied.provider == ("llm.internal", 8443) and proxied.host_header == "llm.internal:8443"
+    assert (
+        proxied is not None
+        and proxied.provider == ("llm.internal", 8443)
+        and proxied.host_header == "llm.internal:8443"
+    )
     # The services keep the provider URL's path; Envoy forwards it untouched.
     assert egress_base_url(proxied, "https://llm.internal:8443/anthropic/") == "http://127.0.0.1:8082/anthropic"
     assert egress_base_url(SIM_EGRESS, "http://127.0.0.1:8765") == "http://127.0.0.1:8082"
@@ -349,8 +387,9 @@ def test_llm_egress_from_settings() -> None:
         Settings(llm_mesh_concurrency=-1)
 
 
-@pytest.mark.parametrize(("change", "message"), [({"concurrency": 0}, "at least 1"),
-                                                 ({"max_pending_requests": 0}, "max_pending_requests")])
+@pytest.mark.parametrize(
+    ("change", "message"), [({"concurrency": 0}, "at least 1"), ({"max_pending_requests": 0}, "max_pending_requests")]
+)
 def test_rejects_an_egress_envoy_would_reject(change: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         render_envoy_config(local_spec(ports=LOCAL_PORTS, egress=dataclasses.replace(SIM_EGRESS, **change)))
@@ -360,9 +399,24 @@ def test_rejects_an_egress_envoy_would_reject(change: dict[str, int], message: s
 
 def test_cli_renders_the_egress_for_compose_only_when_asked() -> None:
     result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "agentmesh.gateway.render", "--target", "compose", "--llm-mesh-concurrency", "20",
-         "--llm-provider", "http://sim:8765"],
-        capture_output=True, text=True, cwd=REPO, timeout=60)
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-m",
+            "agentmesh.gateway.render",
+            "--target",
+            "compose",
+            "--llm-mesh-concurrency",
+            "20",
+            "--llm-provider",
+            "http://sim:8765",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     address = _listener(config, "egress")["address"]["socket_address"]

@@ -20,23 +20,33 @@ PORTS = {"supervisor": [50051], "guard": [50055], "researcher": [50052]}
 
 
 def _hcms(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {lst["name"]: lst["filter_chains"][0]["filters"][0]["typed_config"]
-            for lst in config["static_resources"]["listeners"] if lst["name"] in ("public", "internal")}
+    return {
+        lst["name"]: lst["filter_chains"][0]["filters"][0]["typed_config"]
+        for lst in config["static_resources"]["listeners"]
+        if lst["name"] in ("public", "internal")
+    }
 
 
 def _validate(text: str, tmp_path: Path) -> None:
     path = tmp_path / "envoy.yaml"
     path.write_text(text)
-    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("endpoint", "protocol", "port"), [
-    ("http://127.0.0.1:4317", "grpc", 4317),
-    ("http://collector.local:4318/", "http/protobuf", 4318),
-    ("http://localhost", "grpc", 4317),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "protocol", "port"),
+    [
+        ("http://127.0.0.1:4317", "grpc", 4317),
+        ("http://collector.local:4318/", "http/protobuf", 4318),
+        ("http://localhost", "grpc", 4317),
+    ],
+)
 def test_both_listeners_trace_to_the_services_endpoint(endpoint: str, protocol: str, port: int, tmp_path: Path) -> None:
     otlp = OtlpCollector.from_endpoint(endpoint, protocol)
     assert otlp is not None and otlp.port == port

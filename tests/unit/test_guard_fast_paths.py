@@ -17,8 +17,15 @@ from agentmesh.services.guard.detectors import _IBAN_RE, Scan, _iban_matches, _l
 from bench.guard_eval import load_samples
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
-_TYPES = [PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE,
-          PhoneNumberType.PREMIUM_RATE, PhoneNumberType.VOIP, PhoneNumberType.PAGER, PhoneNumberType.UAN]
+_TYPES = [
+    PhoneNumberType.FIXED_LINE,
+    PhoneNumberType.MOBILE,
+    PhoneNumberType.TOLL_FREE,
+    PhoneNumberType.PREMIUM_RATE,
+    PhoneNumberType.VOIP,
+    PhoneNumberType.PAGER,
+    PhoneNumberType.UAN,
+]
 
 
 def _variants(number: phonenumbers.PhoneNumber, rng: random.Random) -> list[phonenumbers.PhoneNumber]:
@@ -131,8 +138,17 @@ def test_the_byte_level_luhn_check_agrees_with_the_textbook_one() -> None:
 def test_phone_candidates_taken_from_the_runs_are_the_patterns_candidates(texts: list[str]) -> None:
     from agentmesh.services.guard.detectors import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _RUN_TAIL, _phone_candidates
 
-    extra = ["+1 (555) 867-5309", "call (0161) 4960066.", "ID1234567 and x 7654321)", "tel:+44 20 7946 0958",
-             "a_5551234567 b", "(+49) 30 1234567", "1234567", "12 345 67", "+ 1 555 867 5309"]
+    extra = [
+        "+1 (555) 867-5309",
+        "call (0161) 4960066.",
+        "ID1234567 and x 7654321)",
+        "tel:+44 20 7946 0958",
+        "a_5551234567 b",
+        "(+49) 30 1234567",
+        "1234567",
+        "12 345 67",
+        "+ 1 555 867 5309",
+    ]
     checked = 0
     for text in [*texts, *extra]:
         expected, prev_end = [], 0

@@ -54,8 +54,10 @@ def _luhn_complete(prefix: str, length: int) -> str:
     body = prefix + "7" * (length - len(prefix) - 1)
     for check in "0123456789":
         digits = body + check
-        total = sum(int(d) if i % 2 == 0 else (2 * int(d) - 9 if int(d) > 4 else 2 * int(d))
-                    for i, d in enumerate(reversed(digits)))
+        total = sum(
+            int(d) if i % 2 == 0 else (2 * int(d) - 9 if int(d) > 4 else 2 * int(d))
+            for i, d in enumerate(reversed(digits))
+        )
         if total % 10 == 0:
             return digits
     raise AssertionError("unreachable")

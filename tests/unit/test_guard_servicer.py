@@ -56,7 +56,9 @@ async def test_card_on_input_is_blocked(stub: guard_pb2_grpc.GuardServiceStub) -
 
 
 async def test_email_is_redacted(stub: guard_pb2_grpc.GuardServiceStub) -> None:
-    resp = await stub.Check(guard_pb2.CheckRequest(text="reach me at ana@example.com", direction=guard_pb2.DIRECTION_INPUT))
+    resp = await stub.Check(
+        guard_pb2.CheckRequest(text="reach me at ana@example.com", direction=guard_pb2.DIRECTION_INPUT)
+    )
     assert resp.action == guard_pb2.ACTION_REDACT
     assert [(f.type, f.action) for f in resp.findings] == [("email", guard_pb2.ACTION_REDACT)]
     assert resp.redacted_text == "reach me at <EMAIL_1>"
@@ -122,13 +124,30 @@ async def test_logs_carry_metadata_not_text(
 
 
 def test_public_surface_is_pinned() -> None:
-    assert sorted(agentmesh.services.guard.__all__) == sorted([
-        "FINDING_TYPES", "Action", "Decision", "Direction", "Finding", "GuardServicer", "Policy", "PolicyError",
-        "PolicyFinding", "PolicySource", "ReviewServicer", "Rule", "decide", "detect", "load_policy", "restore",
-    ])
+    assert sorted(agentmesh.services.guard.__all__) == sorted(
+        [
+            "FINDING_TYPES",
+            "Action",
+            "Decision",
+            "Direction",
+            "Finding",
+            "GuardServicer",
+            "Policy",
+            "PolicyError",
+            "PolicyFinding",
+            "PolicySource",
+            "ReviewServicer",
+            "Rule",
+            "decide",
+            "detect",
+            "load_policy",
+            "restore",
+        ]
+    )
 
 
 # --- restore tokens through the service ----------------------------------------------------------------------
+
 
 @pytest.fixture
 async def sealing_stub() -> AsyncIterator[guard_pb2_grpc.GuardServiceStub]:
@@ -144,14 +163,17 @@ async def sealing_stub() -> AsyncIterator[guard_pb2_grpc.GuardServiceStub]:
     await running.server.stop(None)
 
 
-async def test_a_redacted_input_comes_back_restored_in_the_answer(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
+async def test_a_redacted_input_comes_back_restored_in_the_answer(
+    sealing_stub: guard_pb2_grpc.GuardServiceStub,
+) -> None:
     asked = await sealing_stub.Check(guard_pb2.CheckRequest(text="Email ana@example.com the summary"))
     assert asked.redacted_text == "Email <EMAIL_1> the summary" and asked.restore_token
     assert "ana@example.com" not in asked.restore_token
     # The LLM answers with the placeholder and an address of its own: the first comes back, the second is redacted.
     answer = "I emailed <EMAIL_1>; the admin is carl@corp.example.com."
-    out = await sealing_stub.Check(guard_pb2.CheckRequest(text=answer, direction=guard_pb2.DIRECTION_OUTPUT,
-                                                          restore_token=asked.restore_token))
+    out = await sealing_stub.Check(
+        guard_pb2.CheckRequest(text=answer, direction=guard_pb2.DIRECTION_OUTPUT, restore_token=asked.restore_token)
+    )
     assert out.action == guard_pb2.ACTION_REDACT
     assert out.redacted_text == "I emailed <EMAIL_1>; the admin is <EMAIL_2>."
     assert out.restored_text == "I emailed ana@example.com; the admin is <EMAIL_2>."
@@ -160,19 +182,28 @@ async def test_a_redacted_input_comes_back_restored_in_the_answer(sealing_stub: 
 
 async def test_a_second_turn_extends_the_token(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
     first = await sealing_stub.Check(guard_pb2.CheckRequest(text="mail ana@example.com"))
-    second = await sealing_stub.Check(guard_pb2.CheckRequest(text="and bob@example.com too",
-                                                             restore_token=first.restore_token))
+    second = await sealing_stub.Check(
+        guard_pb2.CheckRequest(text="and bob@example.com too", restore_token=first.restore_token)
+    )
     assert second.redacted_text == "and <EMAIL_2> too"
-    out = await sealing_stub.Check(guard_pb2.CheckRequest(text="<EMAIL_1>, <EMAIL_2>", direction=guard_pb2.DIRECTION_OUTPUT,
-                                                          restore_token=second.restore_token))
+    out = await sealing_stub.Check(
+        guard_pb2.CheckRequest(
+            text="<EMAIL_1>, <EMAIL_2>", direction=guard_pb2.DIRECTION_OUTPUT, restore_token=second.restore_token
+        )
+    )
     assert out.restored_text == "ana@example.com, bob@example.com"
 
 
-async def test_blocked_texts_get_no_token_and_bad_tokens_restore_nothing(sealing_stub: guard_pb2_grpc.GuardServiceStub) -> None:
+async def test_blocked_texts_get_no_token_and_bad_tokens_restore_nothing(
+    sealing_stub: guard_pb2_grpc.GuardServiceStub,
+) -> None:
     blocked = await sealing_stub.Check(guard_pb2.CheckRequest(text="card 4111 1111 1111 1111, mail ana@example.com"))
     assert blocked.action == guard_pb2.ACTION_BLOCK and blocked.restore_token == ""
-    out = await sealing_stub.Check(guard_pb2.CheckRequest(text="hi <EMAIL_1>", direction=guard_pb2.DIRECTION_OUTPUT,
-                                                          restore_token="v1.not-a-real-token"))
+    out = await sealing_stub.Check(
+        guard_pb2.CheckRequest(
+            text="hi <EMAIL_1>", direction=guard_pb2.DIRECTION_OUTPUT, restore_token="v1.not-a-real-token"
+        )
+    )
     assert out.action == guard_pb2.ACTION_ALLOW and out.restored_text == ""
 
 

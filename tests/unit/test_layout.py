@@ -17,8 +17,14 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def _lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_import_contracts_hold() -> None:
@@ -27,11 +33,14 @@ def test_the_import_contracts_hold() -> None:
     assert "Contracts: 3 kept, 0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(("module", "line", "contract"), [
-    ("services/researcher/server.py", "import agentmesh.services.guard.policy", "no service imports another"),
-    ("llm/_client.py", "import agentmesh.services.supervisor.store", "the runtime imports no service"),
-    ("services/guard/servicer.py", "import agentmesh.cli._up", "the CLI composes"),
-])
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("services/researcher/server.py", "import agentmesh.services.guard.policy", "no service imports another"),
+        ("llm/_client.py", "import agentmesh.services.supervisor.store", "the runtime imports no service"),
+        ("services/guard/servicer.py", "import agentmesh.cli._up", "the CLI composes"),
+    ],
+)
 def test_a_forbidden_import_breaks_a_contract(tmp_path: Path, module: str, line: str, contract: str) -> None:
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

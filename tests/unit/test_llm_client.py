@@ -25,8 +25,13 @@ MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."
 
 
 def client(sim: str, **overrides: Any) -> LLMClient:
-    base = {"anthropic_base_url": sim, "llm_backoff_base_s": 0.01, "llm_backoff_max_s": 0.05,
-            "llm_timeout_s": 5.0, "llm_jitter_ms": 0}
+    base = {
+        "anthropic_base_url": sim,
+        "llm_backoff_base_s": 0.01,
+        "llm_backoff_max_s": 0.05,
+        "llm_timeout_s": 5.0,
+        "llm_jitter_ms": 0,
+    }
     return LLMClient(settings=Settings(**{**base, **overrides}))
 
 
@@ -145,8 +150,9 @@ async def test_half_open_admits_a_single_probe(sim_url: str) -> None:
         await llm.complete(system="s", messages=MSG, max_tokens=50)
     await put_faults(sim_url, outage=None, latency_ms=300)
     await asyncio.sleep(0.25)
-    outcomes = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(5)),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        *(llm.complete(system="s", messages=MSG, max_tokens=50) for _ in range(5)), return_exceptions=True
+    )
     await llm.close()
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
     assert all(isinstance(o, CircuitOpen) for o in outcomes if isinstance(o, BaseException))
@@ -162,8 +168,10 @@ async def test_hung_provider_is_cut_by_the_timeout(sim_url: str) -> None:
     assert llm.stats.failures["timeout"] == 2
 
 
-@pytest.mark.parametrize("fault,kind", [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"),
-                                        ("truncate", "stream_truncated")])
+@pytest.mark.parametrize(
+    "fault,kind",
+    [("error_event", "stream_error:overloaded_error"), ("cut", "stream_cut"), ("truncate", "stream_truncated")],
+)
 async def test_stream_failures_are_retried(sim_url: str, fault: str, kind: str) -> None:
     await put_faults(sim_url, stream_fault=fault, stream_fault_rate=0.5, seed=3)
     llm = client(sim_url, llm_max_attempts=10, breaker_failure_threshold=100)
@@ -176,8 +184,9 @@ async def test_stream_failures_are_retried(sim_url: str, fault: str, kind: str) 
 
 async def test_deadline_stops_retrying(sim_url: str) -> None:
     await put_faults(sim_url, error_rate=1.0)
-    llm = client(sim_url, llm_max_attempts=100, llm_backoff_base_s=0.2, llm_backoff_max_s=0.2,
-                 breaker_failure_threshold=1000)
+    llm = client(
+        sim_url, llm_max_attempts=100, llm_backoff_base_s=0.2, llm_backoff_max_s=0.2, breaker_failure_threshold=1000
+    )
     started = time.monotonic()
     with pytest.raises((LLMUnavailable, DeadlineExceeded)):
         await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.5)
@@ -193,8 +202,9 @@ async def test_a_429_storm_converges_on_what_the_provider_admits(sim_url: str) -
     # calls; the adaptive limit halves per round trip of 429s and drew 44, in about the same 2 s.
     await put_faults(sim_url, max_concurrency=4, latency_ms=50, retry_after_s=0.05)
     llm = client(sim_url, llm_max_attempts=2, llm_jitter_ms=25)
-    results = await asyncio.gather(*(llm.complete(system="s", messages=MSG, max_tokens=50,
-                                                  deadline=time.monotonic() + 30) for _ in range(100)))
+    results = await asyncio.gather(
+        *(llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 30) for _ in range(100))
+    )
     await llm.close()
     s = await sim_stats(sim_url)
     assert len(results) == 100 and s["responses_by_status"]["200"] == 100
@@ -258,20 +268,23 @@ def _wrapped(cause: BaseException) -> anthropic.APIConnectionError:
     return err
 
 
-@pytest.mark.parametrize(("exc", "kind"), [
-    # What the aiohttp transport raises for a connection cut mid-body (mapped by the SDK's vendored httpx_aiohttp).
-    (httpx2.ReadError("Response payload is not completed"), "stream_cut"),
-    # What it does not map, should it ever reach us raw.
-    (aiohttp.ClientPayloadError("Response payload is not completed"), "stream_cut"),
-    (aiohttp.ServerDisconnectedError(), "stream_cut"),
-    (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection"),
-    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), "timeout"),
-    # anthropic >= 2.17 wraps what fails while a body is read in APIConnectionError: its cause decides.
-    (_wrapped(httpx2.RemoteProtocolError("incomplete chunked read")), "stream_cut"),
-    (_wrapped(httpx2.ReadError("Response payload is not completed")), "stream_cut"),
-    (_wrapped(httpx2.ConnectError("All connection attempts failed")), "connection"),
-    (httpx2.ConnectError("All connection attempts failed"), "connection"),
-])
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        # What the aiohttp transport raises for a connection cut mid-body (mapped by the SDK's vendored httpx_aiohttp).
+        (httpx2.ReadError("Response payload is not completed"), "stream_cut"),
+        # What it does not map, should it ever reach us raw.
+        (aiohttp.ClientPayloadError("Response payload is not completed"), "stream_cut"),
+        (aiohttp.ServerDisconnectedError(), "stream_cut"),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), "connection"),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), "timeout"),
+        # anthropic >= 2.17 wraps what fails while a body is read in APIConnectionError: its cause decides.
+        (_wrapped(httpx2.RemoteProtocolError("incomplete chunked read")), "stream_cut"),
+        (_wrapped(httpx2.ReadError("Response payload is not completed")), "stream_cut"),
+        (_wrapped(httpx2.ConnectError("All connection attempts failed")), "connection"),
+        (httpx2.ConnectError("All connection attempts failed"), "connection"),
+    ],
+)
 def test_transport_errors_of_the_aiohttp_client_are_transient_provider_failures(exc: BaseException, kind: str) -> None:
     failure = classify(exc)
     assert failure is not None and failure.kind == kind

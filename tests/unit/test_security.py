@@ -21,7 +21,9 @@ from agentmesh.v1 import guard_pb2, supervisor_pb2
 
 UUID = "00000000-0000-4000-8000-000000000000"
 ENVOY = Path(sys.executable).parent / "envoy"
-VALIDATOR = RequestValidator(text_limits=[TextLimit("agentmesh.v1.RunRequest.message", 100, "AGENTMESH_MAX_MESSAGE_CHARS")])
+VALIDATOR = RequestValidator(
+    text_limits=[TextLimit("agentmesh.v1.RunRequest.message", 100, "AGENTMESH_MAX_MESSAGE_CHARS")]
+)
 
 
 def _violation(raw: bytes, parse: object) -> InvalidArgument:
@@ -30,31 +32,40 @@ def _violation(raw: bytes, parse: object) -> InvalidArgument:
     return info.value
 
 
-@pytest.mark.parametrize(("request_", "words"), [
-    (supervisor_pb2.RunRequest(message=""), "RunRequest.message: must contain a non-whitespace character"),
-    (supervisor_pb2.RunRequest(message=" \n\t "), "[message.not_blank]"),
-    (supervisor_pb2.RunRequest(message="a\x00b"), "RunRequest.message: must not contain NUL characters"),
-    (supervisor_pb2.RunRequest(message="x" * 32_001), "RunRequest.message: must be at most 32000 characters"),
-    (supervisor_pb2.RunRequest(message="x" * 101), "101 characters is over the limit of 100 (AGENTMESH_MAX_MESSAGE_CHARS)"),
-    (supervisor_pb2.RunRequest(message="hi", thread_id="nope"), "RunRequest.thread_id: must be a valid UUID"),
-    (supervisor_pb2.ResumeRequest(), "ResumeRequest.run_id: value is required"),
-    (supervisor_pb2.ResumeRequest(run_id=UUID + "0"), "ResumeRequest.run_id: must be a valid UUID"),
-    (supervisor_pb2.GetThreadRequest(thread_id="' OR 1=1 --"), "GetThreadRequest.thread_id: must be a valid UUID"),
-    (guard_pb2.CheckRequest(text="a" * 100_001), "CheckRequest.text: must be at most 100000 characters"),
-])
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        (supervisor_pb2.RunRequest(message=""), "RunRequest.message: must contain a non-whitespace character"),
+        (supervisor_pb2.RunRequest(message=" \n\t "), "[message.not_blank]"),
+        (supervisor_pb2.RunRequest(message="a\x00b"), "RunRequest.message: must not contain NUL characters"),
+        (supervisor_pb2.RunRequest(message="x" * 32_001), "RunRequest.message: must be at most 32000 characters"),
+        (
+            supervisor_pb2.RunRequest(message="x" * 101),
+            "101 characters is over the limit of 100 (AGENTMESH_MAX_MESSAGE_CHARS)",
+        ),
+        (supervisor_pb2.RunRequest(message="hi", thread_id="nope"), "RunRequest.thread_id: must be a valid UUID"),
+        (supervisor_pb2.ResumeRequest(), "ResumeRequest.run_id: value is required"),
+        (supervisor_pb2.ResumeRequest(run_id=UUID + "0"), "ResumeRequest.run_id: must be a valid UUID"),
+        (supervisor_pb2.GetThreadRequest(thread_id="' OR 1=1 --"), "GetThreadRequest.thread_id: must be a valid UUID"),
+        (guard_pb2.CheckRequest(text="a" * 100_001), "CheckRequest.text: must be at most 100000 characters"),
+    ],
+)
 def test_each_declared_rule_is_enforced_and_named(request_: object, words: str) -> None:
     err = _violation(request_.SerializeToString(), type(request_).FromString)  # type: ignore[attr-defined]
     assert words in err.message
     assert err.reason in {"INVALID_FIELD", "TEXT_TOO_LONG"}
 
 
-@pytest.mark.parametrize("request_", [
-    supervisor_pb2.RunRequest(message="Compare two payment providers"),
-    supervisor_pb2.RunRequest(message="x" * 100, thread_id=UUID),  # at the limits, not over them
-    supervisor_pb2.ResumeRequest(run_id=UUID),
-    supervisor_pb2.GetThreadRequest(thread_id=UUID.upper()),
-    guard_pb2.CheckRequest(text=""),
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        supervisor_pb2.RunRequest(message="Compare two payment providers"),
+        supervisor_pb2.RunRequest(message="x" * 100, thread_id=UUID),  # at the limits, not over them
+        supervisor_pb2.ResumeRequest(run_id=UUID),
+        supervisor_pb2.GetThreadRequest(thread_id=UUID.upper()),
+        guard_pb2.CheckRequest(text=""),
+    ],
+)
 def test_valid_requests_pass(request_: object) -> None:
     parsed = VALIDATOR.parse(request_.SerializeToString(), type(request_).FromString)  # type: ignore[attr-defined]
     assert parsed == request_
@@ -80,7 +91,9 @@ def test_budget_errors_name_the_budget_and_when_it_resets() -> None:
     assert tokens is not None and tokens.reason == "TENANT_TOKEN_BUDGET_EXHAUSTED"
     assert "AGENTMESH_TENANT_DAILY_TOKENS" in tokens.message and tokens.retry_after_s == 7200.0
     usd = Spend(tokens=0, usd=1.2, **base).exhausted()  # type: ignore[arg-type]
-    assert usd is not None and usd.reason == "TENANT_USD_BUDGET_EXHAUSTED" and "AGENTMESH_TENANT_DAILY_USD" in usd.message
+    assert (
+        usd is not None and usd.reason == "TENANT_USD_BUDGET_EXHAUSTED" and "AGENTMESH_TENANT_DAILY_USD" in usd.message
+    )
     unlimited = Spend(tenant="acme", tokens=10**9, usd=1e6, token_limit=0, usd_limit=0.0, resets_in_s=1.0)
     assert unlimited.exhausted() is None
 
@@ -98,8 +111,14 @@ def test_settings_never_show_their_secrets(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_certs_chain_to_the_ca_name_their_owner_and_keep_keys_private(tmp_path: Path) -> None:
     written = generate_certs(tmp_path, ["gateway", "supervisor"], extra_hosts=["supervisor.internal"])
-    assert {p.name for p in written} == {"ca.crt", "ca.key", "gateway.crt", "gateway.key", "supervisor.crt",
-                                         "supervisor.key"}
+    assert {p.name for p in written} == {
+        "ca.crt",
+        "ca.key",
+        "gateway.crt",
+        "gateway.key",
+        "supervisor.crt",
+        "supervisor.key",
+    }
     for key in tmp_path.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
@@ -111,8 +130,9 @@ def test_certs_chain_to_the_ca_name_their_owner_and_keep_keys_private(tmp_path: 
 
 def test_gateway_config_with_mtls_is_accepted_by_envoy(tmp_path: Path) -> None:
     generate_certs(tmp_path, ["gateway"])
-    spec = local_spec(ports={"supervisor": [50051], "guard": [50055], "researcher": [50052]},
-                      tls=GatewayTLS.in_dir(tmp_path))
+    spec = local_spec(
+        ports={"supervisor": [50051], "guard": [50055], "researcher": [50052]}, tls=GatewayTLS.in_dir(tmp_path)
+    )
     text = render_envoy_config(spec)
     config = yaml.safe_load(text)
     for cluster in config["static_resources"]["clusters"]:
@@ -129,6 +149,7 @@ def test_gateway_config_with_mtls_is_accepted_by_envoy(tmp_path: Path) -> None:
     assert all("transport_socket" not in c for c in plain["static_resources"]["clusters"])
     path = tmp_path / "envoy.yaml"
     path.write_text(text)
-    result = subprocess.run([str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(path), "-l", "warning"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -88,7 +88,9 @@ async def stats(http: aiohttp.ClientSession) -> dict[str, Any]:
         return await resp.json()
 
 
-async def ask(client: anthropic.AsyncAnthropic, text: str, *, system: str = "", **kwargs: Any) -> anthropic.types.Message:
+async def ask(
+    client: anthropic.AsyncAnthropic, text: str, *, system: str = "", **kwargs: Any
+) -> anthropic.types.Message:
     return await client.messages.create(
         model=MODEL,
         max_tokens=kwargs.pop("max_tokens", 400),
@@ -174,7 +176,9 @@ async def test_count_tokens_matches_usage(client: anthropic.AsyncAnthropic) -> N
         ("Calculate 17*23 and explain", ["researcher", "analyst", "executor", "FINISH"]),
     ],
 )
-async def test_routing_walks_the_allowed_agents(client: anthropic.AsyncAnthropic, request_text: str, route: list[str]) -> None:
+async def test_routing_walks_the_allowed_agents(
+    client: anthropic.AsyncAnthropic, request_text: str, route: list[str]
+) -> None:
     done: list[str] = []
     for expected in route:
         prompt = f"Request: {request_text}\nAllowed: {ALLOWED}\nDone: {', '.join(done) or '(none)'}"
@@ -198,7 +202,9 @@ async def test_routing_accepts_an_empty_done_line(client: anthropic.AsyncAnthrop
         ("Convert 42 km to miles", "convert_units", {"value": 42.0, "unit": "km", "round": True}),
     ],
 )
-async def test_tool_use_fits_the_schema(client: anthropic.AsyncAnthropic, text: str, tool: str, args: dict[str, Any]) -> None:
+async def test_tool_use_fits_the_schema(
+    client: anthropic.AsyncAnthropic, text: str, tool: str, args: dict[str, Any]
+) -> None:
     message = await ask(client, text, tools=[CLOCK, CONVERT, CALCULATOR])
     assert message.stop_reason == "tool_use"
     assert [b.type for b in message.content] == ["text", "tool_use"]
@@ -208,7 +214,9 @@ async def test_tool_use_fits_the_schema(client: anthropic.AsyncAnthropic, text: 
 
 
 async def test_tool_choice_is_respected(client: anthropic.AsyncAnthropic) -> None:
-    forced = await ask(client, "Calculate 2+3", tools=[CALCULATOR, CLOCK], tool_choice={"type": "tool", "name": "get_time"})
+    forced = await ask(
+        client, "Calculate 2+3", tools=[CALCULATOR, CLOCK], tool_choice={"type": "tool", "name": "get_time"}
+    )
     assert [b.type for b in forced.content] == ["tool_use"] and forced.content[0].name == "get_time"  # type: ignore[union-attr]
     declined = await ask(client, "Calculate 2+3", tools=[CALCULATOR], tool_choice={"type": "none"})
     assert declined.stop_reason == "end_turn" and [b.type for b in declined.content] == ["text"]
@@ -235,14 +243,19 @@ async def test_tool_result_is_summarised(client: anthropic.AsyncAnthropic) -> No
 
 async def test_streamed_tool_use(client: anthropic.AsyncAnthropic) -> None:
     async with client.messages.stream(
-        model=MODEL, max_tokens=200, tools=[CALCULATOR], messages=[{"role": "user", "content": "What is (12 + 30) * 2?"}]
+        model=MODEL,
+        max_tokens=200,
+        tools=[CALCULATOR],
+        messages=[{"role": "user", "content": "What is (12 + 30) * 2?"}],
     ) as stream:
         final = await stream.get_final_message()
     assert final.stop_reason == "tool_use"
     assert final.content[1].type == "tool_use" and final.content[1].input == {"expression": "(12 + 30) * 2"}
 
 
-async def test_validation_errors_look_like_the_api(client: anthropic.AsyncAnthropic, http: aiohttp.ClientSession) -> None:
+async def test_validation_errors_look_like_the_api(
+    client: anthropic.AsyncAnthropic, http: aiohttp.ClientSession
+) -> None:
     bad: list[dict[str, Any]] = [
         {"max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]},
         {"max_tokens": 10, "messages": []},
@@ -256,7 +269,9 @@ async def test_validation_errors_look_like_the_api(client: anthropic.AsyncAnthro
         assert body["error"]["type"] == "invalid_request_error" and body["request_id"].startswith("req_")
     async with http.post("/v1/messages", data=b"{not json", headers={"x-api-key": "k"}) as resp:
         assert resp.status == 400 and (await resp.json())["error"]["type"] == "invalid_request_error"
-    async with http.post("/v1/messages", json={"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}) as resp:
+    async with http.post(
+        "/v1/messages", json={"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    ) as resp:
         assert resp.status == 400 and "model" in (await resp.json())["error"]["message"]
     async with http.get("/v1/nothing-here") as resp:
         assert resp.status == 404 and (await resp.json())["error"]["type"] == "not_found_error"
@@ -271,7 +286,14 @@ async def test_fault_settings_merge_and_validate(http: aiohttp.ClientSession) ->
     current = await put_faults(http, outage=529)
     assert current["latency_ms"] == {"p50": 5.0, "p99": 20.0}
     assert current["error_rate"] == 0.1 and current["outage"] == 529 and current["hang"] is False
-    for body in ({"nonsense": 1}, {"error_rate": 2}, {"hang": "yes"}, {"max_concurrency": 1.5}, {"stream_fault": "boom"}, [1]):
+    for body in (
+        {"nonsense": 1},
+        {"error_rate": 2},
+        {"hang": "yes"},
+        {"max_concurrency": 1.5},
+        {"stream_fault": "boom"},
+        [1],
+    ):
         async with http.put("/_sim/faults", json=body) as resp:
             assert resp.status == 400
             assert (await resp.json())["error"]
@@ -289,7 +311,9 @@ async def test_latency_is_applied(client: anthropic.AsyncAnthropic, http: aiohtt
 async def test_concurrency_limit_answers_429(client: anthropic.AsyncAnthropic, http: aiohttp.ClientSession) -> None:
     await put_faults(http, max_concurrency=1, latency_ms=300, retry_after_s=2)
     slow = asyncio.create_task(
-        client.messages.with_raw_response.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "first"}])
+        client.messages.with_raw_response.create(
+            model=MODEL, max_tokens=50, messages=[{"role": "user", "content": "first"}]
+        )
     )
     await asyncio.sleep(0.1)
     with pytest.raises(anthropic.RateLimitError) as caught:
@@ -352,7 +376,9 @@ async def test_hang_until_the_client_gives_up(client: anthropic.AsyncAnthropic, 
 
 async def stream_once(client: anthropic.AsyncAnthropic) -> anthropic.types.Message:
     async with client.messages.stream(
-        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "Explain how vaccines train the immune system"}]
+        model=MODEL,
+        max_tokens=300,
+        messages=[{"role": "user", "content": "Explain how vaccines train the immune system"}],
     ) as stream:
         return await stream.get_final_message()
 

@@ -39,8 +39,13 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 def _telemetry(provider: TracerProvider | None) -> Telemetry:
     registry = CollectorRegistry()
-    return Telemetry(service="researcher", registry=registry, rpc=RpcMetrics(registry),
-                     llm_call_seconds=llm_call_seconds(registry), tracer_provider=provider)
+    return Telemetry(
+        service="researcher",
+        registry=registry,
+        rpc=RpcMetrics(registry),
+        llm_call_seconds=llm_call_seconds(registry),
+        tracer_provider=provider,
+    )
 
 
 async def _put_faults(sim: str, **faults: Any) -> None:
@@ -50,9 +55,18 @@ async def _put_faults(sim: str, **faults: Any) -> None:
 
 def _llm(sim: str, telemetry: Telemetry, **overrides: Any) -> LLMClient:
     """A client instrumented and registered as a composition root does it."""
-    llm = LLMClient(settings=Settings(**{"anthropic_base_url": sim, "llm_backoff_base_s": 0.01,
-                                         "llm_backoff_max_s": 0.02, "llm_jitter_ms": 0, **overrides}),
-                    instruments=telemetry.llm_instruments())
+    llm = LLMClient(
+        settings=Settings(
+            **{
+                "anthropic_base_url": sim,
+                "llm_backoff_base_s": 0.01,
+                "llm_backoff_max_s": 0.02,
+                "llm_jitter_ms": 0,
+                **overrides,
+            }
+        ),
+        instruments=telemetry.llm_instruments(),
+    )
     telemetry.register_llm(llm)
     return llm
 
@@ -61,8 +75,12 @@ async def test_an_llm_call_is_one_genai_span_with_usage_and_no_text(sim_url: str
     provider, exporter = _provider()
     telemetry = _telemetry(provider)
     llm = _llm(sim_url, telemetry)
-    result = await llm.complete(system="You are a researcher.", messages=[{"role": "user", "content": SECRET_PROMPT}],
-                                max_tokens=100, attributes={"agentmesh.run_id": "r1", "agentmesh.step": 1})
+    result = await llm.complete(
+        system="You are a researcher.",
+        messages=[{"role": "user", "content": SECRET_PROMPT}],
+        max_tokens=100,
+        attributes={"agentmesh.run_id": "r1", "agentmesh.step": 1},
+    )
     await llm.close()
     spans = exporter.get_finished_spans()
     # Exactly one span: ours. The SDK's own span would need OpenTelemetry's global provider, never installed.
@@ -78,10 +96,19 @@ async def test_an_llm_call_is_one_genai_span_with_usage_and_no_text(sim_url: str
     assert attrs["agentmesh.llm.attempts"] == 1 and attrs["agentmesh.cost_usd"] == pytest.approx(result.cost_usd)
     assert attrs["agentmesh.breaker.state"] == "closed" and attrs["agentmesh.run_id"] == "r1"
     assert "Initech" not in json.dumps(attrs) and "Jane" not in json.dumps(attrs)  # metadata only
-    assert telemetry.registry.get_sample_value(
-        "agentmesh_llm_call_duration_seconds_count", {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "ok"}) == 1
-    assert telemetry.registry.get_sample_value("agentmesh_llm_calls_total",
-                                               {"agent": "researcher", "model": "claude-haiku-4-5"}) == 1
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_llm_call_duration_seconds_count",
+            {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "ok"},
+        )
+        == 1
+    )
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_llm_calls_total", {"agent": "researcher", "model": "claude-haiku-4-5"}
+        )
+        == 1
+    )
 
 
 async def test_a_failed_llm_call_is_an_error_span_with_a_stable_error_type(sim_url: str) -> None:
@@ -96,11 +123,19 @@ async def test_a_failed_llm_call_is_an_error_span_with_a_stable_error_type(sim_u
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["error.type"] == "LLM_PROVIDER_UNAVAILABLE"
     assert not span.events  # no exception event: its message and stack trace are not metadata
-    assert telemetry.registry.get_sample_value(
-        "agentmesh_llm_failed_attempts_total", {"agent": "researcher", "model": "claude-haiku-4-5", "cause": "529"}) == 2
-    assert telemetry.registry.get_sample_value(
-        "agentmesh_llm_call_duration_seconds_count",
-        {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "LLM_PROVIDER_UNAVAILABLE"}) == 1
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_llm_failed_attempts_total", {"agent": "researcher", "model": "claude-haiku-4-5", "cause": "529"}
+        )
+        == 2
+    )
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_llm_call_duration_seconds_count",
+            {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "LLM_PROVIDER_UNAVAILABLE"},
+        )
+        == 1
+    )
 
 
 async def test_with_tracing_off_an_llm_call_is_only_timed(sim_url: str) -> None:
@@ -109,8 +144,13 @@ async def test_with_tracing_off_an_llm_call_is_only_timed(sim_url: str) -> None:
     llm = _llm(sim_url, telemetry)
     await llm.complete(system="s", messages=[{"role": "user", "content": "hi"}], max_tokens=10)
     await llm.close()
-    assert telemetry.registry.get_sample_value(
-        "agentmesh_llm_call_duration_seconds_count", {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "ok"}) == 1
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_llm_call_duration_seconds_count",
+            {"agent": "researcher", "model": "claude-haiku-4-5", "outcome": "ok"},
+        )
+        == 1
+    )
 
 
 def test_with_no_endpoint_there_is_no_provider_and_no_tracing_interceptor() -> None:
@@ -125,9 +165,11 @@ async def test_rpc_calls_are_counted_by_final_code_and_the_span_gets_that_code()
     telemetry = _telemetry(provider)
     llm = LLMClient(settings=Settings(), instruments=telemetry.llm_instruments())
     servicer = AgentServicer(name="researcher", system_prompt="s", llm=llm, default_max_tokens=10)
-    running = await create_server("127.0.0.1:0", [ServiceBinding(
-        agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")],
-        outer_interceptors=telemetry.server_interceptors())
+    running = await create_server(
+        "127.0.0.1:0",
+        [ServiceBinding(agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")],
+        outer_interceptors=telemetry.server_interceptors(),
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as err:  # an empty task: the servicer raises InvalidArgument
@@ -137,12 +179,19 @@ async def test_rpc_calls_are_counted_by_final_code_and_the_span_gets_that_code()
         await llm.close()
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     labels = {"grpc_service": "agentmesh.v1.AgentService", "grpc_method": "Act"}
-    assert telemetry.registry.get_sample_value("agentmesh_grpc_server_handled_total",
-                                               {**labels, "grpc_code": "INVALID_ARGUMENT"}) == 1
+    assert (
+        telemetry.registry.get_sample_value(
+            "agentmesh_grpc_server_handled_total", {**labels, "grpc_code": "INVALID_ARGUMENT"}
+        )
+        == 1
+    )
     assert telemetry.registry.get_sample_value("agentmesh_grpc_server_handling_seconds_count", labels) == 1
     (span,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert span.name == "/agentmesh.v1.AgentService/Act" and span.status.status_code is StatusCode.ERROR
-    assert span.attributes is not None and span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert (
+        span.attributes is not None
+        and span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    )
 
 
 async def test_metrics_endpoint_serves_the_registry_and_a_taken_port_is_not_fatal() -> None:
@@ -192,10 +241,18 @@ def test_log_lines_written_inside_a_span_carry_its_trace_id() -> None:
     assert "trace_id" not in json.loads(JsonFormatter("researcher").format(record))
 
 
-
 def test_the_telemetry_package_exports_a_small_surface() -> None:
     import agentmesh.telemetry
 
-    assert sorted(agentmesh.telemetry.__all__) == sorted([
-        "JsonFormatter", "LLMStatsCollector", "MetricsServer", "RpcMetrics", "RpcTelemetryInterceptor", "Telemetry",
-        "setup_logging", "setup_telemetry"])
+    assert sorted(agentmesh.telemetry.__all__) == sorted(
+        [
+            "JsonFormatter",
+            "LLMStatsCollector",
+            "MetricsServer",
+            "RpcMetrics",
+            "RpcTelemetryInterceptor",
+            "Telemetry",
+            "setup_logging",
+            "setup_telemetry",
+        ]
+    )

@@ -18,23 +18,74 @@ def _at(ms: float) -> dt.datetime:
     return T0 + dt.timedelta(milliseconds=ms)
 
 
-def _call(input_tokens: int, output_tokens: int, start_ms: float, duration_ms: float, attempts: int = 1) -> dict[str, object]:
-    return {"model": "claude-haiku-4-5", "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "start_ms": start_ms, "duration_ms": duration_ms, "cost_usd": 0.0001, "attempts": attempts,
-            "stop_reason": "end_turn"}
+def _call(
+    input_tokens: int, output_tokens: int, start_ms: float, duration_ms: float, attempts: int = 1
+) -> dict[str, object]:
+    return {
+        "model": "claude-haiku-4-5",
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "start_ms": start_ms,
+        "duration_ms": duration_ms,
+        "cost_usd": 0.0001,
+        "attempts": attempts,
+        "stop_reason": "end_turn",
+    }
 
 
-RUN = {"id": uuid.UUID(int=1), "status": "completed", "tenant_id": "dev", "iterations": 1, "llm_calls": 3,
-       "input_tokens": 300, "output_tokens": 60, "cost_usd": 0.0003, "created_at": T0, "updated_at": _at(1000)}
+RUN = {
+    "id": uuid.UUID(int=1),
+    "status": "completed",
+    "tenant_id": "dev",
+    "iterations": 1,
+    "llm_calls": 3,
+    "input_tokens": 300,
+    "output_tokens": 60,
+    "cost_usd": 0.0003,
+    "created_at": T0,
+    "updated_at": _at(1000),
+}
 STEPS = [
-    {"idx": 0, "kind": "route", "agent": "supervisor", "result": json.dumps({"decision": "researcher",
-     "llm": [_call(100, 2, 0, 90)]}), "input_tokens": 100, "output_tokens": 2, "llm_calls": 1, "cost_usd": 0.0001,
-     "duration_ms": 100, "created_at": _at(110)},
-    {"idx": 1, "kind": "agent", "agent": "<script>researcher", "result": {"output": "secret answer", "llm": [
-        _call(150, 50, 5, 300, attempts=3), _call(50, 8, 320, 200)], "tools": [{"name": "calculator", "executed": True}]},
-     "input_tokens": 200, "output_tokens": 58, "llm_calls": 2, "cost_usd": 0.0002, "duration_ms": 600, "created_at": _at(720)},
-    {"idx": 2, "kind": "guard", "agent": "guard", "result": {"action": 3, "finding_types": ["email"], "answer": "x"},
-     "input_tokens": 0, "output_tokens": 0, "llm_calls": 0, "cost_usd": 0.0, "duration_ms": 20, "created_at": _at(990)},
+    {
+        "idx": 0,
+        "kind": "route",
+        "agent": "supervisor",
+        "result": json.dumps({"decision": "researcher", "llm": [_call(100, 2, 0, 90)]}),
+        "input_tokens": 100,
+        "output_tokens": 2,
+        "llm_calls": 1,
+        "cost_usd": 0.0001,
+        "duration_ms": 100,
+        "created_at": _at(110),
+    },
+    {
+        "idx": 1,
+        "kind": "agent",
+        "agent": "<script>researcher",
+        "result": {
+            "output": "secret answer",
+            "llm": [_call(150, 50, 5, 300, attempts=3), _call(50, 8, 320, 200)],
+            "tools": [{"name": "calculator", "executed": True}],
+        },
+        "input_tokens": 200,
+        "output_tokens": 58,
+        "llm_calls": 2,
+        "cost_usd": 0.0002,
+        "duration_ms": 600,
+        "created_at": _at(720),
+    },
+    {
+        "idx": 2,
+        "kind": "guard",
+        "agent": "guard",
+        "result": {"action": 3, "finding_types": ["email"], "answer": "x"},
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "llm_calls": 0,
+        "cost_usd": 0.0,
+        "duration_ms": 20,
+        "created_at": _at(990),
+    },
 ]
 
 
@@ -48,7 +99,10 @@ def test_the_tree_shows_each_llm_call_with_tokens_ms_cost_and_retries() -> None:
     text = _text()
     assert "3 LLM calls (2 retries)" in text
     assert "-> researcher" in text
-    assert "LLM call 1 claude-haiku-4-5 · tokens in 150 out 50 · 300 ms · $0.000100 · end_turn · 3 attempts (2 retries)" in text
+    assert (
+        "LLM call 1 claude-haiku-4-5 · tokens in 150 out 50 · 300 ms · $0.000100 · end_turn · 3 attempts (2 retries)"
+        in text
+    )
     assert "LLM call 2 claude-haiku-4-5 · tokens in 50 out 8 · 200 ms" in text
     assert "tool calculator ran" in text
     assert "guard guard action REDACT (email)" in text

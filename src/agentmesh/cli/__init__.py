@@ -27,8 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="start Postgres, the simulator, every service and the gateway")
-    up.add_argument("--replicas", action="append", default=[], metavar="NAME=N",
-                    help="run N replicas of a service behind its gateway cluster (repeatable)")
+    up.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="run N replicas of a service behind its gateway cluster (repeatable)",
+    )
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("name", choices=SERVICES)
@@ -51,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     trace = sub.add_parser("trace", help="print a run as a tree of its steps")
     trace.add_argument("run_id")
-    trace.add_argument("--html", metavar="FILE", default=None, help="also write a self-contained HTML waterfall of the steps")
+    trace.add_argument(
+        "--html", metavar="FILE", default=None, help="also write a self-contained HTML waterfall of the steps"
+    )
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
@@ -63,9 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     ksub.add_parser("list", help="list keys (ids and tenants only)")
 
     certs = sub.add_parser("certs", help="create a CA and mTLS certificates for the gateway and every service")
-    certs.add_argument("--dir", default=None, help="where to write them (default: AGENTMESH_TLS_DIR, else DATA_DIR/tls)")
-    certs.add_argument("--host", action="append", default=[], metavar="NAME",
-                       help="an extra DNS name or IP for every certificate (repeatable)")
+    certs.add_argument(
+        "--dir", default=None, help="where to write them (default: AGENTMESH_TLS_DIR, else DATA_DIR/tls)"
+    )
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an extra DNS name or IP for every certificate (repeatable)",
+    )
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
 
@@ -84,7 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_cmd", required=True)
     dsub.add_parser("migrate", help="apply pending migrations")
-    prune = dsub.add_parser("prune", help="delete threads (with their runs, steps, messages) idle for longer than a duration")
+    prune = dsub.add_parser(
+        "prune", help="delete threads (with their runs, steps, messages) idle for longer than a duration"
+    )
     prune.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m")
     return p
 
@@ -97,11 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agentmesh.settings import Settings
 
         return _run(plugin(args.name).serve(Settings(), args.port))
-    handlers = {"up": "agentmesh.cli._up", "sim": "agentmesh.cli._sim", "ask": "agentmesh.cli._ask",
-                "resume": "agentmesh.cli._ask", "trace": "agentmesh.cli._trace", "keys": "agentmesh.cli._admin",
-                "db": "agentmesh.cli._admin", "bench": "agentmesh.cli._bench",
-                "certs": "agentmesh.cli._certs", "review": "agentmesh.cli._review",
-                "health": "agentmesh.cli._health"}
+    handlers = {
+        "up": "agentmesh.cli._up",
+        "sim": "agentmesh.cli._sim",
+        "ask": "agentmesh.cli._ask",
+        "resume": "agentmesh.cli._ask",
+        "trace": "agentmesh.cli._trace",
+        "keys": "agentmesh.cli._admin",
+        "db": "agentmesh.cli._admin",
+        "bench": "agentmesh.cli._bench",
+        "certs": "agentmesh.cli._certs",
+        "review": "agentmesh.cli._review",
+        "health": "agentmesh.cli._health",
+    }
     # A service's admin command (`budget`) works against Postgres like `keys` and `db`.
     module = importlib.import_module(handlers.get(args.cmd, "agentmesh.cli._admin"))
     try:

@@ -51,8 +51,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.keys_cmd == "create":
             key_id, key = await keys.create(args.tenant, label=args.label)
             print(key)
-            print(f"key id {key_id} for tenant {args.tenant}: store the key now, it is not shown again",
-                  file=sys.stderr)
+            print(
+                f"key id {key_id} for tenant {args.tenant}: store the key now, it is not shown again", file=sys.stderr
+            )
         elif args.keys_cmd == "revoke":
             if not await keys.revoke(args.key_id):
                 print(f"no active key with id {args.key_id}", file=sys.stderr)
@@ -61,8 +62,13 @@ async def run(args: argparse.Namespace) -> int:
         else:
             table = Table("id", "tenant", "label", "created", "revoked")
             for k in await keys.list():
-                table.add_row(k.id, k.tenant_id, k.label, f"{k.created_at:%Y-%m-%d %H:%M}",
-                              f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+                table.add_row(
+                    k.id,
+                    k.tenant_id,
+                    k.label,
+                    f"{k.created_at:%Y-%m-%d %H:%M}",
+                    f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "",
+                )
             Console().print(table)
         return 0
     finally:

@@ -12,8 +12,11 @@ from agentmesh.cli._common import api_key
 from agentmesh.settings import Settings
 from agentmesh.v1 import guard_pb2, supervisor_pb2, supervisor_pb2_grpc
 
-_KIND = {supervisor_pb2.STEP_KIND_ROUTE: "route", supervisor_pb2.STEP_KIND_AGENT: "agent",
-         supervisor_pb2.STEP_KIND_GUARD: "guard"}
+_KIND = {
+    supervisor_pb2.STEP_KIND_ROUTE: "route",
+    supervisor_pb2.STEP_KIND_AGENT: "agent",
+    supervisor_pb2.STEP_KIND_GUARD: "guard",
+}
 
 
 def _print_event(console: Console, ev: supervisor_pb2.RunEvent) -> None:
@@ -24,26 +27,34 @@ def _print_event(console: Console, ev: supervisor_pb2.RunEvent) -> None:
     elif which == "step_finished":
         s = ev.step_finished
         extra = f" -> {s.decision}" if s.decision else ""
-        console.print(f"[dim]#{ev.seq:<3}[/] step {s.step} {_KIND.get(s.kind, '?')} [bold]{s.agent}[/]{extra} "
-                      f"[dim]{s.duration_ms} ms, {s.usage.input_tokens}+{s.usage.output_tokens} tokens, "
-                      f"${s.cost_usd:.6f}[/]")
+        console.print(
+            f"[dim]#{ev.seq:<3}[/] step {s.step} {_KIND.get(s.kind, '?')} [bold]{s.agent}[/]{extra} "
+            f"[dim]{s.duration_ms} ms, {s.usage.input_tokens}+{s.usage.output_tokens} tokens, "
+            f"${s.cost_usd:.6f}[/]"
+        )
     elif which == "guard_decision":
         g = ev.guard_decision
-        console.print(f"[dim]#{ev.seq:<3}[/] guard {guard_pb2.Direction.Name(g.direction).removeprefix('DIRECTION_').lower()}: "
-                      f"{guard_pb2.Action.Name(g.action).removeprefix('ACTION_')}"
-                      + (f" ({', '.join(g.finding_types)})" if g.finding_types else ""))
+        console.print(
+            f"[dim]#{ev.seq:<3}[/] guard {guard_pb2.Direction.Name(g.direction).removeprefix('DIRECTION_').lower()}: "
+            f"{guard_pb2.Action.Name(g.action).removeprefix('ACTION_')}"
+            + (f" ({', '.join(g.finding_types)})" if g.finding_types else "")
+        )
     elif which == "final":
         f = ev.final
         console.print()
         console.print(f.answer, markup=False, highlight=False)
         console.print()
-        console.print(f"[bold]{supervisor_pb2.FinishReason.Name(f.reason).removeprefix('FINISH_REASON_').lower()}[/] · "
-                      f"{f.iterations} agent steps · {f.usage.llm_calls} LLM calls · tokens in {f.usage.input_tokens} "
-                      f"out {f.usage.output_tokens} · cost ${f.cost_usd:.6f}")
+        console.print(
+            f"[bold]{supervisor_pb2.FinishReason.Name(f.reason).removeprefix('FINISH_REASON_').lower()}[/] · "
+            f"{f.iterations} agent steps · {f.usage.llm_calls} LLM calls · tokens in {f.usage.input_tokens} "
+            f"out {f.usage.output_tokens} · cost ${f.cost_usd:.6f}"
+        )
         console.print(f"[dim]run {ev.run_id} · thread {ev.thread_id}[/]")
     elif which == "error":
-        console.print(f"[red]error[/] {ev.error.message}"
-                      + (f" (resumable: agentmesh resume {ev.run_id})" if ev.error.resumable else ""))
+        console.print(
+            f"[red]error[/] {ev.error.message}"
+            + (f" (resumable: agentmesh resume {ev.run_id})" if ev.error.resumable else "")
+        )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -59,8 +70,9 @@ async def run(args: argparse.Namespace) -> int:
         if args.cmd == "resume":
             call = stub.Resume(supervisor_pb2.ResumeRequest(run_id=args.run_id), metadata=md, timeout=args.timeout)
         else:
-            call = stub.Run(supervisor_pb2.RunRequest(message=args.text, thread_id=args.thread), metadata=md,
-                            timeout=args.timeout)
+            call = stub.Run(
+                supervisor_pb2.RunRequest(message=args.text, thread_id=args.thread), metadata=md, timeout=args.timeout
+            )
         try:
             async for ev in call:
                 _print_event(console, ev)

@@ -14,9 +14,12 @@ from types import ModuleType
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    bench = sub.add_parser("bench", help="run a benchmark from a checkout (results in bench/results/NAME.json)",
-                           description="agentmesh bench NAME [options]; `agentmesh bench NAME --help` lists a "
-                                       "benchmark's options, `agentmesh bench list` the benchmarks.")
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark from a checkout (results in bench/results/NAME.json)",
+        description="agentmesh bench NAME [options]; `agentmesh bench NAME --help` lists a "
+        "benchmark's options, `agentmesh bench list` the benchmarks.",
+    )
     bench.add_argument("bench_name", metavar="NAME")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options")
 
@@ -37,8 +40,10 @@ def _bench_package() -> ModuleType | None:
 async def run(args: argparse.Namespace) -> int:
     bench = _bench_package()
     if bench is None:
-        print("agentmesh bench runs from a checkout of the repository: bench/ is not part of the installed package",
-              file=sys.stderr)
+        print(
+            "agentmesh bench runs from a checkout of the repository: bench/ is not part of the installed package",
+            file=sys.stderr,
+        )
         return 2
     registry: dict[str, str] = bench.REGISTRY
     if args.bench_name == "list" or args.bench_name not in registry:
@@ -49,7 +54,8 @@ async def run(args: argparse.Namespace) -> int:
         print(known)
         return 0
     module = importlib.import_module(registry[args.bench_name])
-    parser = argparse.ArgumentParser(prog=f"agentmesh bench {args.bench_name}",
-                                     description=(module.__doc__ or "").strip().splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog=f"agentmesh bench {args.bench_name}", description=(module.__doc__ or "").strip().splitlines()[0]
+    )
     module.add_arguments(parser)
     return int(await module.run(parser.parse_args(args.bench_args)))

@@ -30,8 +30,11 @@ def internal_channel(settings: Settings) -> grpc.aio.Channel:
     """A channel to the gateway's internal listener as the launcher uses it (health checks): mTLS when on."""
     if settings.tls_dir is None:
         return grpc.aio.insecure_channel(settings.gateway_internal_addr)
-    return grpc.aio.secure_channel(settings.gateway_internal_addr, channel_credentials(settings.tls_dir, "gateway"),
-                                   options=[("grpc.ssl_target_name_override", "gateway")])
+    return grpc.aio.secure_channel(
+        settings.gateway_internal_addr,
+        channel_credentials(settings.tls_dir, "gateway"),
+        options=[("grpc.ssl_target_name_override", "gateway")],
+    )
 
 
 async def run(args: argparse.Namespace) -> int:

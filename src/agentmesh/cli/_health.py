@@ -25,13 +25,20 @@ async def run(args: argparse.Namespace) -> int:
     addr = args.addr or f"127.0.0.1:{settings.port_of(args.name)}"
     # With mTLS on, the service checks itself with its own certificate (the one it serves with), so the probe
     # needs no identity the container does not already hold.
-    channel = (grpc.aio.secure_channel(addr, channel_credentials(settings.tls_dir, args.name),
-                                       options=[("grpc.ssl_target_name_override", args.name)])
-               if settings.tls_dir else grpc.aio.insecure_channel(addr))
+    channel = (
+        grpc.aio.secure_channel(
+            addr,
+            channel_credentials(settings.tls_dir, args.name),
+            options=[("grpc.ssl_target_name_override", args.name)],
+        )
+        if settings.tls_dir
+        else grpc.aio.insecure_channel(addr)
+    )
     async with channel:
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                                   timeout=args.timeout)
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=args.timeout
+            )
         except grpc.aio.AioRpcError as e:
             print(f"{args.name} at {addr}: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1

@@ -28,8 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     get.add_argument("review_id")
     res = rsub.add_parser("resolve", help="record a decision on a pending item")
     res.add_argument("review_id")
-    res.add_argument("--decision", choices=sorted(_DECISION), required=True,
-                     help="confirmed: the guard was right; dismissed: a false alarm")
+    res.add_argument(
+        "--decision",
+        choices=sorted(_DECISION),
+        required=True,
+        help="confirmed: the guard was right; dismissed: a false alarm",
+    )
     res.add_argument("--reviewer", required=True, help="who decides")
     res.add_argument("--note", default="")
     for p in (ls, get, res):
@@ -46,17 +50,28 @@ def _print_review(console: Console, r: review_pb2.Review) -> None:
     from rich.table import Table
 
     from agentmesh.v1 import guard_pb2, review_pb2
-    console.print(f"[bold]{r.review_id}[/]  {_name(review_pb2.ReviewStatus, r.status, 'REVIEW_STATUS_')}  "
-                  f"{_name(guard_pb2.Direction, r.direction, 'DIRECTION_')}  {_name(guard_pb2.Action, r.action, 'ACTION_')}  "
-                  f"{r.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}Z  ({r.text_chars} chars)")
+
+    console.print(
+        f"[bold]{r.review_id}[/]  {_name(review_pb2.ReviewStatus, r.status, 'REVIEW_STATUS_')}  "
+        f"{_name(guard_pb2.Direction, r.direction, 'DIRECTION_')}  {_name(guard_pb2.Action, r.action, 'ACTION_')}  "
+        f"{r.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}Z  ({r.text_chars} chars)"
+    )
     if r.decision:
-        console.print(f"decision: {_name(review_pb2.ReviewDecision, r.decision, 'REVIEW_DECISION_')} by {r.reviewer}"
-                      + (f" — {r.note}" if r.note else ""), markup=False)
+        console.print(
+            f"decision: {_name(review_pb2.ReviewDecision, r.decision, 'REVIEW_DECISION_')} by {r.reviewer}"
+            + (f" — {r.note}" if r.note else ""),
+            markup=False,
+        )
     table = Table("type", "confidence", "action", "tier two", "text")
     for f in r.findings:
         verdict = _name(guard_pb2.LlmVerdict, f.llm_verdict, "LLM_VERDICT_") if f.llm_verdict else ""
-        table.add_row(f.type, f"{f.confidence:.2f}", _name(guard_pb2.Action, f.action, "ACTION_"), verdict,
-                      r.redacted_text[f.start : f.end])
+        table.add_row(
+            f.type,
+            f"{f.confidence:.2f}",
+            _name(guard_pb2.Action, f.action, "ACTION_"),
+            verdict,
+            r.redacted_text[f.start : f.end],
+        )
     console.print(table)
     console.print(r.redacted_text, markup=False, highlight=False)
 
@@ -82,17 +97,27 @@ async def run(args: argparse.Namespace) -> int:
         stub = review_pb2_grpc.ReviewServiceStub(channel)
         try:
             if args.review_cmd == "list":
-                request = review_pb2.ListReviewsRequest(status=review_pb2.ReviewStatus.Value(_STATUS[args.status]),
-                                                        page_size=args.limit, page_token=args.page_token)
+                request = review_pb2.ListReviewsRequest(
+                    status=review_pb2.ReviewStatus.Value(_STATUS[args.status]),
+                    page_size=args.limit,
+                    page_token=args.page_token,
+                )
                 resp = await stub.ListReviews(request, metadata=md, timeout=args.timeout)
             elif args.review_cmd == "get":
-                resp = await stub.GetReview(review_pb2.GetReviewRequest(review_id=args.review_id), metadata=md,
-                                            timeout=args.timeout)
+                resp = await stub.GetReview(
+                    review_pb2.GetReviewRequest(review_id=args.review_id), metadata=md, timeout=args.timeout
+                )
             else:
-                resp = await stub.ResolveReview(review_pb2.ResolveReviewRequest(
-                    review_id=args.review_id, decision=review_pb2.ReviewDecision.Value(_DECISION[args.decision]),
-                    reviewer=args.reviewer, note=args.note),
-                    metadata=md, timeout=args.timeout)
+                resp = await stub.ResolveReview(
+                    review_pb2.ResolveReviewRequest(
+                        review_id=args.review_id,
+                        decision=review_pb2.ReviewDecision.Value(_DECISION[args.decision]),
+                        reviewer=args.reviewer,
+                        note=args.note,
+                    ),
+                    metadata=md,
+                    timeout=args.timeout,
+                )
         except grpc.aio.AioRpcError as exc:
             print(f"{exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
@@ -102,10 +127,15 @@ async def run(args: argparse.Namespace) -> int:
     if args.review_cmd == "list":
         table = Table("id", "status", "direction", "action", "findings", "flagged at", "text")
         for r in resp.reviews:
-            table.add_row(r.review_id, _name(review_pb2.ReviewStatus, r.status, "REVIEW_STATUS_"),
-                          _name(guard_pb2.Direction, r.direction, "DIRECTION_"), _name(guard_pb2.Action, r.action, "ACTION_"),
-                          ", ".join(sorted({f.type for f in r.findings})), f"{r.create_time.ToDatetime():%Y-%m-%d %H:%M}",
-                          r.redacted_text[:60].replace("\n", " "))
+            table.add_row(
+                r.review_id,
+                _name(review_pb2.ReviewStatus, r.status, "REVIEW_STATUS_"),
+                _name(guard_pb2.Direction, r.direction, "DIRECTION_"),
+                _name(guard_pb2.Action, r.action, "ACTION_"),
+                ", ".join(sorted({f.type for f in r.findings})),
+                f"{r.create_time.ToDatetime():%Y-%m-%d %H:%M}",
+                r.redacted_text[:60].replace("\n", " "),
+            )
         console.print(table)
         if resp.next_page_token:
             console.print(f"more: --page-token {resp.next_page_token}")

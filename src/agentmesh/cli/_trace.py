@@ -23,10 +23,14 @@ from agentmesh.db import create_pool
 from agentmesh.settings import Settings
 from agentmesh.v1 import guard_pb2
 
-RUN = ("SELECT id, thread_id, tenant_id, status, iterations, input_tokens, output_tokens, llm_calls, cost_usd, "
-       "created_at, updated_at FROM runs WHERE id = $1")
-STEPS = ("SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms, created_at "
-         "FROM steps WHERE run_id = $1 ORDER BY idx")
+RUN = (
+    "SELECT id, thread_id, tenant_id, status, iterations, input_tokens, output_tokens, llm_calls, cost_usd, "
+    "created_at, updated_at FROM runs WHERE id = $1"
+)
+STEPS = (
+    "SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms, created_at "
+    "FROM steps WHERE run_id = $1 ORDER BY idx"
+)
 
 
 @dataclass(frozen=True)
@@ -98,39 +102,76 @@ def build_view(run: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> Ru
     for s in steps:
         result = json.loads(s["result"]) if isinstance(s["result"], str) else s["result"]
         end_ms = (s["created_at"] - started).total_seconds() * 1000
-        calls = tuple(CallView(model=c.get("model", ""), input_tokens=int(c.get("input_tokens", 0)),
-                               output_tokens=int(c.get("output_tokens", 0)), start_ms=float(c.get("start_ms", 0.0)),
-                               duration_ms=float(c.get("duration_ms", 0.0)), cost_usd=float(c.get("cost_usd", 0.0)),
-                               attempts=int(c.get("attempts", 1)), stop_reason=c.get("stop_reason", ""))
-                      for c in result.get("llm", []))
-        views.append(StepView(
-            idx=s["idx"], kind=s["kind"], agent=s["agent"], start_ms=max(0.0, end_ms - s["duration_ms"]),
-            duration_ms=float(s["duration_ms"]), input_tokens=s["input_tokens"], output_tokens=s["output_tokens"],
-            llm_calls=s["llm_calls"], cost_usd=float(s["cost_usd"]), detail=_detail(s["kind"], result), calls=calls,
-            tools=tuple((t["name"], bool(t["executed"])) for t in result.get("tools", []))))
+        calls = tuple(
+            CallView(
+                model=c.get("model", ""),
+                input_tokens=int(c.get("input_tokens", 0)),
+                output_tokens=int(c.get("output_tokens", 0)),
+                start_ms=float(c.get("start_ms", 0.0)),
+                duration_ms=float(c.get("duration_ms", 0.0)),
+                cost_usd=float(c.get("cost_usd", 0.0)),
+                attempts=int(c.get("attempts", 1)),
+                stop_reason=c.get("stop_reason", ""),
+            )
+            for c in result.get("llm", [])
+        )
+        views.append(
+            StepView(
+                idx=s["idx"],
+                kind=s["kind"],
+                agent=s["agent"],
+                start_ms=max(0.0, end_ms - s["duration_ms"]),
+                duration_ms=float(s["duration_ms"]),
+                input_tokens=s["input_tokens"],
+                output_tokens=s["output_tokens"],
+                llm_calls=s["llm_calls"],
+                cost_usd=float(s["cost_usd"]),
+                detail=_detail(s["kind"], result),
+                calls=calls,
+                tools=tuple((t["name"], bool(t["executed"])) for t in result.get("tools", [])),
+            )
+        )
     wall_ms = (run["updated_at"] - started).total_seconds() * 1000
-    return RunView(id=str(run["id"]), status=run["status"], tenant=run["tenant_id"], wall_ms=wall_ms,
-                   iterations=run["iterations"], llm_calls=run["llm_calls"], input_tokens=run["input_tokens"],
-                   output_tokens=run["output_tokens"], cost_usd=float(run["cost_usd"]), steps=tuple(views))
+    return RunView(
+        id=str(run["id"]),
+        status=run["status"],
+        tenant=run["tenant_id"],
+        wall_ms=wall_ms,
+        iterations=run["iterations"],
+        llm_calls=run["llm_calls"],
+        input_tokens=run["input_tokens"],
+        output_tokens=run["output_tokens"],
+        cost_usd=float(run["cost_usd"]),
+        steps=tuple(views),
+    )
 
 
 def call_line(n: int, c: CallView) -> str:
     retries = f" · {c.attempts} attempts ({c.retries} {'retry' if c.retries == 1 else 'retries'})" if c.retries else ""
-    return (f"LLM call {n} {c.model} · tokens in {c.input_tokens} out {c.output_tokens} · {c.duration_ms:.0f} ms · "
-            f"${c.cost_usd:.6f} · {c.stop_reason or '?'}{retries}")
+    return (
+        f"LLM call {n} {c.model} · tokens in {c.input_tokens} out {c.output_tokens} · {c.duration_ms:.0f} ms · "
+        f"${c.cost_usd:.6f} · {c.stop_reason or '?'}{retries}"
+    )
 
 
 def render_tree(view: RunView) -> Tree:
     retries = view.attempts - sum(len(s.calls) for s in view.steps)
-    root = Tree(f"[bold]run {view.id}[/] {view.status} · tenant {escape(view.tenant)} · {view.wall_ms:.0f} ms · "
-                f"{view.iterations} iterations · {view.llm_calls} LLM calls"
-                + (f" ({retries} retries)" if retries > 0 else "")
-                + f" · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}")
+    root = Tree(
+        f"[bold]run {view.id}[/] {view.status} · tenant {escape(view.tenant)} · {view.wall_ms:.0f} ms · "
+        f"{view.iterations} iterations · {view.llm_calls} LLM calls"
+        + (f" ({retries} retries)" if retries > 0 else "")
+        + f" · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}"
+    )
     for s in view.steps:
         detail = f" {escape(s.detail)}" if s.detail else ""
-        node = root.add(f"{s.idx:>2} {s.kind:<5} [bold]{escape(s.agent)}[/]{detail} · {s.duration_ms:.0f} ms"
-                        + (f" · LLM calls: {s.llm_calls} · tokens in {s.input_tokens} out {s.output_tokens} · "
-                           f"${s.cost_usd:.6f}" if s.llm_calls else ""))
+        node = root.add(
+            f"{s.idx:>2} {s.kind:<5} [bold]{escape(s.agent)}[/]{detail} · {s.duration_ms:.0f} ms"
+            + (
+                f" · LLM calls: {s.llm_calls} · tokens in {s.input_tokens} out {s.output_tokens} · ${s.cost_usd:.6f}"
+                if s.llm_calls
+                else ""
+            )
+        )
         for n, c in enumerate(s.calls, 1):
             node.add(escape(call_line(n, c)))
         for name, executed in s.tools:

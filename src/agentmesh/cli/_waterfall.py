@@ -30,32 +30,52 @@ def _pct(ms: float, total_ms: float) -> float:
 def _row(css: str, label: str, start_ms: float, duration_ms: float, total_ms: float, meta: str, title: str) -> str:
     left = min(_pct(start_ms, total_ms), 100.0)
     width = max(0.0, min(_pct(duration_ms, total_ms), 100.0 - left))
-    return (f'<div class="row {css}" style="display:contents"><div class="label" title="{escape(title)}">{escape(label)}'
-            f'</div><div class="lane"><div class="bar" style="left:{left}%;width:{width}%" title="{escape(title)}">'
-            f'</div></div><div class="meta">{escape(meta)}</div></div>')
+    return (
+        f'<div class="row {css}" style="display:contents"><div class="label" title="{escape(title)}">{escape(label)}'
+        f'</div><div class="lane"><div class="bar" style="left:{left}%;width:{width}%" title="{escape(title)}">'
+        f'</div></div><div class="meta">{escape(meta)}</div></div>'
+    )
 
 
 def render_html(view: RunView) -> str:
     total = max([view.wall_ms, 1.0] + [s.start_ms + s.duration_ms for s in view.steps])
     # The first and last labels are aligned inside the lane, so they are never cut off.
     shift = {0: "0", 4: "-100%"}
-    ticks = "".join(f'<span style="left:{_pct(total * i / 4, total)}%;transform:translateX({shift.get(i, "-50%")})">'
-                    f"{total * i / 4:.0f} ms</span>" for i in range(5))
+    ticks = "".join(
+        f'<span style="left:{_pct(total * i / 4, total)}%;transform:translateX({shift.get(i, "-50%")})">'
+        f"{total * i / 4:.0f} ms</span>"
+        for i in range(5)
+    )
     rows = [f'<div></div><div class="axis">{ticks}</div><div></div>']
     for s in view.steps:
         label = f"{s.idx} {s.kind} {s.agent} {s.detail}".strip()
-        meta = f"{s.duration_ms:.0f} ms" + (f" · {s.input_tokens}/{s.output_tokens} tok · ${s.cost_usd:.6f}"
-                                             if s.llm_calls else "")
+        meta = f"{s.duration_ms:.0f} ms" + (
+            f" · {s.input_tokens}/{s.output_tokens} tok · ${s.cost_usd:.6f}" if s.llm_calls else ""
+        )
         rows.append(_row(s.kind, label, s.start_ms, s.duration_ms, total, meta, f"{label} · {meta}"))
         for n, c in enumerate(s.calls, 1):
             # Calls are placed inside their step from the offset the calling service recorded.
             start = s.start_ms + min(c.start_ms, max(0.0, s.duration_ms - c.duration_ms))
             meta = f"{c.duration_ms:.0f} ms · {c.input_tokens}/{c.output_tokens} tok" + (
-                f" · {c.retries} retr{'y' if c.retries == 1 else 'ies'}" if c.retries else "")
-            rows.append(_row("call retried" if c.retries else "call", f"LLM call {n} {c.model}", start, c.duration_ms,
-                             total, meta, call_line(n, c)))
-    summary = (f"{view.status} · tenant {view.tenant} · {view.wall_ms:.0f} ms · {view.iterations} iterations · "
-               f"{view.llm_calls} LLM calls · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}")
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>run {escape(view.id)}</title>'
-            f"<style>{_CSS}</style></head>\n<body><h1>run {escape(view.id)}</h1>"
-            f'<p class="summary">{escape(summary)}</p>\n<div class="wf">\n' + "\n".join(rows) + "\n</div></body></html>\n")
+                f" · {c.retries} retr{'y' if c.retries == 1 else 'ies'}" if c.retries else ""
+            )
+            rows.append(
+                _row(
+                    "call retried" if c.retries else "call",
+                    f"LLM call {n} {c.model}",
+                    start,
+                    c.duration_ms,
+                    total,
+                    meta,
+                    call_line(n, c),
+                )
+            )
+    summary = (
+        f"{view.status} · tenant {view.tenant} · {view.wall_ms:.0f} ms · {view.iterations} iterations · "
+        f"{view.llm_calls} LLM calls · tokens {view.input_tokens}/{view.output_tokens} · ${view.cost_usd:.6f}"
+    )
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>run {escape(view.id)}</title>'
+        f"<style>{_CSS}</style></head>\n<body><h1>run {escape(view.id)}</h1>"
+        f'<p class="summary">{escape(summary)}</p>\n<div class="wf">\n' + "\n".join(rows) + "\n</div></body></html>\n"
+    )

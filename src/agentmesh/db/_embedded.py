@@ -18,8 +18,9 @@ def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
         try:
             import pgserver  # imported here: it registers atexit handlers and only the launcher needs it
         except ImportError as exc:
-            raise RuntimeError("no DATABASE_URL and no embedded Postgres: set DATABASE_URL or pip install "
-                               "'agentmesh[local]'") from exc
+            raise RuntimeError(
+                "no DATABASE_URL and no embedded Postgres: set DATABASE_URL or pip install 'agentmesh[local]'"
+            ) from exc
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
 
     def stop() -> None:

@@ -39,8 +39,13 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeou
     """A pool that reconnects by itself: asyncpg replaces broken connections on the next acquire."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout_s, command_timeout=30,
-            max_inactive_connection_lifetime=300, reset=_keep_session,
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout_s,
+            command_timeout=30,
+            max_inactive_connection_lifetime=300,
+            reset=_keep_session,
         )
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to Postgres: {type(exc).__name__}") from exc

@@ -55,8 +55,9 @@ def cluster_limits(settings: Settings) -> dict[str, ClusterLimits]:
     number (they only queue while a connection is set up); connections keep the default, since HTTP/2 needs
     few of them."""
     return {
-        name: ClusterLimits(max_pending_requests=settings.gateway_max_requests(name),
-                            max_requests=settings.gateway_max_requests(name))
+        name: ClusterLimits(
+            max_pending_requests=settings.gateway_max_requests(name), max_requests=settings.gateway_max_requests(name)
+        )
         for name in SERVICES
     }
 
@@ -105,8 +106,14 @@ class OtlpCollector:
     """Share of calls arriving without a trace that start one (a caller's sampled flag is kept)."""
 
     @classmethod
-    def from_endpoint(cls, endpoint: str | None, protocol: str, *, sampler: str = "parentbased_always_on",
-                      sampler_arg: float | None = None) -> OtlpCollector | None:
+    def from_endpoint(
+        cls,
+        endpoint: str | None,
+        protocol: str,
+        *,
+        sampler: str = "parentbased_always_on",
+        sampler_arg: float | None = None,
+    ) -> OtlpCollector | None:
         """From OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL and OTEL_TRACES_SAMPLER(_ARG), as the
         services read them. None when unset, or for https (the gateway's collector cluster speaks plaintext)."""
         if not endpoint:
@@ -118,8 +125,12 @@ class OtlpCollector:
         ratio = {"always_off": 0.0, "parentbased_always_off": 0.0}.get(sampler, 1.0)
         if sampler.endswith("traceidratio"):
             ratio = 1.0 if sampler_arg is None else min(1.0, max(0.0, sampler_arg))
-        return cls(host=url.hostname, port=url.port or (4317 if protocol == "grpc" else 4318), protocol=protocol,
-                   sample_percent=round(100 * ratio, 4))
+        return cls(
+            host=url.hostname,
+            port=url.port or (4317 if protocol == "grpc" else 4318),
+            protocol=protocol,
+            sample_percent=round(100 * ratio, 4),
+        )
 
 
 # Where Envoy finds the CAs that sign the provider's certificate: the envoyproxy image's and Debian's bundle.
@@ -156,8 +167,13 @@ class LLMEgress:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"LLM provider URL {url!r}: expected http(s)://HOST[:PORT]")
         tls = parts.scheme == "https"
-        return cls(listen=listen, provider=(parts.hostname, parts.port or (443 if tls else 80)), concurrency=concurrency,
-                   tls=tls, ca_file=ca_file)
+        return cls(
+            listen=listen,
+            provider=(parts.hostname, parts.port or (443 if tls else 80)),
+            concurrency=concurrency,
+            tls=tls,
+            ca_file=ca_file,
+        )
 
     @property
     def host_header(self) -> str:
@@ -177,8 +193,12 @@ class LLMEgress:
 
 def system_ca_file() -> str:
     """The CA bundle of this machine, for a local Envoy that talks TLS to the provider."""
-    candidates = [ssl.get_default_verify_paths().cafile, DEFAULT_CA_FILE, "/etc/pki/tls/certs/ca-bundle.crt",
-                  "/etc/ssl/cert.pem"]
+    candidates = [
+        ssl.get_default_verify_paths().cafile,
+        DEFAULT_CA_FILE,
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
     for path in candidates:
         if path and Path(path).is_file():
             return path
@@ -264,8 +284,9 @@ def local_spec(
         )
         for name, replica_ports in ports.items()
     )
-    return GatewaySpec(public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp,
-                       egress=egress)
+    return GatewaySpec(
+        public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp, egress=egress
+    )
 
 
 def compose_spec() -> GatewaySpec:
@@ -327,13 +348,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.render", description="Print the gateway's Envoy config.")
     parser.add_argument("--target", choices=("local", "compose", "k8s"), required=True)
     parser.add_argument("--namespace", default="agentmesh", help="k8s only")
-    parser.add_argument("--tls-dir", default=None,
-                        help="mTLS to the services: the directory of `agentmesh certs` files as Envoy sees it")
-    parser.add_argument("--llm-mesh-concurrency", type=int, default=0,
-                        help="add the LLM egress listener (port 8082) with this many provider calls in flight; "
-                             "0 (default): none")
-    parser.add_argument("--llm-provider", default=None,
-                        help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})")
+    parser.add_argument(
+        "--tls-dir",
+        default=None,
+        help="mTLS to the services: the directory of `agentmesh certs` files as Envoy sees it",
+    )
+    parser.add_argument(
+        "--llm-mesh-concurrency",
+        type=int,
+        default=0,
+        help="add the LLM egress listener (port 8082) with this many provider calls in flight; 0 (default): none",
+    )
+    parser.add_argument(
+        "--llm-provider",
+        default=None,
+        help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})",
+    )
     args = parser.parse_args(argv)
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
@@ -349,8 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
         url = args.llm_provider or (settings.sim_url if local else ANTHROPIC_API_URL)
         # compose/k8s: the declared default port, not the shell's environment (as for the services' ports).
-        listen = (_split_addr(settings.gateway_egress_addr) if local
-                  else ("0.0.0.0", _split_addr(str(Settings.model_fields["gateway_egress_addr"].default))[1]))
+        listen = (
+            _split_addr(settings.gateway_egress_addr)
+            if local
+            else ("0.0.0.0", _split_addr(str(Settings.model_fields["gateway_egress_addr"].default))[1])
+        )
         egress = LLMEgress.for_url(url, listen=listen, concurrency=args.llm_mesh_concurrency)
         if egress.tls and local:
             egress = dataclasses.replace(egress, ca_file=system_ca_file())

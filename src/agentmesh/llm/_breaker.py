@@ -106,7 +106,12 @@ class CircuitBreaker:
         if old is state:
             return
         self.transitions += 1
-        log.warning("circuit breaker %s: %s -> %s", self._name, old.value, state.value,
-                    extra={"breaker": self._name, "from": old.value, "to": state.value})
+        log.warning(
+            "circuit breaker %s: %s -> %s",
+            self._name,
+            old.value,
+            state.value,
+            extra={"breaker": self._name, "from": old.value, "to": state.value},
+        )
         if self._on_change:
             self._on_change(old, state)

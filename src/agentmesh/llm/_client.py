@@ -190,20 +190,32 @@ class LLMClient:
 
         Raises LLMUnavailable (incl. CircuitOpen), LLMRateLimited, LLMRequestRejected or DeadlineExceeded."""
         model = model or self._s.model
-        call = functools.partial(self._complete, system=system, messages=messages, max_tokens=max_tokens, tools=tools,
-                                 model=model, deadline=deadline, stream=stream)
+        call = functools.partial(
+            self._complete,
+            system=system,
+            messages=messages,
+            max_tokens=max_tokens,
+            tools=tools,
+            model=model,
+            deadline=deadline,
+            stream=stream,
+        )
         inst = self._instruments
         if inst is None:
             return await call()
         started = time.perf_counter()
         # Tracing off: the same path, timed, with no span to annotate.
-        opened = contextlib.nullcontext() if inst.tracer is None else inst.tracer.start_as_current_span(
-            f"chat {model}",
-            kind=SpanKind.CLIENT,
-            attributes=inst.request_attributes(model, max_tokens, attributes),
-            # Exception events carry messages and stack traces; we record a stable error type instead.
-            record_exception=False,
-            set_status_on_exception=False,
+        opened = (
+            contextlib.nullcontext()
+            if inst.tracer is None
+            else inst.tracer.start_as_current_span(
+                f"chat {model}",
+                kind=SpanKind.CLIENT,
+                attributes=inst.request_attributes(model, max_tokens, attributes),
+                # Exception events carry messages and stack traces; we record a stable error type instead.
+                record_exception=False,
+                set_status_on_exception=False,
+            )
         )
         with opened as span:
             try:
@@ -217,16 +229,18 @@ class LLMClient:
                 inst.observe(model, outcome, started)
                 raise
             if span is not None:
-                span.set_attributes({
-                    "gen_ai.response.model": result.model,
-                    "gen_ai.usage.input_tokens": result.input_tokens,
-                    "gen_ai.usage.output_tokens": result.output_tokens,
-                    "gen_ai.response.finish_reasons": [result.stop_reason or "unknown"],
-                    "agentmesh.llm.attempts": result.attempts,
-                    "agentmesh.llm.retries": result.attempts - 1,
-                    "agentmesh.cost_usd": result.cost_usd,
-                    "agentmesh.breaker.state": self.breaker.state.value,
-                })
+                span.set_attributes(
+                    {
+                        "gen_ai.response.model": result.model,
+                        "gen_ai.usage.input_tokens": result.input_tokens,
+                        "gen_ai.usage.output_tokens": result.output_tokens,
+                        "gen_ai.response.finish_reasons": [result.stop_reason or "unknown"],
+                        "agentmesh.llm.attempts": result.attempts,
+                        "agentmesh.llm.retries": result.attempts - 1,
+                        "agentmesh.cost_usd": result.cost_usd,
+                        "agentmesh.breaker.state": self.breaker.state.value,
+                    }
+                )
         inst.observe(result.model or model, "ok", started)
         return result
 
@@ -243,7 +257,12 @@ class LLMClient:
     ) -> LLMResult:
         """The call itself: retries, limiter, breaker and accounting, without the span or the histogram."""
         use_stream = self._s.llm_stream if stream is None else stream
-        kwargs: dict[str, Any] = {"model": model, "system": system, "messages": list(messages), "max_tokens": max_tokens}
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "system": system,
+            "messages": list(messages),
+            "max_tokens": max_tokens,
+        }
         if tools:
             kwargs["tools"] = list(tools)
         started = self._clock()
@@ -284,13 +303,28 @@ class LLMClient:
         self.stats.output_tokens += usage_out
         self.stats.cost_usd += cost
         latency_ms = (self._clock() - started) * 1000
-        log.info("llm call", extra={"model": model, "input_tokens": usage_in, "output_tokens": usage_out,
-                                    "cost_usd": round(cost, 6), "attempts": call.attempts,
-                                    "latency_ms": round(latency_ms, 1)})
+        log.info(
+            "llm call",
+            extra={
+                "model": model,
+                "input_tokens": usage_in,
+                "output_tokens": usage_out,
+                "cost_usd": round(cost, 6),
+                "attempts": call.attempts,
+                "latency_ms": round(latency_ms, 1),
+            },
+        )
         return LLMResult(
-            text=result["text"], tool_uses=result["tool_uses"], content=result["content"],
-            stop_reason=result["stop_reason"], model=result["model"], input_tokens=usage_in,
-            output_tokens=usage_out, cost_usd=cost, attempts=call.attempts, latency_ms=latency_ms,
+            text=result["text"],
+            tool_uses=result["tool_uses"],
+            content=result["content"],
+            stop_reason=result["stop_reason"],
+            model=result["model"],
+            input_tokens=usage_in,
+            output_tokens=usage_out,
+            cost_usd=cost,
+            attempts=call.attempts,
+            latency_ms=latency_ms,
         )
 
     # --- one attempt -----------------------------------------------------------------------------
@@ -312,8 +346,9 @@ class LLMClient:
             cut_by_deadline = left < self._s.llm_timeout_s
             self.stats.attempts += 1
             try:
-                message, at_capacity = await asyncio.wait_for(self._send(kwargs, use_stream),
-                                                              min(left, self._s.llm_timeout_s))
+                message, at_capacity = await asyncio.wait_for(
+                    self._send(kwargs, use_stream), min(left, self._s.llm_timeout_s)
+                )
             except BaseException as exc:
                 if isinstance(exc, TimeoutError) and cut_by_deadline:
                     # The caller's deadline, not the provider, ended this attempt: not a provider fault.
@@ -328,8 +363,14 @@ class LLMClient:
                     self.stats.failures[failure.kind] += 1
                     if failure.rate_limited:
                         outcome = Outcome.RATE_LIMITED
-                    log.info("llm attempt failed", extra={"kind": failure.kind, "retry_after_s": failure.retry_after_s,
-                                                          "concurrency_limit": round(self._limiter.limit, 2)})
+                    log.info(
+                        "llm attempt failed",
+                        extra={
+                            "kind": failure.kind,
+                            "retry_after_s": failure.retry_after_s,
+                            "concurrency_limit": round(self._limiter.limit, 2),
+                        },
+                    )
                 raise
             self.breaker.record_success(probe=probe)
             outcome = Outcome.AT_CAPACITY if at_capacity else Outcome.SUCCESS
@@ -383,9 +424,13 @@ class LLMClient:
                 tool_uses.append(ToolUse(id=block.id, name=block.name, input=tool_input))
                 content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
         return {
-            "text": "".join(text_parts), "tool_uses": tuple(tool_uses), "content": content,
-            "stop_reason": msg.stop_reason, "model": msg.model,
-            "input_tokens": msg.usage.input_tokens, "output_tokens": msg.usage.output_tokens,
+            "text": "".join(text_parts),
+            "tool_uses": tuple(tool_uses),
+            "content": content,
+            "stop_reason": msg.stop_reason,
+            "model": msg.model,
+            "input_tokens": msg.usage.input_tokens,
+            "output_tokens": msg.usage.output_tokens,
         }, headers.get("anthropic-ratelimit-requests-remaining") == "0"
 
     # --- retry policy ----------------------------------------------------------------------------
@@ -401,13 +446,22 @@ class LLMClient:
         wait = failure.retry_after_s
         if wait is not None:
             if wait > self._s.llm_retry_after_cap_s:
-                raise _GiveUp(failure, exc, f"it asked to wait {wait:.1f}s, above the cap of "
-                              f"{self._s.llm_retry_after_cap_s:.0f}s", "retry_after_above_cap")
+                raise _GiveUp(
+                    failure,
+                    exc,
+                    f"it asked to wait {wait:.1f}s, above the cap of {self._s.llm_retry_after_cap_s:.0f}s",
+                    "retry_after_above_cap",
+                )
             left = call.deadline - self._clock()
             if wait > left:
                 # Sleeping past the deadline helps nobody: say so now, while the caller can still act on it.
-                raise _GiveUp(failure, exc, f"it asked to wait {wait:.1f}s (retry-after), more than the {max(0.0, left):.1f}s "
-                              f"left before the deadline", "retry_after_beyond_deadline")
+                raise _GiveUp(
+                    failure,
+                    exc,
+                    f"it asked to wait {wait:.1f}s (retry-after), more than the {max(0.0, left):.1f}s "
+                    f"left before the deadline",
+                    "retry_after_beyond_deadline",
+                )
         return True
 
     def _stop(self, call: _CallState, state: RetryCallState) -> bool:
@@ -430,16 +484,22 @@ class LLMClient:
     def _map(self, exc: BaseException, failure: Failure, attempts: int, *, extra: str = "") -> Exception:
         where = f"after {attempts} attempt{'s' if attempts != 1 else ''}{extra}"
         if isinstance(exc, anthropic.APIStatusError) and exc.status_code in NEVER_RETRY:
-            return LLMRequestRejected(f"the LLM provider rejected the request ({exc.status_code} {exc.type or ''})".strip()
-                                      + f" {where}")
+            return LLMRequestRejected(
+                f"the LLM provider rejected the request ({exc.status_code} {exc.type or ''})".strip() + f" {where}"
+            )
         if failure.kind == EGRESS_OVERLOADED:
-            return LLMUnavailable(f"the mesh's LLM egress queue is full (AGENTMESH_LLM_MESH_CONCURRENCY calls in flight and "
-                                  f"its queue at its limit) {where}", retry_after_s=failure.retry_after_s)
+            return LLMUnavailable(
+                f"the mesh's LLM egress queue is full (AGENTMESH_LLM_MESH_CONCURRENCY calls in flight and "
+                f"its queue at its limit) {where}",
+                retry_after_s=failure.retry_after_s,
+            )
         what = failure.kind
         if isinstance(exc, anthropic.APIStatusError) and exc.type and exc.status_code != 200:
             what = f"{exc.status_code} {exc.type}"
         if failure.rate_limited:
-            return LLMRateLimited(f"the LLM provider is rate limiting ({what}) {where}", retry_after_s=failure.retry_after_s)
+            return LLMRateLimited(
+                f"the LLM provider is rate limiting ({what}) {where}", retry_after_s=failure.retry_after_s
+            )
         return LLMUnavailable(f"the LLM provider is unavailable ({what}) {where}", retry_after_s=failure.retry_after_s)
 
     # --- metrics -----------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ class LLMInstruments:
         if self.call_seconds is not None:
             self.call_seconds.labels(self.agent, model, outcome).observe(time.perf_counter() - started)
 
-    def request_attributes(self, model: str, max_tokens: int,
-                           extra: Mapping[str, AttributeValue] | None) -> dict[str, AttributeValue]:
+    def request_attributes(
+        self, model: str, max_tokens: int, extra: Mapping[str, AttributeValue] | None
+    ) -> dict[str, AttributeValue]:
         """A call's span attributes known before it is sent; `extra` (e.g. run id and step) from the caller."""
         return {
             "gen_ai.operation.name": "chat",

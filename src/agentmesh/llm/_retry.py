@@ -96,7 +96,9 @@ def classify(exc: BaseException) -> Failure | None:
     if _is_cut(exc):
         # Older SDKs let a connection cut mid-stream surface raw, not as an anthropic.APIError.
         return Failure(True, True, False, None, "stream_cut")
-    if isinstance(exc, httpx2.TransportError) or (isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError)):
+    if isinstance(exc, httpx2.TransportError) or (
+        isinstance(exc, aiohttp.ClientError) and not isinstance(exc, TimeoutError)
+    ):
         return Failure(True, True, False, None, "connection")
     if isinstance(exc, TruncatedStream):
         return Failure(True, True, False, None, "stream_truncated")

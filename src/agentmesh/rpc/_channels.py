@@ -18,21 +18,26 @@ class GatewayChannels:
     """Owns the channel to the gateway; `metadata(upstream)` gives the headers that pick a cluster.
     `interceptors` (tracing's client interceptors) add a span and the W3C traceparent to every call."""
 
-    def __init__(self, gateway_internal_addr: str, *, internal_token: str | None,
-                 credentials: grpc.ChannelCredentials | None = None,
-                 interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
+    def __init__(
+        self,
+        gateway_internal_addr: str,
+        *,
+        internal_token: str | None,
+        credentials: grpc.ChannelCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    ) -> None:
         options: list[tuple[str, int | str]] = [
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 30_000),
         ]
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(gateway_internal_addr, options=options,
-                                                      interceptors=interceptors)
+            self._channel = grpc.aio.insecure_channel(gateway_internal_addr, options=options, interceptors=interceptors)
         else:
             # mTLS: the gateway is verified by the name in its certificate, whatever address reaches it.
             options.append(("grpc.ssl_target_name_override", "gateway"))
-            self._channel = grpc.aio.secure_channel(gateway_internal_addr, credentials, options=options,
-                                                    interceptors=interceptors)
+            self._channel = grpc.aio.secure_channel(
+                gateway_internal_addr, credentials, options=options, interceptors=interceptors
+            )
         self._token = internal_token
 
     @property

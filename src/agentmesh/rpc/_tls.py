@@ -42,23 +42,27 @@ class CertFiles:
         files = cls(tls_dir / f"{CA}.crt", tls_dir / f"{name}.crt", tls_dir / f"{name}.key")
         missing = [str(p) for p in (files.ca, files.cert, files.key) if not p.is_file()]
         if missing:
-            raise InvalidArgument(f"AGENTMESH_TLS_DIR lacks {', '.join(missing)}: run `agentmesh certs --dir {tls_dir}`",
-                                  reason="TLS_FILES_MISSING")
+            raise InvalidArgument(
+                f"AGENTMESH_TLS_DIR lacks {', '.join(missing)}: run `agentmesh certs --dir {tls_dir}`",
+                reason="TLS_FILES_MISSING",
+            )
         return files
 
 
 def server_credentials(tls_dir: Path, name: str) -> grpc.ServerCredentials:
     """TLS with a required client certificate from the mesh's CA."""
     f = CertFiles.of(tls_dir, name)
-    return grpc.ssl_server_credentials([(f.key.read_bytes(), f.cert.read_bytes())],
-                                       root_certificates=f.ca.read_bytes(), require_client_auth=True)
+    return grpc.ssl_server_credentials(
+        [(f.key.read_bytes(), f.cert.read_bytes())], root_certificates=f.ca.read_bytes(), require_client_auth=True
+    )
 
 
 def channel_credentials(tls_dir: Path, name: str) -> grpc.ChannelCredentials:
     """Client side: trust only the mesh's CA and present `name`'s certificate."""
     f = CertFiles.of(tls_dir, name)
-    return grpc.ssl_channel_credentials(root_certificates=f.ca.read_bytes(), private_key=f.key.read_bytes(),
-                                        certificate_chain=f.cert.read_bytes())
+    return grpc.ssl_channel_credentials(
+        root_certificates=f.ca.read_bytes(), private_key=f.key.read_bytes(), certificate_chain=f.cert.read_bytes()
+    )
 
 
 def _san(names: Iterable[str]) -> x509.SubjectAlternativeName:
@@ -78,12 +82,19 @@ def _write(path: Path, data: bytes, *, private: bool) -> None:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def generate_certs(tls_dir: Path, names: Sequence[str], *, extra_hosts: Sequence[str] = (), days: int = 365,
-                   now: dt.datetime | None = None) -> list[Path]:
+def generate_certs(
+    tls_dir: Path,
+    names: Sequence[str],
+    *,
+    extra_hosts: Sequence[str] = (),
+    days: int = 365,
+    now: dt.datetime | None = None,
+) -> list[Path]:
     """A new CA and, for each name, a certificate (server and client use) with SANs: the name, extra_hosts
     (e.g. Kubernetes service names) and loopback. Keys are written 0600. Returns the files written."""
     tls_dir.mkdir(parents=True, exist_ok=True)
@@ -92,12 +103,28 @@ def generate_certs(tls_dir: Path, names: Sequence[str], *, extra_hosts: Sequence
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentmesh CA")])
     ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     written = [tls_dir / f"{CA}.crt", tls_dir / f"{CA}.key"]
@@ -109,12 +136,17 @@ def generate_certs(tls_dir: Path, names: Sequence[str], *, extra_hosts: Sequence
         cert = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_san([name, *extra_hosts, *_LOCAL_NAMES]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
             .sign(ca_key, hashes.SHA256())
         )
         _write(tls_dir / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM), private=False)

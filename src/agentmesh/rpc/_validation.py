@@ -73,7 +73,7 @@ def _bad_utf8_field(data: bytes, desc: descriptor.Descriptor, depth: int = 0) ->
                 pos += 4
             elif wire == 2:
                 size, pos = _varint(data, pos)
-                chunk, pos = data[pos:pos + size], pos + size
+                chunk, pos = data[pos : pos + size], pos + size
                 field = desc.fields_by_number.get(number)
                 if field is None:
                     continue
@@ -110,10 +110,12 @@ class RequestValidator:
             name = _short(desc.full_name) if desc is not None else "request"
             bad = _bad_utf8_field(raw, desc) if desc is not None else None
             if bad is not None:
-                raise InvalidArgument(f"{name}.{bad}: not valid UTF-8 (protobuf strings must be UTF-8)",
-                                      reason="INVALID_UTF8") from None
-            raise InvalidArgument(f"{name}: the request bytes are not a valid {name} message ({exc})",
-                                  reason="MALFORMED_REQUEST") from None
+                raise InvalidArgument(
+                    f"{name}.{bad}: not valid UTF-8 (protobuf strings must be UTF-8)", reason="INVALID_UTF8"
+                ) from None
+            raise InvalidArgument(
+                f"{name}: the request bytes are not a valid {name} message ({exc})", reason="MALFORMED_REQUEST"
+            ) from None
         if isinstance(request, message.Message):
             self.check(request)
         return request
@@ -134,7 +136,8 @@ class RequestValidator:
             if chars > limit.max_chars:
                 raise InvalidArgument(
                     f"{_short(name)}.{field}: {chars} characters is over the limit of {limit.max_chars} ({limit.setting})",
-                    reason="TEXT_TOO_LONG")
+                    reason="TEXT_TOO_LONG",
+                )
 
 
 class ValidationInterceptor(grpc.aio.ServerInterceptor):

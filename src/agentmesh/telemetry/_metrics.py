@@ -36,12 +36,18 @@ class RpcMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.handled = Counter(
-            "agentmesh_grpc_server_handled", "gRPC calls this server finished, by method and final status code.",
-            ["grpc_service", "grpc_method", "grpc_code"], registry=registry)
+            "agentmesh_grpc_server_handled",
+            "gRPC calls this server finished, by method and final status code.",
+            ["grpc_service", "grpc_method", "grpc_code"],
+            registry=registry,
+        )
         self.seconds = Histogram(
             "agentmesh_grpc_server_handling_seconds",
             "Time from a call's arrival to its last message or status (a Run stream: the whole run).",
-            ["grpc_service", "grpc_method"], buckets=RPC_BUCKETS, registry=registry)
+            ["grpc_service", "grpc_method"],
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
 
 
 def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
@@ -50,7 +56,9 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
         return code
     if isinstance(exc, asyncio.CancelledError):
         remaining = context.time_remaining()
-        return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+        return (
+            grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+        )
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 
@@ -144,39 +152,53 @@ class LLMStatsCollector(Collector):
 
         yield counter("agentmesh_llm_calls", "Logical LLM calls started (each may take several attempts).", s.calls)
         yield counter("agentmesh_llm_attempts", "HTTP attempts sent to the LLM provider.", s.attempts)
-        failed = CounterMetricFamily("agentmesh_llm_failed_attempts",
-                                     "LLM attempts that failed, by cause (429, 529, 500, timeout, connection, "
-                                     "stream_cut, ...); every one but a call's last was retried.",
-                                     labels=[*names, "cause"])
+        failed = CounterMetricFamily(
+            "agentmesh_llm_failed_attempts",
+            "LLM attempts that failed, by cause (429, 529, 500, timeout, connection, "
+            "stream_cut, ...); every one but a call's last was retried.",
+            labels=[*names, "cause"],
+        )
         for cause, n in sorted(s.failures.items()):
             failed.add_metric([*base, cause], n)
         yield failed
-        fast = CounterMetricFamily("agentmesh_llm_fast_failures",
-                                   "LLM calls refused without a further attempt, by reason (circuit_open, deadline, ...).",
-                                   labels=[*names, "reason"])
+        fast = CounterMetricFamily(
+            "agentmesh_llm_fast_failures",
+            "LLM calls refused without a further attempt, by reason (circuit_open, deadline, ...).",
+            labels=[*names, "reason"],
+        )
         for reason, n in sorted(s.fast_failures.items()):
             fast.add_metric([*base, reason], n)
         yield fast
-        tokens = CounterMetricFamily("agentmesh_llm_tokens", "Tokens billed by the LLM provider, by type.",
-                                     labels=[*names, "type"])
+        tokens = CounterMetricFamily(
+            "agentmesh_llm_tokens", "Tokens billed by the LLM provider, by type.", labels=[*names, "type"]
+        )
         tokens.add_metric([*base, "input"], s.input_tokens)
         tokens.add_metric([*base, "output"], s.output_tokens)
         yield tokens
         yield counter("agentmesh_llm_cost_usd", "Cost of the LLM calls in USD (list prices).", s.cost_usd)
         yield _gauge("agentmesh_llm_in_flight", "LLM attempts in flight now.", names, base, s.in_flight)
-        yield _gauge("agentmesh_llm_queued", "LLM calls waiting for a concurrency slot now (queue depth at the limiter).",
-                     names, base, s.queued)
-        yield _gauge("agentmesh_llm_concurrency_limit", "The adaptive concurrency limit now.", names, base,
-                     s.concurrency_limit)
-        state = GaugeMetricFamily("agentmesh_llm_breaker_state",
-                                  "The circuit breaker's state: 1 for the current one, 0 for the others.",
-                                  labels=[*names, "state"])
+        yield _gauge(
+            "agentmesh_llm_queued",
+            "LLM calls waiting for a concurrency slot now (queue depth at the limiter).",
+            names,
+            base,
+            s.queued,
+        )
+        yield _gauge(
+            "agentmesh_llm_concurrency_limit", "The adaptive concurrency limit now.", names, base, s.concurrency_limit
+        )
+        state = GaugeMetricFamily(
+            "agentmesh_llm_breaker_state",
+            "The circuit breaker's state: 1 for the current one, 0 for the others.",
+            labels=[*names, "state"],
+        )
         current = self._llm.breaker.state
         for st in BreakerState:
             state.add_metric([*base, st.value], 1.0 if st is current else 0.0)
         yield state
-        transitions = CounterMetricFamily("agentmesh_llm_breaker_transitions", "Circuit breaker state changes.",
-                                          labels=[*names, "from", "to"])
+        transitions = CounterMetricFamily(
+            "agentmesh_llm_breaker_transitions", "Circuit breaker state changes.", labels=[*names, "from", "to"]
+        )
         for change, n in sorted(s.breaker_transitions.items()):
             old, _, new = change.partition("->")
             transitions.add_metric([*base, old, new], n)
@@ -190,9 +212,13 @@ def _gauge(name: str, doc: str, names: list[str], values: list[str], value: floa
 
 
 def llm_call_seconds(registry: CollectorRegistry) -> Histogram:
-    return Histogram("agentmesh_llm_call_duration_seconds",
-                     "Wall time of one logical LLM call (retries and waits included), by outcome.",
-                     ["agent", "model", "outcome"], buckets=LLM_BUCKETS, registry=registry)
+    return Histogram(
+        "agentmesh_llm_call_duration_seconds",
+        "Wall time of one logical LLM call (retries and waits included), by outcome.",
+        ["agent", "model", "outcome"],
+        buckets=LLM_BUCKETS,
+        registry=registry,
+    )
 
 
 class MetricsServer:
@@ -204,8 +230,9 @@ class MetricsServer:
         self.url = url
 
     @classmethod
-    async def start(cls, registry: CollectorRegistry, host: str, port: int,
-                    serving: Callable[[], bool] | None = None) -> MetricsServer | None:
+    async def start(
+        cls, registry: CollectorRegistry, host: str, port: int, serving: Callable[[], bool] | None = None
+    ) -> MetricsServer | None:
         """Serving, or None (logged) when the port cannot be bound: metrics never stop a service from starting.
         With `serving`, GET /healthz answers 200 SERVING or 503 NOT_SERVING as the gRPC health service does:
         for probes that cannot speak gRPC over mTLS (the kubelet's gRPC probe presents no client certificate)."""

@@ -66,8 +66,14 @@ def setup_telemetry(service: str, settings: Settings) -> Telemetry:
     endpoint = settings.otel_exporter_otlp_endpoint
     provider = None
     if endpoint:
-        provider = _tracing.create_tracer_provider(service, endpoint=endpoint,
-                                                   protocol=settings.otel_exporter_otlp_protocol)
+        provider = _tracing.create_tracer_provider(
+            service, endpoint=endpoint, protocol=settings.otel_exporter_otlp_protocol
+        )
     registry = CollectorRegistry()
-    return Telemetry(service=service, registry=registry, rpc=RpcMetrics(registry),
-                     llm_call_seconds=llm_call_seconds(registry), tracer_provider=provider)
+    return Telemetry(
+        service=service,
+        registry=registry,
+        rpc=RpcMetrics(registry),
+        llm_call_seconds=llm_call_seconds(registry),
+        tracer_provider=provider,
+    )

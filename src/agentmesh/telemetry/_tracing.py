@@ -20,12 +20,14 @@ def create_tracer_provider(service: str, *, endpoint: str, protocol: str) -> Tra
     """A provider exporting in batches to `endpoint`. The sampler comes from OTEL_TRACES_SAMPLER(_ARG) (default:
     parent-based always-on, so a run sampled at the gateway is sampled in every service); batching from
     OTEL_BSP_*; extra resource attributes from OTEL_RESOURCE_ATTRIBUTES."""
-    resource = Resource.create({
-        # OTEL_SERVICE_NAME wins when set (compose sets one per container); else one name per service.
-        SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or f"agentmesh-{service}",
-        SERVICE_NAMESPACE: "agentmesh",
-        SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}",
-    })
+    resource = Resource.create(
+        {
+            # OTEL_SERVICE_NAME wins when set (compose sets one per container); else one name per service.
+            SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME") or f"agentmesh-{service}",
+            SERVICE_NAMESPACE: "agentmesh",
+            SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}",
+        }
+    )
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(_exporter(endpoint, protocol)))
     return provider

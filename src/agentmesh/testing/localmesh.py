@@ -91,8 +91,12 @@ class Mesh:
         return json.loads(urllib.request.urlopen(f"{self.sim}/_sim/stats", timeout=5).read())
 
     def set_faults(self, **faults: Any) -> None:
-        req = urllib.request.Request(f"{self.sim}/_sim/faults", data=json.dumps(faults).encode(), method="PUT",
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.sim}/_sim/faults",
+            data=json.dumps(faults).encode(),
+            method="PUT",
+            headers={"content-type": "application/json"},
+        )
         urllib.request.urlopen(req, timeout=5).read()
 
     def reset_sim(self) -> None:
@@ -132,8 +136,14 @@ class Mesh:
         return out
 
 
-def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str, str] | None = None,
-               up_args: Sequence[str] = (), timeout_s: float = 120) -> Mesh:
+def start_mesh(
+    data_dir: Path,
+    database_url: str | None,
+    *,
+    extra_env: dict[str, str] | None = None,
+    up_args: Sequence[str] = (),
+    timeout_s: float = 120,
+) -> Mesh:
     """`agentmesh up [up_args]` (e.g. ["--replicas", "researcher=2"]) on free ports; returns once it is ready."""
     offset = int((extra_env or {}).get("AGENTMESH_METRICS_PORT_OFFSET", 1000))
     taken: set[int] = set()
@@ -154,8 +164,14 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
     env.pop("DATABASE_URL", None)
     if database_url is not None:  # None: the launcher starts its embedded Postgres under data_dir
         env["DATABASE_URL"] = database_url
-    proc = subprocess.Popen([sys.executable, "-m", "agentmesh", "up", *up_args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentmesh", "up", *up_args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
     ready = threading.Event()
 
@@ -173,8 +189,19 @@ def start_mesh(data_dir: Path, database_url: str | None, *, extra_env: dict[str,
         raise RuntimeError("agentmesh up did not become ready:\n" + "\n".join(lines[-30:]))
     key = next(line.split("dev api key:", 1)[1].strip() for line in lines if "dev api key:" in line)
     sim_url = next(line.split("simulator ready on", 1)[1].strip() for line in lines if "simulator ready on" in line)
-    return Mesh(proc, f"127.0.0.1:{gateway}", f"127.0.0.1:{internal}", f"127.0.0.1:{admin}", sim_url, key, ports,
-                data_dir, env, lines, egress=env["AGENTMESH_GATEWAY_EGRESS_ADDR"])
+    return Mesh(
+        proc,
+        f"127.0.0.1:{gateway}",
+        f"127.0.0.1:{internal}",
+        f"127.0.0.1:{admin}",
+        sim_url,
+        key,
+        ports,
+        data_dir,
+        env,
+        lines,
+        egress=env["AGENTMESH_GATEWAY_EGRESS_ADDR"],
+    )
 
 
 def stop_mesh(proc: subprocess.Popen[str], timeout_s: float = 30) -> int | None:

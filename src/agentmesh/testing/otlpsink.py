@@ -59,17 +59,25 @@ class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
         if self._server is not None:
             self._server.stop(grace=1).wait()
 
-    def Export(self, request: trace_service_pb2.ExportTraceServiceRequest,
-               context: grpc.ServicerContext) -> trace_service_pb2.ExportTraceServiceResponse:
+    def Export(
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
         spans = []
         for rs in request.resource_spans:
             service = next((kv.value.string_value for kv in rs.resource.attributes if kv.key == "service.name"), "")
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    spans.append(ReceivedSpan(
-                        service=service, name=s.name, trace_id=s.trace_id.hex(), span_id=s.span_id.hex(),
-                        parent_span_id=s.parent_span_id.hex(), kind=s.kind,
-                        attributes={kv.key: _value(kv.value) for kv in s.attributes}))
+                    spans.append(
+                        ReceivedSpan(
+                            service=service,
+                            name=s.name,
+                            trace_id=s.trace_id.hex(),
+                            span_id=s.span_id.hex(),
+                            parent_span_id=s.parent_span_id.hex(),
+                            kind=s.kind,
+                            attributes={kv.key: _value(kv.value) for kv in s.attributes},
+                        )
+                    )
         with self._lock:
             self._count += len(spans)
             if self._keep:

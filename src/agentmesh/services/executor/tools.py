@@ -31,8 +31,13 @@ class ClockArgs(BaseModel):
 
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
 }
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
@@ -109,7 +114,9 @@ class Registry:
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         tool = self._tools.get(name)
         if tool is None:
-            return ToolOutcome(False, f"refused: '{name[:64]}' is not an allowed tool (allowed: {', '.join(self._tools)})")
+            return ToolOutcome(
+                False, f"refused: '{name[:64]}' is not an allowed tool (allowed: {', '.join(self._tools)})"
+            )
         try:
             args = tool.args.model_validate(arguments)
         except ValidationError as exc:

@@ -28,8 +28,19 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "detectors": ("FINDING_TYPES", "Finding", "detect"),
-    "policy": ("Action", "Decision", "Direction", "Policy", "PolicyError", "PolicyFinding", "PolicySource", "Rule",
-               "decide", "load_policy", "restore"),
+    "policy": (
+        "Action",
+        "Decision",
+        "Direction",
+        "Policy",
+        "PolicyError",
+        "PolicyFinding",
+        "PolicySource",
+        "Rule",
+        "decide",
+        "load_policy",
+        "restore",
+    ),
     "servicer": ("GuardServicer", "ReviewServicer"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

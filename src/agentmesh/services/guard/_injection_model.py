@@ -164,8 +164,12 @@ class InjectionModel:
             _vocab=MappingProxyType(vocab),
             _openers=MappingProxyType(openers),
         )
-        if not (model.flag_logit < model.top_logit and 0.5 <= model.cap < 0.9 and model.window_sentences >= 1
-                and model.max_words >= 1):
+        if not (
+            model.flag_logit < model.top_logit
+            and 0.5 <= model.cap < 0.9
+            and model.window_sentences >= 1
+            and model.max_words >= 1
+        ):
             raise ValueError("injection model: calibration or window out of range")
         return model
 

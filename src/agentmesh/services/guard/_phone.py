@@ -19,8 +19,18 @@ from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY
 
 # The order `_number_type_helper` tries them in; any match makes the number valid.
-_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail",
-          "fixed_line", "mobile")
+_TYPES = (
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
 _ANY_LENGTH = range(1, 18)  # a description without possible lengths takes the general one's (at most 17 digits)
 
 
@@ -46,10 +56,15 @@ def _region(metadata: Any) -> _Region:
     by_length: dict[int, re.Pattern[str]] = {}
     if _usable(general):
         for length in _lengths(general) or _ANY_LENGTH:
-            alternatives = [f"(?:{d.national_number_pattern})" for d in types
-                            if _usable(d) and (not _lengths(d) or length in _lengths(d))]
+            alternatives = [
+                f"(?:{d.national_number_pattern})"
+                for d in types
+                if _usable(d) and (not _lengths(d) or length in _lengths(d))
+            ]
             if alternatives:
-                by_length[length] = re.compile(f"(?=(?:{general.national_number_pattern})\\Z)(?:{'|'.join(alternatives)})")
+                by_length[length] = re.compile(
+                    f"(?=(?:{general.national_number_pattern})\\Z)(?:{'|'.join(alternatives)})"
+                )
     leading = re.compile(metadata.leading_digits) if metadata.leading_digits is not None else None
     return _Region(leading, MappingProxyType(by_length))
 
@@ -58,8 +73,11 @@ def _region(metadata: Any) -> _Region:
 def _regions(country_code: int) -> tuple[_Region, ...]:
     out = []
     for code in COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
-        metadata = (PhoneMetadata.metadata_for_nongeo_region(country_code, None) if code == REGION_CODE_FOR_NON_GEO_ENTITY
-                    else PhoneMetadata.metadata_for_region(code, None))
+        metadata = (
+            PhoneMetadata.metadata_for_nongeo_region(country_code, None)
+            if code == REGION_CODE_FOR_NON_GEO_ENTITY
+            else PhoneMetadata.metadata_for_region(code, None)
+        )
         if metadata is not None:
             out.append(_region(metadata))
     return tuple(out)

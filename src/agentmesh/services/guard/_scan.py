@@ -56,8 +56,11 @@ def _prefixes(items: Any, prefix: str) -> set[str]:
 
 def _is_space(items: Any) -> bool:
     inner = list(items)
-    return len(inner) == 1 and inner[0][0] is _sre.IN and [c for _, c in inner[0][1]] in (
-        [_sre.CATEGORY_SPACE], [_sre.CATEGORY_UNI_SPACE])
+    return (
+        len(inner) == 1
+        and inner[0][0] is _sre.IN
+        and [c for _, c in inner[0][1]] in ([_sre.CATEGORY_SPACE], [_sre.CATEGORY_UNI_SPACE])
+    )
 
 
 def bounded(prefixes: set[str], limit: int = _MAX_PREFIXES) -> set[str]:

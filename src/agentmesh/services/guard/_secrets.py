@@ -17,12 +17,30 @@ from types import MappingProxyType
 from agentmesh.services.guard._scan import PrefixScan
 from agentmesh.services.guard._text import CONTEXT_CHARS, Finding, Scan, as_scan, context_words, near
 
-_SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType({
-    "private_key": 0.99, "aws": 0.95, "github": 0.95, "gitlab": 0.95, "slack": 0.9, "slack_webhook": 0.9,
-    "stripe": 0.95, "stripe_test": 0.85, "google": 0.9, "google_oauth": 0.9, "anthropic": 0.97, "openai": 0.9,
-    "sendgrid": 0.95, "square": 0.95, "npm": 0.95, "pypi": 0.95, "huggingface": 0.9, "shopify": 0.95, "digitalocean": 0.95,
-    "jwt": 0.9,
-})
+_SECRET_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {
+        "private_key": 0.99,
+        "aws": 0.95,
+        "github": 0.95,
+        "gitlab": 0.95,
+        "slack": 0.9,
+        "slack_webhook": 0.9,
+        "stripe": 0.95,
+        "stripe_test": 0.85,
+        "google": 0.9,
+        "google_oauth": 0.9,
+        "anthropic": 0.97,
+        "openai": 0.9,
+        "sendgrid": 0.95,
+        "square": 0.95,
+        "npm": 0.95,
+        "pypi": 0.95,
+        "huggingface": 0.9,
+        "shopify": 0.95,
+        "digitalocean": 0.95,
+        "jwt": 0.9,
+    }
+)
 # Provider key shapes, matched case-sensitively on the original text at a trigger's position.
 _PROVIDER_RE = re.compile(
     r"(?P<private_key>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----)"
@@ -93,28 +111,165 @@ _LETTER_DIGIT_EDGE_RE = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z
 _CASE_EDGE_RE = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _WORDS_ONLY_RE = re.compile(r"[#.]?[A-Za-z]+(?:[._-][A-Za-z]+)*")
 _HASH_CONTEXT = context_words("commit", "sha", "sha1", "sha256", "hash", "revision", "rev", "checksum", "digest", "md5")
-_STRONG_KEYWORDS = frozenset({"secret", "token", "password", "passwd", "apikey", "apitoken", "accesstoken", "authtoken",
-                              "clientsecret", "secretaccesskey", "secretkey", "privatekey", "passphrase", "authorization",
-                              "accountkey", "sharedaccesskey"})
-_PASSWORD_KEYWORDS = frozenset({"password", "passwd", "passphrase", "pwd", "pas", "pw", "pword", "passwort", "kennwort",
-                                "contraseña", "contrasena", "senha", "wachtwoord", "motdepasse", "mdp", "пароль", "密码",
-                                "パスワード", "비밀번호", "비번", "암호", "패스워드"})
+_STRONG_KEYWORDS = frozenset(
+    {
+        "secret",
+        "token",
+        "password",
+        "passwd",
+        "apikey",
+        "apitoken",
+        "accesstoken",
+        "authtoken",
+        "clientsecret",
+        "secretaccesskey",
+        "secretkey",
+        "privatekey",
+        "passphrase",
+        "authorization",
+        "accountkey",
+        "sharedaccesskey",
+    }
+)
+_PASSWORD_KEYWORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "pas",
+        "pw",
+        "pword",
+        "passwort",
+        "kennwort",
+        "contraseña",
+        "contrasena",
+        "senha",
+        "wachtwoord",
+        "motdepasse",
+        "mdp",
+        "пароль",
+        "密码",
+        "パスワード",
+        "비밀번호",
+        "비번",
+        "암호",
+        "패스워드",
+    }
+)
 # After `key_` or `password_`, these words keep the name a secret's name (DB_PASSWORD_PROD, API_KEY_B64); any
 # other (password_hash, token_type, key_down_event) names something else.
-_KEYWORD_TAILS = frozenset({"key", "keys", "token", "tokens", "secret", "secrets", "value", "val", "str", "string",
-                            "b64", "base64", "raw", "env", "prod", "production", "dev", "test", "live", "staging",
-                            "hex", "plain", "plaintext", "text", "encoded"})
+_KEYWORD_TAILS = frozenset(
+    {
+        "key",
+        "keys",
+        "token",
+        "tokens",
+        "secret",
+        "secrets",
+        "value",
+        "val",
+        "str",
+        "string",
+        "b64",
+        "base64",
+        "raw",
+        "env",
+        "prod",
+        "production",
+        "dev",
+        "test",
+        "live",
+        "staging",
+        "hex",
+        "plain",
+        "plaintext",
+        "text",
+        "encoded",
+    }
+)
 # A bare `key` is too common (sort_key, bucket_key, key_down): it counts only after one of these words.
-_KEY_HEADS = frozenset({"api", "secret", "private", "access", "encryption", "signing", "master", "auth", "license",
-                        "licence", "account", "app", "client", "service", "shared", "aes", "hmac", "crypto", "enc",
-                        "decryption", "session", "admin", "root", "deploy", "ssh", "subscription", "consumer",
-                        "webhook", "sas", "storage", "jwt", "cipher"})
+_KEY_HEADS = frozenset(
+    {
+        "api",
+        "secret",
+        "private",
+        "access",
+        "encryption",
+        "signing",
+        "master",
+        "auth",
+        "license",
+        "licence",
+        "account",
+        "app",
+        "client",
+        "service",
+        "shared",
+        "aes",
+        "hmac",
+        "crypto",
+        "enc",
+        "decryption",
+        "session",
+        "admin",
+        "root",
+        "deploy",
+        "ssh",
+        "subscription",
+        "consumer",
+        "webhook",
+        "sas",
+        "storage",
+        "jwt",
+        "cipher",
+    }
+)
 # Tokens that are not secret by name: public keys, anti-CSRF tokens, pagination cursors.
-_PUBLIC_HEADS = frozenset({"public", "publishable", "pub", "csrf", "xsrf", "next", "page", "continuation", "cursor",
-                           "sync", "sort", "primary", "foreign", "partition", "cache", "idempotency"})
-_PLACEHOLDERS = frozenset({"pass", "pwd", "changeme", "change_me", "example", "sample", "dummy", "redacted", "hidden",
-                           "none", "null", "nil", "undefined", "empty", "placeholder", "token", "apikey", "api_key",
-                           "your_api_key", "yourapikey"})
+_PUBLIC_HEADS = frozenset(
+    {
+        "public",
+        "publishable",
+        "pub",
+        "csrf",
+        "xsrf",
+        "next",
+        "page",
+        "continuation",
+        "cursor",
+        "sync",
+        "sort",
+        "primary",
+        "foreign",
+        "partition",
+        "cache",
+        "idempotency",
+    }
+)
+_PLACEHOLDERS = frozenset(
+    {
+        "pass",
+        "pwd",
+        "changeme",
+        "change_me",
+        "example",
+        "sample",
+        "dummy",
+        "redacted",
+        "hidden",
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "empty",
+        "placeholder",
+        "token",
+        "apikey",
+        "api_key",
+        "your_api_key",
+        "yourapikey",
+    }
+)
 # A value that names itself (`password1`, `my_secret`, `testpassword`) is an example, not a secret.
 _SELF_NAMING = ("password", "passwd", "secret")
 _AUTH_SCHEME_RE = re.compile(r"(?:basic|bearer|token|digest)\s+", re.IGNORECASE)
@@ -130,7 +285,9 @@ def _entropy(s: str) -> float:
 
 def _char_classes(s: str) -> int:
     return (
-        any(c.islower() for c in s) + any(c.isupper() for c in s) + any(c.isdigit() for c in s)
+        any(c.islower() for c in s)
+        + any(c.isupper() for c in s)
+        + any(c.isdigit() for c in s)
         + any(not c.isalnum() for c in s)
     )
 
@@ -139,16 +296,20 @@ def _placeholder(value: str) -> bool:
     """`changeme`, `<your-key>`, `${DB_PASSWORD}`, `xxxxxxxx`, `********`: a slot for a secret, not one."""
     v = value.lower()
     return (
-        v in _PLACEHOLDERS or v.startswith(("<", "&lt;", "${", "{{ ", "%(", "$", "{{secrets", "**"))
-        or "xxxx" in v or "****" in v or "..." in v or "\u2026" in v or len(set(v)) <= 2
+        v in _PLACEHOLDERS
+        or v.startswith(("<", "&lt;", "${", "{{ ", "%(", "$", "{{secrets", "**"))
+        or "xxxx" in v
+        or "****" in v
+        or "..." in v
+        or "\u2026" in v
+        or len(set(v)) <= 2
         or (len(v) < 16 and any(word in v for word in _SELF_NAMING))
     )
 
 
 def _wordish(part: str) -> bool:
     """A part of a name (`file`, `5m`, `s2member`, `KeyScalar`), not of a generated key (`eyJGRpVu1c2VzY2`)."""
-    return (len(part) <= 24 and len(_LETTER_DIGIT_EDGE_RE.findall(part)) <= 2
-            and len(_CASE_EDGE_RE.findall(part)) <= 3)
+    return len(part) <= 24 and len(_LETTER_DIGIT_EDGE_RE.findall(part)) <= 2 and len(_CASE_EDGE_RE.findall(part)) <= 3
 
 
 def _name_like(token: str, *, quoted: bool = False) -> bool:
@@ -161,8 +322,10 @@ def _name_like(token: str, *, quoted: bool = False) -> bool:
     if _mixed_case_noise(bare):
         return False  # letters only, but their case flips as no name's does
     return (
-        (_DOTTED_NAME_RE.fullmatch(token) is not None
-         and (_MODULE_RE.match(token) is not None or all(map(_wordish, _NAME_PART_SPLIT_RE.split(token)))))
+        (
+            _DOTTED_NAME_RE.fullmatch(token) is not None
+            and (_MODULE_RE.match(token) is not None or all(map(_wordish, _NAME_PART_SPLIT_RE.split(token))))
+        )
         or _WORDS_ONLY_RE.fullmatch(bare) is not None
         or (len(parts) >= 2 and sum(map(len, parts)) == len(bare) and len(bare) >= 4 * len(parts))  # CamelCase
         or (_SNAKE_NAME_RE.fullmatch(token) is not None and all(map(_wordish, _NAME_PART_SPLIT_RE.split(token))))
@@ -205,8 +368,14 @@ def _shape_score(token: str, kw: str, *, assigned: bool, first: bool) -> float |
     # `secrets.GITHUB_TOKEN` or `MyServiceClientFactory` never do.
     if len(token) >= 20 and classes >= 2 and has_digit and _entropy(token) >= 3.5:
         return 0.85 if assigned else 0.75
-    if ((assigned or first) and strong and len(token) >= 24 and classes >= 2 and _entropy(token) >= 4.0
-            and not token.isalpha()) or ((assigned or first) and len(token) >= 24 and _mixed_case_noise(token)):
+    if (
+        (assigned or first)
+        and strong
+        and len(token) >= 24
+        and classes >= 2
+        and _entropy(token) >= 4.0
+        and not token.isalpha()
+    ) or ((assigned or first) and len(token) >= 24 and _mixed_case_noise(token)):
         return 0.75  # `api key is aahTOWJptbnkGgvq...`: letters only, but no word looks like that
     if password and (assigned or first) and len(token) >= 8 and classes >= 3 and _entropy(token) >= 2.5:
         return 0.8 if assigned else 0.7  # `password: Prl23Db#@`, `--password 7Nv&uaO3jF8Ul`
@@ -253,7 +422,6 @@ def _keyword_end(text: str, low: str, kw: re.Match[str]) -> int | None:
     if head in _PUBLIC_HEADS or (kw.group().rstrip("s") == "key" and head and head not in _KEY_HEADS):
         return None
     return tail
-
 
 
 def _provider_finding(text: str, start: int) -> Finding | None:

@@ -57,8 +57,6 @@ def near(pattern: re.Pattern[str], text: str, start: int, end: int, chars: int =
     return pattern.search(f"{before}\n{text[end : end + chars + 1]}".lower()) is not None
 
 
-
-
 # Card, SSN, phone and IPv4 matches are all runs of 4+ digits with at most a few separators between digits
 # ([ \t().\-/] holds every separator those patterns take), and each lies inside one run of this pattern. So the
 # text is scanned once for such runs and each detector tries its own pattern only inside a run long enough for

@@ -10,7 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentmesh.errors import Unavailable
-from agentmesh.services.guard.policy import Action, Decision, Direction, Policy, apply_policy, decide, redact_for_review, restore
+from agentmesh.services.guard.policy import (
+    Action,
+    Decision,
+    Direction,
+    Policy,
+    apply_policy,
+    decide,
+    redact_for_review,
+    restore,
+)
 from agentmesh.services.guard.review import ReviewStore
 from agentmesh.services.guard.tier_two import TierTwo
 from agentmesh.services.guard.vault import Sealer
@@ -41,7 +50,12 @@ class GuardDeps:
 
 
 async def run_check(
-    text: str, direction: Direction, deps: GuardDeps, *, tenant: str, restore_token: str = "",
+    text: str,
+    direction: Direction,
+    deps: GuardDeps,
+    *,
+    tenant: str,
+    restore_token: str = "",
     time_left_s: float | None = None,
 ) -> CheckOutcome:
     policy = deps.policy()
@@ -72,8 +86,14 @@ async def run_check(
 async def _queue(reviews: ReviewStore, decision: Decision, text: str, direction: Direction, tenant: str) -> str:
     redacted, findings = redact_for_review(decision, text)
     try:
-        review_id = await reviews.add(tenant=tenant, direction=direction.value, action=decision.action.name.lower(),
-                                      redacted_text=redacted, text_chars=len(text), findings=findings)
+        review_id = await reviews.add(
+            tenant=tenant,
+            direction=direction.value,
+            action=decision.action.name.lower(),
+            redacted_text=redacted,
+            text_chars=len(text),
+            findings=findings,
+        )
     except Unavailable as exc:
         # The check itself must not fail with the queue: the decision stands, the lost item is logged.
         log.error("review item not stored", extra={"reason": exc.reason, "direction": direction.value})

@@ -57,10 +57,37 @@ _CARD_RE = re.compile(
     r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ .-])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
 )
-_CARD_CONTEXT = context_words(r"cards?", "visa", "cc", "credit", "debit", "expiry", "expires", "exp", "cvv", "cvc",
-                       "mastercard", "amex", "discover", "jcb", "diners")
-_CARD_NEGATIVE = context_words("order", "tracking", "shipment", "invoice", "ref", "reference", "confirmation",
-                        "booking", "serial", "isbn", "phone", "tel")
+_CARD_CONTEXT = context_words(
+    r"cards?",
+    "visa",
+    "cc",
+    "credit",
+    "debit",
+    "expiry",
+    "expires",
+    "exp",
+    "cvv",
+    "cvc",
+    "mastercard",
+    "amex",
+    "discover",
+    "jcb",
+    "diners",
+)
+_CARD_NEGATIVE = context_words(
+    "order",
+    "tracking",
+    "shipment",
+    "invoice",
+    "ref",
+    "reference",
+    "confirmation",
+    "booking",
+    "serial",
+    "isbn",
+    "phone",
+    "tel",
+)
 
 
 # A digit's byte -> the digit doubled, its two digits summed (as a byte value: `sum()` adds them up in C).
@@ -121,9 +148,7 @@ def detect_credit_cards(text: str | Scan) -> list[Finding]:
 
 # --- US social security numbers --------------------------------------------------------------------------
 
-_SSN_RE = re.compile(
-    r"\d(?<![\w.-]\d)(?:\d\d(?P<sep>[- .])\d{2}(?P=sep)\d{4}|(?P<bare>\d{8}))(?![\w-]|\.\d)"
-)
+_SSN_RE = re.compile(r"\d(?<![\w.-]\d)(?:\d\d(?P<sep>[- .])\d{2}(?P=sep)\d{4}|(?P<bare>\d{8}))(?![\w-]|\.\d)")
 _SSN_CONTEXT = context_words("ssns?", r"social\s+security(?:\s+(?:number|no))?", r"soc\.?\s*sec", r"ss\s*#", "ss no")
 _SSN_FAKES = frozenset({"078051120", "123456789"})  # the Woolworth wallet card and the textbook example
 
@@ -159,14 +184,62 @@ _IBAN_RE = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,8}(?: ?[A
 # Typed in lower case (`de89 3704 0044 0532 0130 00`): found where the shape has two other characters before two
 # digits, and kept only for a country whose IBAN length is known.
 _IBAN_LOWER_RE = re.compile(r"[a-z](?<!\w[a-z])[a-z]\d{2}(?: ?[a-zA-Z0-9]{4}){2,8}(?: ?[a-zA-Z0-9]{1,3})?\b")
-_IBAN_LENGTHS: Mapping[str, int] = MappingProxyType({
-    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "BH": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
-    "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GI": 23, "GL": 18, "GR": 27,
-    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "KW": 30, "KZ": 20, "LB": 28, "LI": 21,
-    "LT": 20, "LU": 20, "LV": 21, "MC": 27, "ME": 22, "MK": 19, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
-    "PL": 28, "PT": 25, "QA": 29, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TN": 24,
-    "TR": 26, "UA": 29,
-})
+_IBAN_LENGTHS: Mapping[str, int] = MappingProxyType(
+    {
+        "AD": 24,
+        "AE": 23,
+        "AT": 20,
+        "BE": 16,
+        "BG": 22,
+        "BH": 22,
+        "CH": 21,
+        "CY": 28,
+        "CZ": 24,
+        "DE": 22,
+        "DK": 18,
+        "EE": 20,
+        "ES": 24,
+        "FI": 18,
+        "FO": 18,
+        "FR": 27,
+        "GB": 22,
+        "GI": 23,
+        "GL": 18,
+        "GR": 27,
+        "HR": 21,
+        "HU": 28,
+        "IE": 22,
+        "IL": 23,
+        "IS": 26,
+        "IT": 27,
+        "KW": 30,
+        "KZ": 20,
+        "LB": 28,
+        "LI": 21,
+        "LT": 20,
+        "LU": 20,
+        "LV": 21,
+        "MC": 27,
+        "ME": 22,
+        "MK": 19,
+        "MT": 31,
+        "MU": 30,
+        "NL": 18,
+        "NO": 15,
+        "PL": 28,
+        "PT": 25,
+        "QA": 29,
+        "RO": 24,
+        "SA": 24,
+        "SE": 24,
+        "SI": 19,
+        "SK": 24,
+        "SM": 27,
+        "TN": 24,
+        "TR": 26,
+        "UA": 29,
+    }
+)
 _IBAN_CONTEXT = context_words("iban", "bank", "account", "acct", "transfer", "wire", "swift", "bic")
 
 
@@ -238,8 +311,9 @@ def detect_emails(text: str | Scan) -> list[Finding]:
         # Only the stretch around each @ is scanned: a local part is at most 64 characters, a domain 253.
         m = _EMAIL_RE.search(text, max(done, at - 65), at + 254)
         if m is not None and m.start() < at < m.end():
-            out.append(Finding("email", m.start(), m.end(),
-                               0.95 if near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85))
+            out.append(
+                Finding("email", m.start(), m.end(), 0.95 if near(_EMAIL_CONTEXT, text, m.start(), m.end()) else 0.85)
+            )
             done = m.end()
         at = text.find("@", max(at + 1, done))
     return out
@@ -254,17 +328,68 @@ _PHONE_CANDIDATE_RE = re.compile(r"[+(\d](?<![\w+(][+(\d])(?:[ \t().\-/]{0,3}\d)
 _E164_MAX_DIGITS = 15
 # In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
 _PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
-_PHONE_CONTEXT = context_words("call", "calls", "phone", "phones", "tel", "telephone", "mobile", "cell", "fax", "sms", "whatsapp",
-                        "text me", "dial", "ring", "hotline", "landline", "contact", "phone number", "voicemail",
-                        r"texts?\s+(?:to|at)", r"messages?\s+(?:to|at|on)", r"sms\s+(?:to|at|on)",
-                        r"reach(?:ed)?\s+(?:me|us|him|her|them)",
-                        *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
-                        # the same in the languages the injection detector reads
-                        "telefon", "telefono", "tel\u00e9fono", "t\u00e9l\u00e9phone", "telefoon", "handy", "mobil",
-                        "portable", "m\u00f3vil", "movil", "celular", "cellulare", "appelez", "anrufen", "llama",
-                        "ll\u00e1mame", "chiamami", "ligue", "bel")
-_PHONE_NEGATIVE = context_words("order", "invoice", "tracking", "account", "acct", "ref", "reference", "serial", "id", "isbn",
-                         "customer number", "policy", "ticket", "case")
+_PHONE_CONTEXT = context_words(
+    "call",
+    "calls",
+    "phone",
+    "phones",
+    "tel",
+    "telephone",
+    "mobile",
+    "cell",
+    "fax",
+    "sms",
+    "whatsapp",
+    "text me",
+    "dial",
+    "ring",
+    "hotline",
+    "landline",
+    "contact",
+    "phone number",
+    "voicemail",
+    r"texts?\s+(?:to|at)",
+    r"messages?\s+(?:to|at|on)",
+    r"sms\s+(?:to|at|on)",
+    r"reach(?:ed)?\s+(?:me|us|him|her|them)",
+    *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
+    # the same in the languages the injection detector reads
+    "telefon",
+    "telefono",
+    "tel\u00e9fono",
+    "t\u00e9l\u00e9phone",
+    "telefoon",
+    "handy",
+    "mobil",
+    "portable",
+    "m\u00f3vil",
+    "movil",
+    "celular",
+    "cellulare",
+    "appelez",
+    "anrufen",
+    "llama",
+    "ll\u00e1mame",
+    "chiamami",
+    "ligue",
+    "bel",
+)
+_PHONE_NEGATIVE = context_words(
+    "order",
+    "invoice",
+    "tracking",
+    "account",
+    "acct",
+    "ref",
+    "reference",
+    "serial",
+    "id",
+    "isbn",
+    "customer number",
+    "policy",
+    "ticket",
+    "case",
+)
 _IMEI = context_words("imei")
 _PHONE_MIN_LOOSE_DIGITS = 10
 _PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a phone word near it
@@ -401,7 +526,9 @@ def _phones_by_matcher(text: str, lo: int, hi: int) -> list[Finding]:
     lo, hi = max(0, lo - 1), min(len(text), hi + 1)
     for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
         start, end = lo + pm.start, lo + pm.end
-        score = (0.65 if pm.raw_string.startswith("+") else 0.55) + (0.3 if near(_PHONE_CONTEXT, text, start, end) else 0.0)
+        score = (0.65 if pm.raw_string.startswith("+") else 0.55) + (
+            0.3 if near(_PHONE_CONTEXT, text, start, end) else 0.0
+        )
         out.append(Finding("phone", start, end, clamp_score(score)))
     return out
 
@@ -411,14 +538,19 @@ def _phones_by_matcher(text: str, lo: int, hi: int) -> list[Finding]:
 # Not inside a longer dotted run (1.2.3.4.5) and not glued to a word ("v1.2.3.4").
 # The shape only: octets are checked in Python, which is ~3x cheaper than an octet alternation at every digit.
 _IPV4_RE = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\w]|\.\d)")
-_IP_CONTEXT = context_words("ip", "ips", "ipv4", "ipv6", "address", "host", "server", "addr", "client", "from", "src", "dst")
+_IP_CONTEXT = context_words(
+    "ip", "ips", "ipv4", "ipv6", "address", "host", "server", "addr", "client", "from", "src", "dst"
+)
 _IP_NEGATIVE = context_words("version", "ver", "release", "build", "firmware", "v", "oid", "section", "chapter")
 
 
 def _internal_ipv4(a: int, b: int) -> bool:
     """Private, loopback, link-local, CGNAT or "this network": addresses that identify no one outside."""
     return (
-        a in (0, 10, 127) or (a == 172 and 16 <= b <= 31) or (a == 192 and b == 168) or (a == 169 and b == 254)
+        a in (0, 10, 127)
+        or (a == 172 and 16 <= b <= 31)
+        or (a == 192 and b == 168)
+        or (a == 169 and b == 254)
         or (a == 100 and 64 <= b <= 127)
     )
 
@@ -480,7 +612,11 @@ def _detect_ipv6(text: str) -> list[Finding]:
             continue
         if addr.is_unspecified:
             continue
-        internal = addr.is_loopback or addr.is_link_local or (addr.is_private and not addr.is_global and not _documentation(addr))
+        internal = (
+            addr.is_loopback
+            or addr.is_link_local
+            or (addr.is_private and not addr.is_global and not _documentation(addr))
+        )
         score = 0.5 if internal else 0.75
         if near(_IP_CONTEXT, text, start, start + len(raw)):
             score += 0.1
@@ -522,16 +658,18 @@ def detect_prompt_injection(text: str | Scan) -> list[Finding]:
 
 # --- all together ------------------------------------------------------------------------------------------
 
-DETECTORS: Mapping[str, Callable[[str | Scan], list[Finding]]] = MappingProxyType({
-    "credit_card": detect_credit_cards,
-    "us_ssn": detect_us_ssns,
-    "iban": detect_ibans,
-    "email": detect_emails,
-    "phone": detect_phones,
-    "ip_address": detect_ip_addresses,
-    "secret": detect_secrets,
-    "prompt_injection": detect_prompt_injection,
-})
+DETECTORS: Mapping[str, Callable[[str | Scan], list[Finding]]] = MappingProxyType(
+    {
+        "credit_card": detect_credit_cards,
+        "us_ssn": detect_us_ssns,
+        "iban": detect_ibans,
+        "email": detect_emails,
+        "phone": detect_phones,
+        "ip_address": detect_ip_addresses,
+        "secret": detect_secrets,
+        "prompt_injection": detect_prompt_injection,
+    }
+)
 FINDING_TYPES: frozenset[str] = frozenset(DETECTORS)
 
 

@@ -124,7 +124,9 @@ REDACTABLE_TYPES: frozenset[str] = frozenset(
 _PLACEHOLDER_RE = re.compile(r"<([A-Z_]+)_(\d+)>")
 
 
-def decide(text: str, direction: Direction | str, policy: Policy, *, vault: Mapping[str, str] | None = None) -> Decision:
+def decide(
+    text: str, direction: Direction | str, policy: Policy, *, vault: Mapping[str, str] | None = None
+) -> Decision:
     """Run every detector over `text`, apply `policy` for `direction` and redact what it says to redact.
 
     `vault` (placeholder -> value from earlier texts of the same conversation): a value found again keeps its
@@ -152,10 +154,13 @@ def apply_policy(
     for f in detected:
         action = policy.rule(direction, f.type).action_for(f.confidence)
         if action is not Action.ALLOW:
-            findings.append(PolicyFinding(f.type, f.start, f.end, f.confidence, action, verdicts.get((f.type, f.start, f.end))))
+            findings.append(
+                PolicyFinding(f.type, f.start, f.end, f.confidence, action, verdicts.get((f.type, f.start, f.end)))
+            )
     overall = max((f.action for f in findings), default=Action.ALLOW)
     to_redact = [
-        f for f in findings
+        f
+        for f in findings
         if f.action is Action.REDACT
         or (overall is Action.REDACT and f.action is Action.FLAG and f.type in REDACTABLE_TYPES)
     ]
@@ -248,7 +253,9 @@ class PolicySource:
     every `check_interval_s`, or on `reload()` (SIGHUP). An invalid new version is logged and the last good
     one stays; the file must be valid at start (`PolicyError` from the constructor)."""
 
-    def __init__(self, path: Path | None, *, check_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, path: Path | None, *, check_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._path = path
         self._interval = check_interval_s
         self._clock = clock
@@ -319,7 +326,9 @@ def _parse(data: Any, source: str) -> Policy:
         raise PolicyError(f"{source}: expected a mapping with 'input' and 'output' at the top level")
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise PolicyError(f"{source}: unknown top-level key(s) {sorted(map(str, unknown))}; expected {sorted(_TOP_KEYS)}")
+        raise PolicyError(
+            f"{source}: unknown top-level key(s) {sorted(map(str, unknown))}; expected {sorted(_TOP_KEYS)}"
+        )
     if data.get("version", 1) != 1:
         raise PolicyError(f"{source}: version: unsupported {data['version']!r}; this guard reads version 1")
     rules: dict[Direction, Mapping[str, Rule]] = {}

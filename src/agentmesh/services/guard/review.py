@@ -26,8 +26,10 @@ DECISIONS = ("confirmed", "dismissed")
 # A review holds at most this much redacted text: enough to judge, bounded for a 100,000-character check.
 MAX_REVIEW_TEXT_CHARS = 20_000
 
-_COLUMNS = ("id, tenant_id, status, direction, action, redacted_text, text_chars, findings, decision, reviewer, note, "
-            "created_at, resolved_at")
+_COLUMNS = (
+    "id, tenant_id, status, direction, action, redacted_text, text_chars, findings, decision, reviewer, note, "
+    "created_at, resolved_at"
+)
 INSERT_REVIEW = """
 INSERT INTO guard_reviews (id, tenant_id, direction, action, redacted_text, text_chars, findings)
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
@@ -77,20 +79,36 @@ class Page:
 
 
 def findings_json(findings: Sequence[PolicyFinding]) -> str:
-    return json.dumps([
-        {"type": f.type, "start": f.start, "end": f.end, "confidence": f.confidence, "action": f.action.name.lower(),
-         **({"llm_verdict": f.llm_verdict.value} if f.llm_verdict else {})}
-        for f in findings
-    ])
+    return json.dumps(
+        [
+            {
+                "type": f.type,
+                "start": f.start,
+                "end": f.end,
+                "confidence": f.confidence,
+                "action": f.action.name.lower(),
+                **({"llm_verdict": f.llm_verdict.value} if f.llm_verdict else {}),
+            }
+            for f in findings
+        ]
+    )
 
 
 def _record(row: asyncpg.Record) -> ReviewRecord:
     findings = row["findings"]
     return ReviewRecord(
-        id=row["id"], tenant_id=row["tenant_id"], status=row["status"], direction=row["direction"], action=row["action"],
-        redacted_text=row["redacted_text"], text_chars=row["text_chars"],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        status=row["status"],
+        direction=row["direction"],
+        action=row["action"],
+        redacted_text=row["redacted_text"],
+        text_chars=row["text_chars"],
         findings=json.loads(findings) if isinstance(findings, str) else list(findings),
-        created_at=row["created_at"], decision=row["decision"], reviewer=row["reviewer"], note=row["note"],
+        created_at=row["created_at"],
+        decision=row["decision"],
+        reviewer=row["reviewer"],
+        note=row["note"],
         resolved_at=row["resolved_at"],
     )
 
@@ -114,8 +132,9 @@ def _decode_token(token: str, statuses: Sequence[str]) -> tuple[dt.datetime, uui
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidArgument("page_token: not a token this service issued", reason="INVALID_PAGE_TOKEN") from None
     if filtered != sorted(statuses):
-        raise InvalidArgument("page_token: issued for another status filter; keep the filter while paging",
-                              reason="INVALID_PAGE_TOKEN")
+        raise InvalidArgument(
+            "page_token: issued for another status filter; keep the filter while paging", reason="INVALID_PAGE_TOKEN"
+        )
     return after, last_id
 
 
@@ -125,13 +144,29 @@ class ReviewStore:
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def add(self, *, tenant: str, direction: str, action: str, redacted_text: str, text_chars: int,
-                  findings: Sequence[PolicyFinding]) -> uuid.UUID:
+    async def add(
+        self,
+        *,
+        tenant: str,
+        direction: str,
+        action: str,
+        redacted_text: str,
+        text_chars: int,
+        findings: Sequence[PolicyFinding],
+    ) -> uuid.UUID:
         review_id = uuid.uuid4()
         kept = [f for f in findings if f.end <= MAX_REVIEW_TEXT_CHARS]  # offsets must stay inside the stored text
         async with db_errors("adding a review item"):
-            await self._pool.execute(INSERT_REVIEW, review_id, tenant, direction, action,
-                                     redacted_text[:MAX_REVIEW_TEXT_CHARS], text_chars, findings_json(kept))
+            await self._pool.execute(
+                INSERT_REVIEW,
+                review_id,
+                tenant,
+                direction,
+                action,
+                redacted_text[:MAX_REVIEW_TEXT_CHARS],
+                text_chars,
+                findings_json(kept),
+            )
         return review_id
 
     async def get(self, *, tenant: str, review_id: str) -> ReviewRecord:

@@ -29,12 +29,14 @@ _TIER_TWO_CONCURRENCY = 8
 def tier_two_llm(settings: Settings, instruments: LLMInstruments | None = None) -> LLMClient:
     """The guard's own LLM client: its own breaker, concurrency and retry budget, separate from the agents'.
     With `instruments`, each call gets a GenAI span and a latency sample, like every other LLM call."""
-    own = settings.model_copy(update={
-        "llm_max_attempts": _TIER_TWO_ATTEMPTS,
-        "llm_timeout_s": settings.guard_llm_timeout_s,
-        "llm_max_concurrency": _TIER_TWO_CONCURRENCY,
-        "llm_stream": False,
-    })
+    own = settings.model_copy(
+        update={
+            "llm_max_attempts": _TIER_TWO_ATTEMPTS,
+            "llm_timeout_s": settings.guard_llm_timeout_s,
+            "llm_max_concurrency": _TIER_TWO_CONCURRENCY,
+            "llm_stream": False,
+        }
+    )
     return LLMClient(settings=own, instruments=instruments)
 
 
@@ -47,24 +49,41 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     async with pool.acquire() as conn:
         await migrate(conn, [MIGRATIONS])
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
-    auth = AuthInterceptor(tenant_of=KeyStore(pool=pool).tenant_of, internal_token=token,
-                           cache_ttl_s=settings.key_cache_ttl_s)
+    auth = AuthInterceptor(
+        tenant_of=KeyStore(pool=pool).tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s
+    )
     llm = tier_two_llm(settings, telemetry.llm_instruments()) if settings.guard_llm_check else None
     if llm is not None:
         telemetry.register_llm(llm)
-    tier_two = None if llm is None else TierTwo(
-        llm=llm, band=(settings.guard_llm_band_low, settings.guard_llm_band_high), timeout_s=settings.guard_llm_timeout_s,
-        calls_per_minute=settings.guard_llm_calls_per_minute, can_clear=settings.guard_llm_can_clear)
+    tier_two = (
+        None
+        if llm is None
+        else TierTwo(
+            llm=llm,
+            band=(settings.guard_llm_band_low, settings.guard_llm_band_high),
+            timeout_s=settings.guard_llm_timeout_s,
+            calls_per_minute=settings.guard_llm_calls_per_minute,
+            can_clear=settings.guard_llm_can_clear,
+        )
+    )
     store = ReviewStore(pool=pool)
-    guard = GuardServicer(policy=policy, tier_two=tier_two, reviews=store,
-                          sealer=Sealer(restore_key(settings), ttl_s=settings.guard_restore_ttl_s))
+    guard = GuardServicer(
+        policy=policy,
+        tier_two=tier_two,
+        reviews=store,
+        sealer=Sealer(restore_key(settings), ttl_s=settings.guard_restore_ttl_s),
+    )
     bindings = [
         ServiceBinding(guard_pb2_grpc.add_GuardServiceServicer_to_server, guard, "agentmesh.v1.GuardService"),
-        ServiceBinding(review_pb2_grpc.add_ReviewServiceServicer_to_server, ReviewServicer(store=store),
-                       "agentmesh.v1.ReviewService"),
+        ServiceBinding(
+            review_pb2_grpc.add_ReviewServiceServicer_to_server,
+            ReviewServicer(store=store),
+            "agentmesh.v1.ReviewService",
+        ),
     ]
     if hasattr(signal, "SIGHUP"):  # `kill -HUP` re-reads the policy file now rather than within a second
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, policy.reload)
     closers = [*([llm.close] if llm is not None else []), pool.close]
-    await serve_bindings("guard", settings, bindings, port=port, interceptors=[auth], telemetry=telemetry,
-                         on_shutdown=closers)
+    await serve_bindings(
+        "guard", settings, bindings, port=port, interceptors=[auth], telemetry=telemetry, on_shutdown=closers
+    )

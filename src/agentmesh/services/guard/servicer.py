@@ -26,23 +26,29 @@ from agentmesh.v1 import guard_pb2, guard_pb2_grpc, review_pb2, review_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_DIRECTIONS: Mapping[int, Direction] = MappingProxyType({
-    guard_pb2.DIRECTION_UNSPECIFIED: Direction.INPUT,  # the proto documents UNSPECIFIED as input
-    guard_pb2.DIRECTION_INPUT: Direction.INPUT,
-    guard_pb2.DIRECTION_OUTPUT: Direction.OUTPUT,
-})
-_ACTIONS: Mapping[Action, int] = MappingProxyType({
-    Action.ALLOW: guard_pb2.ACTION_ALLOW,
-    Action.FLAG: guard_pb2.ACTION_FLAG,
-    Action.REDACT: guard_pb2.ACTION_REDACT,
-    Action.BLOCK: guard_pb2.ACTION_BLOCK,
-})
-_VERDICTS: Mapping[LlmVerdict | None, int] = MappingProxyType({
-    None: guard_pb2.LLM_VERDICT_UNSPECIFIED,
-    LlmVerdict.INJECTION: guard_pb2.LLM_VERDICT_INJECTION,
-    LlmVerdict.BENIGN: guard_pb2.LLM_VERDICT_BENIGN,
-    LlmVerdict.UNAVAILABLE: guard_pb2.LLM_VERDICT_UNAVAILABLE,
-})
+_DIRECTIONS: Mapping[int, Direction] = MappingProxyType(
+    {
+        guard_pb2.DIRECTION_UNSPECIFIED: Direction.INPUT,  # the proto documents UNSPECIFIED as input
+        guard_pb2.DIRECTION_INPUT: Direction.INPUT,
+        guard_pb2.DIRECTION_OUTPUT: Direction.OUTPUT,
+    }
+)
+_ACTIONS: Mapping[Action, int] = MappingProxyType(
+    {
+        Action.ALLOW: guard_pb2.ACTION_ALLOW,
+        Action.FLAG: guard_pb2.ACTION_FLAG,
+        Action.REDACT: guard_pb2.ACTION_REDACT,
+        Action.BLOCK: guard_pb2.ACTION_BLOCK,
+    }
+)
+_VERDICTS: Mapping[LlmVerdict | None, int] = MappingProxyType(
+    {
+        None: guard_pb2.LLM_VERDICT_UNSPECIFIED,
+        LlmVerdict.INJECTION: guard_pb2.LLM_VERDICT_INJECTION,
+        LlmVerdict.BENIGN: guard_pb2.LLM_VERDICT_BENIGN,
+        LlmVerdict.UNAVAILABLE: guard_pb2.LLM_VERDICT_UNAVAILABLE,
+    }
+)
 # Internal calls without a tenant header, and servers run without the auth interceptor (tests, benchmarks).
 _NO_TENANT = "internal"
 
@@ -84,22 +90,44 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
                 f"text: {chars} characters is over the limit of {self._max_text_chars}", reason="TEXT_TOO_LONG"
             )
         time_left = context.time_remaining() if context is not None else None
-        outcome = await run_check(request.text, direction, self._deps, tenant=_tenant(),
-                                  restore_token=request.restore_token, time_left_s=time_left)
+        outcome = await run_check(
+            request.text,
+            direction,
+            self._deps,
+            tenant=_tenant(),
+            restore_token=request.restore_token,
+            time_left_s=time_left,
+        )
         decision = outcome.decision
         # Metadata only: the text, the matched values and the placeholder map never reach the logs.
         counts = dict(Counter(f.type for f in decision.findings))
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         log.info(
-            "guard check: %s %s findings=%s in %.2f ms", direction.value, decision.action.name, counts, latency_ms,
-            extra={"direction": direction.value, "action": decision.action.name, "finding_counts": counts,
-                   "text_chars": chars, "latency_ms": latency_ms, "review_id": outcome.review_id or None},
+            "guard check: %s %s findings=%s in %.2f ms",
+            direction.value,
+            decision.action.name,
+            counts,
+            latency_ms,
+            extra={
+                "direction": direction.value,
+                "action": decision.action.name,
+                "finding_counts": counts,
+                "text_chars": chars,
+                "latency_ms": latency_ms,
+                "review_id": outcome.review_id or None,
+            },
         )
         return guard_pb2.CheckResponse(
             action=_ACTIONS[decision.action],
             findings=[
-                guard_pb2.Finding(type=f.type, start=f.start, end=f.end, confidence=f.confidence,
-                                  action=_ACTIONS[f.action], llm_verdict=_VERDICTS[f.llm_verdict])
+                guard_pb2.Finding(
+                    type=f.type,
+                    start=f.start,
+                    end=f.end,
+                    confidence=f.confidence,
+                    action=_ACTIONS[f.action],
+                    llm_verdict=_VERDICTS[f.llm_verdict],
+                )
                 for f in decision.findings
             ],
             redacted_text=decision.redacted_text,
@@ -109,17 +137,22 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         )
 
 
-_STATUS_FILTER: Mapping[int, str | None] = MappingProxyType({
-    review_pb2.REVIEW_STATUS_UNSPECIFIED: None,
-    review_pb2.REVIEW_STATUS_PENDING: "pending",
-    review_pb2.REVIEW_STATUS_RESOLVED: "resolved",
-})
-_STATUS_OUT: Mapping[str, int] = MappingProxyType({"pending": review_pb2.REVIEW_STATUS_PENDING,
-                                                   "resolved": review_pb2.REVIEW_STATUS_RESOLVED})
-_DECISION_IN: Mapping[int, str] = MappingProxyType({review_pb2.REVIEW_DECISION_CONFIRMED: "confirmed",
-                                                    review_pb2.REVIEW_DECISION_DISMISSED: "dismissed"})
-_DECISION_OUT: Mapping[str | None, int] = MappingProxyType({
-    None: review_pb2.REVIEW_DECISION_UNSPECIFIED, **{v: k for k, v in _DECISION_IN.items()}})
+_STATUS_FILTER: Mapping[int, str | None] = MappingProxyType(
+    {
+        review_pb2.REVIEW_STATUS_UNSPECIFIED: None,
+        review_pb2.REVIEW_STATUS_PENDING: "pending",
+        review_pb2.REVIEW_STATUS_RESOLVED: "resolved",
+    }
+)
+_STATUS_OUT: Mapping[str, int] = MappingProxyType(
+    {"pending": review_pb2.REVIEW_STATUS_PENDING, "resolved": review_pb2.REVIEW_STATUS_RESOLVED}
+)
+_DECISION_IN: Mapping[int, str] = MappingProxyType(
+    {review_pb2.REVIEW_DECISION_CONFIRMED: "confirmed", review_pb2.REVIEW_DECISION_DISMISSED: "dismissed"}
+)
+_DECISION_OUT: Mapping[str | None, int] = MappingProxyType(
+    {None: review_pb2.REVIEW_DECISION_UNSPECIFIED, **{v: k for k, v in _DECISION_IN.items()}}
+)
 _DEFAULT_PAGE_SIZE = 50
 
 
@@ -133,17 +166,28 @@ def _timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
 
 def review_message(record: ReviewRecord) -> review_pb2.Review:
     findings = [
-        guard_pb2.Finding(type=f["type"], start=f["start"], end=f["end"], confidence=f["confidence"],
-                          action=_ACTIONS[Action[f["action"].upper()]],
-                          llm_verdict=_VERDICTS[LlmVerdict(f["llm_verdict"]) if f.get("llm_verdict") else None])
+        guard_pb2.Finding(
+            type=f["type"],
+            start=f["start"],
+            end=f["end"],
+            confidence=f["confidence"],
+            action=_ACTIONS[Action[f["action"].upper()]],
+            llm_verdict=_VERDICTS[LlmVerdict(f["llm_verdict"]) if f.get("llm_verdict") else None],
+        )
         for f in record.findings
     ]
     return review_pb2.Review(
-        review_id=str(record.id), status=_STATUS_OUT[record.status],
+        review_id=str(record.id),
+        status=_STATUS_OUT[record.status],
         direction=guard_pb2.DIRECTION_OUTPUT if record.direction == "output" else guard_pb2.DIRECTION_INPUT,
-        action=_ACTIONS[Action[record.action.upper()]], redacted_text=record.redacted_text, findings=findings,
-        text_chars=record.text_chars, create_time=_timestamp(record.created_at),
-        decision=_DECISION_OUT[record.decision], reviewer=record.reviewer or "", note=record.note or "",
+        action=_ACTIONS[Action[record.action.upper()]],
+        redacted_text=record.redacted_text,
+        findings=findings,
+        text_chars=record.text_chars,
+        create_time=_timestamp(record.created_at),
+        decision=_DECISION_OUT[record.decision],
+        reviewer=record.reviewer or "",
+        note=record.note or "",
         resolve_time=_timestamp(record.resolved_at),
     )
 
@@ -154,31 +198,51 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     def __init__(self, *, store: ReviewStore) -> None:
         self._store = store
 
-    async def ListReviews(self, request: review_pb2.ListReviewsRequest, context: grpc.aio.ServicerContext,
-                          ) -> review_pb2.ListReviewsResponse:
+    async def ListReviews(
+        self,
+        request: review_pb2.ListReviewsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> review_pb2.ListReviewsResponse:
         if request.status not in _STATUS_FILTER:
             raise InvalidArgument(f"status: unknown value {request.status}", reason="INVALID_STATUS")
         if not 0 <= request.page_size <= 500:
             raise InvalidArgument("page_size: must be between 0 and 500", reason="INVALID_PAGE_SIZE")
-        page = await self._store.list(tenant=_tenant(), status=_STATUS_FILTER[request.status],
-                                      page_size=request.page_size or _DEFAULT_PAGE_SIZE, page_token=request.page_token)
-        return review_pb2.ListReviewsResponse(reviews=[review_message(r) for r in page.records],
-                                              next_page_token=page.next_token)
+        page = await self._store.list(
+            tenant=_tenant(),
+            status=_STATUS_FILTER[request.status],
+            page_size=request.page_size or _DEFAULT_PAGE_SIZE,
+            page_token=request.page_token,
+        )
+        return review_pb2.ListReviewsResponse(
+            reviews=[review_message(r) for r in page.records], next_page_token=page.next_token
+        )
 
-    async def GetReview(self, request: review_pb2.GetReviewRequest, context: grpc.aio.ServicerContext,
-                        ) -> review_pb2.GetReviewResponse:
+    async def GetReview(
+        self,
+        request: review_pb2.GetReviewRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> review_pb2.GetReviewResponse:
         record = await self._store.get(tenant=_tenant(), review_id=request.review_id)
         return review_pb2.GetReviewResponse(review=review_message(record))
 
-    async def ResolveReview(self, request: review_pb2.ResolveReviewRequest, context: grpc.aio.ServicerContext,
-                            ) -> review_pb2.ResolveReviewResponse:
+    async def ResolveReview(
+        self,
+        request: review_pb2.ResolveReviewRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> review_pb2.ResolveReviewResponse:
         decision = _DECISION_IN.get(request.decision)
         if decision is None:
-            raise InvalidArgument("decision: must be REVIEW_DECISION_CONFIRMED or REVIEW_DECISION_DISMISSED",
-                                  reason="INVALID_DECISION")
+            raise InvalidArgument(
+                "decision: must be REVIEW_DECISION_CONFIRMED or REVIEW_DECISION_DISMISSED", reason="INVALID_DECISION"
+            )
         if not request.reviewer.strip():
             raise InvalidArgument("reviewer: must name who decides", reason="INVALID_REVIEWER")
-        record = await self._store.resolve(tenant=_tenant(), review_id=request.review_id, decision=decision,
-                                           reviewer=request.reviewer.strip(), note=request.note)
+        record = await self._store.resolve(
+            tenant=_tenant(),
+            review_id=request.review_id,
+            decision=decision,
+            reviewer=request.reviewer.strip(),
+            note=request.note,
+        )
         log.info("review resolved", extra={"review_id": request.review_id, "decision": decision})
         return review_pb2.ResolveReviewResponse(review=review_message(record))

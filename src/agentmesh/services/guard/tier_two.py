@@ -117,7 +117,9 @@ class TierTwo:
         grey = self.grey(detected)
         if not grey:
             return list(detected), {}
-        verdict = await self._ask(text, detected, grey, self._timeout_s if timeout_s is None else min(self._timeout_s, timeout_s))
+        verdict = await self._ask(
+            text, detected, grey, self._timeout_s if timeout_s is None else min(self._timeout_s, timeout_s)
+        )
         keys = {(f.type, f.start, f.end) for f in grey}
         adjusted = []
         for f in detected:
@@ -129,7 +131,9 @@ class TierTwo:
             adjusted.append(f)
         return adjusted, dict.fromkeys(keys, verdict)
 
-    async def _ask(self, text: str, detected: Sequence[Finding], grey: Sequence[Finding], timeout_s: float) -> LlmVerdict:
+    async def _ask(
+        self, text: str, detected: Sequence[Finding], grey: Sequence[Finding], timeout_s: float
+    ) -> LlmVerdict:
         if timeout_s <= 0 or not self._budget.take():
             log.info("tier two skipped", extra={"reason": "budget" if timeout_s > 0 else "no time left"})
             return LlmVerdict.UNAVAILABLE
@@ -137,17 +141,28 @@ class TierTwo:
         started = self._clock()
         try:
             result = await asyncio.wait_for(
-                self._llm.complete(system=SYSTEM_PROMPT, messages=[{"role": "user", "content": prompt}],
-                                   max_tokens=_MAX_TOKENS, deadline=time.monotonic() + timeout_s),
+                self._llm.complete(
+                    system=SYSTEM_PROMPT,
+                    messages=[{"role": "user", "content": prompt}],
+                    max_tokens=_MAX_TOKENS,
+                    deadline=time.monotonic() + timeout_s,
+                ),
                 timeout_s,
             )
         except Exception as exc:  # any failure of this optional tier leaves tier one's decision standing
-            log.info("tier two unavailable", extra={"error": type(exc).__name__,
-                                                    "latency_ms": round((self._clock() - started) * 1000, 1)})
+            log.info(
+                "tier two unavailable",
+                extra={"error": type(exc).__name__, "latency_ms": round((self._clock() - started) * 1000, 1)},
+            )
             return LlmVerdict.UNAVAILABLE
         verdict = parse_verdict(result.text)
-        log.info("tier two verdict", extra={"verdict": verdict.value if verdict else "unparseable",
-                                            "latency_ms": round((self._clock() - started) * 1000, 1)})
+        log.info(
+            "tier two verdict",
+            extra={
+                "verdict": verdict.value if verdict else "unparseable",
+                "latency_ms": round((self._clock() - started) * 1000, 1),
+            },
+        )
         return verdict or LlmVerdict.UNAVAILABLE
 
     def _llm_view(self, text: str, detected: Sequence[Finding], grey: Sequence[Finding]) -> str:
@@ -163,7 +178,10 @@ class TierTwo:
                     lo = f.end
                 if f.type in REDACTABLE_TYPES and f.start < hi < f.end:
                     hi = f.start
-        inside = [replace(f, start=f.start - lo, end=f.end - lo) for f in detected
-                  if f.type in REDACTABLE_TYPES and lo <= f.start and f.end <= hi]
+        inside = [
+            replace(f, start=f.start - lo, end=f.end - lo)
+            for f in detected
+            if f.type in REDACTABLE_TYPES and lo <= f.start and f.end <= hi
+        ]
         view, _, _ = redact_spans(text[lo:hi], inside)
         return view

@@ -49,18 +49,24 @@ class Spend:
 
     def exhausted(self) -> ResourceExhausted | None:
         """The error to answer with when a budget is spent, naming it; None while both have room."""
-        hint = (f"resets at 00:00 UTC (in {self.resets_in_s / 3600:.1f} h), or raise it with "
-                f"`agentmesh budget set --tenant {self.tenant}`")
+        hint = (
+            f"resets at 00:00 UTC (in {self.resets_in_s / 3600:.1f} h), or raise it with "
+            f"`agentmesh budget set --tenant {self.tenant}`"
+        )
         if self.token_limit and self.tokens >= self.token_limit:
             return ResourceExhausted(
                 f"tenant daily token budget exhausted: {self.tokens} of {self.token_limit} tokens spent today "
                 f"(AGENTMESH_TENANT_DAILY_TOKENS); {hint}",
-                reason="TENANT_TOKEN_BUDGET_EXHAUSTED", retry_after_s=self.resets_in_s)
+                reason="TENANT_TOKEN_BUDGET_EXHAUSTED",
+                retry_after_s=self.resets_in_s,
+            )
         if self.usd_limit and self.usd >= self.usd_limit:
             return ResourceExhausted(
                 f"tenant daily USD budget exhausted: ${self.usd:.4f} of ${self.usd_limit:.2f} spent today "
                 f"(AGENTMESH_TENANT_DAILY_USD); {hint}",
-                reason="TENANT_USD_BUDGET_EXHAUSTED", retry_after_s=self.resets_in_s)
+                reason="TENANT_USD_BUDGET_EXHAUSTED",
+                retry_after_s=self.resets_in_s,
+            )
         return None
 
 
@@ -73,8 +79,9 @@ class _Snapshot:
 class TenantBudgets:
     """Checks a tenant's spend today against its daily budgets: the defaults, or its row in tenant_budgets."""
 
-    def __init__(self, *, pool: asyncpg.Pool, default_tokens: int, default_usd: float,
-                 snapshot_s: float = SPEND_SNAPSHOT_S) -> None:
+    def __init__(
+        self, *, pool: asyncpg.Pool, default_tokens: int, default_usd: float, snapshot_s: float = SPEND_SNAPSHOT_S
+    ) -> None:
         self._pool = pool
         self._default_tokens = default_tokens
         self._default_usd = default_usd
@@ -85,7 +92,9 @@ class TenantBudgets:
         async with db_errors("budget check"):
             row = await self._pool.fetchrow(SELECT_SPEND_TODAY, tenant)
         return Spend(
-            tenant=tenant, tokens=int(row["tokens"]), usd=float(row["usd"]),
+            tenant=tenant,
+            tokens=int(row["tokens"]),
+            usd=float(row["usd"]),
             token_limit=self._default_tokens if row["daily_tokens"] is None else int(row["daily_tokens"]),
             usd_limit=self._default_usd if row["daily_usd"] is None else float(row["daily_usd"]),
             resets_in_s=max(1.0, float(row["resets_in_s"])),
@@ -106,8 +115,9 @@ class TenantBudgets:
         """Count a step this process just committed into the tenant's snapshot. (A snapshot read between the
         commit and this call counts the step twice until it is replaced: the error is on the safe side.)"""
         if (snapshot := self._snapshots.get(tenant)) is not None:
-            snapshot.spend = dataclasses.replace(snapshot.spend, tokens=snapshot.spend.tokens + tokens,
-                                                 usd=snapshot.spend.usd + usd)
+            snapshot.spend = dataclasses.replace(
+                snapshot.spend, tokens=snapshot.spend.tokens + tokens, usd=snapshot.spend.usd + usd
+            )
 
     async def set(self, tenant: str, *, tokens: int | None, usd: float | None) -> None:
         """Override a tenant's budgets; None keeps the current value (or the default)."""

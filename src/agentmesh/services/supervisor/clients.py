@@ -15,18 +15,25 @@ class MeshClients:
         self._agents = agent_pb2_grpc.AgentServiceStub(channels.channel)
         self._guard = guard_pb2_grpc.GuardServiceStub(channels.channel)
 
-    async def act(self, agent: str, request: agent_pb2.ActRequest, *, tenant: str, timeout_s: float) -> agent_pb2.ActResponse:
+    async def act(
+        self, agent: str, request: agent_pb2.ActRequest, *, tenant: str, timeout_s: float
+    ) -> agent_pb2.ActResponse:
         try:
-            return await self._agents.Act(request, metadata=self._channels.metadata(agent, tenant=tenant), timeout=timeout_s)
+            return await self._agents.Act(
+                request, metadata=self._channels.metadata(agent, tenant=tenant), timeout=timeout_s
+            )
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, f"agent {agent}") from exc
 
-    async def check(self, text: str, direction: int, *, tenant: str, timeout_s: float,
-                    restore_token: str = "") -> guard_pb2.CheckResponse:
+    async def check(
+        self, text: str, direction: int, *, tenant: str, timeout_s: float, restore_token: str = ""
+    ) -> guard_pb2.CheckResponse:
         try:
-            return await self._guard.Check(guard_pb2.CheckRequest(text=text, direction=direction,
-                                                                  restore_token=restore_token),
-                                           metadata=self._channels.metadata("guard", tenant=tenant), timeout=timeout_s)
+            return await self._guard.Check(
+                guard_pb2.CheckRequest(text=text, direction=direction, restore_token=restore_token),
+                metadata=self._channels.metadata("guard", tenant=tenant),
+                timeout=timeout_s,
+            )
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, "guard") from exc
 

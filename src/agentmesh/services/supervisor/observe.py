@@ -37,16 +37,35 @@ class RunObserver:
     def __init__(self, *, registry: CollectorRegistry | None = None, tracer: Tracer | None = None) -> None:
         registry = registry if registry is not None else CollectorRegistry()
         self._tracer = tracer
-        self._runs = Counter("agentmesh_runs", "Runs that ended, by outcome (completed, failed) and reason "
-                             "(finish reason, or the error's ErrorInfo reason).", ["outcome", "reason"], registry=registry)
-        self._iterations = Histogram("agentmesh_run_iterations", "Agent steps per completed run.",
-                                     buckets=ITERATION_BUCKETS, registry=registry)
-        self._steps = Histogram("agentmesh_step_duration_seconds", "Duration of one run step, by kind and agent.",
-                                ["kind", "agent"], buckets=STEP_BUCKETS, registry=registry)
-        self._guard = Counter("agentmesh_guard_actions", "Guard decisions on run input and output, by action.",
-                              ["direction", "action"], registry=registry)
-        self._findings = Counter("agentmesh_guard_findings", "Guard findings on run input and output, by type.",
-                                 ["direction", "type"], registry=registry)
+        self._runs = Counter(
+            "agentmesh_runs",
+            "Runs that ended, by outcome (completed, failed) and reason "
+            "(finish reason, or the error's ErrorInfo reason).",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self._iterations = Histogram(
+            "agentmesh_run_iterations", "Agent steps per completed run.", buckets=ITERATION_BUCKETS, registry=registry
+        )
+        self._steps = Histogram(
+            "agentmesh_step_duration_seconds",
+            "Duration of one run step, by kind and agent.",
+            ["kind", "agent"],
+            buckets=STEP_BUCKETS,
+            registry=registry,
+        )
+        self._guard = Counter(
+            "agentmesh_guard_actions",
+            "Guard decisions on run input and output, by action.",
+            ["direction", "action"],
+            registry=registry,
+        )
+        self._findings = Counter(
+            "agentmesh_guard_findings",
+            "Guard findings on run input and output, by type.",
+            ["direction", "type"],
+            registry=registry,
+        )
 
     def run_started(self, run_id: str, tenant: str) -> None:
         """Names the run on the Run/Resume call's span, so a trace search by run id finds it."""
@@ -73,8 +92,9 @@ class RunObserver:
         span = trace.get_current_span()
         if span.is_recording():
             # On the Run call's span for the input check, on the guard step's span for the output check.
-            span.set_attributes({"agentmesh.guard.direction": d, "agentmesh.guard.action": action,
-                                 "agentmesh.guard.findings": types})
+            span.set_attributes(
+                {"agentmesh.guard.direction": d, "agentmesh.guard.action": action, "agentmesh.guard.findings": types}
+            )
 
     @contextlib.contextmanager
     def step(self, *, run_id: str, idx: int, kind: str, agent: str, iteration: int) -> Iterator[Callable[[Any], None]]:
@@ -91,9 +111,15 @@ class RunObserver:
             return
         with self._tracer.start_as_current_span(
             f"step {kind} {agent}",
-            attributes={"agentmesh.run_id": run_id, "agentmesh.step": idx, "agentmesh.step.kind": kind,
-                        "agentmesh.agent": agent, "agentmesh.iteration": iteration},
-            record_exception=False, set_status_on_exception=False,
+            attributes={
+                "agentmesh.run_id": run_id,
+                "agentmesh.step": idx,
+                "agentmesh.step.kind": kind,
+                "agentmesh.agent": agent,
+                "agentmesh.iteration": iteration,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 yield done
@@ -106,8 +132,10 @@ class RunObserver:
 def _step_attributes(step: Any) -> dict[str, Any]:
     r = step.result
     attrs: dict[str, Any] = {
-        "agentmesh.usage.input_tokens": step.input_tokens, "agentmesh.usage.output_tokens": step.output_tokens,
-        "agentmesh.llm.calls": step.llm_calls, "agentmesh.cost_usd": step.cost_usd,
+        "agentmesh.usage.input_tokens": step.input_tokens,
+        "agentmesh.usage.output_tokens": step.output_tokens,
+        "agentmesh.llm.calls": step.llm_calls,
+        "agentmesh.cost_usd": step.cost_usd,
         "agentmesh.llm.attempts": sum(c.get("attempts", 1) for c in r.get("llm", [])),
     }
     if "decision" in r:

@@ -20,7 +20,9 @@ async def _serve(settings: Settings, port: int | None) -> None:
 
 def _budget_arguments(budget: argparse.ArgumentParser) -> None:
     bsub = budget.add_subparsers(dest="budget_cmd", required=True)
-    bset = bsub.add_parser("set", help="override a tenant's daily budgets (unset: the AGENTMESH_TENANT_DAILY_* defaults)")
+    bset = bsub.add_parser(
+        "set", help="override a tenant's daily budgets (unset: the AGENTMESH_TENANT_DAILY_* defaults)"
+    )
     bset.add_argument("--tenant", required=True)
     bset.add_argument("--tokens", type=int, default=None, help="tokens per UTC day (0: no limit)")
     bset.add_argument("--usd", type=float, default=None, help="USD per UTC day (0: no limit)")
@@ -32,7 +34,9 @@ async def _budget(args: argparse.Namespace, pool: asyncpg.Pool, settings: Settin
     """`agentmesh budget set|show`: per-tenant overrides of the daily budgets, and today's spend."""
     from agentmesh.services.supervisor.budgets import TenantBudgets
 
-    budgets = TenantBudgets(pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd)
+    budgets = TenantBudgets(
+        pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd
+    )
     if args.budget_cmd == "set":
         if args.tokens is None and args.usd is None:
             print("nothing to set: give --tokens and/or --usd", file=sys.stderr)
@@ -42,9 +46,11 @@ async def _budget(args: argparse.Namespace, pool: asyncpg.Pool, settings: Settin
             return 2
         await budgets.set(args.tenant, tokens=args.tokens, usd=args.usd)
     spend = await budgets.spend(args.tenant)
-    print(f"tenant {args.tenant}: today {spend.tokens} of {spend.token_limit or 'unlimited'} tokens, "
-          f"${spend.usd:.4f} of {f'${spend.usd_limit:.2f}' if spend.usd_limit else 'unlimited'} "
-          f"(resets in {spend.resets_in_s / 3600:.1f} h)")
+    print(
+        f"tenant {args.tenant}: today {spend.tokens} of {spend.token_limit or 'unlimited'} tokens, "
+        f"${spend.usd:.4f} of {f'${spend.usd_limit:.2f}' if spend.usd_limit else 'unlimited'} "
+        f"(resets in {spend.resets_in_s / 3600:.1f} h)"
+    )
     return 0
 
 

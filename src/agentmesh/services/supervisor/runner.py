@@ -29,15 +29,28 @@ log = logging.getLogger(__name__)
 
 GUARD = "guard"
 SUPERVISOR = "supervisor"
-_KIND = {"route": supervisor_pb2.STEP_KIND_ROUTE, "agent": supervisor_pb2.STEP_KIND_AGENT,
-         "guard": supervisor_pb2.STEP_KIND_GUARD}
-_REASON = {"COMPLETED": supervisor_pb2.FINISH_REASON_COMPLETED,
-           "ITERATION_LIMIT": supervisor_pb2.FINISH_REASON_ITERATION_LIMIT,
-           "BUDGET_EXHAUSTED": supervisor_pb2.FINISH_REASON_BUDGET_EXHAUSTED}
+_KIND = {
+    "route": supervisor_pb2.STEP_KIND_ROUTE,
+    "agent": supervisor_pb2.STEP_KIND_AGENT,
+    "guard": supervisor_pb2.STEP_KIND_GUARD,
+}
+_REASON = {
+    "COMPLETED": supervisor_pb2.FINISH_REASON_COMPLETED,
+    "ITERATION_LIMIT": supervisor_pb2.FINISH_REASON_ITERATION_LIMIT,
+    "BUDGET_EXHAUSTED": supervisor_pb2.FINISH_REASON_BUDGET_EXHAUSTED,
+}
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
 # Statuses after which Resume can finish the run later (the cause was outside the run).
-_RESUMABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "DATABASE_UNAVAILABLE",
-              "LLM_PROVIDER_UNAVAILABLE", "LLM_CIRCUIT_OPEN", "LLM_RATE_LIMITED"}
+_RESUMABLE = {
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "RESOURCE_EXHAUSTED",
+    "ABORTED",
+    "DATABASE_UNAVAILABLE",
+    "LLM_PROVIDER_UNAVAILABLE",
+    "LLM_CIRCUIT_OPEN",
+    "LLM_RATE_LIMITED",
+}
 
 
 class Emitter:
@@ -82,18 +95,42 @@ def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
     return sorted({f.type for f in resp.findings})
 
 
-def _llm_call(model: str, input_tokens: int, output_tokens: int, start_ms: float, duration_ms: float, cost_usd: float,
-              attempts: int, stop_reason: str | None) -> dict[str, Any]:
+def _llm_call(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    start_ms: float,
+    duration_ms: float,
+    cost_usd: float,
+    attempts: int,
+    stop_reason: str | None,
+) -> dict[str, Any]:
     """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
     service that made the call began the step's work."""
-    return {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "start_ms": round(max(0.0, start_ms), 1), "duration_ms": round(duration_ms, 1),
-            "cost_usd": cost_usd, "attempts": attempts, "stop_reason": stop_reason or ""}
+    return {
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "start_ms": round(max(0.0, start_ms), 1),
+        "duration_ms": round(duration_ms, 1),
+        "cost_usd": cost_usd,
+        "attempts": attempts,
+        "stop_reason": stop_reason or "",
+    }
 
 
 class RunExecutor:
-    def __init__(self, *, settings: Settings, store: CheckpointStore, llm: LLMClient, mesh: MeshClients,
-                 agents: Sequence[str], budgets: TenantBudgets | None = None, observer: RunObserver | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: CheckpointStore,
+        llm: LLMClient,
+        mesh: MeshClients,
+        agents: Sequence[str],
+        budgets: TenantBudgets | None = None,
+        observer: RunObserver | None = None,
+    ) -> None:
         self._s = settings
         self._store = store
         self._llm = llm
@@ -110,7 +147,8 @@ class RunExecutor:
         return ResourceExhausted(
             f"the run reached its wall-time limit of {self._s.max_run_duration_s:g} s for one execution "
             "(AGENTMESH_MAX_RUN_DURATION_S); Resume continues it from its last checkpoint",
-            reason="RUN_DURATION_EXCEEDED")
+            reason="RUN_DURATION_EXCEEDED",
+        )
 
     # --- entry points ----------------------------------------------------------------------------
 
@@ -124,23 +162,38 @@ class RunExecutor:
         # The thread's restore token keeps <EMAIL_1> meaning the same value across its turns.
         token = await self._store.thread_restore_token(thread_id, tenant) if thread_id else ""
         # The input is checked before anything is stored, so raw PII never reaches a checkpoint.
-        verdict = await self._mesh.check(message, guard_pb2.DIRECTION_INPUT, tenant=tenant,
-                                         timeout_s=deadline.timeout(self._s.guard_timeout_s), restore_token=token)
+        verdict = await self._mesh.check(
+            message,
+            guard_pb2.DIRECTION_INPUT,
+            tenant=tenant,
+            timeout_s=deadline.timeout(self._s.guard_timeout_s),
+            restore_token=token,
+        )
         self._obs.run_started(str(run_id), tenant)
         self._obs.guard(guard_pb2.DIRECTION_INPUT, verdict)
-        decision = em(guard_decision=supervisor_pb2.GuardDecision(
-            direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=_guard_types(verdict)))
+        decision = em(
+            guard_decision=supervisor_pb2.GuardDecision(
+                direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=_guard_types(verdict)
+            )
+        )
         if verdict.action == guard_pb2.ACTION_BLOCK:
             yield decision
-            err = PermissionDenied(f"the guard blocked the input ({', '.join(_guard_types(verdict))})",
-                                   reason="GUARD_BLOCKED_INPUT")
+            err = PermissionDenied(
+                f"the guard blocked the input ({', '.join(_guard_types(verdict))})", reason="GUARD_BLOCKED_INPUT"
+            )
             yield em(error=supervisor_pb2.RunError(code=err.code.value[0], message=err.message, resumable=False))
             raise err
         text = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else message
-        run = await self._store.create_run(tenant=tenant, thread_id=thread_id, run_id=run_id, text=text,
-                                           history_limit=self._s.history_messages, next_seq=em.seq,
-                                           max_thread_messages=self._s.max_thread_messages,
-                                           restore_token=verdict.restore_token or token)
+        run = await self._store.create_run(
+            tenant=tenant,
+            thread_id=thread_id,
+            run_id=run_id,
+            text=text,
+            history_limit=self._s.history_messages,
+            next_seq=em.seq,
+            max_thread_messages=self._s.max_thread_messages,
+            restore_token=verdict.restore_token or token,
+        )
         em.thread_id = decision.thread_id = str(run.thread_id)
         yield decision
         async for ev in self._execute(run, [], em, deadline):
@@ -163,8 +216,9 @@ class RunExecutor:
 
     # --- the loop --------------------------------------------------------------------------------
 
-    async def _execute(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
-                       deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+    async def _execute(
+        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
             async for ev in self._loop(run, steps, em, deadline):
@@ -191,8 +245,9 @@ class RunExecutor:
             with contextlib.suppress(AgentMeshError):
                 await self._store.renew_lease(run)
 
-    async def _loop(self, run: RunRecord, steps: list[StepRecord], em: Emitter,
-                    deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+    async def _loop(
+        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         tokens = run.input_tokens + run.output_tokens
         cost = run.cost_usd
         llm_calls = run.llm_calls
@@ -217,8 +272,9 @@ class RunExecutor:
                 if deadline.run_limit_reached():
                     raise self._run_too_long()
             yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
-            with self._obs.step(run_id=str(run.id), idx=idx, kind=kind, agent=agent,
-                                iteration=iterations + (kind == "agent")) as observed:
+            with self._obs.step(
+                run_id=str(run.id), idx=idx, kind=kind, agent=agent, iteration=iterations + (kind == "agent")
+            ) as observed:
                 if kind == "route":
                     step = await self._route(run, idx, outputs, iterations, tokens, deadline)
                 elif kind == "agent":
@@ -238,40 +294,71 @@ class RunExecutor:
             cost += step.cost_usd
             llm_calls += step.llm_calls
             iterations += kind == "agent"
-            yield em(step_finished=supervisor_pb2.StepFinished(
-                step=idx, kind=_KIND[kind], agent=agent, duration_ms=step.duration_ms, usage=_usage(step),
-                cost_usd=step.cost_usd, decision=step.result.get("decision", ""),
-                output=step.result.get("output", "")))
+            yield em(
+                step_finished=supervisor_pb2.StepFinished(
+                    step=idx,
+                    kind=_KIND[kind],
+                    agent=agent,
+                    duration_ms=step.duration_ms,
+                    usage=_usage(step),
+                    cost_usd=step.cost_usd,
+                    decision=step.result.get("decision", ""),
+                    output=step.result.get("output", ""),
+                )
+            )
             if kind == "guard":
-                yield em(guard_decision=supervisor_pb2.GuardDecision(
-                    direction=guard_pb2.DIRECTION_OUTPUT, action=step.result["action"],
-                    finding_types=step.result["finding_types"]))
+                yield em(
+                    guard_decision=supervisor_pb2.GuardDecision(
+                        direction=guard_pb2.DIRECTION_OUTPUT,
+                        action=step.result["action"],
+                        finding_types=step.result["finding_types"],
+                    )
+                )
         guard_step = steps[-1]
         if guard_step.result["action"] == guard_pb2.ACTION_BLOCK:
-            raise PermissionDenied(f"the guard blocked the answer ({', '.join(guard_step.result['finding_types'])})",
-                                   reason="GUARD_BLOCKED_OUTPUT")
+            raise PermissionDenied(
+                f"the guard blocked the answer ({', '.join(guard_step.result['finding_types'])})",
+                reason="GUARD_BLOCKED_OUTPUT",
+            )
         route_reason = next(s.result.get("reason", "COMPLETED") for s in reversed(steps) if s.kind == "route")
         answer = guard_step.result["answer"]
-        final = em(final=supervisor_pb2.Final(
-            answer=answer, reason=_REASON.get(route_reason, supervisor_pb2.FINISH_REASON_COMPLETED),
-            usage=usage_pb2.Usage(input_tokens=sum(s.input_tokens for s in steps),
-                                  output_tokens=sum(s.output_tokens for s in steps),
-                                  llm_calls=sum(s.llm_calls for s in steps)),
-            cost_usd=sum(s.cost_usd for s in steps), iterations=iterations))
+        final = em(
+            final=supervisor_pb2.Final(
+                answer=answer,
+                reason=_REASON.get(route_reason, supervisor_pb2.FINISH_REASON_COMPLETED),
+                usage=usage_pb2.Usage(
+                    input_tokens=sum(s.input_tokens for s in steps),
+                    output_tokens=sum(s.output_tokens for s in steps),
+                    llm_calls=sum(s.llm_calls for s in steps),
+                ),
+                cost_usd=sum(s.cost_usd for s in steps),
+                iterations=iterations,
+            )
+        )
         # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
         # the LLM); only the event sent to this client carries the values put back by the guard.
         await self._store.finish(run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer)
         if restored:
             final.final.answer = restored
-        log.info("run completed", extra={"run_id": str(run.id), "iterations": iterations, "llm_calls": llm_calls,
-                                         "tokens": tokens, "cost_usd": round(cost, 6), "reason": route_reason})
+        log.info(
+            "run completed",
+            extra={
+                "run_id": str(run.id),
+                "iterations": iterations,
+                "llm_calls": llm_calls,
+                "tokens": tokens,
+                "cost_usd": round(cost, 6),
+                "reason": route_reason,
+            },
+        )
         self._obs.run_completed(reason=route_reason, iterations=iterations)
         yield final
 
     # --- steps -----------------------------------------------------------------------------------
 
-    async def _route(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], iterations: int, tokens: int,
-                     deadline: Deadline) -> StepRecord:
+    async def _route(
+        self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], iterations: int, tokens: int, deadline: Deadline
+    ) -> StepRecord:
         # Limits end the run through a recorded FINISH, so a resumed run ends the same way.
         if iterations >= self._s.max_iterations:
             return StepRecord(idx, "route", SUPERVISOR, {"decision": FINISH, "reason": "ITERATION_LIMIT"})
@@ -280,52 +367,110 @@ class RunExecutor:
         done = [a for a, _ in outputs]
         allowed = allowed_next(self._agents, done)
         prompt = routing_prompt(self._request_with_history(run), outputs, allowed)
-        result = await self._llm.complete(system=ROUTER_SYSTEM, messages=[{"role": "user", "content": prompt}],
-                                          max_tokens=8, deadline=deadline.at,
-                                          attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx})
+        result = await self._llm.complete(
+            system=ROUTER_SYSTEM,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=8,
+            deadline=deadline.at,
+            attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx},
+        )
         route = parse_route(result.text, allowed, self._agents, done)
         # The routing call is the step's only work: it starts with it.
-        body: dict[str, Any] = {"decision": route.decision, "llm": [_llm_call(
-            result.model, result.input_tokens, result.output_tokens, 0.0, result.latency_ms, result.cost_usd,
-            result.attempts, result.stop_reason)]}
+        body: dict[str, Any] = {
+            "decision": route.decision,
+            "llm": [
+                _llm_call(
+                    result.model,
+                    result.input_tokens,
+                    result.output_tokens,
+                    0.0,
+                    result.latency_ms,
+                    result.cost_usd,
+                    result.attempts,
+                    result.stop_reason,
+                )
+            ],
+        }
         if route.decision == FINISH:
             body["reason"] = "COMPLETED"
         if not route.valid:
             body["invalid_answer"] = route.raw
-            log.warning("router answered outside the allowed set; fallback applied",
-                        extra={"run_id": str(run.id), "step": idx, "decision": route.decision})
+            log.warning(
+                "router answered outside the allowed set; fallback applied",
+                extra={"run_id": str(run.id), "step": idx, "decision": route.decision},
+            )
         return StepRecord(idx, "route", SUPERVISOR, body, result.input_tokens, result.output_tokens, 1, result.cost_usd)
 
-    async def _act(self, run: RunRecord, idx: int, agent: str, outputs: list[tuple[str, str]], tokens: int,
-                   deadline: Deadline) -> StepRecord:
-        context = [agent_pb2.ContextMessage(role=_ROLE.get(m["role"], agent_pb2.ROLE_USER), content=m["content"])
-                   for m in run.history]
+    async def _act(
+        self, run: RunRecord, idx: int, agent: str, outputs: list[tuple[str, str]], tokens: int, deadline: Deadline
+    ) -> StepRecord:
+        context = [
+            agent_pb2.ContextMessage(role=_ROLE.get(m["role"], agent_pb2.ROLE_USER), content=m["content"])
+            for m in run.history
+        ]
         context += [agent_pb2.ContextMessage(role=agent_pb2.ROLE_AGENT, agent=a, content=o) for a, o in outputs]
         remaining = max(1, self._s.run_token_budget - tokens)
-        request = agent_pb2.ActRequest(run_id=str(run.id), step=idx, task=run.input, context=context,
-                                       max_output_tokens=min(self._s.agent_max_output_tokens, remaining))
-        resp = await self._mesh.act(agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s))
-        body: dict[str, Any] = {"output": resp.output, "model": resp.model, "llm": [
-            _llm_call(c.model, c.input_tokens, c.output_tokens, c.start_ms, c.duration_ms, c.cost_usd, c.attempts,
-                      c.stop_reason) for c in resp.llm_calls]}
+        request = agent_pb2.ActRequest(
+            run_id=str(run.id),
+            step=idx,
+            task=run.input,
+            context=context,
+            max_output_tokens=min(self._s.agent_max_output_tokens, remaining),
+        )
+        resp = await self._mesh.act(
+            agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s)
+        )
+        body: dict[str, Any] = {
+            "output": resp.output,
+            "model": resp.model,
+            "llm": [
+                _llm_call(
+                    c.model,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.start_ms,
+                    c.duration_ms,
+                    c.cost_usd,
+                    c.attempts,
+                    c.stop_reason,
+                )
+                for c in resp.llm_calls
+            ],
+        }
         if resp.tool_calls:
             body["tools"] = [{"name": t.name, "executed": t.executed} for t in resp.tool_calls]
-        return StepRecord(idx, "agent", agent, body, resp.usage.input_tokens, resp.usage.output_tokens,
-                          resp.usage.llm_calls, resp.cost_usd)
+        return StepRecord(
+            idx,
+            "agent",
+            agent,
+            body,
+            resp.usage.input_tokens,
+            resp.usage.output_tokens,
+            resp.usage.llm_calls,
+            resp.cost_usd,
+        )
 
-    async def _check_answer(self, run: RunRecord, idx: int, outputs: list[tuple[str, str]],
-                            deadline: Deadline) -> tuple[StepRecord, str]:
+    async def _check_answer(
+        self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], deadline: Deadline
+    ) -> tuple[StepRecord, str]:
         """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
         # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
         # separate "summarise" LLM call would add cost and latency to every run.
         answer = outputs[-1][1] if outputs else ""
-        verdict = await self._mesh.check(answer, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id,
-                                         timeout_s=deadline.timeout(self._s.guard_timeout_s),
-                                         restore_token=run.restore_token)
+        verdict = await self._mesh.check(
+            answer,
+            guard_pb2.DIRECTION_OUTPUT,
+            tenant=run.tenant_id,
+            timeout_s=deadline.timeout(self._s.guard_timeout_s),
+            restore_token=run.restore_token,
+        )
         self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
-        body = {"action": int(verdict.action), "finding_types": _guard_types(verdict),
-                "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown}
+        body = {
+            "action": int(verdict.action),
+            "finding_types": _guard_types(verdict),
+            "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
+        }
         restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text
         return StepRecord(idx, "guard", GUARD, body), restored
 

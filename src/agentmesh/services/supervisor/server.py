@@ -32,32 +32,53 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     telemetry = process_setup("supervisor", settings)
     if settings.database_url is None:
         raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
-    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min,
-                             max_size=settings.db_pool_max)
+    pool = await create_pool(
+        settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
     async with pool.acquire() as conn:
         await migrate(conn, [MigrationSet("core", CORE_MIGRATIONS), MIGRATIONS])
     llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
     telemetry.register_llm(llm)
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
-    channels = GatewayChannels(settings.gateway_internal_addr, internal_token=token,
-                               credentials=channel_credentials(settings.tls_dir, "supervisor") if settings.tls_dir else None,
-                               interceptors=telemetry.client_interceptors())
+    channels = GatewayChannels(
+        settings.gateway_internal_addr,
+        internal_token=token,
+        credentials=channel_credentials(settings.tls_dir, "supervisor") if settings.tls_dir else None,
+        interceptors=telemetry.client_interceptors(),
+    )
     # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
     owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
-    budgets = TenantBudgets(pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd)
+    budgets = TenantBudgets(
+        pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd
+    )
     observer = RunObserver(registry=telemetry.registry, tracer=telemetry.tracer())
-    executor = RunExecutor(settings=settings, store=store, llm=llm,
-                           mesh=MeshClients(channels=channels), agents=AGENTS, budgets=budgets, observer=observer)
+    executor = RunExecutor(
+        settings=settings,
+        store=store,
+        llm=llm,
+        mesh=MeshClients(channels=channels),
+        agents=AGENTS,
+        budgets=budgets,
+        observer=observer,
+    )
     servicer = SupervisorServicer(executor=executor, store=store)
     # Runs a dead supervisor left behind become resumable failures (now, and whenever a lease runs out).
     sweeper = asyncio.create_task(_sweep_abandoned(store, every_s=settings.run_lease_s))
     keys = KeyStore(pool=pool)
     auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
-    binding = ServiceBinding(supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer,
-                             "agentmesh.v1.SupervisorService")
-    await serve_bindings("supervisor", settings, [binding], port=port, interceptors=[auth], telemetry=telemetry,
-                         on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close])
+    binding = ServiceBinding(
+        supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer, "agentmesh.v1.SupervisorService"
+    )
+    await serve_bindings(
+        "supervisor",
+        settings,
+        [binding],
+        port=port,
+        interceptors=[auth],
+        telemetry=telemetry,
+        on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close],
+    )
 
 
 async def _sweep_abandoned(store: CheckpointStore, *, every_s: float) -> None:

@@ -14,8 +14,11 @@ from agentmesh.services.supervisor.runner import Deadline, RunExecutor
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.v1 import agent_pb2, supervisor_pb2, supervisor_pb2_grpc, usage_pb2
 
-_STATUS = {"running": supervisor_pb2.RUN_STATUS_RUNNING, "completed": supervisor_pb2.RUN_STATUS_COMPLETED,
-           "failed": supervisor_pb2.RUN_STATUS_FAILED}
+_STATUS = {
+    "running": supervisor_pb2.RUN_STATUS_RUNNING,
+    "completed": supervisor_pb2.RUN_STATUS_COMPLETED,
+    "failed": supervisor_pb2.RUN_STATUS_FAILED,
+}
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
 
 
@@ -29,20 +32,28 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         self._executor = executor
         self._store = store
 
-    async def Run(self, request: supervisor_pb2.RunRequest,
-                  context: grpc.aio.ServicerContext) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        async for event in self._executor.start(tenant=current_tenant.get(), message=request.message,
-                                                thread_id=request.thread_id, deadline=_deadline(context)):
+    async def Run(
+        self, request: supervisor_pb2.RunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        async for event in self._executor.start(
+            tenant=current_tenant.get(),
+            message=request.message,
+            thread_id=request.thread_id,
+            deadline=_deadline(context),
+        ):
             yield event
 
-    async def Resume(self, request: supervisor_pb2.ResumeRequest,
-                     context: grpc.aio.ServicerContext) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        async for event in self._executor.resume(tenant=current_tenant.get(), run_id=request.run_id,
-                                                 deadline=_deadline(context)):
+    async def Resume(
+        self, request: supervisor_pb2.ResumeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        async for event in self._executor.resume(
+            tenant=current_tenant.get(), run_id=request.run_id, deadline=_deadline(context)
+        ):
             yield event
 
-    async def GetThread(self, request: supervisor_pb2.GetThreadRequest,
-                        context: grpc.aio.ServicerContext) -> supervisor_pb2.GetThreadResponse:
+    async def GetThread(
+        self, request: supervisor_pb2.GetThreadRequest, context: grpc.aio.ServicerContext
+    ) -> supervisor_pb2.GetThreadResponse:
         view = await self._store.thread(request.thread_id, current_tenant.get())
         resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)
         for m in view.messages:
@@ -50,8 +61,13 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             msg.create_time.FromDatetime(m["created_at"])
         for r in view.runs:
             run = resp.runs.add(
-                run_id=str(r["id"]), status=_STATUS[r["status"]], cost_usd=r["cost_usd"], iterations=r["iterations"],
-                usage=usage_pb2.Usage(input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
-                                      llm_calls=r["llm_calls"]))
+                run_id=str(r["id"]),
+                status=_STATUS[r["status"]],
+                cost_usd=r["cost_usd"],
+                iterations=r["iterations"],
+                usage=usage_pb2.Usage(
+                    input_tokens=r["input_tokens"], output_tokens=r["output_tokens"], llm_calls=r["llm_calls"]
+                ),
+            )
             run.create_time.FromDatetime(r["created_at"])
         return resp

@@ -176,29 +176,60 @@ class CheckpointStore:
         self._lease_s = lease_s
 
     async def create_run(
-        self, *, tenant: str, thread_id: str, run_id: uuid.UUID, text: str, history_limit: int, next_seq: int,
-        max_thread_messages: int = 0, restore_token: str = "",
+        self,
+        *,
+        tenant: str,
+        thread_id: str,
+        run_id: uuid.UUID,
+        text: str,
+        history_limit: int,
+        next_seq: int,
+        max_thread_messages: int = 0,
+        restore_token: str = "",
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
         RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
         lease = self._new_lease()
         if not thread_id:
             async with db_errors("run creation"):
-                row = await self._pool.fetchrow(CREATE_RUN_NEW_THREAD, run_id, uuid.uuid4(), tenant, text, next_seq,
-                                                lease, self._lease_s, restore_token)
+                row = await self._pool.fetchrow(
+                    CREATE_RUN_NEW_THREAD,
+                    run_id,
+                    uuid.uuid4(),
+                    tenant,
+                    text,
+                    next_seq,
+                    lease,
+                    self._lease_s,
+                    restore_token,
+                )
             return dataclasses.replace(_run_from_row(row), lease=lease)
         tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
                 raise NotFound(f"thread {thread_id} not found")
-            if max_thread_messages and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages:
+            if (
+                max_thread_messages
+                and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages
+            ):
                 raise ResourceExhausted(
                     f"thread {thread_id} is full: it holds {held} messages and a run adds 2, over the limit of "
                     f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
-                    reason="THREAD_FULL")
+                    reason="THREAD_FULL",
+                )
             history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
-            row = await conn.fetchrow(CREATE_RUN, run_id, tid, tenant, text, next_seq, lease, self._lease_s,
-                                      json.dumps(history), restore_token)
+            row = await conn.fetchrow(
+                CREATE_RUN,
+                run_id,
+                tid,
+                tenant,
+                text,
+                next_seq,
+                lease,
+                self._lease_s,
+                json.dumps(history),
+                restore_token,
+            )
             await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
         return dataclasses.replace(_run_from_row(row), lease=lease)
 
@@ -225,8 +256,10 @@ class CheckpointStore:
         lease = self._new_lease()
         async with db_errors("run claim"), self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(CLAIM_RUN, run.id, run.tenant_id, lease, self._lease_s) is None:
-                raise Aborted(f"run {run.id} is being executed by another supervisor; retry when its lease expires",
-                              retry_after_s=self._lease_s)
+                raise Aborted(
+                    f"run {run.id} is being executed by another supervisor; retry when its lease expires",
+                    retry_after_s=self._lease_s,
+                )
             row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
         return dataclasses.replace(_run_from_row(row), lease=lease)
 
@@ -246,9 +279,21 @@ class CheckpointStore:
         try:
             async with db_errors("checkpoint write"):
                 status = await self._pool.execute(
-                    COMMIT_STEP, run_id, step.idx, step.kind, step.agent, json.dumps(step.result), step.input_tokens,
-                    step.output_tokens, step.llm_calls, step.cost_usd, step.duration_ms, next_seq, int(iteration),
-                    run.lease, self._lease_s,
+                    COMMIT_STEP,
+                    run_id,
+                    step.idx,
+                    step.kind,
+                    step.agent,
+                    json.dumps(step.result),
+                    step.input_tokens,
+                    step.output_tokens,
+                    step.llm_calls,
+                    step.cost_usd,
+                    step.duration_ms,
+                    next_seq,
+                    int(iteration),
+                    run.lease,
+                    self._lease_s,
                 )
         except asyncpg.UniqueViolationError as exc:
             raise Aborted(f"run {run_id} step {step.idx} is already recorded by another supervisor") from exc

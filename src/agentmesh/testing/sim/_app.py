@@ -105,7 +105,9 @@ def _number(key: str, value: Any, *, low: float = 0.0, high: float | None = None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise FaultError(f"{key} must be a number")
     if value < low or (high is not None and value > high):
-        raise FaultError(f"{key} must be between {low:g} and {high:g}" if high is not None else f"{key} must be >= {low:g}")
+        raise FaultError(
+            f"{key} must be between {low:g} and {high:g}" if high is not None else f"{key} must be >= {low:g}"
+        )
     return float(value)
 
 
@@ -198,7 +200,10 @@ class Stats:
         self.in_flight = self.in_flight_max = in_flight
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Counter) else v) for f in dataclasses.fields(self)}
+        return {
+            f.name: (dict(v) if isinstance(v := getattr(self, f.name), Counter) else v)
+            for f in dataclasses.fields(self)
+        }
 
 
 _RECENT_REQUESTS = 200
@@ -332,12 +337,19 @@ def _content_events(message: dict[str, Any], blocks: tuple[Block, ...]) -> list[
     for index, block in enumerate(blocks):
         if block["type"] == "tool_use":
             head = {**block, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(block["input"]), _DELTA_CHARS)]
+            deltas = [
+                {"type": "input_json_delta", "partial_json": p}
+                for p in _pieces(json.dumps(block["input"]), _DELTA_CHARS)
+            ]
         else:
             head = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"], _DELTA_CHARS)]
-        events.append(_event("content_block_start", {"type": "content_block_start", "index": index, "content_block": head}))
-        events.extend(_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas)
+        events.append(
+            _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": head})
+        )
+        events.extend(
+            _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas
+        )
         events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
     return events
 
@@ -433,7 +445,9 @@ async def _api(request: web.Request, *, count_only: bool) -> web.StreamResponse:
         stats.in_flight -= 1
 
 
-async def _admitted(request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool) -> web.StreamResponse:
+async def _admitted(
+    request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool
+) -> web.StreamResponse:
     stats = state.stats
     try:
         body = json.loads(await request.read())

@@ -435,7 +435,9 @@ def _tool_use(body: dict[str, Any], tool_id: str, fault: ToolFault | None) -> An
     text = content_text(_last_message(body).get("content"))
     tools = body["tools"]
     choice = _tool_choice(body)
-    forced = [t for t in tools if isinstance(t, dict) and choice.get("type") == "tool" and t.get("name") == choice.get("name")]
+    forced = [
+        t for t in tools if isinstance(t, dict) and choice.get("type") == "tool" and t.get("name") == choice.get("name")
+    ]
     tool = forced[0] if forced else choose_tool(tools, text)
     schema = tool.get("input_schema", {"type": "object"})
     args = fit_schema("input", schema, text)

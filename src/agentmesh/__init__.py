@@ -1,5 +1,6 @@
-"""agentmesh: the shared runtime every service imports (settings, LLM client, RPC plumbing, telemetry)."""
+"""agentmesh: the shared runtime every service imports (settings, deadlines, LLM client, RPC plumbing, telemetry)."""
 
+from agentmesh.deadline import Deadline
 from agentmesh.settings import Settings
 
-__all__ = ["Settings"]
+__all__ = ["Deadline", "Settings"]

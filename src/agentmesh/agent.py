@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import grpc
 from opentelemetry import trace
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import InvalidArgument
 from agentmesh.llm import LLMClient
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
@@ -91,8 +93,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def Act(self, request: agent_pb2.ActRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ActResponse:
         validate_act(request)
         started = time.monotonic()
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
+        deadline = Deadline.from_grpc_context(context)
+        arrived_with = deadline.remaining()
         max_tokens = request.max_output_tokens or self._default_max_tokens
         messages: list[dict[str, Any]] = [{"role": "user", "content": render_prompt(request.task, request.context)}]
         tools = self._toolbox.specs() if self._toolbox else None
@@ -166,7 +168,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 "llm_calls": calls,
                 "input_tokens": usage_in,
                 "output_tokens": usage_out,
-                "deadline_s": None if remaining is None else round(remaining, 3),
+                "deadline_s": None if math.isinf(arrived_with) else round(arrived_with, 3),
                 "latency_ms": round((time.monotonic() - started) * 1000, 1),
             },
         )

@@ -15,7 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
-from agentmesh.services.guard import Action, decide, load_policy
+from agentmesh.deadline import Deadline
+from agentmesh.services.guard import Action, Direction, decide, load_policy
+from agentmesh.services.guard.check import ANSWER_RESERVE_S, GuardDeps, run_check
 from agentmesh.services.guard.detectors import Finding
 from agentmesh.services.guard.policy import LlmVerdict, apply_policy
 from agentmesh.services.guard.server import tier_two_llm
@@ -138,6 +140,31 @@ async def test_the_budget_caps_calls_per_minute(sim_url: str) -> None:
         assert verdicts == [LlmVerdict.BENIGN, LlmVerdict.BENIGN, LlmVerdict.UNAVAILABLE]
     finally:
         await llm.close()
+
+
+async def test_past_the_callers_deadline_the_llm_is_not_asked_and_no_budget_is_spent(sim_url: str) -> None:
+    llm = tier_two_llm(Settings(anthropic_base_url=sim_url))
+    try:
+        tier_two = TierTwo(llm=llm, calls_per_minute=1)
+        detected = decide(GREY, "input", POLICY).detected
+        adjusted, verdicts = await tier_two.review(GREY, detected, deadline=Deadline.after(0))
+        assert adjusted == list(detected) and set(verdicts.values()) == {LlmVerdict.UNAVAILABLE}
+        assert await _requests(sim_url) == []
+        # The one call a minute is still there for a caller with time left.
+        _, verdicts = await tier_two.review(GREY, detected, deadline=Deadline.after(30))
+        assert set(verdicts.values()) == {LlmVerdict.BENIGN}
+    finally:
+        await llm.close()
+
+
+async def test_a_check_keeps_part_of_the_callers_deadline_for_its_answer(tier_two: TierTwo, sim_url: str) -> None:
+    deps = GuardDeps(policy=lambda: POLICY, tier_two=tier_two)
+    # Less time left than the answer's reserve: tier one's decision, without asking the LLM.
+    short = Deadline.after(ANSWER_RESERVE_S * 0.8)
+    outcome = await run_check(GREY, Direction.INPUT, deps, tenant="acme", deadline=short)
+    assert outcome.decision.action is Action.FLAG and await _requests(sim_url) == []
+    outcome = await run_check(GREY, Direction.INPUT, deps, tenant="acme", deadline=Deadline.after(30))
+    assert outcome.decision.findings[0].llm_verdict is LlmVerdict.BENIGN and len(await _requests(sim_url)) == 1
 
 
 async def test_findings_outside_the_band_are_not_asked_about(tier_two: TierTwo, sim_url: str) -> None:

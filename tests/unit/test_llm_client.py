@@ -15,6 +15,7 @@ import grpc
 import httpx2
 import pytest
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMRequestRejected, LLMUnavailable
 from agentmesh.llm import BreakerState, LLMClient, cost_usd
 from agentmesh.llm._retry import classify
@@ -189,7 +190,7 @@ async def test_deadline_stops_retrying(sim_url: str) -> None:
     )
     started = time.monotonic()
     with pytest.raises((LLMUnavailable, DeadlineExceeded)):
-        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.5)
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline.after(0.5))
     await llm.close()
     # Without the deadline this call would try 100 times, 0.2 s apart (20 s); the bound is loose on purpose
     # (a loaded 2-core machine), the attempt count is the real check.
@@ -203,7 +204,7 @@ async def test_a_429_storm_converges_on_what_the_provider_admits(sim_url: str) -
     await put_faults(sim_url, max_concurrency=4, latency_ms=50, retry_after_s=0.05)
     llm = client(sim_url, llm_max_attempts=2, llm_jitter_ms=25)
     results = await asyncio.gather(
-        *(llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 30) for _ in range(100))
+        *(llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline.after(30)) for _ in range(100))
     )
     await llm.close()
     s = await sim_stats(sim_url)
@@ -218,7 +219,7 @@ async def test_retry_after_beyond_the_deadline_fails_at_once(sim_url: str) -> No
     llm = client(sim_url)
     started = time.monotonic()
     with pytest.raises(LLMRateLimited, match=r"wait 10\.0s \(retry-after\), more than the \d\.\ds left") as info:
-        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=started + 3.0)
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline(started + 3.0))
     await llm.close()
     assert time.monotonic() - started < 2.5  # refused at once: neither the 10 s wait nor the 3 s deadline
     assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED and info.value.retry_after_s == 10
@@ -230,7 +231,7 @@ async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim
     await put_faults(sim_url, hang=True)
     llm = client(sim_url, llm_timeout_s=5.0, breaker_failure_threshold=1)
     with pytest.raises(DeadlineExceeded, match="in flight"):
-        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.3)
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline.after(0.3))
     await llm.close()
     # One slow call of ours says nothing about the provider: the breaker (threshold 1) stays closed.
     assert llm.breaker.state is BreakerState.CLOSED and not llm.stats.failures
@@ -243,7 +244,7 @@ async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(s
     first = asyncio.create_task(llm.complete(system="s", messages=MSG, max_tokens=50))
     await asyncio.sleep(0.05)
     with pytest.raises(DeadlineExceeded, match="queued for one of this process's 1 concurrency slots"):
-        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=time.monotonic() + 0.2)
+        await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline.after(0.2))
     assert (await first).text
     await llm.close()
     assert (await sim_stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -105,7 +106,7 @@ class _GiveUp(Exception):
 class _CallState:
     """One logical call's retry bookkeeping: 429s and provider failures are budgeted differently."""
 
-    deadline: float
+    deadline: Deadline
     attempts: int = 0
     rate_limited: int = 0
     provider_failures: int = 0
@@ -149,7 +150,7 @@ class LLMClient:
             ceiling = min(ceiling, settings.llm_mesh_concurrency)
         self._limiter = AIMDLimiter(max_limit=ceiling)
         self._rng = rng or random.Random()
-        self._clock = clock
+        self._clock = clock  # latencies and the breaker's wait; deadlines are on time.monotonic(), as gRPC's are
         self._on_breaker_change = on_breaker_change
         self.breaker = CircuitBreaker(
             name="anthropic",
@@ -180,12 +181,12 @@ class LLMClient:
         max_tokens: int,
         tools: Sequence[dict[str, Any]] | None = None,
         model: str | None = None,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
         stream: bool | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> LLMResult:
-        """One logical LLM call. `deadline` is on this client's clock; no attempt or wait goes past it (nor past
-        llm_call_budget_s from now). 429s are retried while it allows; provider failures up to llm_max_attempts.
+        """One logical LLM call. No attempt or wait goes past `deadline` (nor past llm_call_budget_s from now).
+        429s are retried while it allows; provider failures up to llm_max_attempts.
         `attributes` (e.g. run id and step) go on the call's span, when there is one.
 
         Raises LLMUnavailable (incl. CircuitOpen), LLMRateLimited, LLMRequestRejected or DeadlineExceeded."""
@@ -252,7 +253,7 @@ class LLMClient:
         max_tokens: int,
         tools: Sequence[dict[str, Any]] | None,
         model: str,
-        deadline: float | None,
+        deadline: Deadline | None,
         stream: bool | None,
     ) -> LLMResult:
         """The call itself: retries, limiter, breaker and accounting, without the span or the histogram."""
@@ -266,8 +267,8 @@ class LLMClient:
         if tools:
             kwargs["tools"] = list(tools)
         started = self._clock()
-        budget_end = started + self._s.llm_call_budget_s
-        call = _CallState(deadline=budget_end if deadline is None else min(deadline, budget_end))
+        budget = Deadline.after(self._s.llm_call_budget_s)
+        call = _CallState(deadline=budget if deadline is None else min(deadline, budget))
         retrying = AsyncRetrying(
             stop=lambda state: self._stop(call, state),
             wait=lambda state: self._wait(call, state),
@@ -329,7 +330,7 @@ class LLMClient:
 
     # --- one attempt -----------------------------------------------------------------------------
 
-    async def _attempt(self, kwargs: dict[str, Any], use_stream: bool, deadline: float) -> dict[str, Any]:
+    async def _attempt(self, kwargs: dict[str, Any], use_stream: bool, deadline: Deadline) -> dict[str, Any]:
         # While the breaker is open, fail before queueing for a slot: an outage must not build a queue.
         self.breaker.check()
         permit = await self._acquire(deadline)
@@ -338,7 +339,7 @@ class LLMClient:
             if permit.waited and self._s.llm_jitter_ms > 0:
                 # Callers released together would hit the provider in the same millisecond.
                 await asyncio.sleep(self._rng.uniform(0, self._s.llm_jitter_ms) / 1000)
-            left = deadline - self._clock()
+            left = deadline.remaining()
             if left <= 0:
                 raise DeadlineExceeded("the deadline passed while the LLM call waited for a concurrency slot")
             # Claimed only now, right before the request: every way out below records the probe's outcome.
@@ -379,10 +380,10 @@ class LLMClient:
             self._limiter.release(permit, outcome)
             self._sync_limiter_stats()
 
-    async def _acquire(self, deadline: float) -> Permit:
+    async def _acquire(self, deadline: Deadline) -> Permit:
         permit = self._limiter.try_acquire()
         if permit is None:
-            left = deadline - self._clock()
+            left = deadline.remaining()
             if left <= 0:
                 raise DeadlineExceeded("the deadline passed before the LLM call could be made")
             self.stats.queued += 1
@@ -452,14 +453,13 @@ class LLMClient:
                     f"it asked to wait {wait:.1f}s, above the cap of {self._s.llm_retry_after_cap_s:.0f}s",
                     "retry_after_above_cap",
                 )
-            left = call.deadline - self._clock()
+            left = call.deadline.remaining()
             if wait > left:
                 # Sleeping past the deadline helps nobody: say so now, while the caller can still act on it.
                 raise _GiveUp(
                     failure,
                     exc,
-                    f"it asked to wait {wait:.1f}s (retry-after), more than the {max(0.0, left):.1f}s "
-                    f"left before the deadline",
+                    f"it asked to wait {wait:.1f}s (retry-after), more than the {left:.1f}s left before the deadline",
                     "retry_after_beyond_deadline",
                 )
         return True
@@ -468,7 +468,7 @@ class LLMClient:
         # 429s are back-pressure, bounded by the deadline alone; provider failures also by an attempt count.
         if call.provider_failures >= self._s.llm_max_attempts:
             return True
-        call.out_of_time = self._clock() + (state.upcoming_sleep or 0.0) >= call.deadline
+        call.out_of_time = call.deadline.remaining() <= (state.upcoming_sleep or 0.0)
         return call.out_of_time
 
     def _wait(self, call: _CallState, state: RetryCallState) -> float:

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agentmesh.deadline import Deadline
 from agentmesh.llm import BreakerState, LLMClient
 from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
 
@@ -55,10 +56,8 @@ def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) ->
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(exc, asyncio.CancelledError):
-        remaining = context.time_remaining()
-        return (
-            grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
-        )
+        expired = Deadline.from_grpc_context(context).expired
+        return grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
     return grpc.StatusCode.OK if exc is None else grpc.StatusCode.UNKNOWN
 
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import Unavailable
 from agentmesh.services.guard.policy import (
     Action,
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 # Detection costs ~0.3 ms per KB; long texts go to a worker thread so one big check does not hold up every
 # other request on the event loop.
 INLINE_MAX_CHARS = 8_192
+# Of the caller's deadline, what tier two leaves for the answer itself.
+ANSWER_RESERVE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ async def run_check(
     *,
     tenant: str,
     restore_token: str = "",
-    time_left_s: float | None = None,
+    deadline: Deadline | None = None,
 ) -> CheckOutcome:
     policy = deps.policy()
     vault = deps.sealer.open(tenant, restore_token) if restore_token and deps.sealer else None
@@ -65,9 +68,8 @@ async def run_check(
     else:
         decision = await asyncio.to_thread(decide, text, direction, policy, vault=vault)
     if deps.tier_two is not None and deps.tier_two.grey(decision.detected):
-        # Leave a little of the caller's deadline for the answer itself.
-        budget = None if time_left_s is None else time_left_s - 0.25
-        adjusted, verdicts = await deps.tier_two.review(text, decision.detected, timeout_s=budget)
+        budget = None if deadline is None else Deadline(deadline.at - ANSWER_RESERVE_S)
+        adjusted, verdicts = await deps.tier_two.review(text, decision.detected, deadline=budget)
         decision = apply_policy(text, adjusted, direction, policy, vault=vault, verdicts=verdicts)
     review_id = ""
     if deps.reviews is not None and any(f.action is Action.FLAG for f in decision.findings):

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import InvalidArgument
 from agentmesh.rpc import current_tenant
 from agentmesh.services.guard.check import GuardDeps, run_check
@@ -89,14 +90,14 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
             raise InvalidArgument(
                 f"text: {chars} characters is over the limit of {self._max_text_chars}", reason="TEXT_TOO_LONG"
             )
-        time_left = context.time_remaining() if context is not None else None
+        deadline = Deadline.from_grpc_context(context) if context is not None else None
         outcome = await run_check(
             request.text,
             direction,
             self._deps,
             tenant=_tenant(),
             restore_token=request.restore_token,
-            time_left_s=time_left,
+            deadline=deadline,
         )
         decision = outcome.decision
         # Metadata only: the text, the matched values and the placeholder map never reach the logs.

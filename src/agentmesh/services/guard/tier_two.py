@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from agentmesh.deadline import Deadline
 from agentmesh.llm import LLMClient
 from agentmesh.services.guard.detectors import Finding
 from agentmesh.services.guard.policy import REDACTABLE_TYPES, LlmVerdict, redact_spans
@@ -110,16 +111,15 @@ class TierTwo:
         return [f for f in detected if f.type == "prompt_injection" and self._low <= f.confidence < self._high]
 
     async def review(
-        self, text: str, detected: Sequence[Finding], *, timeout_s: float | None = None
+        self, text: str, detected: Sequence[Finding], *, deadline: Deadline | None = None
     ) -> tuple[list[Finding], Mapping[VerdictKey, LlmVerdict]]:
         """The findings with grey-zone confidences adjusted by the LLM's verdict, and the verdict per finding.
-        `timeout_s` caps this call's own deadline (e.g. to what is left of the caller's)."""
+        The LLM is asked within this tier's own timeout, or by `deadline` (the caller's) if that comes first."""
         grey = self.grey(detected)
         if not grey:
             return list(detected), {}
-        verdict = await self._ask(
-            text, detected, grey, self._timeout_s if timeout_s is None else min(self._timeout_s, timeout_s)
-        )
+        own = Deadline.after(self._timeout_s)
+        verdict = await self._ask(text, detected, grey, own if deadline is None else min(own, deadline))
         keys = {(f.type, f.start, f.end) for f in grey}
         adjusted = []
         for f in detected:
@@ -132,10 +132,11 @@ class TierTwo:
         return adjusted, dict.fromkeys(keys, verdict)
 
     async def _ask(
-        self, text: str, detected: Sequence[Finding], grey: Sequence[Finding], timeout_s: float
+        self, text: str, detected: Sequence[Finding], grey: Sequence[Finding], deadline: Deadline
     ) -> LlmVerdict:
-        if timeout_s <= 0 or not self._budget.take():
-            log.info("tier two skipped", extra={"reason": "budget" if timeout_s > 0 else "no time left"})
+        out_of_time = deadline.expired
+        if out_of_time or not self._budget.take():  # no time left spends none of the budget
+            log.info("tier two skipped", extra={"reason": "no time left" if out_of_time else "budget"})
             return LlmVerdict.UNAVAILABLE
         prompt = classifier_prompt(self._llm_view(text, detected, grey), secrets.token_hex(6))
         started = self._clock()
@@ -145,9 +146,9 @@ class TierTwo:
                     system=SYSTEM_PROMPT,
                     messages=[{"role": "user", "content": prompt}],
                     max_tokens=_MAX_TOKENS,
-                    deadline=time.monotonic() + timeout_s,
+                    deadline=deadline,
                 ),
-                timeout_s,
+                deadline.timeout(self._timeout_s),
             )
         except Exception as exc:  # any failure of this optional tier leaves tier one's decision standing
             log.info(

@@ -4,35 +4,42 @@ from __future__ import annotations
 
 import grpc
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import AgentMeshError, grpc_error_to_mesh
 from agentmesh.rpc import GatewayChannels
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, guard_pb2, guard_pb2_grpc
 
 
 class MeshClients:
-    def __init__(self, *, channels: GatewayChannels) -> None:
+    """`agent_timeout_s` and `guard_timeout_s` cap one call of each kind, whatever is left of the run's deadline."""
+
+    def __init__(self, *, channels: GatewayChannels, agent_timeout_s: float, guard_timeout_s: float) -> None:
         self._channels = channels
         self._agents = agent_pb2_grpc.AgentServiceStub(channels.channel)
         self._guard = guard_pb2_grpc.GuardServiceStub(channels.channel)
+        self._agent_timeout_s = agent_timeout_s
+        self._guard_timeout_s = guard_timeout_s
 
     async def act(
-        self, agent: str, request: agent_pb2.ActRequest, *, tenant: str, timeout_s: float
+        self, agent: str, request: agent_pb2.ActRequest, *, tenant: str, deadline: Deadline
     ) -> agent_pb2.ActResponse:
         try:
             return await self._agents.Act(
-                request, metadata=self._channels.metadata(agent, tenant=tenant), timeout=timeout_s
+                request,
+                metadata=self._channels.metadata(agent, tenant=tenant),
+                timeout=deadline.timeout(self._agent_timeout_s),
             )
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, f"agent {agent}") from exc
 
     async def check(
-        self, text: str, direction: int, *, tenant: str, timeout_s: float, restore_token: str = ""
+        self, text: str, direction: int, *, tenant: str, deadline: Deadline, restore_token: str = ""
     ) -> guard_pb2.CheckResponse:
         try:
             return await self._guard.Check(
                 guard_pb2.CheckRequest(text=text, direction=direction, restore_token=restore_token),
                 metadata=self._channels.metadata("guard", tenant=tenant),
-                timeout=timeout_s,
+                timeout=deadline.timeout(self._guard_timeout_s),
             )
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, "guard") from exc

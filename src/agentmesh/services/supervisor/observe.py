@@ -15,6 +15,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentmesh.errors import AgentMeshError
+from agentmesh.services.supervisor.steps import AgentBody, RouteBody
 from agentmesh.v1 import guard_pb2
 
 # Integer edges, so "runs over 8 iterations" is exact: count minus the le="8" bucket.
@@ -130,16 +131,17 @@ class RunObserver:
 
 
 def _step_attributes(step: Any) -> dict[str, Any]:
-    r = step.result
+    body = step.result
+    calls = body.llm if isinstance(body, RouteBody | AgentBody) else ()
     attrs: dict[str, Any] = {
         "agentmesh.usage.input_tokens": step.input_tokens,
         "agentmesh.usage.output_tokens": step.output_tokens,
         "agentmesh.llm.calls": step.llm_calls,
         "agentmesh.cost_usd": step.cost_usd,
-        "agentmesh.llm.attempts": sum(c.get("attempts", 1) for c in r.get("llm", [])),
+        "agentmesh.llm.attempts": sum(c.attempts for c in calls),
     }
-    if "decision" in r:
-        attrs["agentmesh.route.decision"] = r["decision"]
-    if r.get("tools"):
-        attrs["agentmesh.tools"] = [t["name"] for t in r["tools"]]
+    if isinstance(body, RouteBody):
+        attrs["agentmesh.route.decision"] = body.decision
+    if isinstance(body, AgentBody) and body.tools:
+        attrs["agentmesh.tools"] = [t.name for t in body.tools]
     return attrs

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format
 
+from agentmesh.deadline import Deadline
 from agentmesh.errors import AgentMeshError, PermissionDenied, ResourceExhausted
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
+from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, ToolRun
 from agentmesh.services.supervisor.store import CheckpointStore, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
@@ -66,25 +68,10 @@ class Emitter:
         return ev
 
 
-@dataclass
-class Deadline:
-    """The caller's deadline on the monotonic clock (None: none given)."""
-
-    at: float | None
-    run_limit_at: float | None = None
-    """When this execution reaches AGENTMESH_MAX_RUN_DURATION_S (`at` is never later)."""
-
-    def capped(self, max_run_s: float) -> Deadline:
-        """This deadline, moved earlier to the run's wall-time limit if that comes first."""
-        limit = time.monotonic() + max_run_s
-        return Deadline(limit if self.at is None else min(self.at, limit), run_limit_at=limit)
-
-    def run_limit_reached(self) -> bool:
-        # A little slack: a call cut by the limit fails a few ms before it.
-        return self.run_limit_at is not None and time.monotonic() >= self.run_limit_at - 0.05
-
-    def timeout(self, cap: float) -> float:
-        return cap if self.at is None else max(0.001, min(cap, self.at - time.monotonic()))
+def _limit_reached(limit: Deadline) -> bool:
+    """Whether this execution is at AGENTMESH_MAX_RUN_DURATION_S (`limit`). A little slack: a call cut by the
+    limit fails a few ms before it."""
+    return limit.remaining() <= 0.05
 
 
 def _usage(step: StepRecord) -> usage_pb2.Usage:
@@ -104,19 +91,19 @@ def _llm_call(
     cost_usd: float,
     attempts: int,
     stop_reason: str | None,
-) -> dict[str, Any]:
+) -> LLMCall:
     """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
     service that made the call began the step's work."""
-    return {
-        "model": model,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "start_ms": round(max(0.0, start_ms), 1),
-        "duration_ms": round(duration_ms, 1),
-        "cost_usd": cost_usd,
-        "attempts": attempts,
-        "stop_reason": stop_reason or "",
-    }
+    return LLMCall(
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        start_ms=round(max(0.0, start_ms), 1),
+        duration_ms=round(duration_ms, 1),
+        cost_usd=cost_usd,
+        attempts=attempts,
+        stop_reason=stop_reason or "",
+    )
 
 
 class RunExecutor:
@@ -158,7 +145,8 @@ class RunExecutor:
         run_id = uuid.uuid4()
         em = Emitter(str(run_id), thread_id, 0)
         await self._check_budget(tenant)  # a spent budget costs no guard call and creates no run
-        deadline = deadline.capped(self._s.max_run_duration_s)
+        limit = Deadline.after(self._s.max_run_duration_s)
+        deadline = min(deadline, limit)
         # The thread's restore token keeps <EMAIL_1> meaning the same value across its turns.
         token = await self._store.thread_restore_token(thread_id, tenant) if thread_id else ""
         # The input is checked before anything is stored, so raw PII never reaches a checkpoint.
@@ -166,7 +154,7 @@ class RunExecutor:
             message,
             guard_pb2.DIRECTION_INPUT,
             tenant=tenant,
-            timeout_s=deadline.timeout(self._s.guard_timeout_s),
+            deadline=deadline,
             restore_token=token,
         )
         self._obs.run_started(str(run_id), tenant)
@@ -196,7 +184,7 @@ class RunExecutor:
         )
         em.thread_id = decision.thread_id = str(run.thread_id)
         yield decision
-        async for ev in self._execute(run, [], em, deadline):
+        async for ev in self._execute(run, [], em, deadline, limit):
             yield ev
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
@@ -206,26 +194,28 @@ class RunExecutor:
             yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
             return
         await self._check_budget(tenant)
-        deadline = deadline.capped(self._s.max_run_duration_s)
+        limit = Deadline.after(self._s.max_run_duration_s)
+        deadline = min(deadline, limit)
         run = await self._store.claim(run)
         self._obs.run_started(str(run.id), tenant)
         steps = await self._store.steps(run.id)
         em = Emitter(str(run.id), str(run.thread_id), run.next_seq)
-        async for ev in self._execute(run, steps, em, deadline):
+        async for ev in self._execute(run, steps, em, deadline, limit):
             yield ev
 
     # --- the loop --------------------------------------------------------------------------------
 
     async def _execute(
-        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline
+        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline, limit: Deadline
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        """`deadline`: the caller's, capped by `limit`, this execution's wall-time limit."""
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
-            async for ev in self._loop(run, steps, em, deadline):
+            async for ev in self._loop(run, steps, em, deadline, limit):
                 yield ev
         except AgentMeshError as caught:
             # A call cut by the run's wall-time limit fails with the call's own error; name the limit instead.
-            exc = self._run_too_long() if deadline.run_limit_reached() else caught
+            exc = self._run_too_long() if _limit_reached(limit) else caught
             resumable = exc.reason in _RESUMABLE or exc.code.name in _RESUMABLE
             info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
@@ -246,7 +236,7 @@ class RunExecutor:
                 await self._store.renew_lease(run)
 
     async def _loop(
-        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline
+        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline, limit: Deadline
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         tokens = run.input_tokens + run.output_tokens
         cost = run.cost_usd
@@ -255,21 +245,22 @@ class RunExecutor:
         # Set by this execution's guard step; a run resumed after that step shows the redacted answer.
         restored = ""
         while True:
-            last = steps[-1] if steps else None
-            outputs = [(s.agent, s.result.get("output", "")) for s in steps if s.kind == "agent"]
+            last = steps[-1].result if steps else None
+            outputs = [(s.agent, s.result.output) for s in steps if isinstance(s.result, AgentBody)]
             idx = len(steps)
-            if last is not None and last.kind == "guard":
+            if isinstance(last, GuardBody):
+                guard = last
                 break
             started = time.monotonic()
-            if last is None or last.kind == "agent":
+            if not isinstance(last, RouteBody):  # the first step, or the one after an agent's
                 kind, agent = "route", SUPERVISOR
-            elif last.result.get("decision") == FINISH:
+            elif last.decision == FINISH:
                 kind, agent = "guard", GUARD
             else:
-                kind, agent = "agent", last.result["decision"]
+                kind, agent = "agent", last.decision
             if kind != "guard":  # steps that spend: the budget and the wall-time limit stop the run before them
                 await self._check_budget(run.tenant_id, fresh=False)
-                if deadline.run_limit_reached():
+                if _limit_reached(limit):
                     raise self._run_too_long()
             yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
             with self._obs.step(
@@ -281,7 +272,7 @@ class RunExecutor:
                     step = await self._act(run, idx, agent, outputs, tokens, deadline)
                 else:
                     step, restored = await self._check_answer(run, idx, outputs, deadline)
-                step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
+                step = dataclasses.replace(step, duration_ms=int((time.monotonic() - started) * 1000))
                 observed(step)
             events = 3 if kind == "guard" else 2
             # Checkpoint first, then tell the client: an event the client saw is always recoverable.
@@ -294,6 +285,7 @@ class RunExecutor:
             cost += step.cost_usd
             llm_calls += step.llm_calls
             iterations += kind == "agent"
+            body = step.result
             yield em(
                 step_finished=supervisor_pb2.StepFinished(
                     step=idx,
@@ -302,26 +294,22 @@ class RunExecutor:
                     duration_ms=step.duration_ms,
                     usage=_usage(step),
                     cost_usd=step.cost_usd,
-                    decision=step.result.get("decision", ""),
-                    output=step.result.get("output", ""),
+                    decision=body.decision if isinstance(body, RouteBody) else "",
+                    output=body.output if isinstance(body, AgentBody) else "",
                 )
             )
-            if kind == "guard":
+            if isinstance(body, GuardBody):
                 yield em(
                     guard_decision=supervisor_pb2.GuardDecision(
-                        direction=guard_pb2.DIRECTION_OUTPUT,
-                        action=step.result["action"],
-                        finding_types=step.result["finding_types"],
+                        direction=guard_pb2.DIRECTION_OUTPUT, action=body.action, finding_types=body.finding_types
                     )
                 )
-        guard_step = steps[-1]
-        if guard_step.result["action"] == guard_pb2.ACTION_BLOCK:
+        if guard.action == guard_pb2.ACTION_BLOCK:
             raise PermissionDenied(
-                f"the guard blocked the answer ({', '.join(guard_step.result['finding_types'])})",
-                reason="GUARD_BLOCKED_OUTPUT",
+                f"the guard blocked the answer ({', '.join(guard.finding_types)})", reason="GUARD_BLOCKED_OUTPUT"
             )
-        route_reason = next(s.result.get("reason", "COMPLETED") for s in reversed(steps) if s.kind == "route")
-        answer = guard_step.result["answer"]
+        route_reason = next(s.result.reason or "COMPLETED" for s in reversed(steps) if isinstance(s.result, RouteBody))
+        answer = guard.answer
         final = em(
             final=supervisor_pb2.Final(
                 answer=answer,
@@ -361,9 +349,9 @@ class RunExecutor:
     ) -> StepRecord:
         # Limits end the run through a recorded FINISH, so a resumed run ends the same way.
         if iterations >= self._s.max_iterations:
-            return StepRecord(idx, "route", SUPERVISOR, {"decision": FINISH, "reason": "ITERATION_LIMIT"})
+            return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="ITERATION_LIMIT"))
         if tokens >= self._s.run_token_budget:
-            return StepRecord(idx, "route", SUPERVISOR, {"decision": FINISH, "reason": "BUDGET_EXHAUSTED"})
+            return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="BUDGET_EXHAUSTED"))
         done = [a for a, _ in outputs]
         allowed = allowed_next(self._agents, done)
         prompt = routing_prompt(self._request_with_history(run), outputs, allowed)
@@ -371,14 +359,14 @@ class RunExecutor:
             system=ROUTER_SYSTEM,
             messages=[{"role": "user", "content": prompt}],
             max_tokens=8,
-            deadline=deadline.at,
+            deadline=deadline,
             attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx},
         )
         route = parse_route(result.text, allowed, self._agents, done)
         # The routing call is the step's only work: it starts with it.
-        body: dict[str, Any] = {
-            "decision": route.decision,
-            "llm": [
+        body = RouteBody(
+            route.decision,
+            llm=(
                 _llm_call(
                     result.model,
                     result.input_tokens,
@@ -388,13 +376,12 @@ class RunExecutor:
                     result.cost_usd,
                     result.attempts,
                     result.stop_reason,
-                )
-            ],
-        }
-        if route.decision == FINISH:
-            body["reason"] = "COMPLETED"
+                ),
+            ),
+            reason="COMPLETED" if route.decision == FINISH else "",
+            invalid_answer=None if route.valid else route.raw,
+        )
         if not route.valid:
-            body["invalid_answer"] = route.raw
             log.warning(
                 "router answered outside the allowed set; fallback applied",
                 extra={"run_id": str(run.id), "step": idx, "decision": route.decision},
@@ -417,13 +404,11 @@ class RunExecutor:
             context=context,
             max_output_tokens=min(self._s.agent_max_output_tokens, remaining),
         )
-        resp = await self._mesh.act(
-            agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s)
-        )
-        body: dict[str, Any] = {
-            "output": resp.output,
-            "model": resp.model,
-            "llm": [
+        resp = await self._mesh.act(agent, request, tenant=run.tenant_id, deadline=deadline)
+        body = AgentBody(
+            resp.output,
+            resp.model,
+            llm=tuple(
                 _llm_call(
                     c.model,
                     c.input_tokens,
@@ -435,10 +420,9 @@ class RunExecutor:
                     c.stop_reason,
                 )
                 for c in resp.llm_calls
-            ],
-        }
-        if resp.tool_calls:
-            body["tools"] = [{"name": t.name, "executed": t.executed} for t in resp.tool_calls]
+            ),
+            tools=tuple(ToolRun(t.name, t.executed) for t in resp.tool_calls),
+        )
         return StepRecord(
             idx,
             "agent",
@@ -461,16 +445,16 @@ class RunExecutor:
             answer,
             guard_pb2.DIRECTION_OUTPUT,
             tenant=run.tenant_id,
-            timeout_s=deadline.timeout(self._s.guard_timeout_s),
+            deadline=deadline,
             restore_token=run.restore_token,
         )
         self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
-        body = {
-            "action": int(verdict.action),
-            "finding_types": _guard_types(verdict),
-            "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
-        }
+        body = GuardBody(
+            action=int(verdict.action),
+            finding_types=tuple(_guard_types(verdict)),
+            answer="" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
+        )
         restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text
         return StepRecord(idx, "guard", GUARD, body), restored
 

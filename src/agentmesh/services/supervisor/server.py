@@ -57,7 +57,11 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         settings=settings,
         store=store,
         llm=llm,
-        mesh=MeshClients(channels=channels),
+        mesh=MeshClients(
+            channels=channels,
+            agent_timeout_s=settings.agent_timeout_s,
+            guard_timeout_s=settings.guard_timeout_s,
+        ),
         agents=AGENTS,
         budgets=budgets,
         observer=observer,

@@ -4,13 +4,13 @@ ValidationInterceptor, and the tenant comes from the AuthInterceptor."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import grpc
 
+from agentmesh.deadline import Deadline
 from agentmesh.rpc import current_tenant
-from agentmesh.services.supervisor.runner import Deadline, RunExecutor
+from agentmesh.services.supervisor.runner import RunExecutor
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.v1 import agent_pb2, supervisor_pb2, supervisor_pb2_grpc, usage_pb2
 
@@ -20,11 +20,6 @@ _STATUS = {
     "failed": supervisor_pb2.RUN_STATUS_FAILED,
 }
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
-
-
-def _deadline(context: grpc.aio.ServicerContext) -> Deadline:
-    remaining = context.time_remaining()
-    return Deadline(None if remaining is None else time.monotonic() + remaining)
 
 
 class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
@@ -39,7 +34,7 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             tenant=current_tenant.get(),
             message=request.message,
             thread_id=request.thread_id,
-            deadline=_deadline(context),
+            deadline=Deadline.from_grpc_context(context),
         ):
             yield event
 
@@ -47,7 +42,7 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         self, request: supervisor_pb2.ResumeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         async for event in self._executor.resume(
-            tenant=current_tenant.get(), run_id=request.run_id, deadline=_deadline(context)
+            tenant=current_tenant.get(), run_id=request.run_id, deadline=Deadline.from_grpc_context(context)
         ):
             yield event
 

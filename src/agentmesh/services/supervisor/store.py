@@ -15,6 +15,7 @@ import asyncpg
 
 from agentmesh.db import db_errors
 from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
+from agentmesh.services.supervisor.steps import StepBody, body_from_json
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
 INSERT_THREAD = "INSERT INTO threads (id, tenant_id) VALUES ($1, $2)"
@@ -117,12 +118,12 @@ def parse_uuid(value: str, field_name: str) -> uuid.UUID:
         raise InvalidArgument(f"{field_name} must be a UUID, got {value[:40]!r}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     idx: int
     kind: str  # route | agent | guard
     agent: str
-    result: dict[str, Any]
+    result: StepBody  # stored as JSON in steps.result
     input_tokens: int = 0
     output_tokens: int = 0
     llm_calls: int = 0
@@ -269,8 +270,8 @@ class CheckpointStore:
         out = []
         for r in rows:
             d = dict(r)
-            if isinstance(d["result"], str):
-                d["result"] = json.loads(d["result"])
+            result = json.loads(d["result"]) if isinstance(d["result"], str) else d["result"]
+            d["result"] = body_from_json(d["kind"], result)
             out.append(StepRecord(**d))
         return out
 
@@ -284,7 +285,7 @@ class CheckpointStore:
                     step.idx,
                     step.kind,
                     step.agent,
-                    json.dumps(step.result),
+                    json.dumps(step.result.to_json()),
                     step.input_tokens,
                     step.output_tokens,
                     step.llm_calls,

@@ -77,6 +77,7 @@ async def _ours(dsn: str, levels: list[int], seconds: float, steps: int, pool_si
                 text="Compare providers",
                 history_limit=20,
                 next_seq=1,
+                first_event=lambda tid: (0, b""),
             )
 
         async def write(run: Any, i: int) -> None:

@@ -47,6 +47,11 @@ class ResourceExhausted(AgentMeshError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class FailedPrecondition(AgentMeshError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
 class Aborted(AgentMeshError):
     code = grpc.StatusCode.ABORTED
     reason = "ABORTED"

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     """Deadline of one guard call from the supervisor."""
     run_lease_s: float = 30.0
     """A supervisor's lease on a run it executes; renewed while it works, so a dead one's runs free up."""
+    orphaned_runs: Literal["resume", "fail"] = "resume"
+    """A run whose lease expired (its supervisor died): `resume` has a live supervisor continue it within two
+    lease periods, exactly once; `fail` marks it failed and resumable, for a client to Resume."""
 
     # --- security --------------------------------------------------------------------------------
     internal_token: SecretStr | None = None

@@ -25,7 +25,13 @@ def test_step_checks_count_own_steps_at_once_and_others_after_the_snapshot_age(d
             store = CheckpointStore(pool=pool, owner="test", lease_s=30)
             budgets = TenantBudgets(pool=pool, default_tokens=100, default_usd=0, snapshot_s=3600)
             run = await store.create_run(
-                tenant=tenant, thread_id="", run_id=uuid.uuid4(), text="hi", history_limit=5, next_seq=1
+                tenant=tenant,
+                thread_id="",
+                run_id=uuid.uuid4(),
+                text="hi",
+                history_limit=5,
+                next_seq=1,
+                first_event=lambda tid: (0, b""),
             )
 
             async def commit(idx: int, tokens: int) -> None:

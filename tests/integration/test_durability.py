@@ -27,8 +27,13 @@ ROUTE, AGENT, GUARD = supervisor_pb2.STEP_KIND_ROUTE, supervisor_pb2.STEP_KIND_A
 
 @pytest.fixture(scope="module")
 def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    # A short lease, so a killed supervisor's run frees up in seconds rather than the default 30.
-    m = start_mesh(tmp_path_factory.mktemp("durable"), database_url, extra_env={"AGENTMESH_RUN_LEASE_S": "2"})
+    # A short lease, so a killed supervisor's run frees up in seconds rather than the default 30; runs whose
+    # supervisor died wait for a client's Resume here (the takeover default is tested in test_background_runs.py).
+    m = start_mesh(
+        tmp_path_factory.mktemp("durable"),
+        database_url,
+        extra_env={"AGENTMESH_RUN_LEASE_S": "2", "AGENTMESH_ORPHANED_RUNS": "fail"},
+    )
     try:
         yield m
     finally:

@@ -24,12 +24,18 @@ async def _seed(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
         ids = []
         for _ in range(2):
             run = await store.create_run(
-                tenant="t", thread_id="", run_id=uuid.uuid4(), text="hi", history_limit=5, next_seq=1
+                tenant="t",
+                thread_id="",
+                run_id=uuid.uuid4(),
+                text="hi",
+                history_limit=5,
+                next_seq=1,
+                first_event=lambda tid: (0, b""),
             )
             await store.commit_step(
                 run, StepRecord(0, "route", "supervisor", {"decision": "FINISH"}), next_seq=3, iteration=False
             )
-            await store.finish(run, final_event={}, next_seq=4, answer="bye")
+            await store.finish(run, final_event={}, next_seq=4, answer="bye", event=(3, b""))
             ids.append(run.thread_id)
         old, recent = ids
         # Age the first thread by 40 days, as if it had been idle since then.

@@ -16,14 +16,14 @@ from typing import Any
 from google.protobuf import json_format
 
 from agentmesh.deadline import Deadline
-from agentmesh.errors import AgentMeshError, PermissionDenied, ResourceExhausted
+from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenied, ResourceExhausted
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
 from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, ToolRun
-from agentmesh.services.supervisor.store import CheckpointStore, RunRecord, StepRecord
+from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
 
@@ -66,6 +66,11 @@ class Emitter:
         ev.time.GetCurrentTime()
         self.seq += 1
         return ev
+
+
+def recorded(ev: supervisor_pb2.RunEvent) -> Event:
+    """An event as the store records it for WatchRun."""
+    return ev.seq, ev.SerializeToString()
 
 
 def _limit_reached(limit: Deadline) -> bool:
@@ -172,6 +177,11 @@ class RunExecutor:
             yield em(error=supervisor_pb2.RunError(code=err.code.value[0], message=err.message, resumable=False))
             raise err
         text = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else message
+
+        def first_event(tid: str) -> Event:
+            em.thread_id = decision.thread_id = tid
+            return recorded(decision)
+
         run = await self._store.create_run(
             tenant=tenant,
             thread_id=thread_id,
@@ -181,14 +191,16 @@ class RunExecutor:
             next_seq=em.seq,
             max_thread_messages=self._s.max_thread_messages,
             restore_token=verdict.restore_token or token,
+            first_event=first_event,
         )
-        em.thread_id = decision.thread_id = str(run.thread_id)
         yield decision
         async for ev in self._execute(run, [], em, deadline, limit):
             yield ev
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run = await self._store.get_run(run_id, tenant)
+        if run.status == "cancelled":
+            raise FailedPrecondition(f"run {run_id} was cancelled; start a new run", reason="RUN_CANCELLED")
         if run.status == "completed" and run.final is not None:
             # A finished run answers with its final event again; no agent is called.
             yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
@@ -201,6 +213,17 @@ class RunExecutor:
         steps = await self._store.steps(run.id)
         em = Emitter(str(run.id), str(run.thread_id), run.next_seq)
         async for ev in self._execute(run, steps, em, deadline, limit):
+            yield ev
+
+    async def take_over(self, run: RunRecord) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        """Continue a run claimed from a supervisor that stopped (its lease ran out): no client is waiting, so
+        only the run's own wall-time limit bounds it."""
+        limit = Deadline.after(self._s.max_run_duration_s)
+        self._obs.run_started(str(run.id), run.tenant_id)
+        steps = await self._store.steps(run.id)
+        em = Emitter(str(run.id), str(run.thread_id), run.next_seq)
+        log.info("run taken over", extra={"run_id": str(run.id), "steps": len(steps)})
+        async for ev in self._execute(run, steps, em, limit, limit):
             yield ev
 
     # --- the loop --------------------------------------------------------------------------------
@@ -220,9 +243,10 @@ class RunExecutor:
             info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
             self._obs.run_failed(exc.reason)
+            error = em(error=supervisor_pb2.RunError(**info))
             with contextlib.suppress(AgentMeshError):
-                await self._store.fail(run, error=info, next_seq=em.seq + 1)
-            yield em(error=supervisor_pb2.RunError(**info))
+                await self._store.fail(run, error=info, next_seq=em.seq, event=recorded(error))
+            yield error
             if exc is caught:
                 raise
             raise exc from caught
@@ -262,7 +286,8 @@ class RunExecutor:
                 await self._check_budget(run.tenant_id, fresh=False)
                 if _limit_reached(limit):
                     raise self._run_too_long()
-            yield em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
+            started_event = em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
+            yield started_event
             with self._obs.step(
                 run_id=str(run.id), idx=idx, kind=kind, agent=agent, iteration=iterations + (kind == "agent")
             ) as observed:
@@ -274,9 +299,38 @@ class RunExecutor:
                     step, restored = await self._check_answer(run, idx, outputs, deadline)
                 step = dataclasses.replace(step, duration_ms=int((time.monotonic() - started) * 1000))
                 observed(step)
-            events = 3 if kind == "guard" else 2
-            # Checkpoint first, then tell the client: an event the client saw is always recoverable.
-            await self._store.commit_step(run, step, next_seq=em.seq + events - 1, iteration=kind == "agent")
+            body = step.result
+            finished = [
+                em(
+                    step_finished=supervisor_pb2.StepFinished(
+                        step=idx,
+                        kind=_KIND[kind],
+                        agent=agent,
+                        duration_ms=step.duration_ms,
+                        usage=_usage(step),
+                        cost_usd=step.cost_usd,
+                        decision=body.decision if isinstance(body, RouteBody) else "",
+                        output=body.output if isinstance(body, AgentBody) else "",
+                    )
+                )
+            ]
+            if isinstance(body, GuardBody):
+                finished.append(
+                    em(
+                        guard_decision=supervisor_pb2.GuardDecision(
+                            direction=guard_pb2.DIRECTION_OUTPUT, action=body.action, finding_types=body.finding_types
+                        )
+                    )
+                )
+            # Checkpoint first, then tell the client: an event the client saw is always recoverable. The step's
+            # events are recorded with it (the started event too: WatchRun sees a step once it is done).
+            await self._store.commit_step(
+                run,
+                step,
+                next_seq=em.seq,
+                iteration=kind == "agent",
+                events=[recorded(started_event), *map(recorded, finished)],
+            )
             step_tokens = step.input_tokens + step.output_tokens
             if self._budgets is not None:
                 self._budgets.spent(run.tenant_id, tokens=step_tokens, usd=step.cost_usd)
@@ -285,25 +339,8 @@ class RunExecutor:
             cost += step.cost_usd
             llm_calls += step.llm_calls
             iterations += kind == "agent"
-            body = step.result
-            yield em(
-                step_finished=supervisor_pb2.StepFinished(
-                    step=idx,
-                    kind=_KIND[kind],
-                    agent=agent,
-                    duration_ms=step.duration_ms,
-                    usage=_usage(step),
-                    cost_usd=step.cost_usd,
-                    decision=body.decision if isinstance(body, RouteBody) else "",
-                    output=body.output if isinstance(body, AgentBody) else "",
-                )
-            )
-            if isinstance(body, GuardBody):
-                yield em(
-                    guard_decision=supervisor_pb2.GuardDecision(
-                        direction=guard_pb2.DIRECTION_OUTPUT, action=body.action, finding_types=body.finding_types
-                    )
-                )
+            for ev in finished:
+                yield ev
         if guard.action == guard_pb2.ACTION_BLOCK:
             raise PermissionDenied(
                 f"the guard blocked the answer ({', '.join(guard.finding_types)})", reason="GUARD_BLOCKED_OUTPUT"
@@ -325,7 +362,9 @@ class RunExecutor:
         )
         # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
         # the LLM); only the event sent to this client carries the values put back by the guard.
-        await self._store.finish(run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer)
+        await self._store.finish(
+            run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer, event=recorded(final)
+        )
         if restored:
             final.final.answer = restored
         log.info(

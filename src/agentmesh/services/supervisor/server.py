@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
+import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +20,7 @@ from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.runner import RunExecutor
+from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.settings import AGENTS
@@ -47,7 +48,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         interceptors=telemetry.client_interceptors(),
     )
     # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
-    owner = f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
     budgets = TenantBudgets(
         pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd
@@ -66,9 +67,10 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         budgets=budgets,
         observer=observer,
     )
-    servicer = SupervisorServicer(executor=executor, store=store)
-    # Runs a dead supervisor left behind become resumable failures (now, and whenever a lease runs out).
-    sweeper = asyncio.create_task(_sweep_abandoned(store, every_s=settings.run_lease_s))
+    runs = RunManager(settings=settings, executor=executor, store=store)
+    servicer = SupervisorServicer(runs=runs, store=store)
+    # Listens for other supervisors' events and cancels, and takes over runs whose supervisor stopped.
+    await runs.start(settings.database_url.get_secret_value())
     keys = KeyStore(pool=pool)
     auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
     binding = ServiceBinding(
@@ -81,24 +83,14 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         port=port,
         interceptors=[auth],
         telemetry=telemetry,
-        on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close],
+        on_shutdown=[runs.close, _release(runs), channels.close, llm.close, pool.close],
     )
 
 
-async def _sweep_abandoned(store: CheckpointStore, *, every_s: float) -> None:
-    while True:
-        try:
-            if n := await store.mark_abandoned():
-                log.warning("marked abandoned runs resumable", extra={"runs": n})
-        except AgentMeshError:
-            log.warning("abandoned-run sweep skipped: database unavailable")
-        await asyncio.sleep(every_s)
+def _release(runs: RunManager) -> Callable[[], Awaitable[None]]:
+    async def release() -> None:
+        # Runs still executing here are stopped by the shutdown: another supervisor continues them at once.
+        with contextlib.suppress(AgentMeshError):
+            await runs.release_leases()
 
-
-def _cancel(task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
-    async def cancel() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return cancel
+    return release

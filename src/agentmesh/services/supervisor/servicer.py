@@ -10,7 +10,7 @@ import grpc
 
 from agentmesh.deadline import Deadline
 from agentmesh.rpc import current_tenant
-from agentmesh.services.supervisor.runner import RunExecutor
+from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.v1 import agent_pb2, supervisor_pb2, supervisor_pb2_grpc, usage_pb2
 
@@ -18,33 +18,49 @@ _STATUS = {
     "running": supervisor_pb2.RUN_STATUS_RUNNING,
     "completed": supervisor_pb2.RUN_STATUS_COMPLETED,
     "failed": supervisor_pb2.RUN_STATUS_FAILED,
+    "cancelled": supervisor_pb2.RUN_STATUS_CANCELLED,
 }
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
 
 
 class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
-    def __init__(self, *, executor: RunExecutor, store: CheckpointStore) -> None:
-        self._executor = executor
+    def __init__(self, *, runs: RunManager, store: CheckpointStore) -> None:
+        self._runs = runs
         self._store = store
 
     async def Run(
         self, request: supervisor_pb2.RunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        async for event in self._executor.start(
+        async for event in self._runs.run(
             tenant=current_tenant.get(),
             message=request.message,
             thread_id=request.thread_id,
             deadline=Deadline.from_grpc_context(context),
+            detach=request.detach,
         ):
             yield event
 
     async def Resume(
         self, request: supervisor_pb2.ResumeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        async for event in self._executor.resume(
+        async for event in self._runs.resume(
             tenant=current_tenant.get(), run_id=request.run_id, deadline=Deadline.from_grpc_context(context)
         ):
             yield event
+
+    async def WatchRun(
+        self, request: supervisor_pb2.WatchRunRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        async for event in self._runs.watch(
+            tenant=current_tenant.get(), run_id=request.run_id, after_seq=request.after_seq
+        ):
+            yield event
+
+    async def CancelRun(
+        self, request: supervisor_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> supervisor_pb2.CancelRunResponse:
+        await self._runs.cancel(tenant=current_tenant.get(), run_id=request.run_id)
+        return supervisor_pb2.CancelRunResponse(status=supervisor_pb2.RUN_STATUS_CANCELLED)
 
     async def GetThread(
         self, request: supervisor_pb2.GetThreadRequest, context: grpc.aio.ServicerContext

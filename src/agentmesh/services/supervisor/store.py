@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,8 @@ WITH thread AS (INSERT INTO threads (id, tenant_id, restore_token) VALUES ($2, $
          INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
                            restore_token)
          VALUES ($1, $2, $3, 'running', $4, '[]'::jsonb, $5, $6, now() + make_interval(secs => $7), $8)
-         RETURNING *)
+         RETURNING *),
+     event AS (INSERT INTO run_events (run_id, seq, body) VALUES ($1, $9, $10))
 SELECT {_RUN_COLUMNS} FROM run"""
 # The run on an existing thread (locked and counted first, in the same transaction).
 CREATE_RUN = f"""
@@ -46,7 +48,8 @@ WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES 
          INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
                            restore_token)
          VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
-         RETURNING *)
+         RETURNING *),
+     event AS (INSERT INTO run_events (run_id, seq, body) VALUES ($1, $10, $11))
 SELECT {_RUN_COLUMNS} FROM run"""
 SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1 AND tenant_id = $2"
 SELECT_THREAD_TOKEN = "SELECT restore_token FROM threads WHERE id = $1 AND tenant_id = $2"
@@ -55,9 +58,43 @@ SET_THREAD_TOKEN = "UPDATE threads SET restore_token = $2 WHERE id = $1"
 CLAIM_RUN = """
 UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
                 error = NULL, updated_at = now()
-WHERE id = $1 AND tenant_id = $2 AND status <> 'completed'
+WHERE id = $1 AND tenant_id = $2 AND status NOT IN ('completed', 'cancelled')
   AND (lease_owner IS NULL OR lease_expires_at < now())
 RETURNING id"""
+# Takeover: runs whose execution stopped renewing its lease (its supervisor died or lost its network), each
+# taken by exactly one supervisor (SKIP LOCKED, and the lease condition re-checked on the locked row), with a
+# lease token of its own per run. A run with a pending cancel is not continued (see CANCEL_RUN).
+CLAIM_ORPHANS = """
+WITH orphan AS (
+    SELECT id FROM runs
+    WHERE status = 'running' AND lease_expires_at < now() AND NOT cancel_requested
+    ORDER BY lease_expires_at LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs r SET lease_owner = $1 || '/' || substr(md5(random()::text || r.id::text), 1, 12),
+                  lease_expires_at = now() + make_interval(secs => $2), updated_at = now()
+FROM orphan WHERE r.id = orphan.id
+RETURNING r.id, r.tenant_id, r.lease_owner"""
+RELEASE_LEASES = """
+UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running' AND lease_owner LIKE $1"""
+INSERT_EVENT = "INSERT INTO run_events (run_id, seq, body) VALUES ($1, $2, $3)"
+SELECT_EVENTS = "SELECT seq, body FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
+REQUEST_CANCEL = """
+UPDATE runs SET cancel_requested = true WHERE id = $1 AND tenant_id = $2
+RETURNING status, lease_owner IS NOT NULL AND lease_expires_at > now() AS live"""
+LOCK_RUN_FOR_CANCEL = """
+SELECT thread_id, status, next_seq, iterations, input_tokens, output_tokens, llm_calls, cost_usd, lease_owner,
+       lease_owner IS NOT NULL AND lease_expires_at > now() AS live
+FROM runs WHERE id = $1 FOR UPDATE"""
+# The cancelled end: status, final event and the recorded event in one transaction with the lock above.
+CANCEL_RUN = """
+WITH done AS (
+    UPDATE runs SET status = 'cancelled', final = $3::jsonb, next_seq = $2 + 1, lease_owner = NULL,
+                    lease_expires_at = NULL, error = NULL, updated_at = now()
+    WHERE id = $1
+    RETURNING id
+)
+INSERT INTO run_events (run_id, seq, body) SELECT id, $2, $4 FROM done"""
 SELECT_STEPS = """
 SELECT idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms
 FROM steps WHERE run_id = $1 ORDER BY idx"""
@@ -71,6 +108,10 @@ WITH advanced AS (
                     lease_expires_at = now() + make_interval(secs => $14), updated_at = now()
     WHERE id = $1 AND lease_owner = $13 AND status = 'running'
     RETURNING id
+),
+events AS (
+    INSERT INTO run_events (run_id, seq, body)
+    SELECT advanced.id, e.seq, e.body FROM advanced, unnest($15::bigint[], $16::bytea[]) AS e(seq, body)
 )
 INSERT INTO steps (run_id, idx, kind, agent, result, input_tokens, output_tokens, llm_calls, cost_usd, duration_ms)
 SELECT id, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10 FROM advanced"""
@@ -84,12 +125,17 @@ WITH done AS (
                     lease_expires_at = NULL, updated_at = now()
     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
     RETURNING id, thread_id
-)
+),
+event AS (INSERT INTO run_events (run_id, seq, body) SELECT id, $6, $7 FROM done)
 INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
 FAIL_RUN = """
-UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = now()
-WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
+WITH failed AS (
+    UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
+                    updated_at = now()
+    WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+    RETURNING id
+)
+INSERT INTO run_events (run_id, seq, body) SELECT id, $5, $6 FROM failed"""
 # Runs whose supervisor died (its lease ran out) become resumable failures, so GetThread tells the truth
 # and a client can decide to Resume them.
 MARK_ABANDONED = """
@@ -109,6 +155,19 @@ SELECT_THREAD_MESSAGES = "SELECT role, content, run_id, created_at FROM messages
 SELECT_THREAD_RUNS = """
 SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
 FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
+
+
+# A recorded run event: its seq and the serialized agentmesh.v1.RunEvent.
+Event = tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class CancelledRun:
+    """What the cancelled final event is made of: its seq, the thread, and the run's totals so far."""
+
+    seq: int
+    thread_id: str
+    totals: dict[str, Any]
 
 
 def parse_uuid(value: str, field_name: str) -> uuid.UUID:
@@ -185,24 +244,28 @@ class CheckpointStore:
         text: str,
         history_limit: int,
         next_seq: int,
+        first_event: Callable[[str], Event],
         max_thread_messages: int = 0,
         restore_token: str = "",
     ) -> RunRecord:
-        """A new run (and thread, if thread_id is empty) with the user's message, in one transaction.
-        RESOURCE_EXHAUSTED when the run's two messages would take the thread past `max_thread_messages`."""
+        """A new run (and thread, if thread_id is empty) with the user's message and the run's first event
+        (made for the thread's id), in one transaction. RESOURCE_EXHAUSTED when the run's two messages would
+        take the thread past `max_thread_messages`."""
         lease = self._new_lease()
         if not thread_id:
+            new_thread = uuid.uuid4()
             async with db_errors("run creation"):
                 row = await self._pool.fetchrow(
                     CREATE_RUN_NEW_THREAD,
                     run_id,
-                    uuid.uuid4(),
+                    new_thread,
                     tenant,
                     text,
                     next_seq,
                     lease,
                     self._lease_s,
                     restore_token,
+                    *first_event(str(new_thread)),
                 )
             return dataclasses.replace(_run_from_row(row), lease=lease)
         tid = parse_uuid(thread_id, "thread_id")
@@ -230,6 +293,7 @@ class CheckpointStore:
                 self._lease_s,
                 json.dumps(history),
                 restore_token,
+                *first_event(str(tid)),
             )
             await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
         return dataclasses.replace(_run_from_row(row), lease=lease)
@@ -275,7 +339,10 @@ class CheckpointStore:
             out.append(StepRecord(**d))
         return out
 
-    async def commit_step(self, run: RunRecord, step: StepRecord, *, next_seq: int, iteration: bool) -> None:
+    async def commit_step(
+        self, run: RunRecord, step: StepRecord, *, next_seq: int, iteration: bool, events: Sequence[Event] = ()
+    ) -> None:
+        """The step, the run's totals and lease, and the step's events (recorded for WatchRun), together."""
         run_id = run.id
         try:
             async with db_errors("checkpoint write"):
@@ -295,6 +362,8 @@ class CheckpointStore:
                     int(iteration),
                     run.lease,
                     self._lease_s,
+                    [seq for seq, _ in events],
+                    [body for _, body in events],
                 )
         except asyncpg.UniqueViolationError as exc:
             raise Aborted(f"run {run_id} step {step.idx} is already recorded by another supervisor") from exc
@@ -305,15 +374,78 @@ class CheckpointStore:
         async with db_errors("lease renewal"):
             return (await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)) != "UPDATE 0"
 
-    async def finish(self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str) -> None:
+    async def finish(
+        self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, event: Event
+    ) -> None:
         async with db_errors("run completion"):
-            status = await self._pool.execute(FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer)
+            status = await self._pool.execute(
+                FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer, *event
+            )
         if status == "INSERT 0 0":
             raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
 
-    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int) -> None:
+    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int, event: Event) -> None:
         async with db_errors("run failure record"):
-            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq)
+            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq, *event)
+
+    async def events(self, run_id: uuid.UUID, after_seq: int) -> list[Event]:
+        """Recorded events with a seq above `after_seq`, in order (at most 1,000 a call)."""
+        async with db_errors("event replay"):
+            return [(r["seq"], bytes(r["body"])) for r in await self._pool.fetch(SELECT_EVENTS, run_id, after_seq)]
+
+    async def claim_orphans(self, limit: int) -> list[RunRecord]:
+        """Take up to `limit` runs whose execution stopped renewing its lease, each with a lease of its own."""
+        async with db_errors("orphan claim"), self._pool.acquire() as conn:
+            claimed = await conn.fetch(CLAIM_ORPHANS, self._owner, self._lease_s, limit)
+            runs = []
+            for c in claimed:
+                row = await conn.fetchrow(SELECT_RUN, c["id"], c["tenant_id"])
+                runs.append(dataclasses.replace(_run_from_row(row), lease=c["lease_owner"]))
+        return runs
+
+    async def request_cancel(self, run_id: str, tenant: str) -> tuple[str, bool]:
+        """Mark the run for cancellation and tell every supervisor; (its status, whether a live execution
+        holds it). NOT_FOUND for an unknown or another tenant's run."""
+        rid = parse_uuid(run_id, "run_id")
+        async with db_errors("run cancel"), self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(REQUEST_CANCEL, rid, tenant)
+            if row is None:
+                raise NotFound(f"run {run_id} not found")
+            await conn.execute("SELECT pg_notify('agentmesh_run_cancel', $1)", str(rid))
+        return str(row["status"]), bool(row["live"])
+
+    async def end_cancelled(
+        self,
+        run_id: uuid.UUID,
+        *,
+        force: bool,
+        seen: Sequence[Event] = (),
+        final_for: Callable[[CancelledRun], tuple[dict[str, Any], Event]],
+    ) -> bool:
+        """Record the cancelled end of a run, unless it already ended, or (without `force`) a live execution
+        holds it. `seen`: the latest events a live client was sent; those not yet recorded (a step that had
+        started) are recorded first, so the final event follows them with no gap in the run's seqs."""
+        async with db_errors("run cancel"), self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(LOCK_RUN_FOR_CANCEL, run_id)
+            if row is None or row["status"] in ("completed", "cancelled"):
+                return False
+            if not force and row["status"] == "running" and row["live"]:
+                return False
+            seq = int(row["next_seq"])
+            for ev_seq, ev_body in sorted(seen):
+                if ev_seq == seq:
+                    await conn.execute(INSERT_EVENT, run_id, ev_seq, ev_body)
+                    seq += 1
+            final, (_, body) = final_for(CancelledRun(seq=seq, thread_id=str(row["thread_id"]), totals=dict(row)))
+            await conn.execute(CANCEL_RUN, run_id, seq, json.dumps(final), body)
+        return True
+
+    async def release_leases(self) -> int:
+        """Expire the leases of every run this process executes (on shutdown), so another supervisor's sweep
+        continues them at once instead of after the lease period."""
+        async with db_errors("lease release"):
+            status = await self._pool.execute(RELEASE_LEASES, self._owner + "/%")
+        return int(status.split()[-1])
 
     def _new_lease(self) -> str:
         return f"{self._owner}/{uuid.uuid4().hex[:12]}"
@@ -339,4 +471,13 @@ async def prune_threads(pool: asyncpg.Pool, older_than: datetime.timedelta) -> i
     return int(status.split()[-1])
 
 
-__all__ = ["CheckpointStore", "RunRecord", "StepRecord", "ThreadView", "parse_uuid", "prune_threads"]
+__all__ = [
+    "CancelledRun",
+    "CheckpointStore",
+    "Event",
+    "RunRecord",
+    "StepRecord",
+    "ThreadView",
+    "parse_uuid",
+    "prune_threads",
+]

@@ -1,0 +1,280 @@
+"""Runs as durable background tasks. A run executes in a task of its own, not in the RPC that started it, so it
+goes on to its end when the client disconnects; its events are recorded with its checkpoints, so any client of
+the tenant can follow it (WatchRun) from any seq, on any supervisor; a run whose supervisor stopped renewing its
+lease is taken over by a live one; CancelRun stops a run wherever it executes.
+
+Supervisors tell each other through Postgres: LISTEN agentmesh_run_events (an event was recorded) and
+agentmesh_run_cancel (stop this run). A watcher also polls once a second, so a lost notification only delays."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+from google.protobuf import json_format
+
+from agentmesh.deadline import Deadline
+from agentmesh.errors import AgentMeshError, FailedPrecondition
+from agentmesh.services.supervisor.runner import RunExecutor, recorded
+from agentmesh.services.supervisor.store import CancelledRun, CheckpointStore, Event, RunRecord, parse_uuid
+from agentmesh.settings import Settings
+from agentmesh.v1 import supervisor_pb2, usage_pb2
+
+log = logging.getLogger(__name__)
+
+EVENTS_CHANNEL = "agentmesh_run_events"
+CANCEL_CHANNEL = "agentmesh_run_cancel"
+_TERMINAL = ("final", "error")
+_POLL_S = 1.0  # a watcher re-reads at least this often, whatever the notifications do
+_CANCEL_WAIT_S = 3.0  # how long CancelRun waits for the executing supervisor before it cancels the run itself
+_DONE = object()  # end of a run's local stream
+
+Item = supervisor_pb2.RunEvent | BaseException | object
+
+
+class RunManager:
+    def __init__(self, *, settings: Settings, executor: RunExecutor, store: CheckpointStore) -> None:
+        self._s = settings
+        self._executor = executor
+        self._store = store
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # runs executing in this process, by run id
+        self._cancelling: set[str] = set()  # of those, the ones CancelRun stopped
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._listener: asyncpg.Connection | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._drivers: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, dsn: str) -> None:
+        """Listen for other supervisors' events and cancels, and take over orphaned runs."""
+        self._background.append(asyncio.create_task(self._listen(dsn)))
+        self._background.append(asyncio.create_task(self._sweep()))
+
+    async def close(self) -> None:
+        """Stop listening and sweeping, stop the runs executing here (they stay `running`: their leases are
+        released next, so another supervisor continues each from its last checkpoint at once)."""
+        tasks = [*self._background, *self._drivers]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    # --- the RPCs --------------------------------------------------------------------------------
+
+    async def run(
+        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline, detach: bool
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        queue = self._spawn(
+            self._executor.start(tenant=tenant, message=message, thread_id=thread_id, deadline=deadline)
+        )
+        async for ev in _drain(queue):
+            yield ev
+            if detach:
+                return
+
+    async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        queue = self._spawn(self._executor.resume(tenant=tenant, run_id=run_id, deadline=deadline))
+        async for ev in _drain(queue):
+            yield ev
+
+    async def watch(self, *, tenant: str, run_id: str, after_seq: int) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        """Recorded events above `after_seq`, then live ones, until the run's final or error event."""
+        run = await self._store.get_run(run_id, tenant)  # NOT_FOUND for another tenant's run
+        last, checked = after_seq, time.monotonic()
+        while True:
+            waiter = asyncio.Event()
+            self._waiters[run_id].add(waiter)  # before the read: a notification in between is not lost
+            try:
+                batch = await self._store.events(run.id, last)
+                for seq, body in batch:
+                    ev = supervisor_pb2.RunEvent.FromString(body)
+                    last = seq
+                    yield ev
+                    if ev.WhichOneof("event") in _TERMINAL:
+                        return
+                if batch:
+                    continue
+                if time.monotonic() - checked >= 5 * _POLL_S:
+                    # A run that ended with nothing more recorded (older than recorded events) ends the watch.
+                    checked = time.monotonic()
+                    if (await self._store.get_run(run_id, tenant)).status != "running" and not await self._store.events(
+                        run.id, last
+                    ):
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter.wait(), timeout=_POLL_S)
+            finally:
+                self._waiters[run_id].discard(waiter)
+                if not self._waiters[run_id]:
+                    del self._waiters[run_id]
+
+    async def cancel(self, *, tenant: str, run_id: str) -> None:
+        """Stop the run wherever it executes; FAILED_PRECONDITION when it already ended."""
+        status, live = await self._store.request_cancel(run_id, tenant)
+        if status in ("completed", "cancelled"):
+            raise FailedPrecondition(f"run {run_id} already {status}; nothing to cancel", reason="RUN_FINISHED")
+        rid = parse_uuid(run_id, "run_id")
+        if self._cancel_local(run_id):
+            await self._wait_cancelled(run_id, tenant)
+            return
+        if live:
+            # The supervisor executing it hears the notification and stops it; if it does not (it hangs, or
+            # lost its network with its lease still running), the run is ended here all the same.
+            if await self._wait_cancelled(run_id, tenant):
+                return
+            await self._store.end_cancelled(rid, force=True, final_for=_cancelled_final(run_id))
+            return
+        if not await self._store.end_cancelled(rid, force=False, final_for=_cancelled_final(run_id)):
+            # It started executing in between (a takeover claimed it): that execution hears the notification.
+            await self._wait_cancelled(run_id, tenant)
+
+    # --- execution -------------------------------------------------------------------------------
+
+    def _spawn(self, events: AsyncIterator[supervisor_pb2.RunEvent]) -> asyncio.Queue[Item]:
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        task = asyncio.create_task(self._drive(events, queue))
+        self._drivers.add(task)  # a reference, so the loop does not collect a running run
+        task.add_done_callback(self._drivers.discard)
+        return queue
+
+    async def _drive(self, events: AsyncIterator[supervisor_pb2.RunEvent], queue: asyncio.Queue[Item]) -> None:
+        """Runs the executor to the run's end, whoever listens; the queue feeds the RPC that started it."""
+        run_id, last_seq = "", -1
+        recent: collections.deque[supervisor_pb2.RunEvent] = collections.deque(maxlen=4)
+        try:
+            async for ev in events:
+                if not run_id:
+                    run_id = ev.run_id
+                    self._tasks[run_id] = asyncio.current_task()  # type: ignore[assignment]
+                last_seq = ev.seq
+                recent.append(ev)
+                queue.put_nowait(ev)
+            queue.put_nowait(_DONE)
+        except asyncio.CancelledError:
+            if run_id not in self._cancelling:
+                raise  # shutdown: the lease runs out (or is released) and another supervisor continues
+            ended = await self._store.end_cancelled(
+                uuid.UUID(run_id), force=True, seen=[recorded(e) for e in recent], final_for=_cancelled_final(run_id)
+            )
+            log.info("run cancelled", extra={"run_id": run_id, "recorded": ended})
+            # The starting client's stream ends with the cancelled final event, as recorded.
+            for _, body in await self._store.events(uuid.UUID(run_id), last_seq):
+                queue.put_nowait(supervisor_pb2.RunEvent.FromString(body))
+            queue.put_nowait(_DONE)
+        except AgentMeshError as exc:
+            queue.put_nowait(exc)
+        except Exception as exc:  # a bug: the RPC still gets an answer
+            log.exception("run execution failed", extra={"run_id": run_id})
+            queue.put_nowait(exc)
+        finally:
+            self._tasks.pop(run_id, None)
+            self._cancelling.discard(run_id)
+
+    def _cancel_local(self, run_id: str) -> bool:
+        task = self._tasks.get(run_id)
+        if task is None or task.done():
+            return False
+        self._cancelling.add(run_id)
+        task.cancel()
+        return True
+
+    async def _wait_cancelled(self, run_id: str, tenant: str) -> bool:
+        until = time.monotonic() + _CANCEL_WAIT_S
+        while time.monotonic() < until:
+            if (await self._store.get_run(run_id, tenant)).status == "cancelled":
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _sweep(self) -> None:
+        """Every half lease: take over (or, with AGENTMESH_ORPHANED_RUNS=fail, fail) runs whose lease ran out."""
+        while True:
+            await asyncio.sleep(self._s.run_lease_s / 2)
+            try:
+                if self._s.orphaned_runs == "fail":
+                    if n := await self._store.mark_abandoned():
+                        log.warning("marked abandoned runs resumable", extra={"runs": n})
+                    continue
+                for run in await self._store.claim_orphans(limit=50):
+                    self._spawn(self._executor.take_over(run))
+            except AgentMeshError:
+                log.warning("orphaned-run sweep skipped: database unavailable")
+
+    # --- notifications ---------------------------------------------------------------------------
+
+    async def _listen(self, dsn: str) -> None:
+        """One connection per process LISTENs; reconnects after a database restart."""
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                self._listener = conn
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, ended=closed: ended.set())
+                await conn.add_listener(EVENTS_CHANNEL, self._on_event)
+                await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
+                await closed.wait()
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                pass  # watchers poll meanwhile
+            await asyncio.sleep(2.0)
+
+    def _on_event(self, _conn: Any, _pid: int, _channel: str, run_id: str) -> None:
+        for waiter in self._waiters.get(run_id, ()):
+            waiter.set()
+
+    def _on_cancel(self, _conn: Any, _pid: int, _channel: str, run_id: str) -> None:
+        self._cancel_local(run_id)
+
+    async def release_leases(self) -> None:
+        """On shutdown: runs this process executes become orphans at once, for another supervisor to continue."""
+        await self._store.release_leases()
+
+
+async def _drain(queue: asyncio.Queue[Item]) -> AsyncIterator[supervisor_pb2.RunEvent]:
+    while True:
+        item = await queue.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, supervisor_pb2.RunEvent)
+        yield item
+
+
+def _cancelled_final(run_id: str) -> Callable[[CancelledRun], tuple[dict[str, Any], Event]]:
+    """The run's cancelled final event, as the store numbers it."""
+
+    def make(c: CancelledRun) -> tuple[dict[str, Any], Event]:
+        t = c.totals
+        ev = supervisor_pb2.RunEvent(
+            run_id=run_id,
+            thread_id=c.thread_id,
+            seq=c.seq,
+            final=supervisor_pb2.Final(
+                reason=supervisor_pb2.FINISH_REASON_CANCELLED,
+                usage=usage_pb2.Usage(
+                    input_tokens=t["input_tokens"], output_tokens=t["output_tokens"], llm_calls=t["llm_calls"]
+                ),
+                cost_usd=t["cost_usd"],
+                iterations=t["iterations"],
+            ),
+        )
+        ev.time.GetCurrentTime()
+        return json_format.MessageToDict(ev), recorded(ev)
+
+    return make
+
+
+__all__ = ["RunManager", "RunRecord"]

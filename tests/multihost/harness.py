@@ -326,6 +326,9 @@ def _summarise(mesh: Mesh, load: Load, faults: list[Fault], setup_s: float) -> d
         "lost_runs": [asdict(c) for c in convs if not c.completed][:10],
         "finish_reasons": dict(Counter(c.reason for c in completed)),
         "dns_queries": mesh.dns.queries,
+        # A Run the client gave up on before its first event may still have reached its supervisor later (the
+        # unplugged host got it once its link was back): such rows are left FAILED, resumable, never completed.
+        "db_runs_by_status": mesh.runs_by_status(),
     }
 
 
@@ -352,6 +355,7 @@ def print_summary(s: dict[str, Any], say: Any) -> None:
         f"conversations {s['conversations']}: completed {s['completed']} ({s['completed_first_try']} first try, "
         f"{s['completed_after_resume']} after {s['resumes']} resumes), lost {s['lost']}"
     )
+    say(f"runs in Postgres by status: {s['db_runs_by_status']}")
 
 
 def run(opts: Options, say: Any = print, result_path: Path | None = RESULT) -> dict[str, Any]:
@@ -360,7 +364,7 @@ def run(opts: Options, say: Any = print, result_path: Path | None = RESULT) -> d
     netns.probe()
     for name in netns.sweep_stale():
         say(f"removed a dead lab's leftover {name}")
-    workdir = Path(tempfile.mkdtemp(prefix="agentmesh-multihost-"))
+    workdir = netns.make_workdir()
     made: dict[str, Any] = {"lab": None, "mesh": None, "keep_logs": True}
 
     def cleanup() -> None:

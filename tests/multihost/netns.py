@@ -12,13 +12,15 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 NETNS_ETC = Path("/etc/netns")
-PREFIX_BASE = "amh"  # amh<pid>-<host>: the pid tells a live lab from a dead one's leftovers
+PREFIX_BASE = "amh"
+WORKDIR_PREFIX = "agentmesh-multihost-"  # amh<pid>-<host>: the pid tells a live lab from a dead one's leftovers
 
 
 class Unavailable(Exception):
@@ -57,21 +59,35 @@ def _pid_alive(pid: int) -> bool:
 def sweep_stale() -> list[str]:
     """Remove namespaces, bridges and /etc/netns dirs of labs whose process is gone (a SIGKILLed run)."""
     removed: list[str] = []
-    out = _ip("netns", "list", check=False).stdout
-    for line in out.splitlines():
+    stale = []
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = re.match(rf"^{PREFIX_BASE}(\d+)-", name)
         if m and not _pid_alive(int(m.group(1))):
-            _kill_netns_pids(name)
-            _ip("netns", "del", name, check=False)
-            shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
-            removed.append(name)
+            stale.append(name)
+    _kill_netns_pids(*stale)
+    for name in stale:
+        _ip("netns", "del", name, check=False)
+        shutil.rmtree(NETNS_ETC / name, ignore_errors=True)
+        removed.append(name)
+    with contextlib.suppress(OSError):
+        NETNS_ETC.rmdir()  # only if empty: someone else's namespaces may keep files there
     for line in _ip("-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
         m = re.match(rf"^\d+: ({PREFIX_BASE}(\d+)br)[:@]", line)
         if m and not _pid_alive(int(m.group(2))):
             _ip("link", "del", m.group(1), check=False)
             removed.append(m.group(1))
+    for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        m = re.match(rf"^{WORKDIR_PREFIX}(\d+)-", d.name)
+        if m and not _pid_alive(int(m.group(1))) and not d.name.endswith("-logs"):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(str(d))
     return removed
+
+
+def make_workdir() -> Path:
+    """The lab's temp dir, named with this pid so that a later run can tell it is a dead lab's."""
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
 
 
 def netns_pids(ns: str) -> list[int]:
@@ -79,9 +95,10 @@ def netns_pids(ns: str) -> list[int]:
     return [int(p) for p in r.stdout.split() if p.isdigit()]
 
 
-def _kill_netns_pids(ns: str, grace_s: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL, each process living in namespace `ns` (all of them were started by this lab)."""
-    pids = netns_pids(ns)
+def _kill_netns_pids(*namespaces: str, grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`, each process living in these namespaces (all started by this lab);
+    every namespace at once, so tearing down a lab takes one grace period, not one per host."""
+    pids = [pid for ns in namespaces for pid in netns_pids(ns)]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -214,8 +231,8 @@ class Lab:
         if self._closed:
             return
         self._closed = True
+        _kill_netns_pids(*(host.ns for host in self.hosts.values()))
         for host in self.hosts.values():
-            _kill_netns_pids(host.ns)
             for proc in host.procs:
                 with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
                     if proc.poll() is None:

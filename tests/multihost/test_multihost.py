@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.multihost import harness, netns
+from tests.multihost import dns, harness, netns
 
 # The mesh, its load and three faults run once, in the first test's setup: about 2 minutes, more on a busy machine.
 pytestmark = pytest.mark.timeout(600)
@@ -37,6 +37,8 @@ def test_no_run_is_lost(summary: dict[str, Any]) -> None:
     assert summary["lost"] == 0, summary["lost_runs"]
     assert summary["completed"] == summary["conversations"]
     assert summary["breaks_before_any_fault"] == 0
+    # Postgres agrees: one completed run per conversation (none completed twice, none missing).
+    assert summary["db_runs_by_status"].get("completed") == summary["completed"], summary["db_runs_by_status"]
 
 
 def test_a_killed_researcher_host_is_ejected_and_readmitted(summary: dict[str, Any]) -> None:
@@ -64,3 +66,17 @@ def test_runs_survive_a_postgres_restart(summary: dict[str, Any]) -> None:
     detail, broken = _fault(summary, "postgres")
     assert detail["pg_ctl_restart_s"] > 0
     assert broken["completed_later"] == broken["conversations_broken"]
+
+
+def test_lab_dns_answers_every_replica_of_a_service() -> None:
+    # What Envoy's STRICT_DNS needs and an /etc/hosts file does not give c-ares: all addresses of one name.
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x0aresearcher\x00" + b"\x00\x01\x00\x01"
+    records = {"researcher": ["10.77.0.16", "10.77.0.17"]}
+    reply = dns.answer(query, records)
+    assert reply is not None and reply[:2] == b"\x12\x34"
+    assert int.from_bytes(reply[6:8], "big") == 2  # two answers
+    assert reply.endswith(bytes([10, 77, 0, 17])) and bytes([10, 77, 0, 16]) in reply
+    unknown = dns.answer(query.replace(b"researcher", b"researchex"), records)
+    assert unknown is not None and unknown[3] & 0x0F == 3  # NXDOMAIN
+    aaaa = dns.answer(query[:-4] + b"\x00\x1c\x00\x01", records)
+    assert aaaa is not None and aaaa[3] & 0x0F == 0 and int.from_bytes(aaaa[6:8], "big") == 0

@@ -131,6 +131,14 @@ class Mesh:
             host, [str(self.pg_bin / "createdb"), "-h", host.ip, "-U", "postgres", "agentmesh"], env, user="postgres"
         )
 
+    def runs_by_status(self) -> dict[str, int]:
+        """The runs table as Postgres holds it: status -> count (every row, orphans of cancelled calls included)."""
+        host = self.lab.hosts["postgres"]
+        sql = "SELECT status, count(*) FROM runs GROUP BY status ORDER BY status"
+        argv = [str(self.pg_bin / "psql"), "-h", host.ip, "-U", "postgres", "-d", "agentmesh", "-AtF", " ", "-c", sql]
+        out = self.lab.run(host, argv, self.base_env(), user="postgres")
+        return {status: int(n) for status, n in (line.split() for line in out.splitlines() if line.strip())}
+
     def pg_ctl(self, action: str) -> float:
         """`pg_ctl start|restart|stop` in the postgres host, waiting for it; returns the seconds it took."""
         t0 = time.monotonic()

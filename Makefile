@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
 VALIDATE_PROTO := protos/buf/validate/validate.proto
 STUBS := src/agentmesh/v1/__init__.py
 
-.PHONY: install install-run up test test-unit test-integration lint bench k8s lock clean
+.PHONY: install install-run up test test-unit test-integration test-multihost lint bench k8s lock clean
 
 # Two installs, both from exact locks (requirements/*.lock, made by `make lock`), then the project itself without
 # resolving anything again, so what passed CI yesterday installs the same today: `make up` takes only what the
@@ -49,6 +49,12 @@ test-unit: install
 
 test-integration: install
 	$(BIN)/python -m pytest -q tests/integration tests/e2e
+
+# docker-compose.yml's topology on Linux network namespaces (one per host; needs root, else SKIPPED), a load through
+# the gateway with a researcher host killed, a supervisor host unplugged and Postgres restarted; about 2-3 minutes.
+# Prints hosts, eject/readmit times and runs completed/lost; writes bench/results/multihost.json.
+test-multihost: install
+	$(BIN)/python -m pytest -q -s -rs -p no:cacheprovider tests/multihost
 
 # Every registered benchmark in turn, each with its defaults; results in bench/results/.
 bench: install

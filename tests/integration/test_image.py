@@ -215,7 +215,7 @@ def _container_path(script: str, path: str, local: Path) -> str:
 
 
 @dataclass
-class Mesh:
+class Deployed:
     image: Image
     tls: Path
     database_url: str
@@ -223,6 +223,7 @@ class Mesh:
     sim_url: str
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    ready: set[str] = field(default_factory=set)  # answered; a SIGTERM before its handler is set is no shutdown test
 
     def service_env(self, name: str) -> dict[str, str]:
         """Compose's environment of the service, with what points at compose's network pointed at this machine."""
@@ -280,7 +281,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture(scope="module")
-def mesh(image: Image, database_url: str) -> Iterator[Mesh]:
+def deployed(image: Image, database_url: str) -> Iterator[Deployed]:
     compose = compose_services()
     tls = image.workdir / "tls"
     # certs: compose's one-shot job, its script run as it is, on a local directory instead of the volume.
@@ -297,7 +298,7 @@ def mesh(image: Image, database_url: str) -> Iterator[Mesh]:
 
     names = [*SERVICES, "sim", "unused"]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    m = Mesh(image, tls, database_url, ports, f"http://127.0.0.1:{ports['sim']}")
+    m = Deployed(image, tls, database_url, ports, f"http://127.0.0.1:{ports['sim']}")
     try:
         sim = list(compose["sim"]["command"])
         sim[sim.index("--host") + 1], sim[sim.index("--port") + 1] = "127.0.0.1", str(ports["sim"])
@@ -308,16 +309,17 @@ def mesh(image: Image, database_url: str) -> Iterator[Mesh]:
         yield m
     finally:
         codes = {key: _stop(proc) for key, proc in m.procs.items()}
-    # SIGTERM, as `docker compose stop` and the kubelet send it: every process drains and exits 0.
-    assert all(code == 0 for code in codes.values()), {k: (c, m.tail(k)) for k, c in codes.items() if c != 0}
+    # SIGTERM, as `docker compose stop` and the kubelet send it: every process that was up drains and exits 0.
+    failed = {k: (c, m.tail(k)) for k, c in codes.items() if c != 0 and k in m.ready}
+    assert not failed, failed
 
 
-def test_certs_made_a_certificate_per_identity_and_dropped_the_ca_key(mesh: Mesh) -> None:
-    files = {p.name for p in mesh.tls.iterdir()}
+def test_certs_made_a_certificate_per_identity_and_dropped_the_ca_key(deployed: Deployed) -> None:
+    files = {p.name for p in deployed.tls.iterdir()}
     assert files == {"ca.crt", *(f"{i}.{ext}" for i in IDENTITIES for ext in ("crt", "key"))}, files
 
 
-def test_the_gateway_config_job_renders_from_the_installed_template(image: Image, mesh: Mesh) -> None:
+def test_the_gateway_config_job_renders_from_the_installed_template(image: Image, deployed: Deployed) -> None:
     job = compose_services()["gateway-config"]
     (script,) = job["command"]
     out = image.workdir / "gateway"
@@ -333,53 +335,57 @@ def test_the_gateway_config_job_renders_from_the_installed_template(image: Image
     assert text == render_envoy_config(dataclasses.replace(compose_spec(), tls=GatewayTLS.in_dir(TLS_DIR)))
 
 
-def test_the_simulator_answers(mesh: Mesh) -> None:
+def test_the_simulator_answers(deployed: Deployed) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
-            status, body = _get(f"{mesh.sim_url}/_sim/stats")
+            status, body = _get(f"{deployed.sim_url}/_sim/stats")
             break
         except OSError:
-            assert mesh.procs["sim"].poll() is None, mesh.tail("sim")
-            assert time.monotonic() < deadline, mesh.tail("sim")
+            assert deployed.procs["sim"].poll() is None, deployed.tail("sim")
+            assert time.monotonic() < deadline, deployed.tail("sim")
             time.sleep(0.3)
     assert status == 200 and isinstance(json.loads(body), dict), body
+    deployed.ready.add("sim")
 
 
-def _wait_healthy(mesh: Mesh, name: str, check: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def _wait_healthy(deployed: Deployed, name: str, check: Sequence[str]) -> subprocess.CompletedProcess[str]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
-        result = mesh.image.run(check, mesh.service_env(name), timeout=30)
+        result = deployed.image.run(check, deployed.service_env(name), timeout=30)
         if result.returncode == 0:
+            deployed.ready.add(name)
             return result
-        assert mesh.procs[name].poll() is None, f"{name} exited:\n{mesh.tail(name)}"
-        assert time.monotonic() < deadline, f"{name} not healthy: {result.stderr}\n{mesh.tail(name)}"
+        assert deployed.procs[name].poll() is None, f"{name} exited:\n{deployed.tail(name)}"
+        assert time.monotonic() < deadline, f"{name} not healthy: {result.stderr}\n{deployed.tail(name)}"
         time.sleep(0.5)
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_each_service_passes_composes_healthcheck_over_mtls(mesh: Mesh, name: str) -> None:
+def test_each_service_passes_composes_healthcheck_over_mtls(deployed: Deployed, name: str) -> None:
     kind, script = compose_services()[name]["healthcheck"]["test"]
     assert kind == "CMD-SHELL"
     check = ["sh", "-c", interpolate(script, {})]
-    result = _wait_healthy(mesh, name, check)
-    assert result.stdout.strip() == f"{name} at 127.0.0.1:{mesh.ports[name]}: SERVING"
+    result = _wait_healthy(deployed, name, check)
+    assert result.stdout.strip() == f"{name} at 127.0.0.1:{deployed.ports[name]}: SERVING"
     # The same check without the certificate fails: the port is mTLS only (and so the check can fail).
-    plain = mesh.image.run(check, {**mesh.service_env(name), "AGENTMESH_TLS_DIR": ""})
+    plain = deployed.image.run(check, {**deployed.service_env(name), "AGENTMESH_TLS_DIR": ""})
     assert plain.returncode == 1, (plain.stdout, plain.stderr)
     # Nothing listening: exit 1, as a dead container's check must.
-    closed = mesh.image.run(
-        [str(mesh.image.bin / "agentmesh"), "health", name, "--addr", f"127.0.0.1:{mesh.ports['unused']}"],
-        mesh.service_env(name),
+    closed = deployed.image.run(
+        [str(deployed.image.bin / "agentmesh"), "health", name, "--addr", f"127.0.0.1:{deployed.ports['unused']}"],
+        deployed.service_env(name),
     )
     assert closed.returncode == 1 and "UNAVAILABLE" in closed.stderr, closed.stderr
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_each_service_answers_the_k8s_probe_and_serves_what_its_autoscaler_queries(mesh: Mesh, name: str) -> None:
-    check = [str(mesh.image.bin / "agentmesh"), "health", name, "--timeout", "2"]
-    _wait_healthy(mesh, name, check)
-    base = f"http://127.0.0.1:{mesh.ports[name] + METRICS_OFFSET}"
+def test_each_service_answers_the_k8s_probe_and_serves_what_its_autoscaler_queries(
+    deployed: Deployed, name: str
+) -> None:
+    check = [str(deployed.image.bin / "agentmesh"), "health", name, "--timeout", "2"]
+    _wait_healthy(deployed, name, check)
+    base = f"http://127.0.0.1:{deployed.ports[name] + METRICS_OFFSET}"
     assert _get(f"{base}/healthz") == (200, "SERVING\n")
     status, metrics = _get(f"{base}/metrics")
     assert status == 200

@@ -32,6 +32,7 @@ from agentmesh.gateway import GatewayTLS, compose_spec, render_envoy_config
 from agentmesh.settings import SERVICES, Settings
 from tests.composefile import compose_env, compose_services, interpolate
 from tests.integration.envoy_harness import free_ports
+from tests.promrules import selected_metrics
 
 pytestmark = pytest.mark.timeout(600)  # the first test also builds the venv (about a minute here)
 
@@ -206,7 +207,7 @@ def _scaler_metrics(name: str) -> set[str]:
     text = (K8S / f"{name}.yaml").read_text()
     docs = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "ScaledObject"]
     queries = [t["metadata"]["query"] for d in docs for t in d["spec"]["triggers"] if t["type"] == "prometheus"]
-    return {m for q in queries for m in re.findall(r"\bagentmesh_\w+", q)}
+    return {m for q in queries for m in selected_metrics(q)}
 
 
 def _container_path(script: str, path: str, local: Path) -> str:
@@ -237,7 +238,7 @@ class Deployed:
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # no collector here; empty is off
             "AGENTMESH_TLS_DIR": str(self.tls),
         }
-        assert set(overrides) - {"DATABASE_URL"} <= set(env), set(overrides) - set(env)
+        assert set(overrides) <= set(env), set(overrides) - set(env)  # compose still sets each of them
         assert env["AGENTMESH_TLS_DIR"] == TLS_DIR  # mTLS is on in compose: so it is here
         ports = {f"AGENTMESH_{s.upper()}_PORT": str(self.ports[s]) for s in SERVICES}
         return {**env, **overrides, **ports}

@@ -243,12 +243,12 @@ def test_each_service_scales_on_its_llm_demand(name: str) -> None:
     assert meta["serverAddress"].startswith("http://") and meta["serverAddress"].endswith(":9090")
     assert meta["ignoreNullValues"] == "false"  # no series is a broken scrape, not zero load: fallback applies
     selectors = _selectors(meta["query"])
+    missing = set(selectors) - _exposed_by(name)
+    assert not missing, f"{name}'s autoscaler queries metrics the code does not export: {missing}"
     assert set(selectors) == LLM_DEMAND
     namespace = yaml.safe_load((K8S / "kustomization.yaml").read_text())["namespace"]
     for metric, labels in selectors.items():
         assert labels == {"namespace": namespace, "agent": name}, (metric, labels)
-    missing = set(selectors) - _exposed_by(name)
-    assert not missing, f"{name}'s autoscaler queries metrics the code does not export: {missing}"
     # The per-pod target sits below the pod's ceiling of LLM calls in flight, so it scales out before calls queue.
     ceiling = int(_find("ConfigMap", "agentmesh-env")["data"]["AGENTMESH_LLM_MAX_CONCURRENCY"])
     if name == "guard":

@@ -6,7 +6,7 @@ on the real Postgres, each answering the healthcheck compose runs (`agentmesh he
 Kubernetes probe (/healthz), with /metrics serving what its autoscaler queries.
 
 Nothing of the checkout reaches the venv's processes: they run outside it, without PYTHONPATH. The build
-takes about a minute (pip installs the runtime lock from this machine's local wheels)."""
+takes one to two minutes (pip installs the runtime lock from this machine's local wheels); the rest, 20 s."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from tests.composefile import compose_env, compose_services, interpolate
 from tests.integration.envoy_harness import free_ports
 from tests.promrules import selected_metrics
 
-pytestmark = pytest.mark.timeout(600)  # the first test also builds the venv (about a minute here)
+pytestmark = pytest.mark.timeout(600)  # the first test also builds the venv (one to two minutes here)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

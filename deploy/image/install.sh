@@ -21,7 +21,8 @@ app)
         "$src/protos/buf/validate/validate.proto"
     echo '"""Generated."""' > "$src/src/agentmesh/v1/__init__.py"
     echo '"""Generated."""' > "$src/src/buf/validate/__init__.py"
-    "$python" -m pip install --no-cache-dir --no-deps "$src"
+    # "$src/": a path to pip even when SRC has no slash (a bare `src` would be a PyPI project of that name).
+    "$python" -m pip install --no-cache-dir --no-deps "$src/"
     # Fail the build, not the first container, when stubs or package data (migrations, guard policy and
     # model, Envoy template) are missing. -P and another directory: import the installed package, not $src.
     (cd / && "$python" -P -c "

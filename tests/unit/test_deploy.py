@@ -4,6 +4,7 @@ between the gateway and the services on in both (certificates from `agentmesh ce
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib.util
 import os
@@ -11,22 +12,29 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from agentmesh.gateway import GatewayTLS, compose_spec, k8s_spec, render_envoy_config
+from agentmesh.llm import LLMClient
 from agentmesh.rpc import generate_certs
+from agentmesh.services.guard.server import _TIER_TWO_CONCURRENCY as TIER_TWO_CONCURRENCY
 from agentmesh.settings import SERVICES, Settings
+from agentmesh.telemetry import MetricsServer, setup_telemetry
+from tests.composefile import COMPOSE, compose_services, interpolate
+from tests.promrules import exposed_series
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-COMPOSE = ROOT / "docker-compose.yml"
 ENVOY = Path(sys.executable).parent / "envoy"
 # The oldest Kubernetes the manifests promise to work on.
 K8S_VERSION = "1.29.0"
@@ -104,10 +112,23 @@ def _assert_mtls_to_every_service(config: dict[str, Any], tls_dir: str) -> None:
     assert all("transport_socket" not in chain for chain in listeners["public"]["filter_chains"])
 
 
-@pytest.mark.parametrize(("file", "doc"), DOCS, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in DOCS])
+# Custom resources: not in Kubernetes' schemas; test_each_service_scales_on_its_llm_demand checks their fields.
+CRD_KINDS = {"ScaledObject"}
+BUILTIN = [(f, d) for f, d in DOCS if d["kind"] not in CRD_KINDS]
+
+
+@pytest.mark.parametrize(("file", "doc"), BUILTIN, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in BUILTIN])
 def test_manifest_is_valid_against_the_kubernetes_schema(file: str, doc: dict[str, Any]) -> None:
     # strict: unknown fields (typos such as `readinesProbe`) fail too.
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_only_known_custom_resources_skip_the_schema() -> None:
+    kinds = {d["kind"] for _, d in DOCS}
+    assert CRD_KINDS <= kinds
+    for _, doc in DOCS:
+        if doc["kind"] in CRD_KINDS:
+            assert doc["apiVersion"] == "keda.sh/v1alpha1", doc["apiVersion"]
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -134,7 +155,7 @@ def test_the_gateway_configmap_has_mtls_to_every_service(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_each_service_has_deployment_headless_service_and_hpa_on_the_gateways_port(name: str) -> None:
+def test_each_service_has_deployment_headless_service_and_autoscaler_on_the_gateways_port(name: str) -> None:
     port = PORTS[name]
     deployment = _find("Deployment", name)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -154,12 +175,183 @@ def test_each_service_has_deployment_headless_service_and_hpa_on_the_gateways_po
     assert [p["port"] for p in service["spec"]["ports"]] == [port]
     assert service["spec"]["selector"].items() <= labels.items()
 
-    hpa = _find("HorizontalPodAutoscaler", name)
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    scaled = _find("ScaledObject", name)
+    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    # One autoscaler per Deployment: KEDA makes its own HPA, and two HPAs on one target fight.
+    assert not [
+        d for _, d in DOCS if d["kind"] == "HorizontalPodAutoscaler" and d["spec"]["scaleTargetRef"]["name"] == name
+    ]
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the count; a re-apply would reset it"
 
     # The gateway's STRICT_DNS cluster for the service points at exactly this Service and port.
     upstream = next(u for u in k8s_spec("agentmesh").upstreams if u.name == name)
     assert upstream.dns and upstream.endpoints == ((f"{name}-headless.agentmesh.svc.cluster.local", port),)
+
+
+# --- scaling, disruptions, scraping, traces ------------------------------------------------------------------
+
+# The LLM demand a service's autoscaler must see: what its pods have in flight and what waits at their limiters.
+LLM_DEMAND = {"agentmesh_llm_in_flight", "agentmesh_llm_queued"}
+# The services whose own work is CPU too (detectors; checkpoints and Run streams): a CPU trigger beside the LLM one.
+CPU_TOO = {"supervisor", "guard"}
+
+
+def _exposed_by(name: str) -> set[str]:
+    """The series a service's /metrics declares, from its real registry (as `serve NAME` builds it)."""
+    telemetry = setup_telemetry(name, Settings(otel_exporter_otlp_endpoint=None))
+    telemetry.register_llm(LLMClient(settings=Settings(), instruments=telemetry.llm_instruments()))
+    return exposed_series(generate_latest(telemetry.registry).decode())
+
+
+def _selectors(query: str) -> dict[str, dict[str, str]]:
+    """Metric name -> its equality label matchers, for every selector of a PromQL query (raises if it does not
+    parse)."""
+    out: dict[str, dict[str, str]] = {}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            out[node.name] = {m.name: m.value for m in node.matchers.matchers if m.op == promql_parser.MatchOp.Equal}
+
+    promql_parser.walk(promql_parser.parse(query), visit)
+    return out
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_scales_on_its_llm_demand(name: str) -> None:
+    """The ScaledObject, field by field (no schema for it here): a Prometheus trigger whose query selects metrics
+    the service really exports, per pod, below the pod's LLM concurrency ceiling, with a fallback."""
+    spec = _find("ScaledObject", name)["spec"]
+    assert set(spec) <= {
+        "scaleTargetRef",
+        "pollingInterval",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "fallback",
+        "triggers",
+    }
+    assert 2 <= spec["minReplicaCount"] < spec["maxReplicaCount"]  # two: the PDB can evict one
+    assert spec["fallback"]["failureThreshold"] >= 1
+    assert spec["minReplicaCount"] <= spec["fallback"]["replicas"] <= spec["maxReplicaCount"]
+    prometheus = [t for t in spec["triggers"] if t["type"] == "prometheus"]
+    others = [t for t in spec["triggers"] if t["type"] != "prometheus"]
+    (trigger,) = prometheus
+    assert set(trigger) == {"type", "name", "metricType", "metadata"}
+    assert trigger["metricType"] == "AverageValue"  # the sum over pods, divided by the replicas: a per-pod target
+    meta = trigger["metadata"]
+    assert set(meta) == {"serverAddress", "query", "threshold", "ignoreNullValues"}
+    assert all(isinstance(v, str) for v in meta.values()), "KEDA's trigger metadata is strings only"
+    assert meta["serverAddress"].startswith("http://") and meta["serverAddress"].endswith(":9090")
+    assert meta["ignoreNullValues"] == "false"  # no series is a broken scrape, not zero load: fallback applies
+    selectors = _selectors(meta["query"])
+    missing = set(selectors) - _exposed_by(name)
+    assert not missing, f"{name}'s autoscaler queries metrics the code does not export: {missing}"
+    assert set(selectors) == LLM_DEMAND
+    namespace = yaml.safe_load((K8S / "kustomization.yaml").read_text())["namespace"]
+    for metric, labels in selectors.items():
+        assert labels == {"namespace": namespace, "agent": name}, (metric, labels)
+    # The per-pod target sits below the pod's ceiling of LLM calls in flight, so it scales out before calls queue.
+    ceiling = int(_find("ConfigMap", "agentmesh-env")["data"]["AGENTMESH_LLM_MAX_CONCURRENCY"])
+    if name == "guard":
+        ceiling = min(ceiling, TIER_TWO_CONCURRENCY)  # tier two's own client: at most this many per pod
+    assert 0 < float(meta["threshold"]) < ceiling
+    if name in CPU_TOO:
+        (cpu,) = others
+        assert cpu == {"type": "cpu", "metricType": "Utilization", "metadata": {"value": "70"}}
+    else:
+        assert others == [], "an agent waits on the LLM: CPU is a late signal for it"
+    addresses = {
+        t["metadata"]["serverAddress"]
+        for _, d in DOCS
+        if d["kind"] == "ScaledObject"
+        for t in d["spec"]["triggers"]
+        if t["type"] == "prometheus"
+    }
+    assert len(addresses) == 1, "one Prometheus for every service"
+
+
+@pytest.mark.parametrize("name", IDENTITIES)
+def test_each_deployment_has_a_disruption_budget_that_leaves_one_pod(name: str) -> None:
+    pdb = _find("PodDisruptionBudget", name)["spec"]
+    labels = _find("Deployment", name)["spec"]["template"]["metadata"]["labels"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    # Selects this Deployment's pods only.
+    for other in IDENTITIES:
+        if other != name:
+            other_labels = _find("Deployment", other)["spec"]["template"]["metadata"]["labels"]
+            assert not pdb["selector"]["matchLabels"].items() <= other_labels.items(), other
+    assert pdb == {"maxUnavailable": 1, "selector": pdb["selector"]}  # never blocks a drain, even at one replica
+    scaler = (
+        _find("ScaledObject", name)["spec"]["minReplicaCount"]
+        if name in SERVICES
+        else _find("HorizontalPodAutoscaler", name)["spec"]["minReplicas"]
+    )
+    assert scaler - pdb["maxUnavailable"] >= 1, "a drain would take the last pod"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_each_service_is_scraped_on_its_metrics_port(name: str) -> None:
+    """The pod's scrape annotations name its metrics port and a path the metrics server really serves."""
+    pod = _find("Deployment", name)["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(ports["metrics"]) == str(PORTS[name] + METRICS_OFFSET)
+    registry = setup_telemetry(name, Settings(otel_exporter_otlp_endpoint=None)).registry
+    server = await MetricsServer.start(registry, "127.0.0.1", 0)
+    assert server is not None
+    try:
+        url = server.url.removesuffix("/metrics") + annotations["prometheus.io/path"]
+        status, body = await asyncio.to_thread(_get, url)
+    finally:
+        await server.stop()
+    assert status == 200 and "agentmesh_grpc_server_handled" in body
+
+
+def _get(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=5) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_pods_export_traces_over_otlp() -> None:
+    env = _find("ConfigMap", "agentmesh-env")["data"]
+    settings = Settings.model_validate({k: v for k, v in env.items() if k.startswith("OTEL_EXPORTER_OTLP")})
+    endpoint = urllib.parse.urlsplit(settings.otel_exporter_otlp_endpoint or "")
+    assert endpoint.scheme == "http" and endpoint.hostname
+    # OTLP/HTTP listens on 4318, OTLP/gRPC on 4317: the protocol and the port agree.
+    assert (settings.otel_exporter_otlp_protocol, endpoint.port) == ("http/protobuf", 4318)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_compose_checks_each_services_health_with_agentmesh_health(name: str) -> None:
+    """The healthcheck's shell line, expanded as the container's shell expands it, runs `agentmesh health NAME`."""
+    service = _compose()[name]
+    kind, script = service["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    script = interpolate(script, {})
+    assert script.startswith("agentmesh health ")
+    env = {k: interpolate(str(v), {}) for k, v in service["environment"].items() if v is not None}
+    result = subprocess.run(
+        ["sh", "-c", "set -- " + script.removeprefix("agentmesh health ") + '; printf "%s\\n" "$@"'],
+        env={**env, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 0, result.stderr
+    args = result.stdout.split()
+    assert args[0] == name, args  # the name the check asks for is this service's
+    timeout = float(args[args.index("--timeout") + 1])
+    check = service["healthcheck"]
+    assert timeout < _seconds(check["timeout"]) <= _seconds(check["interval"]), check
+    assert check["retries"] >= 1 and _seconds(check["start_period"]) > 0
+
+
+def _seconds(duration: str) -> float:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", duration)
+    assert m, duration
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
 
 
 def _tls_volume(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
@@ -248,25 +440,9 @@ def test_compose_names_the_same_services_and_ports_as_the_gateway() -> None:
 
 # --- mTLS in docker compose ---------------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?-)([^}]*))?\}")
-
-
-def _interpolate(value: str, env: Mapping[str, str]) -> str:
-    """Compose's interpolation of the forms docker-compose.yml uses: ${VAR}, ${VAR-default}, ${VAR:-default}, $$."""
-
-    def one(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, op, default = m.groups()
-        if name in env and (op != ":-" or env[name]):
-            return env[name]
-        return default if op else ""
-
-    return _VAR.sub(one, value)
-
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())["services"]
+    return compose_services()
 
 
 def _volumes(service: dict[str, Any]) -> set[str]:
@@ -304,8 +480,8 @@ def test_compose_mounts_the_certificates_read_only_after_the_certs_job(name: str
         assert not TLS_DIR.startswith(config_dir + "/")
     else:
         env = service["environment"]
-        assert _interpolate(env["AGENTMESH_TLS_DIR"], {}) == TLS_DIR  # on by default
-        assert _interpolate(env["AGENTMESH_TLS_DIR"], {"AGENTMESH_COMPOSE_TLS_DIR": ""}) == ""  # the off switch
+        assert interpolate(env["AGENTMESH_TLS_DIR"], {}) == TLS_DIR  # on by default
+        assert interpolate(env["AGENTMESH_TLS_DIR"], {"AGENTMESH_COMPOSE_TLS_DIR": ""}) == ""  # the off switch
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["default", "off"])
@@ -316,10 +492,10 @@ def test_compose_renders_the_gateway_with_tls_dir(tls: bool, tmp_path: Path) -> 
     job = _compose()["gateway-config"]
     assert job["entrypoint"] == ["sh", "-ec"]
     shell_env = {} if tls else {"AGENTMESH_COMPOSE_TLS_DIR": ""}
-    env = {k: _interpolate(str(v), shell_env) for k, v in job["environment"].items()}
+    env = {k: interpolate(str(v), shell_env) for k, v in job["environment"].items()}
     assert env["AGENTMESH_TLS_DIR"] == (TLS_DIR if tls else "")
     (script,) = job["command"]
-    script = _interpolate(script, shell_env).replace("/var/lib/agentmesh/gateway", str(tmp_path))
+    script = interpolate(script, shell_env).replace("/var/lib/agentmesh/gateway", str(tmp_path))
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     result = subprocess.run(
         ["sh", "-ec", script],

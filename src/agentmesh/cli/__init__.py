@@ -22,8 +22,18 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
     return uvloop.run(coro) or 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentmesh")
+    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentmesh", description="Production infrastructure for LLM agents.")
+    p.add_argument("--version", action="version", version=f"agentmesh {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="start Postgres, the simulator, every service and the gateway")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -22,7 +23,7 @@ _STATUS = {
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
 
 
-def _deadline(context: grpc.aio.ServicerContext) -> Deadline:
+def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> Deadline:
     remaining = context.time_remaining()
     return Deadline(None if remaining is None else time.monotonic() + remaining)
 
@@ -33,7 +34,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         self._store = store
 
     async def Run(
-        self, request: supervisor_pb2.RunRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.RunRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.RunRequest, supervisor_pb2.RunEvent],
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         async for event in self._executor.start(
             tenant=current_tenant.get(),
@@ -44,7 +47,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             yield event
 
     async def Resume(
-        self, request: supervisor_pb2.ResumeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.ResumeRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.ResumeRequest, supervisor_pb2.RunEvent],
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         async for event in self._executor.resume(
             tenant=current_tenant.get(), run_id=request.run_id, deadline=_deadline(context)
@@ -52,7 +57,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             yield event
 
     async def GetThread(
-        self, request: supervisor_pb2.GetThreadRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.GetThreadRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.GetThreadRequest, supervisor_pb2.GetThreadResponse],
     ) -> supervisor_pb2.GetThreadResponse:
         view = await self._store.thread(request.thread_id, current_tenant.get())
         resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)

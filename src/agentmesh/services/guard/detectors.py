@@ -24,7 +24,8 @@ from agentmesh.services.guard._injection_model import injection_evidence
 from agentmesh.services.guard._phone import is_valid as is_valid_phone
 from agentmesh.services.guard._phone import prepare as prepare_phone_plans
 from agentmesh.services.guard._secrets import detect_secrets
-from agentmesh.services.guard._text import Finding, Scan, as_scan, clamp_score, context_words, near
+from agentmesh.services.guard._text import Finding as Finding  # re-exported: detectors is its public home
+from agentmesh.services.guard._text import Scan, as_scan, clamp_score, context_words, near
 
 # --- runs of digits ------------------------------------------------------------------------------------------
 
@@ -498,7 +499,9 @@ def _international_score(run: str, international: str) -> float | None:
     number = _parse_phone("+" + international, None)
     if number is None:
         return None
-    if is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
+    if number.country_code is not None and is_valid_phone(
+        number.country_code, phonenumbers.national_significant_number(number)
+    ):
         return 0.65
     # A calling code and a length that country dials, but in no range of it: made-up and example numbers,
     # still someone's number as far as the text goes. Only after a `+`: `00` starts ZIP codes and ISBNs too.

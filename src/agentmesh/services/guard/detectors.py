@@ -499,9 +499,7 @@ def _international_score(run: str, international: str) -> float | None:
     number = _parse_phone("+" + international, None)
     if number is None:
         return None
-    if number.country_code is not None and is_valid_phone(
-        number.country_code, phonenumbers.national_significant_number(number)
-    ):
+    if number.country_code and is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
         return 0.65
     # A calling code and a length that country dials, but in no range of it: made-up and example numbers,
     # still someone's number as far as the text goes. Only after a `+`: `00` starts ZIP codes and ISBNs too.

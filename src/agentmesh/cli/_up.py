@@ -292,7 +292,8 @@ async def run(args: argparse.Namespace) -> int:
             env,
         )
         _say(
-            f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})"
+            f"gateway admin on http://{settings.gateway_admin_addr} "
+            f"(internal listener {settings.gateway_internal_addr})"
         )
         ready = asyncio.create_task(launcher.wait_gateway())
         stopped = asyncio.create_task(stop.wait())

@@ -139,7 +139,8 @@ class RequestValidator:
             chars = len(getattr(request, field))
             if chars > limit.max_chars:
                 raise InvalidArgument(
-                    f"{_short(name)}.{field}: {chars} characters is over the limit of {limit.max_chars} ({limit.setting})",
+                    f"{_short(name)}.{field}: {chars} characters is over the limit of {limit.max_chars} "
+                    f"({limit.setting})",
                     reason="TEXT_TOO_LONG",
                 )
 

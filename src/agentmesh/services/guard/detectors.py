@@ -52,8 +52,8 @@ def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterat
 
 # --- credit cards ----------------------------------------------------------------------------------------
 
-# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
-# separator (space, dash or dot). Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
+# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one
+# consistent separator (space, dash or dot). Not right after `XX00 `: an IBAN's body, which its own detector checks.
 _CARD_RE = re.compile(
     r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ .-])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"

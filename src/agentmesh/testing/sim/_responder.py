@@ -61,9 +61,9 @@ _STOPWORDS = frozenset(
     here hers him his how i if in into is it its itself just me more most my no nor not now of off on once one
     only or other our out over own same she should so some such than that the their them then there these they
     this those through to too two three under until up very was we were what when where which while who whom
-    why will with would you your yours please tell calculate compute give show find list explain describe compare recommend
-    write make help need want know like using use let lets get into onto request task question answer reply
-    short brief word words""".split()
+    why will with would you your yours please tell calculate compute give show find list explain describe compare
+    recommend write make help need want know like using use let lets get into onto request task question answer
+    reply short brief word words""".split()
 )
 
 # Sentence templates per role; {t} is the topic, {a} {b} {c} are key words of the request.

@@ -10,7 +10,6 @@ import contextvars
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
 
 import grpc
 
@@ -97,14 +96,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             current_tenant.set(tenant)
 
         def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: Context) -> Any:
+            async def call(request: object, context: Context) -> object:
                 await admit(context)
                 return await inner(request, context)
 
             return call
 
         def stream(inner: Stream) -> Stream:
-            async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            async def call(request: object, context: Context) -> AsyncIterator[object]:
                 await admit(context)
                 async for item in inner(request, context):
                     yield item

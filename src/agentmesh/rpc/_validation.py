@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import protovalidate
@@ -164,14 +163,14 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
         validator = self._validator
         if (inner_uu := unary_of(handler)) is not None:
 
-            async def unary_unary(raw: bytes, context: Context) -> Any:
+            async def unary_unary(raw: bytes, context: Context) -> object:
                 return await inner_uu(validator.parse(raw, parse_with), context)
 
             # No deserializer: grpc hands over the raw bytes, which this wrapper parses.
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
         if (inner_us := stream_of(handler)) is not None:
 
-            async def unary_stream(raw: bytes, context: Context) -> AsyncIterator[Any]:
+            async def unary_stream(raw: bytes, context: Context) -> AsyncIterator[object]:
                 request = validator.parse(raw, parse_with)
                 async for item in inner_us(request, context):
                     yield item

@@ -8,10 +8,11 @@ from typing import Any, TypeAlias, cast
 
 import grpc
 
-# Interceptors see every method, so requests, responses and contexts are of any message type.
+# Interceptors see every method, so requests, responses and contexts are of any message type (a behaviour
+# takes its own request type, hence Any there; what it answers is only passed on).
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-Unary: TypeAlias = Callable[[Any, Context], Awaitable[Any]]
-Stream: TypeAlias = Callable[[Any, Context], AsyncIterator[Any]]
+Unary: TypeAlias = Callable[[Any, Context], Awaitable[object]]
+Stream: TypeAlias = Callable[[Any, Context], AsyncIterator[object]]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
 

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import grpc
 from aiohttp import web
@@ -92,7 +91,7 @@ class RpcTelemetryInterceptor(grpc.aio.ServerInterceptor):
                 _set_span_status(code)
 
         def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: Context) -> Any:
+            async def call(request: object, context: Context) -> object:
                 started = time.perf_counter()
                 try:
                     response = await inner(request, context)
@@ -105,7 +104,7 @@ class RpcTelemetryInterceptor(grpc.aio.ServerInterceptor):
             return call
 
         def stream(inner: Stream) -> Stream:
-            async def call(request: Any, context: Context) -> AsyncIterator[Any]:
+            async def call(request: object, context: Context) -> AsyncIterator[object]:
                 started = time.perf_counter()
                 try:
                     async for item in inner(request, context):

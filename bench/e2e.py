@@ -124,8 +124,9 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
         yield MeshTarget(args.gateway, SimControl(args.sim), key, procs, {m.role: m.proc.pid for m in procs})
         return
     extra = dict(item.split("=", 1) for item in args.env)
-    # The egress cap an operator would set: the provider's concurrency, here the simulator's C. AIMD stays underneath
-    # for the 429s a provider may still send. "0" rather than unset with --no-egress-cap: the shell's value must not leak in.
+    # The egress cap an operator would set: the provider's concurrency, here the simulator's C. AIMD stays
+    # underneath for the 429s a provider may still send. "0" rather than unset with --no-egress-cap: the shell's
+    # value must not leak in.
     extra.setdefault("AGENTMESH_LLM_MESH_CONCURRENCY", "0" if args.no_egress_cap else str(args.concurrency_limit))
     async with local_mesh(extra_env=extra) as mesh:
         yield MeshTarget(

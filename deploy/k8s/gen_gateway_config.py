@@ -1,7 +1,8 @@
 """Writes deploy/k8s/gateway-envoy-config.yaml: the gateway's Envoy config as a ConfigMap, rendered from the
-same template as every other target (`python -m agentmesh.gateway.render --target k8s --tls-dir /etc/agentmesh/tls`), with
-mTLS to every service. Run by `make k8s`; `--check` exits 1 when the committed file differs from what the template
-renders now (tests/unit/test_deploy.py checks the same)."""
+same template as every other target
+(`python -m agentmesh.gateway.render --target k8s --tls-dir /etc/agentmesh/tls`), with mTLS to every service.
+Run by `make k8s`; `--check` exits 1 when the committed file differs from what the template renders now
+(tests/unit/test_deploy.py checks the same)."""
 
 from __future__ import annotations
 

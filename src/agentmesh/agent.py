@@ -90,7 +90,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._default_max_tokens = default_max_tokens
         self._toolbox = toolbox
 
-    async def Act(self, request: agent_pb2.ActRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ActResponse:
+    async def Act(
+        self,
+        request: agent_pb2.ActRequest,
+        context: grpc.aio.ServicerContext[agent_pb2.ActRequest, agent_pb2.ActResponse],
+    ) -> agent_pb2.ActResponse:
         validate_act(request)
         started = time.monotonic()
         deadline = Deadline.from_grpc_context(context)
@@ -104,7 +108,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         llm_calls: list[agent_pb2.LlmCall] = []
         text = ""
         model = self._llm.model
-        span_attrs = {"agentmesh.run_id": request.run_id, "agentmesh.step": request.step}
+        span_attrs: dict[str, str | int] = {"agentmesh.run_id": request.run_id, "agentmesh.step": request.step}
         for _round in range(MAX_TOOL_ROUNDS + 1):
             # The last round offers no tools, so the model must answer in text.
             offer = tools if _round < MAX_TOOL_ROUNDS else None

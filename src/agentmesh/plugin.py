@@ -5,8 +5,9 @@ the plugins, so the runtime never imports a service and no service imports anoth
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -30,6 +31,6 @@ class ServicePlugin:
     plugin (to build the CLI's parser) stays cheap."""
 
     name: str
-    serve: Callable[[Settings, int | None], Awaitable[None]]
+    serve: Callable[[Settings, int | None], Coroutine[Any, Any, None]]  # a coroutine: the CLI hands it to asyncio.run
     migrations: MigrationSet | None = None
     commands: tuple[AdminCommand, ...] = ()

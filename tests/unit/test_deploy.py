@@ -142,8 +142,8 @@ def test_the_gateway_configmap_is_what_the_template_renders() -> None:
     assert (K8S / "gateway-envoy-config.yaml").read_text() == gen.configmap(), "stale: run `make k8s`"
     assert gen.TLS_DIR == TLS_DIR
     mounted = _find("ConfigMap", "gateway-envoy")["data"]["envoy.yaml"]
-    # `python -m agentmesh.gateway.render --target k8s --tls-dir /etc/agentmesh/tls`, but for whitespace-only lines, which
-    # the ConfigMap keeps empty (the template leaves one before the internal listener's transport_socket).
+    # `python -m agentmesh.gateway.render --target k8s --tls-dir /etc/agentmesh/tls`, but for whitespace-only lines,
+    # which the ConfigMap keeps empty (the template leaves one before the internal listener's transport_socket).
     rendered = render_envoy_config(dataclasses.replace(k8s_spec("agentmesh"), tls=GatewayTLS.in_dir(TLS_DIR)))
     assert mounted == "".join(line if line.strip() else "\n" for line in rendered.splitlines(keepends=True))
 

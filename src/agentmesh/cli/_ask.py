@@ -25,12 +25,12 @@ def _print_event(console: Console, ev: supervisor_pb2.RunEvent) -> None:
         s = ev.step_started
         console.print(f"[dim]#{ev.seq:<3}[/] step {s.step} {_KIND.get(s.kind, '?')} [bold]{s.agent}[/] …")
     elif which == "step_finished":
-        s = ev.step_finished
-        extra = f" -> {s.decision}" if s.decision else ""
+        done = ev.step_finished
+        extra = f" -> {done.decision}" if done.decision else ""
         console.print(
-            f"[dim]#{ev.seq:<3}[/] step {s.step} {_KIND.get(s.kind, '?')} [bold]{s.agent}[/]{extra} "
-            f"[dim]{s.duration_ms} ms, {s.usage.input_tokens}+{s.usage.output_tokens} tokens, "
-            f"${s.cost_usd:.6f}[/]"
+            f"[dim]#{ev.seq:<3}[/] step {done.step} {_KIND.get(done.kind, '?')} [bold]{done.agent}[/]{extra} "
+            f"[dim]{done.duration_ms} ms, {done.usage.input_tokens}+{done.usage.output_tokens} tokens, "
+            f"${done.cost_usd:.6f}[/]"
         )
     elif which == "guard_decision":
         g = ev.guard_decision

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser(
         "bench",
         help="run a benchmark from a checkout (results in bench/results/NAME.json)",

@@ -13,7 +13,7 @@ from agentmesh.rpc import channel_credentials
 from agentmesh.settings import SERVICES, Settings
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("health", help="check a service's gRPC health (exit 0: SERVING)")
     p.add_argument("name", choices=SERVICES)
     p.add_argument("--addr", default=None, help="HOST:PORT (default: 127.0.0.1 and the service's settings port)")

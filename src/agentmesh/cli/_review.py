@@ -9,15 +9,17 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the parser is built for every command: gRPC, rich and the stubs load only when this one runs
+    from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
     from rich.console import Console
 
     from agentmesh.v1 import review_pb2
 
+# Enum value names (a message's constructor takes them as they are): the stubs load only when a command runs.
 _STATUS = {"pending": "REVIEW_STATUS_PENDING", "resolved": "REVIEW_STATUS_RESOLVED", "all": "REVIEW_STATUS_UNSPECIFIED"}
 _DECISION = {"confirmed": "REVIEW_DECISION_CONFIRMED", "dismissed": "REVIEW_DECISION_DISMISSED"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     review = sub.add_parser("review", help="list and resolve the guard's review queue")
     rsub = review.add_subparsers(dest="review_cmd", required=True)
     ls = rsub.add_parser("list", help="list flagged items, newest first")
@@ -42,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         p.add_argument("--timeout", type=float, default=30.0)
 
 
-def _name(enum: type, value: int, prefix: str) -> str:
-    return enum.Name(value).removeprefix(prefix).lower()  # type: ignore[attr-defined]
+def _name(enum: EnumTypeWrapper, value: int, prefix: str) -> str:
+    name: str = enum.Name(value)
+    return name.removeprefix(prefix).lower()
 
 
 def _print_review(console: Console, r: review_pb2.Review) -> None:
@@ -98,7 +101,7 @@ async def run(args: argparse.Namespace) -> int:
         try:
             if args.review_cmd == "list":
                 request = review_pb2.ListReviewsRequest(
-                    status=review_pb2.ReviewStatus.Value(_STATUS[args.status]),
+                    status=_STATUS[args.status],
                     page_size=args.limit,
                     page_token=args.page_token,
                 )
@@ -111,7 +114,7 @@ async def run(args: argparse.Namespace) -> int:
                 resp = await stub.ResolveReview(
                     review_pb2.ResolveReviewRequest(
                         review_id=args.review_id,
-                        decision=review_pb2.ReviewDecision.Value(_DECISION[args.decision]),
+                        decision=_DECISION[args.decision],
                         reviewer=args.reviewer,
                         note=args.note,
                     ),

@@ -198,7 +198,7 @@ def egress_base_url(egress: LLMEgress, provider_url: str | None) -> str:
 
 
 def _parse_replicas(items: list[str]) -> dict[str, int]:
-    out = dict.fromkeys(SERVICES, 1)
+    out: dict[str, int] = dict.fromkeys(SERVICES, 1)
     for item in items:
         name, _, n = item.partition("=")
         if name not in SERVICES or not n.isdigit() or not 1 <= int(n) <= 9:
@@ -292,7 +292,8 @@ async def run(args: argparse.Namespace) -> int:
             env,
         )
         _say(
-            f"gateway admin on http://{settings.gateway_admin_addr} (internal listener {settings.gateway_internal_addr})"
+            f"gateway admin on http://{settings.gateway_admin_addr} "
+            f"(internal listener {settings.gateway_internal_addr})"
         )
         ready = asyncio.create_task(launcher.wait_gateway())
         stopped = asyncio.create_task(stop.wait())

@@ -16,12 +16,13 @@ def start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
         # platformdirs warns on machines without XDG_RUNTIME_DIR (containers, CI) and falls back to /tmp.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         try:
-            import pgserver  # imported here: it registers atexit handlers and only the launcher needs it
+            # Imported here: it registers atexit handlers and only the launcher needs it.
+            from pgserver import postgres_server
         except ImportError as exc:
             raise RuntimeError(
                 "no DATABASE_URL and no embedded Postgres: set DATABASE_URL or pip install 'agentmesh[local]'"
             ) from exc
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        server = postgres_server.get_server(pgdata, cleanup_mode="stop")
 
     def stop() -> None:
         stop_postmaster(pgdata)

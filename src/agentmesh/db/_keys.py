@@ -49,11 +49,13 @@ class KeyStore:
 
     async def tenant_of(self, key: str) -> str | None:
         async with db_errors("API key check"):
-            return await self._pool.fetchval(SELECT_TENANT_BY_HASH, hash_key(key))
+            tenant: str | None = await self._pool.fetchval(SELECT_TENANT_BY_HASH, hash_key(key))
+            return tenant
 
     async def revoke(self, key_id: str) -> bool:
         async with db_errors("key revocation"):
-            return (await self._pool.execute(REVOKE_KEY, key_id)) != "UPDATE 0"
+            status: str = await self._pool.execute(REVOKE_KEY, key_id)
+            return status != "UPDATE 0"
 
     async def revoke_labelled(self, tenant: str, label: str) -> None:
         async with db_errors("key revocation"):

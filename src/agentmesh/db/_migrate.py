@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class MigrationSet:
         return out
 
 
-async def migrate(conn: asyncpg.Connection, sets: Sequence[MigrationSet]) -> list[str]:
+async def migrate(conn: asyncpg.Connection | PoolConnectionProxy, sets: Sequence[MigrationSet]) -> list[str]:
     """Apply what is missing; returns the names applied. Each file runs in its own transaction."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)

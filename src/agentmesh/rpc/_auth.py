@@ -9,15 +9,14 @@ from __future__ import annotations
 import contextvars
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
 
 from agentmesh.errors import Unauthenticated
 from agentmesh.rpc._channels import INTERNAL_TOKEN_HEADER, TENANT_HEADER
 from agentmesh.rpc._errors import to_status
-from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
+from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
 
 current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_tenant")
 
@@ -59,7 +58,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._internal_token = internal_token
         self._cache = _TTLCache(cache_ttl_s)
 
-    async def _authenticate(self, metadata: tuple[tuple[str, Any], ...]) -> str:
+    async def _authenticate(self, metadata: Iterable[tuple[str, str | bytes]]) -> str:
         md = {k: v for k, v in metadata if isinstance(v, str)}
         token = md.get(INTERNAL_TOKEN_HEADER)
         if token is not None and self._internal_token and hmac.compare_digest(token, self._internal_token):
@@ -81,15 +80,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
         authenticate = self._authenticate
 
-        async def admit(context: grpc.aio.ServicerContext) -> None:
+        async def admit(context: Context) -> None:
             try:
                 tenant = await authenticate(context.invocation_metadata() or ())
             except Unauthenticated as exc:
@@ -97,14 +96,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             current_tenant.set(tenant)
 
         def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def call(request: object, context: Context) -> object:
                 await admit(context)
                 return await inner(request, context)
 
             return call
 
         def stream(inner: Stream) -> Stream:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def call(request: object, context: Context) -> AsyncIterator[object]:
                 await admit(context)
                 async for item in inner(request, context):
                     yield item

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import NoReturn
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -12,13 +12,13 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agentmesh.errors import DOMAIN, AgentMeshError
-from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
+from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
 
 log = logging.getLogger(__name__)
 
 
 def to_status(err: AgentMeshError) -> grpc.Status:
-    details = []
+    details: list[any_pb2.Any] = []
     info = any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
     details.append(info)
@@ -32,7 +32,8 @@ def to_status(err: AgentMeshError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str) -> None:
+async def _abort(context: Context, exc: Exception, method: str) -> NoReturn:
+    """Ends the call with `exc` as its status: abort_with_status raises grpc's AbortError."""
     if isinstance(exc, AgentMeshError):
         await context.abort_with_status(to_status(exc))
     # A cause nobody named: log it with the method (never the request) and answer INTERNAL.
@@ -40,6 +41,7 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception, method: str)
     await context.abort_with_status(
         rpc_status.to_status(status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error in {method}"))
     )
+    raise AssertionError("abort_with_status returned")  # it never does; this tells the type checker so
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -47,16 +49,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler
         method = details.method
 
         def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def call(request: object, context: Context) -> object:
                 try:
                     return await inner(request, context)
                 except (grpc.aio.AbortError, grpc.aio.UsageError):
@@ -67,7 +69,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return call
 
         def stream(inner: Stream) -> Stream:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def call(request: object, context: Context) -> AsyncIterator[object]:
                 try:
                     async for item in inner(request, context):
                         yield item

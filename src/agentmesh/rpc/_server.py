@@ -8,7 +8,6 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,8 +26,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 class ServiceBinding:
     """A servicer and how to add it: `add(servicer, server)` and its full proto service name."""
 
-    add: Callable[[Any, grpc.aio.Server], None]
-    servicer: Any
+    add: Callable[[object, grpc.aio.Server], None]
+    servicer: object
     full_name: str
 
 

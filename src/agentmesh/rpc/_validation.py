@@ -11,15 +11,15 @@ Limits that depend on stored state (a thread's size, budgets, a run's wall time)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import protovalidate
 from google.protobuf import descriptor, message
 
 from agentmesh.errors import InvalidArgument
+from agentmesh.rpc._wrap import Context, Continuation, Handler, stream_of, unary_of
 from agentmesh.settings import Settings
 
 _MAX_DEPTH = 32  # nesting the UTF-8 locator follows; the protobuf parser itself stops at 100
@@ -81,8 +81,9 @@ def _bad_utf8_field(data: bytes, desc: descriptor.Descriptor, depth: int = 0) ->
                     try:
                         chunk.decode("utf-8")
                     except UnicodeDecodeError:
-                        return field.name
-                elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+                        name: str = field.name
+                        return name
+                elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE and field.message_type is not None:
                     inner = _bad_utf8_field(chunk, field.message_type, depth + 1)
                     if inner is not None:
                         return f"{field.name}.{inner}"
@@ -102,7 +103,7 @@ class RequestValidator:
         for limit in text_limits:
             self._text_limits.setdefault(limit.field.rsplit(".", 1)[0], []).append(limit)
 
-    def parse(self, raw: bytes, parse: Callable[[bytes], Any]) -> Any:
+    def parse(self, raw: bytes, parse: Callable[[bytes], object]) -> object:
         try:
             request = parse(raw)
         except message.DecodeError as exc:
@@ -127,7 +128,9 @@ class RequestValidator:
         except protovalidate.ValidationError as exc:
             problems = []
             for v in exc.violations:
-                path = ".".join(e.field_name for e in v.proto.field.elements) or "(message)"
+                # A message-level rule (CEL on the message) names no field: its path is None, not empty.
+                elements = v.proto.field.elements if v.proto.field is not None else ()
+                path = ".".join(e.field_name for e in elements) or "(message)"
                 problems.append(f"{_short(name)}.{path}: {v.proto.message} [{v.proto.rule_id}]")
             raise InvalidArgument("; ".join(problems), reason="INVALID_FIELD") from None
         for limit in self._text_limits.get(name, ()):
@@ -135,7 +138,8 @@ class RequestValidator:
             chars = len(getattr(request, field))
             if chars > limit.max_chars:
                 raise InvalidArgument(
-                    f"{_short(name)}.{field}: {chars} characters is over the limit of {limit.max_chars} ({limit.setting})",
+                    f"{_short(name)}.{field}: {chars} characters is over the limit of {limit.max_chars} "
+                    f"({limit.setting})",
                     reason="TEXT_TOO_LONG",
                 )
 
@@ -149,26 +153,24 @@ class ValidationInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None or handler.request_deserializer is None:
             return handler
         parse_with = handler.request_deserializer
         validator = self._validator
-        if handler.unary_unary:
-            inner_uu = handler.unary_unary
+        if (inner_uu := unary_of(handler)) is not None:
 
-            async def unary_unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(raw: bytes, context: Context) -> object:
                 return await inner_uu(validator.parse(raw, parse_with), context)
 
             # No deserializer: grpc hands over the raw bytes, which this wrapper parses.
             return grpc.unary_unary_rpc_method_handler(unary_unary, None, handler.response_serializer)
-        if handler.unary_stream:
-            inner_us = handler.unary_stream
+        if (inner_us := stream_of(handler)) is not None:
 
-            async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(raw: bytes, context: Context) -> AsyncIterator[object]:
                 request = validator.parse(raw, parse_with)
                 async for item in inner_us(request, context):
                     yield item

@@ -4,27 +4,42 @@ around a call, not how handlers are rebuilt."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import grpc
 
-Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-Stream = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+# Interceptors see every method, so requests, responses and contexts are of any message type (a behaviour
+# takes its own request type, hence Any there; what it answers is only passed on).
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Unary: TypeAlias = Callable[[Any, Context], Awaitable[object]]
+Stream: TypeAlias = Callable[[Any, Context], AsyncIterator[object]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
+
+
+def unary_of(handler: Handler) -> Unary | None:
+    """The handler's unary-unary behaviour; grpc's types describe the sync API, a grpc.aio one is a coroutine."""
+    return cast("Unary | None", handler.unary_unary)
+
+
+def stream_of(handler: Handler) -> Stream | None:
+    """The handler's unary-stream behaviour, an async generator under grpc.aio."""
+    return cast("Stream | None", handler.unary_stream)
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler,
+    handler: Handler,
     unary: Callable[[Unary], Unary],
     stream: Callable[[Stream], Stream],
-) -> grpc.RpcMethodHandler:
+) -> Handler:
     """A handler whose unary-unary or unary-stream behaviour is replaced by `unary(inner)`/`stream(inner)`.
     Client-streaming methods (none in our protos) pass through unchanged."""
-    if handler.unary_unary:
+    if (inner := unary_of(handler)) is not None:
         return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            unary(inner), handler.request_deserializer, handler.response_serializer
         )
-    if handler.unary_stream:
+    if (inner_stream := stream_of(handler)) is not None:
         return grpc.unary_stream_rpc_method_handler(
-            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            stream(inner_stream), handler.request_deserializer, handler.response_serializer
         )
     return handler

@@ -10,20 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agentmesh.deadline import Deadline
 from agentmesh.llm import BreakerState, LLMClient
-from agentmesh.rpc._wrap import Stream, Unary, wrap_handler
+from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class RpcMetrics:
         )
 
 
-def _final_code(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+def _final_code(context: Context, exc: BaseException | None) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code
@@ -74,16 +73,16 @@ class RpcTelemetryInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler
         service, _, method = details.method.lstrip("/").partition("/")
         seconds = self._m.seconds.labels(service, method)
 
-        def finish(context: grpc.aio.ServicerContext, started: float, exc: BaseException | None) -> None:
+        def finish(context: Context, started: float, exc: BaseException | None) -> None:
             code = _final_code(context, exc)
             seconds.observe(time.perf_counter() - started)
             self._m.handled.labels(service, method, code.name).inc()
@@ -91,7 +90,7 @@ class RpcTelemetryInterceptor(grpc.aio.ServerInterceptor):
                 _set_span_status(code)
 
         def unary(inner: Unary) -> Unary:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def call(request: object, context: Context) -> object:
                 started = time.perf_counter()
                 try:
                     response = await inner(request, context)
@@ -104,7 +103,7 @@ class RpcTelemetryInterceptor(grpc.aio.ServerInterceptor):
             return call
 
         def stream(inner: Stream) -> Stream:
-            async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def call(request: object, context: Context) -> AsyncIterator[object]:
                 started = time.perf_counter()
                 try:
                     async for item in inner(request, context):
@@ -139,7 +138,7 @@ class LLMStatsCollector(Collector):
         self._llm = llm
         self._agent = agent
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         s = self._llm.stats
         base = [self._agent, self._llm.model]
         names = ["agent", "model"]

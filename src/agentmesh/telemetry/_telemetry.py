@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -42,7 +41,7 @@ class Telemetry:
         tracing = [] if self.tracer_provider is None else _tracing.server_interceptors(self.tracer_provider)
         return [*tracing, RpcTelemetryInterceptor(self.rpc, tracing=self.tracing)]
 
-    def client_interceptors(self) -> list[Any]:
+    def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """For channels to the gateway: client spans and the W3C traceparent header. None with tracing off."""
         return [] if self.tracer_provider is None else _tracing.client_interceptors(self.tracer_provider)
 

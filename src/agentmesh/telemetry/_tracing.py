@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
 
+import grpc
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -44,7 +44,7 @@ def _exporter(endpoint: str, protocol: str) -> SpanExporter:
     return HttpExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
 
 
-def server_interceptors(provider: TracerProvider) -> list[Any]:
+def server_interceptors(provider: TracerProvider) -> list[grpc.aio.ServerInterceptor]:
     """A SERVER span per call of our own services (health checks and reflection are left out: Envoy probes
     every host every 2 s, which would bury the runs), continuing the caller's W3C traceparent."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
@@ -52,7 +52,7 @@ def server_interceptors(provider: TracerProvider) -> list[Any]:
     return [aio_server_interceptor(tracer_provider=provider, filter_=filters.service_prefix("agentmesh."))]
 
 
-def client_interceptors(provider: TracerProvider) -> list[Any]:
+def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterceptor]:
     """A CLIENT span per outgoing call, and the traceparent header that carries the trace through Envoy."""
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,8 @@ class Mesh:
 
     # --- simulator control plane -----------------------------------------------------------------
     def sim_stats(self) -> dict[str, Any]:
-        return json.loads(urllib.request.urlopen(f"{self.sim}/_sim/stats", timeout=5).read())
+        stats: dict[str, Any] = json.loads(urllib.request.urlopen(f"{self.sim}/_sim/stats", timeout=5).read())
+        return stats
 
     def set_faults(self, **faults: Any) -> None:
         req = urllib.request.Request(
@@ -216,7 +217,7 @@ def stop_mesh(proc: subprocess.Popen[str], timeout_s: float = 30) -> int | None:
     return proc.returncode
 
 
-def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.1) -> bool:
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -30,7 +30,7 @@ class ClockArgs(BaseModel):
     timezone: str = Field(default="UTC", max_length=64, description="IANA zone such as 'UTC' or 'Europe/Paris'")
 
 
-_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+_BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -39,7 +39,7 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 
 
 class ToolError(Exception):
@@ -50,7 +50,8 @@ def _eval(node: ast.AST) -> float | int:
     # Walk the AST ourselves: eval() would run arbitrary code the model wrote.
     if isinstance(node, ast.Expression):
         return _eval(node.body)
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    # Numbers only: a bool is an int too, and True + True is no arithmetic a user wrote.
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
         return node.value
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         left, right = _eval(node.left), _eval(node.right)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from itertools import chain, compress, count, repeat
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, cast
 
 MODEL_PATH = Path(__file__).with_name("injection_model.json")
 FORMAT = 2
@@ -103,8 +104,8 @@ def sentence_spans(text: str, max_words: int, upto: int | None = None) -> list[t
 
 # Vocabulary entries of the terminators, told apart by identity: built at run time, since the compiler would
 # fold two equal tuple literals into one object.
-_END: tuple[None, None] = tuple([None, None])  # type: ignore[assignment]
-_NEWLINE: tuple[None, None] = tuple([None, None])  # type: ignore[assignment]
+_END = cast("tuple[None, None]", tuple([None, None]))
+_NEWLINE = cast("tuple[None, None]", tuple([None, None]))
 _NO_FEATURES: Mapping[object, float] = MappingProxyType({})
 
 
@@ -129,7 +130,8 @@ class InjectionModel:
     """first word of a sentence -> weight of the pair (<s>, word)."""
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> InjectionModel:
+    def from_dict(cls, data: Mapping[str, Any]) -> InjectionModel:
+        """From the parsed JSON of a model file (or a trainer's dict of the same shape)."""
         if data.get("format") != FORMAT:
             raise ValueError(f"injection model: format {data.get('format')!r}, expected {FORMAT}")
         raw = data["weights"]
@@ -155,12 +157,12 @@ class InjectionModel:
         vocab[NEWLINE] = _NEWLINE
         model = cls(
             weights=MappingProxyType(weights),
-            bias=float(data["bias"]),  # type: ignore[arg-type]
-            flag_logit=float(data["flag_logit"]),  # type: ignore[arg-type]
-            top_logit=float(data["top_logit"]),  # type: ignore[arg-type]
-            cap=float(data["cap"]),  # type: ignore[arg-type]
-            window_sentences=int(data["window_sentences"]),  # type: ignore[call-overload]
-            max_words=int(data["max_words"]),  # type: ignore[call-overload]
+            bias=float(data["bias"]),
+            flag_logit=float(data["flag_logit"]),
+            top_logit=float(data["top_logit"]),
+            cap=float(data["cap"]),
+            window_sentences=int(data["window_sentences"]),
+            max_words=int(data["max_words"]),
             _vocab=MappingProxyType(vocab),
             _openers=MappingProxyType(openers),
         )
@@ -210,7 +212,7 @@ class InjectionModel:
                 start += k * max_words
                 piece_end = start + max_words
             word = toks[i]
-            x, follow = entry
+            x, follow = entry  # type: ignore[misc]  # compress() skipped the None entries
             if x is not None:
                 known[word] = x
             if follow is not None and i + 1 < piece_end:

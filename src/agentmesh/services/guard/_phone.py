@@ -13,10 +13,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TypeGuard
 
-from phonenumbers import PhoneMetadata
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata, PhoneNumberDesc
 
 # The order `_number_type_helper` tries them in; any match makes the number valid.
 _TYPES = (
@@ -40,17 +39,17 @@ class _Region:
     valid_by_length: Mapping[int, re.Pattern[str]]  # fullmatch => a valid number of this region
 
 
-def _lengths(desc: Any) -> frozenset[int]:
+def _lengths(desc: PhoneNumberDesc | None) -> frozenset[int]:
     return frozenset(desc.possible_length) if desc is not None and desc.possible_length else frozenset()
 
 
-def _usable(desc: Any) -> bool:
+def _usable(desc: PhoneNumberDesc | None) -> TypeGuard[PhoneNumberDesc]:
     return desc is not None and bool(desc.national_number_pattern)
 
 
-def _region(metadata: Any) -> _Region:
+def _region(metadata: PhoneMetadata) -> _Region:
     general = metadata.general_desc
-    types = [getattr(metadata, name) for name in _TYPES]
+    types: list[PhoneNumberDesc | None] = [getattr(metadata, name) for name in _TYPES]
     if metadata.same_mobile_and_fixed_line_pattern:
         types = types[:-1]  # mobile is tried only when its pattern differs from fixed line's
     by_length: dict[int, re.Pattern[str]] = {}

@@ -72,11 +72,13 @@ _PROVIDER_PREFIXES = (
 # Words that introduce a secret. No lookbehind: a keyword may end an identifier (DB_PASSWORD, adminPassword);
 # `_keyword_end` decides from the text around it.
 _SECRET_KEYWORDS = (
-    r"(?:secret[_ -]?access[_ -]?key|secret[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey|client[_ -]?secret"
+    r"(?:secret[_ -]?access[_ -]?key|secret[_ -]?key|access[_ -]?key(?:[_ -]?id)?|api[_ -]?key|apikey"
+    r"|client[_ -]?secret"
     r"|private[_ -]?key|(?:auth|access|refresh|bearer|api)[_ -]?token|account[_ -]?key|shared[_ -]?access[_ -]?key"
     r"|authorization|secret|token|bearer|password|passwd|passphrase|pwd|pass|pword|pw|credentials?|creds?|key"
     # the same in other languages
-    r"|passwort|kennwort|contrase(?:ñ|n)a|senha|wachtwoord|mot de passe|mdp|пароль|密码|パスワード|비밀번호|비번|암호|패스워드"
+    r"|passwort|kennwort|contrase(?:ñ|n)a|senha|wachtwoord|mot de passe|mdp|пароль"
+    r"|密码|パスワード|비밀번호|비번|암호|패스워드"
     r")s?(?![a-z0-9])"
 )
 # Credentials written into a command or a URL: curl's `-u user:password`, `scheme://user:password@host`.

@@ -84,8 +84,8 @@ class Scan:
 
     `shape` is the text one byte per character (latin-1, anything beyond it replaced), mapped by `_SHAPE`: offsets
     in it are offsets in the text, and bytes.find/memchr-speed searches in it find where a detector's pattern can
-    start (~1.5 us per KB to build, where a digit or capital class scanned over the text costs ~10). Only ASCII digits count
-    as digits: numbers written in other scripts' digits are not looked for."""
+    start (~1.5 us per KB to build, where a digit or capital class scanned over the text costs ~10). Only ASCII
+    digits count as digits: numbers written in other scripts' digits are not looked for."""
 
     __slots__ = ("_low", "_runs", "_shape", "text")
 

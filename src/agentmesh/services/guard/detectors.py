@@ -24,7 +24,8 @@ from agentmesh.services.guard._injection_model import injection_evidence
 from agentmesh.services.guard._phone import is_valid as is_valid_phone
 from agentmesh.services.guard._phone import prepare as prepare_phone_plans
 from agentmesh.services.guard._secrets import detect_secrets
-from agentmesh.services.guard._text import Finding, Scan, as_scan, clamp_score, context_words, near
+from agentmesh.services.guard._text import Finding as Finding  # re-exported: detectors is its public home
+from agentmesh.services.guard._text import Scan, as_scan, clamp_score, context_words, near
 
 # --- runs of digits ------------------------------------------------------------------------------------------
 
@@ -51,8 +52,8 @@ def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterat
 
 # --- credit cards ----------------------------------------------------------------------------------------
 
-# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
-# separator (space, dash or dot). Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
+# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one
+# consistent separator (space, dash or dot). Not right after `XX00 `: an IBAN's body, which its own detector checks.
 _CARD_RE = re.compile(
     r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ .-])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
@@ -498,7 +499,7 @@ def _international_score(run: str, international: str) -> float | None:
     number = _parse_phone("+" + international, None)
     if number is None:
         return None
-    if is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
+    if number.country_code and is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
         return 0.65
     # A calling code and a length that country dials, but in no range of it: made-up and example numbers,
     # still someone's number as far as the text goes. Only after a `+`: `00` starts ZIP codes and ISBNs too.

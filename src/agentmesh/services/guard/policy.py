@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
@@ -189,10 +189,10 @@ def redact_spans(
         return text, {}, [(k.start, k.end) for k in keep]
     by_value: dict[tuple[str, str], str] = {}
     counters: Counter[str] = Counter()
-    for placeholder, value in vault.items():
-        m = _PLACEHOLDER_RE.fullmatch(placeholder)
+    for held, value in vault.items():
+        m = _PLACEHOLDER_RE.fullmatch(held)
         if m is not None:
-            by_value[(m.group(1).lower(), value)] = placeholder
+            by_value[(m.group(1).lower(), value)] = held
             counters[m.group(1).lower()] = max(counters[m.group(1).lower()], int(m.group(2)))
     used: dict[str, str] = {}
     pieces: list[str] = []
@@ -321,7 +321,7 @@ def load_policy(path: Path | None = None) -> Policy:
     return _parse(data, source)
 
 
-def _parse(data: Any, source: str) -> Policy:
+def _parse(data: object, source: str) -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a mapping with 'input' and 'output' at the top level")
     unknown = set(data) - _TOP_KEYS
@@ -346,7 +346,7 @@ def _parse(data: Any, source: str) -> Policy:
     return Policy(MappingProxyType(rules))
 
 
-def _parse_rule(spec: Any, where: str) -> Rule:
+def _parse_rule(spec: object, where: str) -> Rule:
     if not isinstance(spec, dict):
         raise PolicyError(f"{where}: expected a mapping with keys {sorted(_RULE_KEYS)}")
     unknown = set(spec) - _RULE_KEYS
@@ -365,7 +365,7 @@ def _parse_rule(spec: Any, where: str) -> Rule:
     return Rule(action=action, flag_at=flag_at, block_at=block_at)
 
 
-def _threshold(value: Any, where: str) -> float:
+def _threshold(value: object, where: str) -> float:
     # bool is an int subclass: `flag_at: yes` is a typo, not 1.0.
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise PolicyError(f"{where}: expected a number between 0 and 1, got {value!r}")

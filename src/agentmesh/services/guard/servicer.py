@@ -5,12 +5,12 @@ what is checked here depends on settings or state."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -27,14 +27,14 @@ from agentmesh.v1 import guard_pb2, guard_pb2_grpc, review_pb2, review_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_DIRECTIONS: Mapping[int, Direction] = MappingProxyType(
+_DIRECTIONS: Mapping[guard_pb2.Direction, Direction] = MappingProxyType(
     {
         guard_pb2.DIRECTION_UNSPECIFIED: Direction.INPUT,  # the proto documents UNSPECIFIED as input
         guard_pb2.DIRECTION_INPUT: Direction.INPUT,
         guard_pb2.DIRECTION_OUTPUT: Direction.OUTPUT,
     }
 )
-_ACTIONS: Mapping[Action, int] = MappingProxyType(
+_ACTIONS: Mapping[Action, guard_pb2.Action] = MappingProxyType(
     {
         Action.ALLOW: guard_pb2.ACTION_ALLOW,
         Action.FLAG: guard_pb2.ACTION_FLAG,
@@ -42,7 +42,7 @@ _ACTIONS: Mapping[Action, int] = MappingProxyType(
         Action.BLOCK: guard_pb2.ACTION_BLOCK,
     }
 )
-_VERDICTS: Mapping[LlmVerdict | None, int] = MappingProxyType(
+_VERDICTS: Mapping[LlmVerdict | None, guard_pb2.LlmVerdict] = MappingProxyType(
     {
         None: guard_pb2.LLM_VERDICT_UNSPECIFIED,
         LlmVerdict.INJECTION: guard_pb2.LLM_VERDICT_INJECTION,
@@ -76,7 +76,9 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         self._max_text_chars = max_text_chars
 
     async def Check(
-        self, request: guard_pb2.CheckRequest, context: grpc.aio.ServicerContext
+        self,
+        request: guard_pb2.CheckRequest,
+        context: grpc.aio.ServicerContext[guard_pb2.CheckRequest, guard_pb2.CheckResponse] | None,
     ) -> guard_pb2.CheckResponse:
         started = time.perf_counter()
         direction = _DIRECTIONS.get(request.direction)
@@ -138,26 +140,26 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         )
 
 
-_STATUS_FILTER: Mapping[int, str | None] = MappingProxyType(
+_STATUS_FILTER: Mapping[review_pb2.ReviewStatus, str | None] = MappingProxyType(
     {
         review_pb2.REVIEW_STATUS_UNSPECIFIED: None,
         review_pb2.REVIEW_STATUS_PENDING: "pending",
         review_pb2.REVIEW_STATUS_RESOLVED: "resolved",
     }
 )
-_STATUS_OUT: Mapping[str, int] = MappingProxyType(
+_STATUS_OUT: Mapping[str, review_pb2.ReviewStatus] = MappingProxyType(
     {"pending": review_pb2.REVIEW_STATUS_PENDING, "resolved": review_pb2.REVIEW_STATUS_RESOLVED}
 )
-_DECISION_IN: Mapping[int, str] = MappingProxyType(
+_DECISION_IN: Mapping[review_pb2.ReviewDecision, str] = MappingProxyType(
     {review_pb2.REVIEW_DECISION_CONFIRMED: "confirmed", review_pb2.REVIEW_DECISION_DISMISSED: "dismissed"}
 )
-_DECISION_OUT: Mapping[str | None, int] = MappingProxyType(
+_DECISION_OUT: Mapping[str | None, review_pb2.ReviewDecision] = MappingProxyType(
     {None: review_pb2.REVIEW_DECISION_UNSPECIFIED, **{v: k for k, v in _DECISION_IN.items()}}
 )
 _DEFAULT_PAGE_SIZE = 50
 
 
-def _timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
+def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
@@ -202,7 +204,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def ListReviews(
         self,
         request: review_pb2.ListReviewsRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[review_pb2.ListReviewsRequest, review_pb2.ListReviewsResponse],
     ) -> review_pb2.ListReviewsResponse:
         if request.status not in _STATUS_FILTER:
             raise InvalidArgument(f"status: unknown value {request.status}", reason="INVALID_STATUS")
@@ -221,7 +223,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def GetReview(
         self,
         request: review_pb2.GetReviewRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[review_pb2.GetReviewRequest, review_pb2.GetReviewResponse],
     ) -> review_pb2.GetReviewResponse:
         record = await self._store.get(tenant=_tenant(), review_id=request.review_id)
         return review_pb2.GetReviewResponse(review=review_message(record))
@@ -229,7 +231,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def ResolveReview(
         self,
         request: review_pb2.ResolveReviewRequest,
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[review_pb2.ResolveReviewRequest, review_pb2.ResolveReviewResponse],
     ) -> review_pb2.ResolveReviewResponse:
         decision = _DECISION_IN.get(request.decision)
         if decision is None:

@@ -91,6 +91,7 @@ class TenantBudgets:
     async def spend(self, tenant: str) -> Spend:
         async with db_errors("budget check"):
             row = await self._pool.fetchrow(SELECT_SPEND_TODAY, tenant)
+        assert row is not None  # an aggregate: always one row
         return Spend(
             tenant=tenant,
             tokens=int(row["tokens"]),

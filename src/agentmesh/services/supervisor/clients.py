@@ -24,23 +24,25 @@ class MeshClients:
         self, agent: str, request: agent_pb2.ActRequest, *, tenant: str, deadline: Deadline
     ) -> agent_pb2.ActResponse:
         try:
-            return await self._agents.Act(
+            response: agent_pb2.ActResponse = await self._agents.Act(
                 request,
                 metadata=self._channels.metadata(agent, tenant=tenant),
                 timeout=deadline.timeout(self._agent_timeout_s),
             )
+            return response
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, f"agent {agent}") from exc
 
     async def check(
-        self, text: str, direction: int, *, tenant: str, deadline: Deadline, restore_token: str = ""
+        self, text: str, direction: guard_pb2.Direction, *, tenant: str, deadline: Deadline, restore_token: str = ""
     ) -> guard_pb2.CheckResponse:
         try:
-            return await self._guard.Check(
+            verdict: guard_pb2.CheckResponse = await self._guard.Check(
                 guard_pb2.CheckRequest(text=text, direction=direction, restore_token=restore_token),
                 metadata=self._channels.metadata("guard", tenant=tenant),
                 timeout=deadline.timeout(self._guard_timeout_s),
             )
+            return verdict
         except grpc.aio.AioRpcError as exc:
             raise self._map(exc, "guard") from exc
 

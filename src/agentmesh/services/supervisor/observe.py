@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode, Tracer
@@ -18,17 +18,24 @@ from agentmesh.errors import AgentMeshError
 from agentmesh.services.supervisor.steps import AgentBody, RouteBody
 from agentmesh.v1 import guard_pb2
 
+if TYPE_CHECKING:
+    from opentelemetry.util.types import AttributeValue
+
+    from agentmesh.services.supervisor.store import StepRecord
+
 # Integer edges, so "runs over 8 iterations" is exact: count minus the le="8" bucket.
 ITERATION_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
-def _direction(value: int) -> str:
-    return guard_pb2.Direction.Name(value).removeprefix("DIRECTION_").lower()
+def _direction(value: guard_pb2.Direction) -> str:
+    name: str = guard_pb2.Direction.Name(value)
+    return name.removeprefix("DIRECTION_").lower()
 
 
-def _action(value: int) -> str:
-    return guard_pb2.Action.Name(value).removeprefix("ACTION_").lower()
+def _action(value: guard_pb2.Action) -> str:
+    name: str = guard_pb2.Action.Name(value)
+    return name.removeprefix("ACTION_").lower()
 
 
 class RunObserver:
@@ -84,7 +91,7 @@ class RunObserver:
     def run_failed(self, reason: str) -> None:
         self._runs.labels("failed", reason).inc()
 
-    def guard(self, direction: int, resp: guard_pb2.CheckResponse) -> None:
+    def guard(self, direction: guard_pb2.Direction, resp: guard_pb2.CheckResponse) -> None:
         d, action = _direction(direction), _action(resp.action)
         self._guard.labels(d, action).inc()
         types = sorted({f.type for f in resp.findings})
@@ -98,10 +105,12 @@ class RunObserver:
             )
 
     @contextlib.contextmanager
-    def step(self, *, run_id: str, idx: int, kind: str, agent: str, iteration: int) -> Iterator[Callable[[Any], None]]:
+    def step(
+        self, *, run_id: str, idx: int, kind: str, agent: str, iteration: int
+    ) -> Iterator[Callable[[StepRecord], None]]:
         """A span around one step; call the yielded function with the finished StepRecord."""
 
-        def done(step: Any) -> None:
+        def done(step: StepRecord) -> None:
             self._steps.labels(kind, agent).observe(step.duration_ms / 1000)
             if span is not None:
                 span.set_attributes(_step_attributes(step))
@@ -130,10 +139,10 @@ class RunObserver:
                 raise
 
 
-def _step_attributes(step: Any) -> dict[str, Any]:
+def _step_attributes(step: StepRecord) -> dict[str, AttributeValue]:
     body = step.result
     calls = body.llm if isinstance(body, RouteBody | AgentBody) else ()
-    attrs: dict[str, Any] = {
+    attrs: dict[str, AttributeValue] = {
         "agentmesh.usage.input_tokens": step.input_tokens,
         "agentmesh.usage.output_tokens": step.output_tokens,
         "agentmesh.llm.calls": step.llm_calls,

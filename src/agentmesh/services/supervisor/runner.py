@@ -240,7 +240,7 @@ class RunExecutor:
             # A call cut by the run's wall-time limit fails with the call's own error; name the limit instead.
             exc = self._run_too_long() if _limit_reached(limit) else caught
             resumable = exc.reason in _RESUMABLE or exc.code.name in _RESUMABLE
-            info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
+            info: dict[str, Any] = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
             self._obs.run_failed(exc.reason)
             error = em(error=supervisor_pb2.RunError(**info))

@@ -29,7 +29,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         self._store = store
 
     async def Run(
-        self, request: supervisor_pb2.RunRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.RunRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.RunRequest, supervisor_pb2.RunEvent],
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         async for event in self._runs.run(
             tenant=current_tenant.get(),
@@ -41,7 +43,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             yield event
 
     async def Resume(
-        self, request: supervisor_pb2.ResumeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.ResumeRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.ResumeRequest, supervisor_pb2.RunEvent],
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         async for event in self._runs.resume(
             tenant=current_tenant.get(), run_id=request.run_id, deadline=Deadline.from_grpc_context(context)
@@ -63,7 +67,9 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         return supervisor_pb2.CancelRunResponse(status=supervisor_pb2.RUN_STATUS_CANCELLED)
 
     async def GetThread(
-        self, request: supervisor_pb2.GetThreadRequest, context: grpc.aio.ServicerContext
+        self,
+        request: supervisor_pb2.GetThreadRequest,
+        context: grpc.aio.ServicerContext[supervisor_pb2.GetThreadRequest, supervisor_pb2.GetThreadResponse],
     ) -> supervisor_pb2.GetThreadResponse:
         view = await self._store.thread(request.thread_id, current_tenant.get())
         resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)

@@ -267,6 +267,7 @@ class CheckpointStore:
                     restore_token,
                     *first_event(str(new_thread)),
                 )
+            assert row is not None  # INSERT ... RETURNING
             return dataclasses.replace(_run_from_row(row), lease=lease)
         tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
@@ -296,6 +297,7 @@ class CheckpointStore:
                 *first_event(str(tid)),
             )
             await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
+        assert row is not None  # INSERT ... RETURNING
         return dataclasses.replace(_run_from_row(row), lease=lease)
 
     async def thread_restore_token(self, thread_id: str, tenant: str) -> str:
@@ -326,6 +328,7 @@ class CheckpointStore:
                     retry_after_s=self._lease_s,
                 )
             row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
+        assert row is not None  # the claim just found it, in this transaction
         return dataclasses.replace(_run_from_row(row), lease=lease)
 
     async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
@@ -372,7 +375,8 @@ class CheckpointStore:
 
     async def renew_lease(self, run: RunRecord) -> bool:
         async with db_errors("lease renewal"):
-            return (await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)) != "UPDATE 0"
+            status: str = await self._pool.execute(RENEW_LEASE, run.id, run.lease, self._lease_s)
+            return status != "UPDATE 0"
 
     async def finish(
         self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, event: Event

@@ -121,8 +121,10 @@ def _optional_int(key: str, value: Any, low: int, high: int | None = None) -> in
     return value
 
 
-def _choice(key: str, value: Any, options: tuple[str, ...]) -> str | None:
-    if value is not None and value not in options:
+def _choice(key: str, value: object, options: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in options:
         raise FaultError(f"{key} must be null or one of {', '.join(repr(o) for o in options)}")
     return value
 

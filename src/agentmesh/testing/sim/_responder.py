@@ -61,9 +61,9 @@ _STOPWORDS = frozenset(
     here hers him his how i if in into is it its itself just me more most my no nor not now of off on once one
     only or other our out over own same she should so some such than that the their them then there these they
     this those through to too two three under until up very was we were what when where which while who whom
-    why will with would you your yours please tell calculate compute give show find list explain describe compare recommend
-    write make help need want know like using use let lets get into onto request task question answer reply
-    short brief word words""".split()
+    why will with would you your yours please tell calculate compute give show find list explain describe compare
+    recommend write make help need want know like using use let lets get into onto request task question answer
+    reply short brief word words""".split()
 )
 
 # Sentence templates per role; {t} is the topic, {a} {b} {c} are key words of the request.
@@ -133,7 +133,7 @@ class Answer:
 # --- reading the request ------------------------------------------------------------------------
 
 
-def system_text(system: Any) -> str:
+def system_text(system: object) -> str:
     """The system prompt as one string (it may be a string or a list of text blocks)."""
     if isinstance(system, str):
         return system
@@ -142,7 +142,7 @@ def system_text(system: Any) -> str:
     return ""
 
 
-def _result_text(content: Any) -> str:
+def _result_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -150,7 +150,7 @@ def _result_text(content: Any) -> str:
     return ""
 
 
-def content_text(content: Any) -> str:
+def content_text(content: object) -> str:
     """Visible text of a message's content: text blocks and tool results, not tool calls."""
     if isinstance(content, str):
         return content
@@ -166,7 +166,7 @@ def content_text(content: Any) -> str:
     return "\n".join(parts)
 
 
-def _content_chars(content: Any) -> int:
+def _content_chars(content: object) -> int:
     if isinstance(content, str):
         return len(content)
     total = 0
@@ -198,7 +198,8 @@ def count_input_tokens(body: dict[str, Any]) -> int:
 
 
 def _last_message(body: dict[str, Any]) -> dict[str, Any]:
-    return body["messages"][-1]
+    last: dict[str, Any] = body["messages"][-1]
+    return last
 
 
 def _tool_results(message: dict[str, Any]) -> list[Block]:

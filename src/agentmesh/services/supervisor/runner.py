@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 
@@ -318,7 +318,10 @@ class RunExecutor:
                 finished.append(
                     em(
                         guard_decision=supervisor_pb2.GuardDecision(
-                            direction=guard_pb2.DIRECTION_OUTPUT, action=body.action, finding_types=body.finding_types
+                            direction=guard_pb2.DIRECTION_OUTPUT,
+                            # Stored as the enum's number (JSON); the message takes it as the enum it is.
+                            action=cast("guard_pb2.Action", body.action),
+                            finding_types=body.finding_types,
                         )
                     )
                 )

@@ -95,6 +95,26 @@ def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
     return sorted({f.type for f in resp.findings})
 
 
+def _spent(err: AgentMeshError) -> StepRecord | None:
+    """What a failed agent step spent, from its error's ErrorInfo metadata (None when it says nothing)."""
+    md = err.metadata
+    if not md.get("spent_llm_calls"):
+        return None
+    try:
+        return StepRecord(
+            -1,
+            "agent",
+            "",
+            {},
+            int(md.get("spent_input_tokens", 0)),
+            int(md.get("spent_output_tokens", 0)),
+            int(md["spent_llm_calls"]),
+            float(md.get("spent_cost_usd", 0.0)),
+        )
+    except ValueError:
+        return None
+
+
 def _llm_call(
     model: str,
     input_tokens: int,
@@ -230,8 +250,11 @@ class RunExecutor:
             info = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
             self._obs.run_failed(exc.reason)
+            spent = _spent(caught)
+            if self._budgets is not None and spent is not None:
+                self._budgets.spent(run.tenant_id, tokens=spent.input_tokens + spent.output_tokens, usd=spent.cost_usd)
             with contextlib.suppress(AgentMeshError):
-                await self._store.fail(run, error=info, next_seq=em.seq + 1)
+                await self._store.fail(run, error=info, next_seq=em.seq + 1, spent=spent)
             yield em(error=supervisor_pb2.RunError(**info))
             if exc is caught:
                 raise
@@ -260,6 +283,9 @@ class RunExecutor:
             idx = len(steps)
             if last is not None and last.kind == "guard":
                 break
+            if last is not None and (stop := last.result.get("stopped")):
+                # A step whose output the guard refused ends the run (also when a resumed run reaches it again).
+                raise PermissionDenied(stop["message"], reason=stop["reason"])
             started = time.monotonic()
             if last is None or last.kind == "agent":
                 kind, agent = "route", SUPERVISOR
@@ -280,7 +306,8 @@ class RunExecutor:
                 elif kind == "agent":
                     step = await self._act(run, idx, agent, outputs, tokens, deadline)
                 else:
-                    step, restored = await self._check_answer(run, idx, outputs, deadline)
+                    last_agent = next((s for s in reversed(steps) if s.kind == "agent"), None)
+                    step, restored = await self._check_answer(run, idx, last_agent, deadline)
                 step = StepRecord(**{**step.__dict__, "duration_ms": int((time.monotonic() - started) * 1000)})
                 observed(step)
             events = 3 if kind == "guard" else 2
@@ -420,8 +447,20 @@ class RunExecutor:
         resp = await self._mesh.act(
             agent, request, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.agent_timeout_s)
         )
+        try:
+            output, screen = await self._screen(run, agent, resp.output, deadline)
+        except AgentMeshError as exc:
+            # The agent's calls were paid for even if the guard could not be asked about their result.
+            exc.metadata.update(
+                spent_input_tokens=str(resp.usage.input_tokens),
+                spent_output_tokens=str(resp.usage.output_tokens),
+                spent_llm_calls=str(resp.usage.llm_calls),
+                spent_cost_usd=repr(resp.cost_usd),
+            )
+            raise
         body: dict[str, Any] = {
-            "output": resp.output,
+            "output": output,
+            "guard": screen,
             "model": resp.model,
             "llm": [
                 _llm_call(
@@ -439,6 +478,8 @@ class RunExecutor:
         }
         if resp.tool_calls:
             body["tools"] = [{"name": t.name, "executed": t.executed} for t in resp.tool_calls]
+        if "stopped" in screen:
+            body["stopped"] = screen.pop("stopped")
         return StepRecord(
             idx,
             "agent",
@@ -450,13 +491,59 @@ class RunExecutor:
             resp.cost_usd,
         )
 
+    async def _screen(self, run: RunRecord, agent: str, raw: str, deadline: Deadline) -> tuple[str, dict[str, Any]]:
+        """An agent's output as the client may see it (the output policy, as for the final answer), and what the
+        guard said. The shown text also feeds the next LLM calls, so it is checked for indirect prompt injection
+        (the input policy's prompt_injection rule): FLAG lets it through to the review queue, BLOCK stops the run.
+        The raw text is neither stored nor sent."""
+        verdict = await self._mesh.check(
+            raw,
+            guard_pb2.DIRECTION_OUTPUT,
+            tenant=run.tenant_id,
+            timeout_s=deadline.timeout(self._s.guard_timeout_s),
+            restore_token=run.restore_token,
+        )
+        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
+        screen: dict[str, Any] = {"action": int(verdict.action), "finding_types": _guard_types(verdict)}
+        if verdict.action == guard_pb2.ACTION_BLOCK:
+            types = ", ".join(screen["finding_types"])
+            screen["stopped"] = {
+                "reason": "GUARD_BLOCKED_OUTPUT",
+                "message": f"the guard blocked the output of agent {agent} ({types})",
+            }
+            return "", screen
+        shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else raw
+        injection = await self._mesh.check(
+            shown, guard_pb2.DIRECTION_INPUT, tenant=run.tenant_id, timeout_s=deadline.timeout(self._s.guard_timeout_s)
+        )
+        self._obs.guard(guard_pb2.DIRECTION_INPUT, injection)
+        action = max(
+            (f.action for f in injection.findings if f.type == "prompt_injection"), default=guard_pb2.ACTION_ALLOW
+        )
+        if action >= guard_pb2.ACTION_FLAG:
+            screen["injection"] = int(action)
+            log.warning(
+                "prompt injection in an agent output",
+                extra={"run_id": str(run.id), "agent": agent, "action": guard_pb2.Action.Name(action)},
+            )
+        if action == guard_pb2.ACTION_BLOCK:
+            screen["stopped"] = {
+                "reason": "GUARD_BLOCKED_INJECTION",
+                "message": f"the guard found instructions planted in the output of agent {agent} (prompt_injection); "
+                "the run stopped before they reached another LLM call",
+            }
+            return "", screen
+        return shown, screen
+
     async def _check_answer(
-        self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], deadline: Deadline
+        self, run: RunRecord, idx: int, last_agent: StepRecord | None, deadline: Deadline
     ) -> tuple[StepRecord, str]:
         """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
         # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
-        # separate "summarise" LLM call would add cost and latency to every run.
-        answer = outputs[-1][1] if outputs else ""
+        # separate "summarise" LLM call would add cost and latency to every run. That output was screened when
+        # its step finished; this check finds anything left and puts the conversation's own values back.
+        answer = last_agent.result.get("output", "") if last_agent is not None else ""
+        screened = last_agent.result.get("guard", {}) if last_agent is not None else {}
         verdict = await self._mesh.check(
             answer,
             guard_pb2.DIRECTION_OUTPUT,
@@ -466,9 +553,11 @@ class RunExecutor:
         )
         self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
+        # The answer's decision names what its step's check found too (Action values are ordered by strength).
+        action = max(int(verdict.action), int(screened.get("action", guard_pb2.ACTION_ALLOW)))
         body = {
-            "action": int(verdict.action),
-            "finding_types": _guard_types(verdict),
+            "action": action,
+            "finding_types": sorted({*_guard_types(verdict), *screened.get("finding_types", ())}),
             "answer": "" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
         }
         restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text

@@ -85,9 +85,11 @@ WITH done AS (
     RETURNING id, thread_id
 )
 INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
+# A failed step's spend (reported by the agent) counts in the run's totals, and so in the tenant's budget.
 FAIL_RUN = """
 UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
-                updated_at = now()
+                updated_at = now(), input_tokens = input_tokens + $5, output_tokens = output_tokens + $6,
+                llm_calls = llm_calls + $7, cost_usd = cost_usd + $8
 WHERE id = $1 AND lease_owner = $2 AND status = 'running'"""
 # Runs whose supervisor died (its lease ran out) become resumable failures, so GetThread tells the truth
 # and a client can decide to Resume them.
@@ -310,9 +312,23 @@ class CheckpointStore:
         if status == "INSERT 0 0":
             raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
 
-    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int) -> None:
+    async def fail(
+        self, run: RunRecord, *, error: dict[str, Any], next_seq: int, spent: StepRecord | None = None
+    ) -> None:
+        """Record the failure; `spent`: the usage of the step that failed (its calls were paid for)."""
+        s = spent or StepRecord(-1, "agent", "", {})
         async with db_errors("run failure record"):
-            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq)
+            await self._pool.execute(
+                FAIL_RUN,
+                run.id,
+                run.lease,
+                json.dumps(error),
+                next_seq,
+                s.input_tokens,
+                s.output_tokens,
+                s.llm_calls,
+                s.cost_usd,
+            )
 
     def _new_lease(self) -> str:
         return f"{self._owner}/{uuid.uuid4().hex[:12]}"

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     """Minimum connections in each service's asyncpg pool."""
     db_pool_max: int = 10
     """Maximum connections in each service's asyncpg pool."""
+    db_acquire_timeout_s: float = 5.0
+    """Longest a request waits for a free pool connection before it fails with UNAVAILABLE."""
 
     # --- LLM -------------------------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
@@ -117,6 +119,8 @@ class Settings(BaseSettings):
     """Shared secret on service-to-service calls; the public listener strips the header."""
     key_cache_ttl_s: float = 30.0
     """How long a verified API key is cached (revocation takes effect within this)."""
+    key_negative_cache_ttl_s: float = 5.0
+    """How long an unknown API key is remembered as unknown (a key created meanwhile works after this)."""
 
     # --- resilience (issue 4) -------------------------------------------------------------------
     llm_call_budget_s: float = 120.0

@@ -45,12 +45,20 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     if settings.database_url is None:
         raise InvalidArgument("the guard needs DATABASE_URL to check API keys (agentmesh up sets it)")
     policy = PolicySource(settings.guard_policy_path)  # an invalid file stops the start here, with its reason
-    pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=settings.db_pool_max)
+    pool = await create_pool(
+        settings.database_url.get_secret_value(),
+        min_size=1,
+        max_size=settings.db_pool_max,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+    )
     async with pool.acquire() as conn:
         await migrate(conn, [MIGRATIONS])
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     auth = AuthInterceptor(
-        tenant_of=KeyStore(pool=pool).tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s
+        tenant_of=KeyStore(pool=pool).tenant_of,
+        internal_token=token,
+        cache_ttl_s=settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_negative_cache_ttl_s,
     )
     llm = tier_two_llm(settings, telemetry.llm_instruments()) if settings.guard_llm_check else None
     if llm is not None:

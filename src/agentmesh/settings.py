@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     # --- security --------------------------------------------------------------------------------
     internal_token: SecretStr | None = None
     """Shared secret on service-to-service calls; the public listener strips the header."""
+    dev: bool = False
+    """A local dev mesh (set by `agentmesh up`): the guard may derive its restore key from the internal token."""
     key_cache_ttl_s: float = 30.0
     """How long a verified API key is cached (revocation takes effect within this)."""
     key_negative_cache_ttl_s: float = 5.0
@@ -206,8 +208,12 @@ class Settings(BaseSettings):
     """Let a BENIGN verdict from tier two clear a grey-zone finding (allow, no review). Off by default: the text
     under check may talk the classifier into it, so a benign verdict only annotates the review item."""
     guard_restore_key: SecretStr | None = None
-    """Key that seals redaction placeholders into restore tokens (AES-GCM); unset: derived from
-    AGENTMESH_INTERNAL_TOKEN (so guard replicas share it), else random per process."""
+    """Key that seals redaction placeholders into restore tokens (AES-GCM), at least 32 characters
+    (`openssl rand -base64 32`). Required: the guard refuses to start without it, or on a known default, unless
+    AGENTMESH_DEV is set (then unset means derived from AGENTMESH_INTERNAL_TOKEN)."""
+    guard_restore_keys_previous: SecretStr | None = None
+    """Comma-separated keys rotated out of AGENTMESH_GUARD_RESTORE_KEY: tokens they sealed still open (each token
+    names its key by id) until they expire; new tokens use the current key."""
     guard_restore_ttl_s: float = 86_400.0
     """How long a restore token can be opened after it was issued."""
 
@@ -223,6 +229,7 @@ class Settings(BaseSettings):
         "tls_dir",
         "guard_policy_path",
         "guard_restore_key",
+        "guard_restore_keys_previous",
         mode="before",
     )
     @classmethod

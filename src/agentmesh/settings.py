@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     """Input plus output tokens per run before it ends with FINISH_REASON_BUDGET_EXHAUSTED."""
     history_messages: int = 20
     """Earlier thread messages a new run sees."""
+    history_chars: int = 16_000
+    """Characters of earlier thread messages a new run sees at most (the newest kept, the oldest kept cut at its
+    start), so a thread of long turns never grows past the agents' context limit or a run's token budget."""
     max_message_chars: int = 32_000
     """Longest user message accepted (INVALID_ARGUMENT above)."""
     agent_max_output_tokens: int = 512

@@ -12,6 +12,7 @@ from agentmesh.rpc import RequestValidator
 from agentmesh.rpc._errors import to_status
 from agentmesh.services.executor.tools import Registry
 from agentmesh.services.supervisor.runner import _RESUMABLE, _spent
+from agentmesh.services.supervisor.store import bound_history
 from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2
 
 UUID = "00000000-0000-4000-8000-000000000000"
@@ -119,3 +120,20 @@ def test_a_named_agent_error_keeps_its_code_and_its_spend() -> None:
     assert _spent(mapped) is not None and _spent(mapped).llm_calls == 1  # type: ignore[union-attr]
     plain = grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "reset")
     assert _spent(grpc_error_to_mesh(plain, "agent")) is None
+
+
+def _turns(*sizes: int) -> list[dict[str, str]]:
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": str(i % 10) * n} for i, n in enumerate(sizes)]
+
+
+def test_history_keeps_the_newest_turns_within_the_character_bound() -> None:
+    turns = _turns(*[30_000] * 20)
+    kept = bound_history(turns, 16_000)
+    assert sum(len(m["content"]) for m in kept) <= 16_000
+    assert kept[-1] == turns[-1] or kept[-1]["content"].endswith(turns[-1]["content"][-100:])
+    small = _turns(100, 200, 300)
+    assert bound_history(small, 16_000) == small  # under the bound: unchanged
+    assert bound_history(small, 0) == small  # 0: no bound
+    kept = bound_history(_turns(5_000, 5_000, 5_000, 5_000), 12_000)
+    assert [len(m["content"]) for m in kept] == [2_000, 5_000, 5_000]
+    assert kept[0]["content"].startswith("[earlier text cut] ") and kept[0]["content"].endswith("1" * 100)

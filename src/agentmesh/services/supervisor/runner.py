@@ -210,6 +210,7 @@ class RunExecutor:
             run_id=run_id,
             text=text,
             history_limit=self._s.history_messages,
+            history_chars=self._s.history_chars,
             next_seq=em.seq,
             max_thread_messages=self._s.max_thread_messages,
             restore_token=verdict.restore_token or token,

@@ -20,6 +20,7 @@ _STATUS = {
     "failed": supervisor_pb2.RUN_STATUS_FAILED,
 }
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
+_DEFAULT_PAGE_SIZE = 100
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> Deadline:
@@ -54,8 +55,13 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
     async def GetThread(
         self, request: supervisor_pb2.GetThreadRequest, context: grpc.aio.ServicerContext
     ) -> supervisor_pb2.GetThreadResponse:
-        view = await self._store.thread(request.thread_id, current_tenant.get())
-        resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)
+        view = await self._store.thread(
+            request.thread_id,
+            current_tenant.get(),
+            page_size=request.page_size or _DEFAULT_PAGE_SIZE,
+            page_token=request.page_token,
+        )
+        resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id, next_page_token=view.next_token)
         for m in view.messages:
             msg = resp.messages.add(role=_ROLE[m["role"]], content=m["content"], run_id=str(m["run_id"] or ""))
             msg.create_time.FromDatetime(m["created_at"])

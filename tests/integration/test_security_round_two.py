@@ -1,7 +1,8 @@
-"""Issue 12: the guard sees every agent output before anybody reads it. A provider whose agent replies carry an
-email address, a card number and an SSN (the simulator's reply_suffix knob): no event, no GetThread answer, no
-stored step or message and no service log holds them in clear. A reply with planted instructions stops the run
-before they reach another LLM call."""
+"""Issue 12 through the whole mesh. The guard sees every agent output before anybody reads it: with a provider
+whose agent replies carry an email address, a card number and an SSN (the simulator's reply_suffix knob), no
+event, no GetThread answer, no stored step or message and no service log holds them in clear; a reply with
+planted instructions stops the run before they reach another LLM call. A thread of long turns still runs, and
+GetThread pages."""
 
 from __future__ import annotations
 
@@ -104,3 +105,71 @@ def test_instructions_planted_in_an_agent_reply_stop_the_run(mesh: Mesh, channel
     assert [r["kind"] for r in requests] == ["route", "agent"]  # the first agent's own call; nothing after
     assert all("Ignore all previous instructions" not in json.dumps(r) for r in requests)
     assert all("Ignore all previous instructions" not in str(ev) for ev in events)
+
+
+LONG = 30_000  # characters per stored turn: 20 of them are 600k, three times what an agent accepts (200k)
+
+
+async def _add_turns(dsn: str, thread_id: str, run_id: str, count: int) -> int:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        rows = [
+            (thread_id, run_id, "user" if i % 2 == 0 else "assistant", f"turn {i} " + "lorem ipsum " * (LONG // 12))
+            for i in range(count)
+        ]
+        await conn.executemany("INSERT INTO messages (thread_id, run_id, role, content) VALUES ($1, $2, $3, $4)", rows)
+        return int(await conn.fetchval("SELECT count(*) FROM messages WHERE thread_id = $1", thread_id))
+    finally:
+        await conn.close()
+
+
+async def _history_chars(dsn: str, run_id: str) -> int:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        history = json.loads(await conn.fetchval("SELECT history::text FROM runs WHERE id = $1", run_id))
+    finally:
+        await conn.close()
+    return sum(len(m["content"]) for m in history)
+
+
+def test_a_thread_of_long_turns_still_runs_and_pages(mesh: Mesh, channel: grpc.Channel) -> None:
+    stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
+    first = list(stub.Run(supervisor_pb2.RunRequest(message=QUESTION), metadata=mesh.auth(), timeout=60))
+    thread_id, dsn = first[-1].thread_id, mesh.env["DATABASE_URL"]
+    total = asyncio.run(_add_turns(dsn, thread_id, first[-1].run_id, 80))  # 2.4 MB of turns
+
+    events = list(
+        stub.Run(supervisor_pb2.RunRequest(message=QUESTION, thread_id=thread_id), metadata=mesh.auth(), timeout=60)
+    )
+    assert events[-1].WhichOneof("event") == "final", events[-1]
+    assert events[-1].final.reason == supervisor_pb2.FINISH_REASON_COMPLETED
+    assert 0 < asyncio.run(_history_chars(dsn, events[-1].run_id)) <= 16_000  # AGENTMESH_HISTORY_CHARS
+
+    # Paging: every message once, in order; a page also ends before 2 MiB of text, whatever page_size says.
+    seen: list[supervisor_pb2.ThreadMessage] = []
+    token, pages = "", 0
+    while True:
+        page = stub.GetThread(
+            supervisor_pb2.GetThreadRequest(thread_id=thread_id, page_size=1000, page_token=token),
+            metadata=mesh.auth(),
+            timeout=10,
+        )
+        pages += 1
+        assert sum(len(m.content.encode()) for m in page.messages) <= 2 * 1024 * 1024
+        assert len(page.runs) == 2
+        seen.extend(page.messages)
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 2 and len(seen) == total + 2
+    small = stub.GetThread(
+        supervisor_pb2.GetThreadRequest(thread_id=thread_id, page_size=3), metadata=mesh.auth(), timeout=10
+    )
+    assert [m.content for m in small.messages] == [m.content for m in seen[:3]] and small.next_page_token
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetThread(
+            supervisor_pb2.GetThreadRequest(thread_id=thread_id, page_token="not-a-token"),
+            metadata=mesh.auth(),
+            timeout=10,
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

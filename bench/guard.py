@@ -263,6 +263,7 @@ async def grpc_throughput(texts: Sequence[str], *, seconds: float, concurrency: 
         **os.environ,
         "DATABASE_URL": _with_db(admin_dsn, db),
         "AGENTMESH_INTERNAL_TOKEN": _INTERNAL_TOKEN,
+        "AGENTMESH_DEV": "1",  # a throwaway guard: its restore key may derive from the internal token
         "AGENTMESH_GUARD_LLM_CHECK": "false",
         "AGENTMESH_LOG_LEVEL": "WARNING",
         "AGENTMESH_METRICS_PORT_OFFSET": "0",

@@ -17,7 +17,7 @@ import grpc
 from opentelemetry import trace
 
 from agentmesh.deadline import Deadline
-from agentmesh.errors import InvalidArgument
+from agentmesh.errors import AgentMeshError, Internal, InvalidArgument
 from agentmesh.llm import LLMClient
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
 
@@ -109,59 +109,70 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         text = ""
         model = self._llm.model
         span_attrs: dict[str, str | int] = {"agentmesh.run_id": request.run_id, "agentmesh.step": request.step}
-        for _round in range(MAX_TOOL_ROUNDS + 1):
-            # The last round offers no tools, so the model must answer in text.
-            offer = tools if _round < MAX_TOOL_ROUNDS else None
-            call_start_ms = (time.monotonic() - started) * 1000
-            result = await self._llm.complete(
-                system=self._system,
-                messages=messages,
-                max_tokens=max_tokens,
-                tools=offer,
-                deadline=deadline,
-                attributes=span_attrs,
-            )
-            llm_calls.append(
-                agent_pb2.LlmCall(
-                    model=result.model,
-                    input_tokens=result.input_tokens,
-                    output_tokens=result.output_tokens,
-                    start_ms=round(call_start_ms, 1),
-                    duration_ms=round(result.latency_ms, 1),
-                    cost_usd=result.cost_usd,
-                    attempts=result.attempts,
-                    stop_reason=result.stop_reason or "",
+        try:
+            for _round in range(MAX_TOOL_ROUNDS + 1):
+                # The last round offers no tools, so the model must answer in text.
+                offer = tools if _round < MAX_TOOL_ROUNDS else None
+                call_start_ms = (time.monotonic() - started) * 1000
+                result = await self._llm.complete(
+                    system=self._system,
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    tools=offer,
+                    deadline=deadline,
+                    attributes=span_attrs,
                 )
-            )
-            usage_in += result.input_tokens
-            usage_out += result.output_tokens
-            cost += result.cost_usd
-            calls += 1
-            text, model = result.text, result.model
-            if not result.tool_uses or self._toolbox is None:
-                break
-            messages.append({"role": "assistant", "content": result.content})
-            tool_results = []
-            for use in result.tool_uses:
-                outcome = await self._toolbox.run(use.name, use.input)
-                tool_calls.append(
-                    agent_pb2.ToolCall(
-                        name=use.name,
-                        arguments_json=json.dumps(use.input)[:2000],
-                        result=outcome.result[:2000],
-                        executed=outcome.executed,
+                llm_calls.append(
+                    agent_pb2.LlmCall(
+                        model=result.model,
+                        input_tokens=result.input_tokens,
+                        output_tokens=result.output_tokens,
+                        start_ms=round(call_start_ms, 1),
+                        duration_ms=round(result.latency_ms, 1),
+                        cost_usd=result.cost_usd,
+                        attempts=result.attempts,
+                        stop_reason=result.stop_reason or "",
                     )
                 )
-                log.info("tool call", extra={"agent": self._name, "tool": use.name[:64], "executed": outcome.executed})
-                tool_results.append(
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": use.id,
-                        "content": outcome.result,
-                        "is_error": not outcome.executed,
-                    }
-                )
-            messages.append({"role": "user", "content": tool_results})
+                usage_in += result.input_tokens
+                usage_out += result.output_tokens
+                cost += result.cost_usd
+                calls += 1
+                text, model = result.text, result.model
+                if not result.tool_uses or self._toolbox is None:
+                    break
+                messages.append({"role": "assistant", "content": result.content})
+                tool_results = []
+                for use in result.tool_uses:
+                    outcome = await self._toolbox.run(use.name, use.input)
+                    tool_calls.append(
+                        agent_pb2.ToolCall(
+                            name=use.name,
+                            arguments_json=json.dumps(use.input)[:2000],
+                            result=outcome.result[:2000],
+                            executed=outcome.executed,
+                        )
+                    )
+                    log.info(
+                        "tool call", extra={"agent": self._name, "tool": use.name[:64], "executed": outcome.executed}
+                    )
+                    tool_results.append(
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": use.id,
+                            "content": outcome.result,
+                            "is_error": not outcome.executed,
+                        }
+                    )
+                messages.append({"role": "user", "content": tool_results})
+        except (grpc.aio.AbortError, grpc.aio.UsageError):
+            raise
+        except Exception as exc:
+            # The calls that finished were paid for: the error carries their usage so the supervisor charges it.
+            err = _with_spend(exc, self._name, input_tokens=usage_in, output_tokens=usage_out, calls=calls, cost=cost)
+            if err is exc:
+                raise
+            raise err from exc
         # deadline_s: the budget this call arrived with (the caller's, through every hop), for tracing timeouts.
         log.info(
             "act",
@@ -186,6 +197,24 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             llm_calls=llm_calls,
             usage=usage_pb2.Usage(input_tokens=usage_in, output_tokens=usage_out, llm_calls=calls),
         )
+
+
+SPENT_KEYS = ("spent_input_tokens", "spent_output_tokens", "spent_llm_calls", "spent_cost_usd")
+
+
+def _with_spend(
+    exc: Exception, agent: str, *, input_tokens: int, output_tokens: int, calls: int, cost: float
+) -> AgentMeshError:
+    """`exc` as one of our errors whose ErrorInfo.metadata holds what the failed step spent. A cause we did not
+    name becomes INTERNAL (logged here, with its traceback): the supervisor does not resume such a failure."""
+    if isinstance(exc, AgentMeshError):
+        err = exc
+    else:
+        log.exception("act failed", extra={"agent": agent})
+        err = Internal(f"internal error in agent {agent} ({type(exc).__name__})")
+    values = (str(input_tokens), str(output_tokens), str(calls), repr(cost))
+    err.metadata.update(zip(SPENT_KEYS, values, strict=True))
+    return err
 
 
 def _annotate_span(request: agent_pb2.ActRequest, agent: str, calls: Sequence[agent_pb2.LlmCall]) -> None:

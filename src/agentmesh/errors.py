@@ -3,7 +3,11 @@ boundary, with `raise ... from exc`; the RPC layer turns it into a gRPC status w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
+from google.protobuf import message
+from google.rpc import error_details_pb2, status_pb2
 
 DOMAIN = "agentmesh.dev"
 
@@ -14,12 +18,26 @@ class AgentMeshError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
 
-    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after_s: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
             self.reason = reason
         self.retry_after_s = retry_after_s
+        self.metadata: dict[str, str] = dict(metadata or {})
+        """ErrorInfo.metadata: facts the caller may need despite the failure (e.g. the tokens a failed step
+        spent, under the SPENT_* keys)."""
+
+
+class Internal(AgentMeshError):
+    """A fault in our own code or data: retrying the same work would fail the same way, so it is not resumable."""
 
 
 class InvalidArgument(AgentMeshError):
@@ -110,6 +128,25 @@ def grpc_error_to_mesh(exc: grpc.aio.AioRpcError, what: str) -> AgentMeshError:
         grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
         grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
         grpc.StatusCode.UNAUTHENTICATED: Unavailable,  # our own credentials failed: a deployment fault
+        # A bug downstream answers the same on every retry: not a cause outside the run.
+        grpc.StatusCode.INTERNAL: Internal,
+        grpc.StatusCode.UNKNOWN: Internal,
     }
     cls = by_code.get(exc.code(), Unavailable)
-    return cls(f"{what}: {exc.code().name}: {exc.details()}")
+    return cls(f"{what}: {exc.code().name}: {exc.details()}", metadata=_error_info_metadata(exc))
+
+
+def _error_info_metadata(exc: grpc.aio.AioRpcError) -> dict[str, str]:
+    """ErrorInfo.metadata from the status details in the trailers (empty when there are none)."""
+    for key, value in exc.trailing_metadata() or ():
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except message.DecodeError:
+            return {}
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return dict(info.metadata)
+    return {}

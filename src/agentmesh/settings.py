@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     """Minimum connections in each service's asyncpg pool."""
     db_pool_max: int = 10
     """Maximum connections in each service's asyncpg pool."""
+    db_acquire_timeout_s: float = 5.0
+    """Longest a request waits for a free pool connection before it fails with UNAVAILABLE."""
 
     # --- LLM -------------------------------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("ANTHROPIC_API_KEY"))
@@ -101,6 +103,9 @@ class Settings(BaseSettings):
     """Input plus output tokens per run before it ends with FINISH_REASON_BUDGET_EXHAUSTED."""
     history_messages: int = 20
     """Earlier thread messages a new run sees."""
+    history_chars: int = 16_000
+    """Characters of earlier thread messages a new run sees at most (the newest kept, the oldest kept cut at its
+    start), so a thread of long turns never grows past the agents' context limit or a run's token budget."""
     max_message_chars: int = 32_000
     """Longest user message accepted (INVALID_ARGUMENT above)."""
     agent_max_output_tokens: int = 512
@@ -118,8 +123,12 @@ class Settings(BaseSettings):
     # --- security --------------------------------------------------------------------------------
     internal_token: SecretStr | None = None
     """Shared secret on service-to-service calls; the public listener strips the header."""
+    dev: bool = False
+    """A local dev mesh (set by `agentmesh up`): the guard may derive its restore key from the internal token."""
     key_cache_ttl_s: float = 30.0
     """How long a verified API key is cached (revocation takes effect within this)."""
+    key_negative_cache_ttl_s: float = 5.0
+    """How long an unknown API key is remembered as unknown (a key created meanwhile works after this)."""
 
     # --- resilience (issue 4) -------------------------------------------------------------------
     llm_call_budget_s: float = 120.0
@@ -205,8 +214,12 @@ class Settings(BaseSettings):
     """Let a BENIGN verdict from tier two clear a grey-zone finding (allow, no review). Off by default: the text
     under check may talk the classifier into it, so a benign verdict only annotates the review item."""
     guard_restore_key: SecretStr | None = None
-    """Key that seals redaction placeholders into restore tokens (AES-GCM); unset: derived from
-    AGENTMESH_INTERNAL_TOKEN (so guard replicas share it), else random per process."""
+    """Key that seals redaction placeholders into restore tokens (AES-GCM), at least 32 characters
+    (`openssl rand -base64 32`). Required: the guard refuses to start without it, or on a known default, unless
+    AGENTMESH_DEV is set (then unset means derived from AGENTMESH_INTERNAL_TOKEN)."""
+    guard_restore_keys_previous: SecretStr | None = None
+    """Comma-separated keys rotated out of AGENTMESH_GUARD_RESTORE_KEY: tokens they sealed still open (each token
+    names its key by id) until they expire; new tokens use the current key."""
     guard_restore_ttl_s: float = 86_400.0
     """How long a restore token can be opened after it was issued."""
 
@@ -222,6 +235,7 @@ class Settings(BaseSettings):
         "tls_dir",
         "guard_policy_path",
         "guard_restore_key",
+        "guard_restore_keys_previous",
         mode="before",
     )
     @classmethod

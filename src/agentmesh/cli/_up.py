@@ -224,6 +224,8 @@ async def run(args: argparse.Namespace) -> int:
             "DATABASE_URL": dsn,
             "PYTHONUNBUFFERED": "1",
             "AGENTMESH_INTERNAL_TOKEN": secrets.token_urlsafe(24),
+            # A local mesh: the guard may seal restore tokens with a key derived from the internal token above.
+            "AGENTMESH_DEV": "1",
         }
         provider_url: str | None = None  # None: ANTHROPIC_BASE_URL as set, else the Anthropic API
         if settings.anthropic_api_key is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,8 @@ import asyncpg
 from agentmesh.db._pool import db_errors
 
 KEY_PREFIX = "am"
+# What create() makes: am_<8 hex>_<32 url-safe base64>. Anything else cannot be ours and costs no query.
+KEY_RE = re.compile(r"am_[0-9a-f]{8}_[A-Za-z0-9_-]{32}")
 
 UPSERT_TENANT = "INSERT INTO tenants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"
 INSERT_KEY = "INSERT INTO api_keys (id, tenant_id, key_hash, label) VALUES ($1, $2, $3, $4)"
@@ -48,6 +51,9 @@ class KeyStore:
         return key_id, key
 
     async def tenant_of(self, key: str) -> str | None:
+        """The key's tenant; None for a key that is unknown, revoked, or not of our format (no query then)."""
+        if KEY_RE.fullmatch(key) is None:
+            return None
         async with db_errors("API key check"):
             tenant: str | None = await self._pool.fetchval(SELECT_TENANT_BY_HASH, hash_key(key))
             return tenant

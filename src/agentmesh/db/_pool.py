@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -35,17 +36,45 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     add a round trip to every release: about a dozen per supervisor run."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
-    """A pool that reconnects by itself: asyncpg replaces broken connections on the next acquire."""
+class _Pool(asyncpg.Pool):
+    """asyncpg's pool whose acquire() waits at most `acquire_timeout_s` unless told otherwise: a caller that finds
+    every connection busy fails (DatabaseUnavailable, through db_errors) instead of queueing without end behind
+    a flood of requests."""
+
+    __slots__ = ("_acquire_timeout_s",)
+
+    def __init__(self, *args: Any, acquire_timeout_s: float | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout_s if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    timeout_s: float = 10.0,
+    acquire_timeout_s: float | None = 5.0,
+) -> asyncpg.Pool:
+    """A pool that reconnects by itself: asyncpg replaces broken connections on the next acquire.
+    `acquire_timeout_s`: the longest a caller waits for a free connection (None: no limit)."""
     try:
-        pool = await asyncpg.create_pool(
+        pool = await _Pool(
             dsn,
+            acquire_timeout_s=acquire_timeout_s,
             min_size=min_size,
             max_size=max_size,
-            timeout=timeout_s,
-            command_timeout=30,
+            max_queries=50_000,
             max_inactive_connection_lifetime=300,
             reset=_keep_session,
+            loop=None,
+            connection_class=asyncpg.Connection,
+            record_class=asyncpg.Record,
+            timeout=timeout_s,
+            command_timeout=30,
         )
     except CONNECTION_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to Postgres: {type(exc).__name__}") from exc

@@ -2,7 +2,9 @@
 
 An interceptor rather than Envoy ext_authz: it needs no extra proto set in Envoy, works the same with or
 without the gateway (tests, `bench service`), and keeps the key check next to the Postgres that holds the
-hashes. Verified keys are cached for `ttl_s`, so a hot key costs no query per call."""
+hashes. Verified keys are cached for `ttl_s`, so a hot key costs no query per call; unknown keys are cached for
+`negative_ttl_s`, so a client (or an attacker) repeating a wrong key costs one query per that time, not per call.
+Keys that cannot be ours (wrong format) cost no query at all: `tenant_of` refuses them first."""
 
 from __future__ import annotations
 
@@ -53,10 +55,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         tenant_of: Callable[[str], Awaitable[str | None]],
         internal_token: str | None,
         cache_ttl_s: float = 30.0,
+        negative_ttl_s: float = 5.0,
     ) -> None:
         self._tenant_of = tenant_of
         self._internal_token = internal_token
         self._cache = _TTLCache(cache_ttl_s)
+        self._unknown = _TTLCache(negative_ttl_s)
 
     async def _authenticate(self, metadata: Iterable[tuple[str, str | bytes]]) -> str:
         md = {k: v for k, v in metadata if isinstance(v, str)}
@@ -72,8 +76,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         key = key.strip()
         tenant = self._cache.get(key)
         if tenant is None:
+            if self._unknown.get(key) is not None:
+                raise Unauthenticated("invalid or revoked API key")
             tenant = await self._tenant_of(key)
             if tenant is None:
+                self._unknown.put(key, "")
                 raise Unauthenticated("invalid or revoked API key")
             self._cache.put(key, tenant)
         return tenant

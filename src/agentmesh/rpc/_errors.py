@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def to_status(err: AgentMeshError) -> grpc.Status:
     details: list[any_pb2.Any] = []
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN))
+    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata))
     details.append(info)
     if err.retry_after_s is not None:
         retry = any_pb2.Any()

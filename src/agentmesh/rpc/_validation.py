@@ -11,6 +11,7 @@ Limits that depend on stored state (a thread's size, budgets, a run's wall time)
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,9 @@ from agentmesh.rpc._wrap import Context, Continuation, Handler, stream_of, unary
 from agentmesh.settings import Settings
 
 _MAX_DEPTH = 32  # nesting the UTF-8 locator follows; the protobuf parser itself stops at 100
+# Text Postgres cannot store in a text column (NUL), or that is no Unicode scalar value (a lone surrogate, which
+# UTF-8 cannot carry; refused as invalid UTF-8 on the wire already, checked here again after parsing).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,33 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if not b & 0x80:
             return value, pos
         shift += 7
+
+
+def _unstorable_field(msg: message.Message, depth: int = 0) -> str | None:
+    """The dotted path of the first string field (at any depth, in lists and maps too) that holds text Postgres
+    cannot store, else None."""
+    if depth >= _MAX_DEPTH:
+        return None
+    for field, value in msg.ListFields():
+        if field.type == descriptor.FieldDescriptor.TYPE_STRING:
+            values = value if field.is_repeated else (value,)
+            if any(_UNSTORABLE.search(v) for v in values):
+                return field.name
+        elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                items = [v for kv in value.items() for v in kv if isinstance(v, str)]
+                if any(_UNSTORABLE.search(v) for v in items):
+                    return field.name
+                inner_msgs = [v for v in value.values() if isinstance(v, message.Message)]
+            elif field.is_repeated:
+                inner_msgs = list(value)
+            else:
+                inner_msgs = [value]
+            for inner in inner_msgs:
+                bad = _unstorable_field(inner, depth + 1)
+                if bad is not None:
+                    return f"{field.name}.{bad}"
+    return None
 
 
 def _bad_utf8_field(data: bytes, desc: descriptor.Descriptor, depth: int = 0) -> str | None:
@@ -133,6 +164,14 @@ class RequestValidator:
                 path = ".".join(e.field_name for e in elements) or "(message)"
                 problems.append(f"{_short(name)}.{path}: {v.proto.message} [{v.proto.rule_id}]")
             raise InvalidArgument("; ".join(problems), reason="INVALID_FIELD") from None
+        # Every string of every request: a NUL would otherwise reach Postgres and end as INTERNAL there.
+        bad = _unstorable_field(request)
+        if bad is not None:
+            raise InvalidArgument(
+                f"{_short(name)}.{bad}: must not contain NUL characters or lone surrogates (text Postgres cannot "
+                "store)",
+                reason="UNSTORABLE_TEXT",
+            )
         for limit in self._text_limits.get(name, ()):
             field = limit.field.rsplit(".", 1)[1]
             chars = len(getattr(request, field))

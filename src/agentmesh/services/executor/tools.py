@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import logging
+import math
 import operator
 import zoneinfo
 from collections.abc import Awaitable, Callable
@@ -14,6 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentmesh.agent import ToolOutcome
+
+log = logging.getLogger(__name__)
 
 
 class CalculatorArgs(BaseModel):
@@ -46,6 +50,18 @@ class ToolError(Exception):
     """The tool ran but could not produce a result from valid arguments (e.g. division by zero)."""
 
 
+# Results beyond this many digits are refused: Python's int-to-str limit is 4,300 digits, and nobody asks a
+# calculator for more.
+_MAX_DIGITS = 1_000
+# Errors an expression of valid syntax can still raise: float overflow (1e6**64), int-to-str limits, division
+# by zero, a result too big for memory, parentheses nested past the parser's stack.
+_ARITHMETIC_ERRORS = (ArithmeticError, ValueError, MemoryError, RecursionError)
+
+
+def _digits(value: float | int) -> int:
+    return value.bit_length() * 3 // 10 if isinstance(value, int) else 0
+
+
 def _eval(node: ast.AST) -> float | int:
     # Walk the AST ourselves: eval() would run arbitrary code the model wrote.
     if isinstance(node, ast.Expression):
@@ -57,23 +73,39 @@ def _eval(node: ast.AST) -> float | int:
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
             raise ToolError("exponent too large")
+        if isinstance(node.op, ast.Mult) and _digits(left) + _digits(right) > 2 * _MAX_DIGITS:
+            raise ToolError(f"the result has more than {_MAX_DIGITS} digits")
         return _BINOPS[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     raise ToolError(f"unsupported syntax: {type(node).__name__}")
 
 
+def _format(value: float | int | complex) -> str:
+    if isinstance(value, complex):
+        raise ToolError("the result is not a real number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ToolError("the result is too large")
+        if value.is_integer() and abs(value) < 10**_MAX_DIGITS:
+            value = int(value)
+    if isinstance(value, int) and abs(value) >= 10**_MAX_DIGITS:
+        raise ToolError(f"the result has more than {_MAX_DIGITS} digits")
+    return str(value)
+
+
 async def calculator(args: CalculatorArgs) -> str:
     try:
         tree = ast.parse(args.expression.replace("^", "**"), mode="eval")
-        value = _eval(tree)
+        return f"{args.expression} = {_format(_eval(tree))}"
     except SyntaxError as exc:
         raise ToolError("not an arithmetic expression") from exc
     except ZeroDivisionError as exc:
         raise ToolError("division by zero") from exc
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{args.expression} = {value}"
+    except OverflowError as exc:
+        raise ToolError("the result is too large") from exc
+    except _ARITHMETIC_ERRORS as exc:
+        raise ToolError(f"cannot compute this expression ({type(exc).__name__})") from exc
 
 
 async def clock(args: ClockArgs) -> str:
@@ -127,3 +159,6 @@ class Registry:
             return ToolOutcome(True, await tool.fn(args))
         except ToolError as exc:
             return ToolOutcome(True, f"error: {exc}")
+        except Exception as exc:  # a tool's own bug must reach the model as a tool error, never fail the step
+            log.exception("tool failed", extra={"tool": name})
+            return ToolOutcome(False, f"error: the tool {name} failed ({type(exc).__name__})")

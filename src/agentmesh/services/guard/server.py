@@ -17,7 +17,7 @@ from agentmesh.services.guard.policy import PolicySource
 from agentmesh.services.guard.review import ReviewStore
 from agentmesh.services.guard.servicer import GuardServicer, ReviewServicer
 from agentmesh.services.guard.tier_two import TierTwo
-from agentmesh.services.guard.vault import Sealer, restore_key
+from agentmesh.services.guard.vault import RestoreKeyError, Sealer, restore_keys
 from agentmesh.v1 import guard_pb2_grpc, review_pb2_grpc
 
 # Tier two answers within its own deadline or not at all: one retry at most, a short per-attempt timeout, and
@@ -45,12 +45,24 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     if settings.database_url is None:
         raise InvalidArgument("the guard needs DATABASE_URL to check API keys (agentmesh up sets it)")
     policy = PolicySource(settings.guard_policy_path)  # an invalid file stops the start here, with its reason
-    pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=settings.db_pool_max)
+    try:
+        keys = restore_keys(settings)  # a missing or default restore key stops the start here too
+    except RestoreKeyError as exc:
+        raise InvalidArgument(str(exc), reason="RESTORE_KEY_REQUIRED") from exc
+    pool = await create_pool(
+        settings.database_url.get_secret_value(),
+        min_size=1,
+        max_size=settings.db_pool_max,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+    )
     async with pool.acquire() as conn:
         await migrate(conn, [MIGRATIONS])
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     auth = AuthInterceptor(
-        tenant_of=KeyStore(pool=pool).tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s
+        tenant_of=KeyStore(pool=pool).tenant_of,
+        internal_token=token,
+        cache_ttl_s=settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_negative_cache_ttl_s,
     )
     llm = tier_two_llm(settings, telemetry.llm_instruments()) if settings.guard_llm_check else None
     if llm is not None:
@@ -71,7 +83,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         policy=policy,
         tier_two=tier_two,
         reviews=store,
-        sealer=Sealer(restore_key(settings), ttl_s=settings.guard_restore_ttl_s),
+        sealer=Sealer(keys, ttl_s=settings.guard_restore_ttl_s),
     )
     bindings = [
         ServiceBinding(guard_pb2_grpc.add_GuardServiceServicer_to_server, guard, "agentmesh.v1.GuardService"),

@@ -22,7 +22,7 @@ from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
-from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, ToolRun
+from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, Screen, ToolRun
 from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
@@ -66,6 +66,26 @@ class Emitter:
         ev.time.GetCurrentTime()
         self.seq += 1
         return ev
+
+
+def _spent(err: AgentMeshError) -> StepRecord | None:
+    """What a failed agent step spent, from its error's ErrorInfo metadata (None when it says nothing)."""
+    md = err.metadata
+    if not md.get("spent_llm_calls"):
+        return None
+    try:
+        return StepRecord(
+            -1,
+            "agent",
+            "",
+            AgentBody(output="", model=""),
+            int(md.get("spent_input_tokens", 0)),
+            int(md.get("spent_output_tokens", 0)),
+            int(md["spent_llm_calls"]),
+            float(md.get("spent_cost_usd", 0.0)),
+        )
+    except ValueError:
+        return None
 
 
 def recorded(ev: supervisor_pb2.RunEvent) -> Event:
@@ -192,6 +212,7 @@ class RunExecutor:
             max_thread_messages=self._s.max_thread_messages,
             restore_token=verdict.restore_token or token,
             first_event=first_event,
+            history_chars=self._s.history_chars,
         )
         yield decision
         async for ev in self._execute(run, [], em, deadline, limit):
@@ -243,9 +264,12 @@ class RunExecutor:
             info: dict[str, Any] = {"code": exc.code.value[0], "message": exc.message, "resumable": resumable}
             log.warning("run failed", extra={"run_id": str(run.id), "reason": exc.reason, "resumable": resumable})
             self._obs.run_failed(exc.reason)
+            spent = _spent(caught)
+            if self._budgets is not None and spent is not None:
+                self._budgets.spent(run.tenant_id, tokens=spent.input_tokens + spent.output_tokens, usd=spent.cost_usd)
             error = em(error=supervisor_pb2.RunError(**info))
             with contextlib.suppress(AgentMeshError):
-                await self._store.fail(run, error=info, next_seq=em.seq, event=recorded(error))
+                await self._store.fail(run, error=info, next_seq=em.seq, event=recorded(error), spent=spent)
             yield error
             if exc is caught:
                 raise
@@ -275,6 +299,9 @@ class RunExecutor:
             if isinstance(last, GuardBody):
                 guard = last
                 break
+            if isinstance(last, AgentBody) and last.screen is not None and last.screen.stop_reason:
+                # A step whose output the guard refused ends the run (also when a resumed run reaches it again).
+                raise PermissionDenied(last.screen.stop_message, reason=last.screen.stop_reason)
             started = time.monotonic()
             if not isinstance(last, RouteBody):  # the first step, or the one after an agent's
                 kind, agent = "route", SUPERVISOR
@@ -296,7 +323,8 @@ class RunExecutor:
                 elif kind == "agent":
                     step = await self._act(run, idx, agent, outputs, tokens, deadline)
                 else:
-                    step, restored = await self._check_answer(run, idx, outputs, deadline)
+                    last_agent = next((s.result for s in reversed(steps) if isinstance(s.result, AgentBody)), None)
+                    step, restored = await self._check_answer(run, idx, last_agent, deadline)
                 step = dataclasses.replace(step, duration_ms=int((time.monotonic() - started) * 1000))
                 observed(step)
             body = step.result
@@ -447,8 +475,19 @@ class RunExecutor:
             max_output_tokens=min(self._s.agent_max_output_tokens, remaining),
         )
         resp = await self._mesh.act(agent, request, tenant=run.tenant_id, deadline=deadline)
+        try:
+            output, screen = await self._screen(run, agent, resp.output, deadline)
+        except AgentMeshError as exc:
+            # The agent's calls were paid for even if the guard could not be asked about their result.
+            exc.metadata.update(
+                spent_input_tokens=str(resp.usage.input_tokens),
+                spent_output_tokens=str(resp.usage.output_tokens),
+                spent_llm_calls=str(resp.usage.llm_calls),
+                spent_cost_usd=repr(resp.cost_usd),
+            )
+            raise
         body = AgentBody(
-            resp.output,
+            output,
             resp.model,
             llm=tuple(
                 _llm_call(
@@ -464,6 +503,7 @@ class RunExecutor:
                 for c in resp.llm_calls
             ),
             tools=tuple(ToolRun(t.name, t.executed) for t in resp.tool_calls),
+            screen=screen,
         )
         return StepRecord(
             idx,
@@ -476,13 +516,53 @@ class RunExecutor:
             resp.cost_usd,
         )
 
+    async def _screen(self, run: RunRecord, agent: str, raw: str, deadline: Deadline) -> tuple[str, Screen]:
+        """An agent's output as the client may see it (the output policy, as for the final answer), and what the
+        guard said. The shown text also feeds the next LLM calls, so it is checked for indirect prompt injection
+        (the input policy's prompt_injection rule): FLAG lets it through to the review queue, BLOCK stops the run.
+        The raw text is neither stored nor sent."""
+        verdict = await self._mesh.check(
+            raw, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id, deadline=deadline, restore_token=run.restore_token
+        )
+        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
+        types = tuple(_guard_types(verdict))
+        if verdict.action == guard_pb2.ACTION_BLOCK:
+            stop = f"the guard blocked the output of agent {agent} ({', '.join(types)})"
+            return "", Screen(int(verdict.action), types, stop_reason="GUARD_BLOCKED_OUTPUT", stop_message=stop)
+        shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else raw
+        injection = await self._mesh.check(shown, guard_pb2.DIRECTION_INPUT, tenant=run.tenant_id, deadline=deadline)
+        self._obs.guard(guard_pb2.DIRECTION_INPUT, injection)
+        action = max(
+            (int(f.action) for f in injection.findings if f.type == "prompt_injection"),
+            default=int(guard_pb2.ACTION_ALLOW),
+        )
+        if action < guard_pb2.ACTION_FLAG:
+            return shown, Screen(int(verdict.action), types)
+        log.warning(
+            "prompt injection in an agent output",
+            extra={
+                "run_id": str(run.id),
+                "agent": agent,
+                "action": guard_pb2.Action.Name(cast("guard_pb2.Action", action)),
+            },
+        )
+        if action == guard_pb2.ACTION_BLOCK:
+            stop = (
+                f"the guard found instructions planted in the output of agent {agent} (prompt_injection); "
+                "the run stopped before they reached another LLM call"
+            )
+            return "", Screen(int(verdict.action), types, action, "GUARD_BLOCKED_INJECTION", stop)
+        return shown, Screen(int(verdict.action), types, action)
+
     async def _check_answer(
-        self, run: RunRecord, idx: int, outputs: list[tuple[str, str]], deadline: Deadline
+        self, run: RunRecord, idx: int, last_agent: AgentBody | None, deadline: Deadline
     ) -> tuple[StepRecord, str]:
         """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
         # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
-        # separate "summarise" LLM call would add cost and latency to every run.
-        answer = outputs[-1][1] if outputs else ""
+        # separate "summarise" LLM call would add cost and latency to every run. That output was screened when
+        # its step finished; this check finds anything left and puts the conversation's own values back.
+        answer = last_agent.output if last_agent is not None else ""
+        screened = last_agent.screen if last_agent is not None else None
         verdict = await self._mesh.check(
             answer,
             guard_pb2.DIRECTION_OUTPUT,
@@ -492,9 +572,10 @@ class RunExecutor:
         )
         self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
         shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
+        # The answer's decision names what its step's check found too (Action values are ordered by strength).
         body = GuardBody(
-            action=int(verdict.action),
-            finding_types=tuple(_guard_types(verdict)),
+            action=max(int(verdict.action), screened.action if screened else int(guard_pb2.ACTION_ALLOW)),
+            finding_types=tuple(sorted({*_guard_types(verdict), *(screened.finding_types if screened else ())})),
             answer="" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
         )
         restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text

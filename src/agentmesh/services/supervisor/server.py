@@ -34,7 +34,10 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     if settings.database_url is None:
         raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
     pool = await create_pool(
-        settings.database_url.get_secret_value(), min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
     )
     async with pool.acquire() as conn:
         await migrate(conn, [MigrationSet("core", CORE_MIGRATIONS), MIGRATIONS])
@@ -72,7 +75,12 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     # Listens for other supervisors' events and cancels, and takes over runs whose supervisor stopped.
     await runs.start(settings.database_url.get_secret_value())
     keys = KeyStore(pool=pool)
-    auth = AuthInterceptor(tenant_of=keys.tenant_of, internal_token=token, cache_ttl_s=settings.key_cache_ttl_s)
+    auth = AuthInterceptor(
+        tenant_of=keys.tenant_of,
+        internal_token=token,
+        cache_ttl_s=settings.key_cache_ttl_s,
+        negative_ttl_s=settings.key_negative_cache_ttl_s,
+    )
     binding = ServiceBinding(
         supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer, "agentmesh.v1.SupervisorService"
     )

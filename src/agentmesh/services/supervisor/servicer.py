@@ -21,6 +21,7 @@ _STATUS = {
     "cancelled": supervisor_pb2.RUN_STATUS_CANCELLED,
 }
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
+_DEFAULT_PAGE_SIZE = 100
 
 
 class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
@@ -71,8 +72,13 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
         request: supervisor_pb2.GetThreadRequest,
         context: grpc.aio.ServicerContext[supervisor_pb2.GetThreadRequest, supervisor_pb2.GetThreadResponse],
     ) -> supervisor_pb2.GetThreadResponse:
-        view = await self._store.thread(request.thread_id, current_tenant.get())
-        resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id)
+        view = await self._store.thread(
+            request.thread_id,
+            current_tenant.get(),
+            page_size=request.page_size or _DEFAULT_PAGE_SIZE,
+            page_token=request.page_token,
+        )
+        resp = supervisor_pb2.GetThreadResponse(thread_id=request.thread_id, next_page_token=view.next_token)
         for m in view.messages:
             msg = resp.messages.add(role=_ROLE[m["role"]], content=m["content"], run_id=str(m["run_id"] or ""))
             msg.create_time.FromDatetime(m["created_at"])

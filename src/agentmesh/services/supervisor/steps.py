@@ -96,27 +96,65 @@ class RouteBody:
 
 
 @dataclass(frozen=True, slots=True)
+class Screen:
+    """What the guard said of an agent's output before anyone saw it: the output policy's action and finding
+    types, the action on planted instructions (prompt injection) when one was found, and, when the guard
+    refused the output, why the run stops there (the step's output is then empty)."""
+
+    action: int
+    finding_types: tuple[str, ...] = ()
+    injection: int | None = None
+    stop_reason: str = ""
+    stop_message: str = ""
+
+    def to_json(self) -> Json:
+        out: Json = {"action": self.action, "finding_types": list(self.finding_types)}
+        if self.injection is not None:
+            out["injection"] = self.injection
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class AgentBody:
-    """An agent's answer, the model that wrote it, its LLM calls and the tools it asked for."""
+    """An agent's answer as the client may see it (the guard screened it), the model that wrote it, its LLM
+    calls, the tools it asked for and the guard's screen (None in rows older than the screen)."""
 
     output: str
     model: str
     llm: tuple[LLMCall, ...] = ()
     tools: tuple[ToolRun, ...] = ()
+    screen: Screen | None = None
 
     def to_json(self) -> Json:
         out: Json = {"output": self.output, "model": self.model, "llm": [c.to_json() for c in self.llm]}
         if self.tools:
             out["tools"] = [{"name": t.name, "executed": t.executed} for t in self.tools]
+        if self.screen is not None:
+            out["guard"] = self.screen.to_json()
+            if self.screen.stop_reason:
+                out["stopped"] = {"reason": self.screen.stop_reason, "message": self.screen.stop_message}
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AgentBody:
+        guard, stopped = data.get("guard"), data.get("stopped") or {}
+        screen = (
+            Screen(
+                action=guard["action"],
+                finding_types=tuple(guard.get("finding_types", ())),
+                injection=guard.get("injection"),
+                stop_reason=stopped.get("reason", ""),
+                stop_message=stopped.get("message", ""),
+            )
+            if guard is not None
+            else None
+        )
         return cls(
             output=data["output"],
             model=data["model"],
             llm=_calls(data),
             tools=tuple(ToolRun(t["name"], t["executed"]) for t in data.get("tools", ())),
+            screen=screen,
         )
 
 
@@ -150,4 +188,4 @@ def body_from_json(kind: str, data: Mapping[str, Any]) -> StepBody:
     return _BODIES[kind].from_json(data)
 
 
-__all__ = ["AgentBody", "GuardBody", "LLMCall", "RouteBody", "StepBody", "ToolRun", "body_from_json"]
+__all__ = ["AgentBody", "GuardBody", "LLMCall", "RouteBody", "Screen", "StepBody", "ToolRun", "body_from_json"]

@@ -4,6 +4,8 @@ run on a new thread and finishing a run are one statement each too: round trips 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime
 import json
@@ -16,7 +18,7 @@ import asyncpg
 
 from agentmesh.db import db_errors
 from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
-from agentmesh.services.supervisor.steps import StepBody, body_from_json
+from agentmesh.services.supervisor.steps import AgentBody, StepBody, body_from_json
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
 INSERT_THREAD = "INSERT INTO threads (id, tenant_id) VALUES ($1, $2)"
@@ -128,10 +130,12 @@ WITH done AS (
 ),
 event AS (INSERT INTO run_events (run_id, seq, body) SELECT id, $6, $7 FROM done)
 INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
+# A failed step's spend (reported by the agent) counts in the run's totals, and so in the tenant's budget.
 FAIL_RUN = """
 WITH failed AS (
     UPDATE runs SET status = 'failed', error = $3::jsonb, next_seq = $4, lease_owner = NULL, lease_expires_at = NULL,
-                    updated_at = now()
+                    updated_at = now(), input_tokens = input_tokens + $7, output_tokens = output_tokens + $8,
+                    llm_calls = llm_calls + $9, cost_usd = cost_usd + $10
     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
     RETURNING id
 )
@@ -151,7 +155,12 @@ WHERE t.created_at < now() - $1::interval
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id
                   AND (r.updated_at >= now() - $1::interval OR r.status = 'running'))
   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = t.id AND m.created_at >= now() - $1::interval)"""
-SELECT_THREAD_MESSAGES = "SELECT role, content, run_id, created_at FROM messages WHERE thread_id = $1 ORDER BY id"
+SELECT_THREAD_MESSAGES = """
+SELECT id, role, content, run_id, created_at FROM messages WHERE thread_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
+# A GetThread page ends before its messages pass this many UTF-8 bytes: gRPC's 4 MiB message limit holds with
+# room for the runs (at most ~500 summaries of ~100 bytes).
+PAGE_MAX_BYTES = 2 * 1024 * 1024
+_CUT_MARK = "[earlier text cut] "
 SELECT_THREAD_RUNS = """
 SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
 FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
@@ -215,6 +224,40 @@ class RunRecord:
 class ThreadView:
     messages: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    next_token: str = ""
+
+
+def bound_history(messages: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
+    """The newest of `messages` (oldest first) whose contents fit in `max_chars` (0: no bound), oldest first; the
+    oldest one kept is cut at its start when only its end fits. A thread of long turns so stays within what the
+    agents accept (their context limit) and what a run's token budget pays for."""
+    if not max_chars:
+        return messages
+    kept: list[dict[str, Any]] = []
+    left = max_chars
+    for m in reversed(messages):
+        content = m["content"]
+        if len(content) > left:
+            if left > 2 * len(_CUT_MARK):
+                kept.append({**m, "content": _CUT_MARK + content[len(content) - left + len(_CUT_MARK) :]})
+            break
+        kept.append(m)
+        left -= len(content)
+    return kept[::-1]
+
+
+def _page_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"m": last_id}).encode()).decode().rstrip("=")
+
+
+def _after_id(token: str) -> int:
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["m"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token: not a token this service issued", reason="INVALID_PAGE_TOKEN") from None
+    if not isinstance(after, int) or after < 0:
+        raise InvalidArgument("page_token: not a token this service issued", reason="INVALID_PAGE_TOKEN")
+    return after
 
 
 def _run_from_row(row: asyncpg.Record) -> RunRecord:
@@ -247,6 +290,7 @@ class CheckpointStore:
         first_event: Callable[[str], Event],
         max_thread_messages: int = 0,
         restore_token: str = "",
+        history_chars: int = 0,
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message and the run's first event
         (made for the thread's id), in one transaction. RESOURCE_EXHAUSTED when the run's two messages would
@@ -282,7 +326,9 @@ class CheckpointStore:
                     f"{max_thread_messages} (AGENTMESH_MAX_THREAD_MESSAGES); start a new thread",
                     reason="THREAD_FULL",
                 )
-            history = [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)]
+            history = bound_history(
+                [dict(r) for r in await conn.fetch(SELECT_HISTORY, tid, history_limit)], history_chars
+            )
             row = await conn.fetchrow(
                 CREATE_RUN,
                 run_id,
@@ -388,9 +434,31 @@ class CheckpointStore:
         if status == "INSERT 0 0":
             raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
 
-    async def fail(self, run: RunRecord, *, error: dict[str, Any], next_seq: int, event: Event) -> None:
+    async def fail(
+        self,
+        run: RunRecord,
+        *,
+        error: dict[str, Any],
+        next_seq: int,
+        event: Event,
+        spent: StepRecord | None = None,
+    ) -> None:
+        """Record the failure and its error event; `spent`: the usage of the step that failed (its calls were
+        paid for)."""
+        s = spent or StepRecord(-1, "agent", "", AgentBody(output="", model=""))
         async with db_errors("run failure record"):
-            await self._pool.execute(FAIL_RUN, run.id, run.lease, json.dumps(error), next_seq, *event)
+            await self._pool.execute(
+                FAIL_RUN,
+                run.id,
+                run.lease,
+                json.dumps(error),
+                next_seq,
+                *event,
+                s.input_tokens,
+                s.output_tokens,
+                s.llm_calls,
+                s.cost_usd,
+            )
 
     async def events(self, run_id: uuid.UUID, after_seq: int) -> list[Event]:
         """Recorded events with a seq above `after_seq`, in order (at most 1,000 a call)."""
@@ -458,14 +526,25 @@ class CheckpointStore:
         async with db_errors("abandoned-run sweep"):
             return len(await self._pool.fetch(MARK_ABANDONED))
 
-    async def thread(self, thread_id: str, tenant: str) -> ThreadView:
+    async def thread(self, thread_id: str, tenant: str, *, page_size: int = 100, page_token: str = "") -> ThreadView:
+        """One page of the thread's messages (at most `page_size`, and at most PAGE_MAX_BYTES but never none)
+        and all its runs."""
         tid = parse_uuid(thread_id, "thread_id")
+        after = _after_id(page_token) if page_token else 0
         async with db_errors("thread lookup"), self._pool.acquire() as conn:
             if await conn.fetchval(SELECT_THREAD, tid, tenant) is None:
                 raise NotFound(f"thread {thread_id} not found")
-            messages = [dict(r) for r in await conn.fetch(SELECT_THREAD_MESSAGES, tid)]
+            rows = [dict(r) for r in await conn.fetch(SELECT_THREAD_MESSAGES, tid, after, page_size + 1)]
             runs = [dict(r) for r in await conn.fetch(SELECT_THREAD_RUNS, tid)]
-        return ThreadView(messages=messages, runs=runs)
+        messages: list[dict[str, Any]] = []
+        size = 0
+        for row in rows[:page_size]:
+            size += len(row["content"].encode())
+            if messages and size > PAGE_MAX_BYTES:
+                break
+            messages.append(row)
+        more = len(messages) < len(rows)
+        return ThreadView(messages=messages, runs=runs, next_token=_page_token(messages[-1]["id"]) if more else "")
 
 
 async def prune_threads(pool: asyncpg.Pool, older_than: datetime.timedelta) -> int:

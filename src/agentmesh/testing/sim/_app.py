@@ -79,6 +79,8 @@ class Faults:
     stream_fault_rate: float = 1.0
     tool_fault: ToolFault | None = None
     route_fault: Literal["invalid"] | None = None
+    reply_suffix: str = ""
+    """Appended to every agent answer (text a provider might return: PII, planted instructions)."""
     should_retry: bool | None = None
     seed: int | None = None
 
@@ -143,6 +145,12 @@ def _latency(value: Any) -> float | tuple[float, float]:
     return _number("latency_ms", value)
 
 
+def _text(key: str, value: Any, max_chars: int) -> str:
+    if value is None or (isinstance(value, str) and len(value) <= max_chars):
+        return value or ""
+    raise FaultError(f"{key} must be a string of at most {max_chars} characters")
+
+
 def _bool(key: str, value: Any, *, nullable: bool = False) -> bool | None:
     if (value is None and nullable) or isinstance(value, bool):
         return value
@@ -160,6 +168,7 @@ _FAULT_PARSERS: dict[str, Callable[[Any], Any]] = {
     "stream_fault_rate": lambda v: _number("stream_fault_rate", v, high=1.0),
     "tool_fault": lambda v: _choice("tool_fault", v, _TOOL_FAULTS),
     "route_fault": lambda v: _choice("route_fault", v, ("invalid",)),
+    "reply_suffix": lambda v: _text("reply_suffix", v, 4000),
     "should_retry": lambda v: _bool("should_retry", v, nullable=True),
     "seed": lambda v: _optional_int("seed", v, -(2**63)),
 }
@@ -474,7 +483,11 @@ async def _admitted(
         return _ok(state, headers, {"input_tokens": input_tokens})
 
     answer: Answer = answer_request(
-        body, tool_id=_new_id("toolu_"), tool_fault=faults.tool_fault, invalid_route=faults.route_fault == "invalid"
+        body,
+        tool_id=_new_id("toolu_"),
+        tool_fault=faults.tool_fault,
+        invalid_route=faults.route_fault == "invalid",
+        reply_suffix=faults.reply_suffix,
     )
     blocks, stop_reason, output_tokens = fit_max_tokens(answer, body["max_tokens"])
     message = {

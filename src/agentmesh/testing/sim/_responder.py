@@ -514,8 +514,10 @@ def answer_request(
     tool_id: str,
     tool_fault: ToolFault | None = None,
     invalid_route: bool = False,
+    reply_suffix: str = "",
 ) -> Answer:
-    """The model's answer to a validated Messages request. `tool_id` names a tool_use block if one is made."""
+    """The model's answer to a validated Messages request. `tool_id` names a tool_use block if one is made;
+    `reply_suffix` is appended to agent answers."""
     kind = classify(body)
     last = _last_message(body)
     text = content_text(last.get("content"))
@@ -529,13 +531,14 @@ def answer_request(
         results = _tool_results(last)
         if not results:
             return _tool_use(body, tool_id, tool_fault)
-        return Answer("tool", ({"type": "text", "text": _tool_summary(body, results)},), "end_turn")
+        return Answer("tool", ({"type": "text", "text": _tool_summary(body, results) + reply_suffix},), "end_turn")
     rng = random.Random(_seed(body))
     prose = paragraph(system_text(body.get("system")), text, rng)
     # A model keeps the guard's redaction placeholders when it refers to the values they stand for.
     placeholders = list(dict.fromkeys(_PLACEHOLDER_RE.findall(text)))
     if placeholders:
         prose += f" I will use {', '.join(placeholders)} as given."
+    prose += reply_suffix
     return Answer("agent", ({"type": "text", "text": prose},), "end_turn")
 
 

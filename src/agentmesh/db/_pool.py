@@ -36,7 +36,7 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
     add a round trip to every release: about a dozen per supervisor run."""
 
 
-class _Pool(asyncpg.Pool):
+class _Pool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no stubs (asyncpg-stubs is not in the lock yet)
     """asyncpg's pool whose acquire() waits at most `acquire_timeout_s` unless told otherwise: a caller that finds
     every connection busy fails (DatabaseUnavailable, through db_errors) instead of queueing without end behind
     a flood of requests."""

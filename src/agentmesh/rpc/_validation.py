@@ -71,12 +71,12 @@ def _unstorable_field(msg: message.Message, depth: int = 0) -> str | None:
         if field.type == descriptor.FieldDescriptor.TYPE_STRING:
             values = value if field.is_repeated else (value,)
             if any(_UNSTORABLE.search(v) for v in values):
-                return field.name
+                return str(field.name)
         elif field.type == descriptor.FieldDescriptor.TYPE_MESSAGE:
             if field.message_type.GetOptions().map_entry:
                 items = [v for kv in value.items() for v in kv if isinstance(v, str)]
                 if any(_UNSTORABLE.search(v) for v in items):
-                    return field.name
+                    return str(field.name)
                 inner_msgs = [v for v in value.values() if isinstance(v, message.Message)]
             elif field.is_repeated:
                 inner_msgs = list(value)

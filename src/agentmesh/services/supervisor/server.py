@@ -23,9 +23,16 @@ from agentmesh.services.supervisor.runner import RunExecutor
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.settings import AGENTS
-from agentmesh.v1 import supervisor_pb2_grpc
+from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+# The gateway sends every reflection call to the supervisor, so its reflection also lists the other public
+# services (by name; their descriptors are in this process through the imports above). AgentService is internal.
+PUBLIC_PEERS = (
+    guard_pb2.DESCRIPTOR.services_by_name["GuardService"].full_name,
+    review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
+)
 
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
@@ -77,6 +84,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         port=port,
         interceptors=[auth],
         telemetry=telemetry,
+        reflect_also=PUBLIC_PEERS,
         on_shutdown=[_cancel(sweeper), channels.close, llm.close, pool.close],
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -22,8 +23,17 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
     return uvloop.run(coro) or 0
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, via `pip install -e .`)."""
+    try:
+        return importlib.metadata.version("agentmesh")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentmesh", description="Production infrastructure for LLM agents.")
+    p.add_argument("--version", action="version", version=f"agentmesh {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="start Postgres, the simulator, every service and the gateway")

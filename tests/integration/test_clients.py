@@ -4,7 +4,14 @@ the OpenAPI document the gateway serves."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
 import grpc
+import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
@@ -30,3 +37,105 @@ def test_reflection_needs_no_key(mesh: Mesh) -> None:
     # Discovery is open (as health is); a call of a listed method is not.
     with grpc.insecure_channel(mesh.gateway) as ch:
         assert "agentmesh.v1.SupervisorService" in ProtoReflectionDescriptorDatabase(ch).get_services()
+
+
+# --- HTTP/JSON through the gateway (Envoy's gRPC-JSON transcoder) ---------------------------------------------
+
+
+def _http(
+    mesh: Mesh, method: str, path: str, body: dict[str, Any] | None = None, key: str | None = "mesh"
+) -> tuple[int, dict[str, str], bytes]:
+    """One plain HTTP/1.1 call to the public port (urllib: no gRPC anywhere on the client side)."""
+    headers = {"content-type": "application/json"}
+    if key is not None:
+        headers["authorization"] = f"Bearer {mesh.key if key == 'mesh' else key}"
+    data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(f"http://{mesh.gateway}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def test_guard_check_as_json(mesh: Mesh) -> None:
+    status, headers, body = _http(
+        mesh, "POST", "/v1/guard:check", {"text": "write to bob@example.com", "direction": "DIRECTION_OUTPUT"}
+    )
+    assert status == 200, body
+    assert headers["content-type"] == "application/json"
+    reply = json.loads(body)
+    assert reply["action"] == "ACTION_REDACT"
+    assert reply["redacted_text"] == "write to <EMAIL_1>"
+    assert [f["type"] for f in reply["findings"]] == ["email"]
+
+
+def test_run_streams_ndjson_ending_in_the_final_event_then_get_thread(mesh: Mesh) -> None:
+    req = urllib.request.Request(
+        f"http://{mesh.gateway}/v1/runs",
+        data=json.dumps({"message": "Compare two payment providers and recommend one"}).encode(),
+        method="POST",
+        headers={"content-type": "application/json", "authorization": f"Bearer {mesh.key}"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.status == 200
+        # One JSON object per line, read as they arrive (not one array at the end).
+        events = [json.loads(line) for line in resp if line.strip()]
+    assert len(events) > 3
+    kinds = [
+        next(k for k in ("step_started", "step_finished", "guard_decision", "final", "error") if k in e) for e in events
+    ]
+    assert kinds[-1] == "final" and "final" not in kinds[:-1]
+    assert events[-1]["final"]["reason"] == "FINISH_REASON_COMPLETED"
+    assert [int(e.get("seq", 0)) for e in events] == list(range(len(events)))  # int64 is a JSON string; 0 omitted
+    run_id, thread_id = events[0]["run_id"], events[0]["thread_id"]
+
+    status, _, body = _http(mesh, "GET", f"/v1/threads/{thread_id}")
+    assert status == 200, body
+    thread = json.loads(body)
+    assert thread["thread_id"] == thread_id
+    assert [m["role"] for m in thread["messages"]] == ["ROLE_USER", "ROLE_ASSISTANT"]
+    assert thread["messages"][1]["content"] == events[-1]["final"]["answer"]
+    assert [(r["run_id"], r["status"]) for r in thread["runs"]] == [(run_id, "RUN_STATUS_COMPLETED")]
+
+    # Resuming a finished run replays its final event (the path template carries the run id).
+    status, _, body = _http(mesh, "POST", f"/v1/runs/{run_id}:resume")
+    assert status == 200, body
+    replay = [json.loads(line) for line in body.splitlines() if line.strip()]
+    assert replay[-1]["final"] == events[-1]["final"]
+
+
+@pytest.mark.parametrize("key", ["am_deadbeef_not-a-real-key", None])
+def test_bad_or_missing_key_is_401_json_with_the_reason(mesh: Mesh, key: str | None) -> None:
+    status, headers, body = _http(mesh, "POST", "/v1/guard:check", {"text": "hello"}, key=key)
+    assert status == 401
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)
+    assert error["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+    assert error["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "UNAUTHENTICATED", "domain": "agentmesh.dev"}
+    ]
+
+
+def test_invalid_argument_is_400_json_naming_the_field(mesh: Mesh) -> None:
+    status, _, body = _http(mesh, "GET", "/v1/threads/not-a-uuid")
+    assert status == 400
+    error = json.loads(body)
+    assert error["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "thread_id" in error["message"]
+    assert error["details"][0]["reason"] == "INVALID_FIELD"
+
+
+def test_review_queue_over_http(mesh: Mesh) -> None:
+    status, _, body = _http(mesh, "GET", "/v1/reviews?status=REVIEW_STATUS_PENDING&page_size=5")
+    assert status == 200, body
+    assert isinstance(json.loads(body).get("reviews", []), list)
+    status, _, body = _http(mesh, "GET", f"/v1/reviews/{uuid.uuid4()}")
+    assert status == 404, body
+    assert json.loads(body)["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_agent_service_is_not_reachable_over_http(mesh: Mesh) -> None:
+    # Only the public services are transcoded; the internal AgentService has no HTTP path and no public route.
+    status, _, _ = _http(mesh, "POST", "/agentmesh.v1.AgentService/Act", {"task": "x"})
+    assert status == 404

@@ -8,6 +8,7 @@ local|compose|k8s` prints a config; `agentmesh up` calls `local_spec` and `rende
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import ipaddress
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import jinja2
 
+from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
 from agentmesh.settings import SERVICES, Settings
 
 TEMPLATE_PATH = Path(__file__).parent / "envoy.yaml.j2"
@@ -259,7 +261,8 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         autoescape=False,  # YAML, not HTML; strings are quoted with `tojson`
         keep_trailing_newline=True,
     )
-    return env.get_template(TEMPLATE_PATH.name).render(spec=spec)
+    public_api = {"services": PUBLIC_SERVICES, "descriptor_b64": base64.b64encode(descriptor_set()).decode()}
+    return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
 
 
 def local_spec(

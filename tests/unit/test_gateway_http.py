@@ -1,0 +1,65 @@
+"""HTTP/JSON on the public listener: the rendered transcoder covers exactly the public services, with a descriptor
+set that carries the contract's HTTP paths and the error types an error body is printed from."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
+
+from agentmesh.gateway import compose_spec, k8s_spec, local_spec, render_envoy_config
+
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+PUBLIC = ["agentmesh.v1.SupervisorService", "agentmesh.v1.GuardService", "agentmesh.v1.ReviewService"]
+# The contract's paths (CONTRACT.md, issue 17), and the review queue's.
+HTTP_RULES = {
+    "agentmesh.v1.SupervisorService.Run": ("post", "/v1/runs", "*"),
+    "agentmesh.v1.SupervisorService.Resume": ("post", "/v1/runs/{run_id}:resume", "*"),
+    "agentmesh.v1.SupervisorService.GetThread": ("get", "/v1/threads/{thread_id}", ""),
+    "agentmesh.v1.GuardService.Check": ("post", "/v1/guard:check", "*"),
+    "agentmesh.v1.ReviewService.ListReviews": ("get", "/v1/reviews", ""),
+    "agentmesh.v1.ReviewService.GetReview": ("get", "/v1/reviews/{review_id}", ""),
+    "agentmesh.v1.ReviewService.ResolveReview": ("post", "/v1/reviews/{review_id}:resolve", "*"),
+}
+
+
+def _filters(config: dict[str, Any], listener: str) -> dict[str, dict[str, Any]]:
+    (li,) = [x for x in config["static_resources"]["listeners"] if x["name"] == listener]
+    hcm = li["filter_chains"][0]["filters"][0]["typed_config"]
+    return {f["name"]: f.get("typed_config", {}) for f in hcm["http_filters"]}
+
+
+@pytest.mark.parametrize("spec", [local_spec(ports={"supervisor": [1], "guard": [2]}), compose_spec(), k8s_spec()])
+def test_transcoder_on_the_public_listener_only(spec: Any) -> None:
+    config = yaml.safe_load(render_envoy_config(spec))
+    public = _filters(config, "public")
+    assert next(iter(public)) == TRANSCODER  # before grpc_stats and the router, so both see the gRPC call
+    transcoder = public[TRANSCODER]
+    assert transcoder["services"] == PUBLIC
+    assert transcoder["convert_grpc_status"] is True
+    assert transcoder["print_options"]["stream_newline_delimited"] is True
+    assert TRANSCODER not in _filters(config, "internal")
+
+
+def test_descriptor_set_has_the_contract_paths_and_the_error_types() -> None:
+    config = yaml.safe_load(render_envoy_config(local_spec(ports={"supervisor": [1], "guard": [2]})))
+    raw = base64.b64decode(_filters(config, "public")[TRANSCODER]["proto_descriptor_bin"])
+    fds = descriptor_pb2.FileDescriptorSet.FromString(raw)
+    pool = descriptor_pool.DescriptorPool()
+    for file in fds.file:  # in dependency order, as Envoy loads them; Add fails on a missing import
+        pool.Add(file)
+    found = {}
+    for service in PUBLIC:
+        for method in pool.FindServiceByName(service).methods:
+            options = descriptor_pb2.MethodOptions.FromString(method.GetOptions().SerializeToString())
+            rule = options.Extensions[annotations_pb2.http]
+            verb = rule.WhichOneof("pattern")
+            found[method.full_name] = (verb, getattr(rule, verb), rule.body)
+    assert found == HTTP_RULES
+    # convert_grpc_status prints google.rpc.Status and the ErrorInfo inside it only if their types are here.
+    for name in ("google.rpc.Status", "google.rpc.ErrorInfo", "google.rpc.RetryInfo", "google.rpc.BadRequest"):
+        assert pool.FindMessageTypeByName(name)

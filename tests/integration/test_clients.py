@@ -15,6 +15,7 @@ import pytest
 from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from agentmesh.gateway import openapi
 from tests.mesh import Mesh
 
 PUBLIC = {"agentmesh.v1.SupervisorService", "agentmesh.v1.GuardService", "agentmesh.v1.ReviewService"}
@@ -139,3 +140,12 @@ def test_agent_service_is_not_reachable_over_http(mesh: Mesh) -> None:
     # Only the public services are transcoded; the internal AgentService has no HTTP path and no public route.
     status, _, _ = _http(mesh, "POST", "/agentmesh.v1.AgentService/Act", {"task": "x"})
     assert status == 404
+
+
+def test_openapi_document_is_served_without_a_key(mesh: Mesh) -> None:
+    status, headers, body = _http(mesh, "GET", "/openapi.json", key=None)
+    assert status == 200
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    assert doc == json.loads(openapi.OPENAPI_PATH.read_text())
+    assert {"/v1/runs", "/v1/threads/{thread_id}", "/v1/runs/{run_id}:resume", "/v1/guard:check"} <= set(doc["paths"])

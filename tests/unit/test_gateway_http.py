@@ -4,6 +4,8 @@ set that carries the contract's HTTP paths and the error types an error body is 
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,9 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from agentmesh.gateway import compose_spec, k8s_spec, local_spec, render_envoy_config
+from agentmesh.gateway import compose_spec, k8s_spec, local_spec, openapi, render_envoy_config
 
+REPO = Path(__file__).resolve().parents[2]
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 PUBLIC = ["agentmesh.v1.SupervisorService", "agentmesh.v1.GuardService", "agentmesh.v1.ReviewService"]
 # The contract's paths (CONTRACT.md, issue 17), and the review queue's.
@@ -63,3 +66,39 @@ def test_descriptor_set_has_the_contract_paths_and_the_error_types() -> None:
     # convert_grpc_status prints google.rpc.Status and the ErrorInfo inside it only if their types are here.
     for name in ("google.rpc.Status", "google.rpc.ErrorInfo", "google.rpc.RetryInfo", "google.rpc.BadRequest"):
         assert pool.FindMessageTypeByName(name)
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_openapi_document_is_current_and_complete() -> None:
+    text = openapi.render(REPO / "protos")
+    assert openapi.OPENAPI_PATH.read_text() == text, "stale: run python -m agentmesh.gateway.openapi"
+    doc = json.loads(text)
+    operations = {op["operationId"]: (verb, path) for path, ops in doc["paths"].items() for verb, op in ops.items()}
+    expected = {name.split(".", 2)[2].replace(".", "_"): (verb, path) for name, (verb, path, _) in HTTP_RULES.items()}
+    assert operations == expected
+    schemas = doc["components"]["schemas"]
+    assert {ref.removeprefix("#/components/schemas/") for ref in _refs(doc)} <= set(schemas)
+    # As the transcoder prints them: proto field names, 64-bit integers as strings, enums by name.
+    event = schemas["agentmesh.v1.RunEvent"]["properties"]
+    assert event["seq"]["type"] == "string" and "thread_id" in event
+    assert "DIRECTION_INPUT" in schemas["agentmesh.v1.Direction"]["enum"]
+    run = doc["paths"]["/v1/runs"]["post"]
+    assert run["x-stream"] == "ndjson" and run["requestBody"]["required"] is True
+    assert doc["paths"]["/v1/runs/{run_id}:resume"]["post"]["requestBody"]["required"] is False
+
+
+def test_gateway_serves_the_openapi_document() -> None:
+    config = yaml.safe_load(render_envoy_config(local_spec(ports={"supervisor": [1], "guard": [2]})))
+    (public,) = [x for x in config["static_resources"]["listeners"] if x["name"] == "public"]
+    route_config = public["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+    (route,) = [r for r in route_config["virtual_hosts"][0]["routes"] if r["match"].get("path") == "/openapi.json"]
+    body = route["direct_response"]["body"]["inline_string"]
+    assert json.loads(body) == json.loads(openapi.OPENAPI_PATH.read_text())
+    assert len(body.encode()) <= route_config["max_direct_response_body_size_bytes"]

@@ -11,6 +11,7 @@ import argparse
 import base64
 import dataclasses
 import ipaddress
+import json
 import re
 import ssl
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import jinja2
 
 from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
+from agentmesh.gateway.openapi import OPENAPI_PATH
 from agentmesh.settings import SERVICES, Settings
 
 TEMPLATE_PATH = Path(__file__).parent / "envoy.yaml.j2"
@@ -261,7 +263,12 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         autoescape=False,  # YAML, not HTML; strings are quoted with `tojson`
         keep_trailing_newline=True,
     )
-    public_api = {"services": PUBLIC_SERVICES, "descriptor_b64": base64.b64encode(descriptor_set()).decode()}
+    public_api = {
+        "services": PUBLIC_SERVICES,
+        "descriptor_b64": base64.b64encode(descriptor_set()).decode(),
+        # Compact: the checked-in file is indented for review, the served copy need not be.
+        "openapi": json.dumps(json.loads(OPENAPI_PATH.read_text()), separators=(",", ":"), ensure_ascii=False),
+    }
     return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
 
 

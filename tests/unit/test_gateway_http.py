@@ -1,4 +1,4 @@
-"""HTTP/JSON on the public listener: the rendered transcoder covers exactly the public services, with a descriptor
+"""HTTP/JSON and gRPC-Web on the public listener: the rendered transcoder covers exactly the public services, with a descriptor
 set that carries the contract's HTTP paths and the error types an error body is printed from."""
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ def _filters(config: dict[str, Any], listener: str) -> dict[str, dict[str, Any]]
 def test_transcoder_on_the_public_listener_only(spec: Any) -> None:
     config = yaml.safe_load(render_envoy_config(spec))
     public = _filters(config, "public")
-    assert next(iter(public)) == TRANSCODER  # before grpc_stats and the router, so both see the gRPC call
+    # gRPC-Web and JSON become gRPC before grpc_stats and the router, so both see (and count) the gRPC call.
+    assert list(public) == [
+        "envoy.filters.http.cors",
+        "envoy.filters.http.grpc_web",
+        TRANSCODER,
+        "envoy.filters.http.grpc_stats",
+        "envoy.filters.http.router",
+    ]
     transcoder = public[TRANSCODER]
     assert transcoder["services"] == PUBLIC
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["print_options"]["stream_newline_delimited"] is True
-    assert TRANSCODER not in _filters(config, "internal")
+    assert list(_filters(config, "internal")) == ["envoy.filters.http.grpc_stats", "envoy.filters.http.router"]
 
 
 def test_descriptor_set_has_the_contract_paths_and_the_error_types() -> None:

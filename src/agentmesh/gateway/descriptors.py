@@ -48,3 +48,21 @@ def descriptor_set() -> bytes:
     for file in public_files():
         fds.file.add().MergeFromString(file.serialized_pb)
     return fds.SerializeToString(deterministic=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m agentmesh.gateway.descriptors FILE`: write the set (for clients that load descriptors at run
+    time, such as clients/web)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m agentmesh.gateway.descriptors FILE", file=sys.stderr)
+        return 2
+    with open(args[0], "wb") as out:
+        out.write(descriptor_set())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -138,8 +138,28 @@ def test_review_queue_over_http(mesh: Mesh) -> None:
 
 def test_agent_service_is_not_reachable_over_http(mesh: Mesh) -> None:
     # Only the public services are transcoded; the internal AgentService has no HTTP path and no public route.
-    status, _, _ = _http(mesh, "POST", "/agentmesh.v1.AgentService/Act", {"task": "x"})
+    status, _, body = _http(mesh, "POST", "/agentmesh.v1.AgentService/Act", {"task": "x"})
     assert status == 404
+    assert json.loads(body)["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_gateway_own_errors_are_json_too(mesh: Mesh) -> None:
+    # Answered by Envoy, not a service: an unknown query parameter, a path with no route.
+    status, headers, body = _http(mesh, "GET", "/v1/reviews?pagesize=5")
+    assert (status, headers["content-type"]) == (400, "application/json")
+    error = json.loads(body)
+    assert error["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "pagesize" in error["message"]
+    status, headers, body = _http(mesh, "GET", "/v2/nothing", key=None)
+    assert (status, headers["content-type"]) == (404, "application/json")
+    assert "/openapi.json" in json.loads(body)["message"]
+
+
+def test_grpc_calls_keep_grpc_errors(channel: grpc.Channel) -> None:
+    # The JSON local replies are for plain HTTP only: a gRPC client still reads a gRPC status.
+    act = channel.unary_unary("/agentmesh.v1.AgentService/Act")
+    with pytest.raises(grpc.RpcError) as err:
+        act(b"", timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_openapi_document_is_served_without_a_key(mesh: Mesh) -> None:

@@ -5,6 +5,7 @@ the OpenAPI document the gateway serves."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +18,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from agentmesh.gateway import openapi
 from tests.mesh import Mesh
+from tests.promrules import exposed_series, selected_metrics
+from tests.unit.test_grafana import queries
 
 PUBLIC = {"agentmesh.v1.SupervisorService", "agentmesh.v1.GuardService", "agentmesh.v1.ReviewService"}
 
@@ -169,3 +172,15 @@ def test_openapi_document_is_served_without_a_key(mesh: Mesh) -> None:
     doc = json.loads(body)
     assert doc == json.loads(openapi.OPENAPI_PATH.read_text())
     assert {"/v1/runs", "/v1/threads/{thread_id}", "/v1/runs/{run_id}:resume", "/v1/guard:check"} <= set(doc["paths"])
+
+
+def test_every_dashboard_query_names_a_series_the_live_mesh_exposes(mesh: Mesh) -> None:
+    # After the runs above: the services' /metrics and the gateway's Envoy stats, as Prometheus scrapes them.
+    texts = [urllib.request.urlopen(url, timeout=5).read().decode() for url in mesh.metrics_urls().values()]
+    texts.append(urllib.request.urlopen(f"http://{mesh.admin}/stats/prometheus", timeout=5).read().decode())
+    exposed = set().union(*(exposed_series(t) for t in texts))
+    # The series names as Prometheus ingests them: prometheus-client's parser renames counters that lack _total
+    # (most of Envoy's), so read the sample lines too.
+    exposed |= {re.split(r"[{ ]", line, maxsplit=1)[0] for t in texts for line in t.splitlines() if line[:1].isalpha()}
+    missing = {(title, m) for title, expr in queries() for m in selected_metrics(expr) if m not in exposed}
+    assert not missing

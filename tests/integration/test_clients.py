@@ -18,8 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from agentmesh.gateway import openapi
 from tests.mesh import Mesh
-from tests.promrules import exposed_series, selected_metrics
-from tests.unit.test_grafana import queries
+from tests.promrules import dashboard_queries, exposed_series, selected_metrics
 
 PUBLIC = {"agentmesh.v1.SupervisorService", "agentmesh.v1.GuardService", "agentmesh.v1.ReviewService"}
 
@@ -198,5 +197,5 @@ def test_every_dashboard_query_names_a_series_the_live_mesh_exposes(mesh: Mesh) 
     # The series names as Prometheus ingests them: prometheus-client's parser renames counters that lack _total
     # (most of Envoy's), so read the sample lines too.
     exposed |= {re.split(r"[{ ]", line, maxsplit=1)[0] for t in texts for line in t.splitlines() if line[:1].isalpha()}
-    missing = {(title, m) for title, expr in queries() for m in selected_metrics(expr) if m not in exposed}
+    missing = {(title, m) for title, expr in dashboard_queries() for m in selected_metrics(expr) if m not in exposed}
     assert not missing

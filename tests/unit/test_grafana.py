@@ -5,7 +5,6 @@ checked against a live gateway in tests/integration/test_clients.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,16 +14,10 @@ from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.settings import Settings
 from agentmesh.telemetry import setup_telemetry
-from tests.promrules import exposed_series, selected_metrics
+from tests.promrules import DASHBOARD, exposed_series, selected_metrics
+from tests.promrules import dashboard_queries as queries
 
-GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-DASHBOARD = GRAFANA / "dashboards" / "agentmesh.json"
-
-
-def queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of every panel."""
-    doc = json.loads(path.read_text())
-    return [(p["title"], t["expr"]) for p in doc["panels"] if p["type"] != "row" for t in p["targets"]]
+GRAFANA = DASHBOARD.parents[1]
 
 
 def all_metrics() -> set[str]:

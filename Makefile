@@ -7,7 +7,7 @@ PROTOS := $(wildcard protos/agentmesh/v1/*.proto)
 VALIDATE_PROTO := protos/buf/validate/validate.proto
 STUBS := src/agentmesh/v1/__init__.py
 
-.PHONY: install install-run up test test-unit test-integration test-multihost lint bench k8s lock clean
+.PHONY: install install-run up test test-unit test-integration test-multihost lint bench k8s lock release openapi clean
 
 # Two installs, both from exact locks (requirements/*.lock, made by `make lock`), then the project itself without
 # resolving anything again, so what passed CI yesterday installs the same today: `make up` takes only what the
@@ -35,8 +35,9 @@ $(VENV)/bin/python:
 up: install-run
 	$(BIN)/agentmesh up
 
+# buf breaking: the protos may only change compatibly with the last release (protos/.released, kept by make release).
 lint: install
-	cd protos && ../$(BIN)/buf lint
+	cd protos && ../$(BIN)/buf lint && ../$(BIN)/buf breaking --against .released
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -64,6 +65,16 @@ bench: install
 # The gateway's Envoy config for Kubernetes, as a ConfigMap, from the one template (tests check it is current).
 k8s: install
 	$(BIN)/python deploy/k8s/gen_gateway_config.py
+
+# Mark the current protos as released: later changes are checked against them by `buf breaking` in make lint.
+release: lint
+	rm -rf protos/.released && mkdir -p protos/.released
+	cp -R protos/agentmesh protos/buf protos/google protos/buf.yaml protos/.released/
+
+# The OpenAPI document the gateway serves at /openapi.json, from the protos' google.api.http rules (a test checks
+# it is current).
+openapi: install
+	$(BIN)/python -m agentmesh.gateway.openapi
 
 # Re-resolve the locks from pyproject.toml (needs the package index); commit the result. dev.lock is resolved
 # first and the others within it, so the three never disagree on a version.

@@ -1,8 +1,10 @@
-"""Reading deploy/prometheus/alerts.yml for tests: the rules, the metric names their PromQL selects, and the
-series names a /metrics exposition can produce (promtool is not available: promql-parser parses the PromQL)."""
+"""Reading deploy/prometheus/alerts.yml and the Grafana dashboard for tests: the rules and panel queries, the
+metric names their PromQL selects, and the series names a /metrics exposition can produce (promtool is not
+available: promql-parser parses the PromQL)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 ALERTS = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = Path(__file__).resolve().parents[1] / "deploy" / "grafana" / "dashboards" / "agentmesh.json"
 
 # The series a family of each type exposes, by suffix (prometheus-client's text format).
 _SUFFIXES = {
@@ -25,6 +28,12 @@ _SUFFIXES = {
 def rules(path: Path = ALERTS) -> list[dict[str, Any]]:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def dashboard_queries(path: Path = DASHBOARD) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel of a Grafana dashboard."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return [(p["title"], t["expr"]) for p in doc["panels"] if p["type"] != "row" for t in p["targets"]]
 
 
 def selected_metrics(expr: str) -> set[str]:

@@ -43,6 +43,7 @@ async def serve_bindings(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     telemetry: Telemetry | None = None,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    reflect_also: Sequence[str] = (),
 ) -> None:
     addr = f"{settings.host}:{settings.port_of(name) if port is None else port}"
     running: RunningServer = await create_server(
@@ -55,6 +56,7 @@ async def serve_bindings(
         ],
         outer_interceptors=telemetry.server_interceptors() if telemetry is not None else (),
         credentials=server_credentials(settings.tls_dir, name) if settings.tls_dir is not None else None,
+        reflect_also=reflect_also,
     )
     metrics = None
     if telemetry is not None and settings.metrics_port_offset:

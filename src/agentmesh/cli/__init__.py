@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -23,12 +24,11 @@ def _run(coro: Coroutine[Any, Any, int | None]) -> int:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
+    """The installed distribution's version (pyproject.toml's, via `pip install -e .`)."""
     try:
-        return version("agentmesh")
-    except PackageNotFoundError:  # a checkout on PYTHONPATH, not installed
-        return "unknown"
+        return importlib.metadata.version("agentmesh")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,8 +8,10 @@ local|compose|k8s` prints a config; `agentmesh up` calls `local_spec` and `rende
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import ipaddress
+import json
 import re
 import ssl
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import jinja2
 
+from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
+from agentmesh.gateway.openapi import OPENAPI_PATH
 from agentmesh.settings import SERVICES, Settings
 
 TEMPLATE_PATH = Path(__file__).parent / "envoy.yaml.j2"
@@ -259,7 +263,13 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         autoescape=False,  # YAML, not HTML; strings are quoted with `tojson`
         keep_trailing_newline=True,
     )
-    return env.get_template(TEMPLATE_PATH.name).render(spec=spec)
+    public_api = {
+        "services": PUBLIC_SERVICES,
+        "descriptor_b64": base64.b64encode(descriptor_set()).decode(),
+        # Compact: the checked-in file is indented for review, the served copy need not be.
+        "openapi": json.dumps(json.loads(OPENAPI_PATH.read_text()), separators=(",", ":"), ensure_ascii=False),
+    }
+    return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
 
 
 def local_spec(

@@ -54,9 +54,11 @@ async def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     outer_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    reflect_also: Sequence[str] = (),
 ) -> RunningServer:
     """Bind `addr` (port 0 picks a free one), register services, health and reflection; started. With
-    `credentials` (mTLS, see agentmesh.rpc._tls) the port speaks only TLS."""
+    `credentials` (mTLS, see agentmesh.rpc._tls) the port speaks only TLS. `reflect_also`: full names of
+    services served elsewhere that this server's reflection lists too (their descriptors must be imported)."""
     server = grpc.aio.server(
         # ErrorInterceptor maps errors raised by the interceptors after it. `outer_interceptors` (tracing,
         # metrics) wrap it, so they see the status code an error was mapped to.
@@ -72,7 +74,7 @@ async def create_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [b.full_name for b in bindings]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection([*names, *reflect_also, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = server.add_secure_port(addr, credentials) if credentials is not None else server.add_insecure_port(addr)
     if port == 0:
         raise OSError(f"could not bind {addr}")

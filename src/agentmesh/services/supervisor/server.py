@@ -24,9 +24,16 @@ from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
 from agentmesh.settings import AGENTS
-from agentmesh.v1 import supervisor_pb2_grpc
+from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+# The gateway sends every reflection call to the supervisor, so its reflection also lists the other public
+# services (by name; their descriptors are in this process through the imports above). AgentService is internal.
+PUBLIC_PEERS = (
+    guard_pb2.DESCRIPTOR.services_by_name["GuardService"].full_name,
+    review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
+)
 
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
@@ -91,6 +98,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         port=port,
         interceptors=[auth],
         telemetry=telemetry,
+        reflect_also=PUBLIC_PEERS,
         on_shutdown=[runs.close, _release(runs), channels.close, llm.close, pool.close],
     )
 

@@ -51,8 +51,8 @@ def test_the_current_protos_keep_the_released_contract() -> None:
 
 
 def test_renumbering_a_field_breaks_the_contract(work: Path) -> None:
-    # RunRequest.thread_id = 2 -> 3: old clients' thread ids would land in an unknown field.
-    _edit(work, r"^(  string thread_id = )2( \[)", r"\g<1>3\g<2>")
+    # RunRequest.thread_id = 2 -> 9: old clients' thread ids would land in an unknown field.
+    _edit(work, r"^(  string thread_id = )2( \[)", r"\g<1>9\g<2>")
     result = _breaking(work)
     assert result.returncode != 0
     assert 'field "2" with name "thread_id" on message "RunRequest" was deleted' in result.stdout

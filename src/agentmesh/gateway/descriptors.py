@@ -47,7 +47,8 @@ def descriptor_set() -> bytes:
     fds = descriptor_pb2.FileDescriptorSet()
     for file in public_files():
         fds.file.add().MergeFromString(file.serialized_pb)
-    return fds.SerializeToString(deterministic=True)
+    data: bytes = fds.SerializeToString(deterministic=True)
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:

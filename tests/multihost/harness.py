@@ -98,6 +98,7 @@ class Load:
         self.stop_new = asyncio.Event()
         self.md = (("authorization", f"Bearer {mesh.api_key}"),)
         self.partition: takeover.Partition | None = None
+        self.replays: dict[str, int] = {}
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 2)
@@ -182,7 +183,22 @@ class Load:
             _, pending = await asyncio.wait(workers, timeout=max(1.0, remaining))
             for task in pending:
                 task.cancel()
+            self.replays = await self._replay_resumed(stub)
         return done
+
+    async def _replay_resumed(self, stub: Any) -> dict[str, int]:
+        """WatchRun(after_seq=-1) of each resumed run, after the load: which event the full replay ends with."""
+        ends: Counter[str] = Counter()
+        for conv in (c for c in self.convs if c.resumes and c.completed):
+            req = supervisor_pb2.WatchRunRequest(run_id=conv.run_id, after_seq=-1)
+            last = "none"
+            try:
+                async for ev in stub.WatchRun(req, metadata=self.md, timeout=10):
+                    last = ev.WhichOneof("event") or "none"
+            except grpc.aio.AioRpcError as exc:
+                last = exc.code().name
+            ends[last] += 1
+        return dict(ends)
 
 
 # --- the faults ----------------------------------------------------------------------------------------------
@@ -357,6 +373,7 @@ def _summarise(mesh: Mesh, load: Load, faults: list[Fault], setup_s: float) -> d
         # host got it once its link was back): it runs in the background to its end, like any run.
         "db_abandoned_starts": dict(abandoned),
         "db_integrity": takeover.integrity(mesh),
+        "resumed_runs_full_replay_ends_with": load.replays,
     }
 
 
@@ -389,8 +406,8 @@ def print_summary(s: dict[str, Any], say: Any) -> None:
             )
         for r in t["runs"]:
             say(
-                f"    run {r['run_id'][:8]}: lease left at link-down {r['lease_left_s']}s, claimed seen at "
-                f"{r['claimed_after_s']}s, next event at {r['next_event_after_s']}s, steps before {r['steps_before']}"
+                f"    run {r['run_id'][:8]}: lease left at link-down {r['lease_left_s']}s, new lease owner seen at "
+                f"{r['claimed_after_s'] or '-'}s, next event at {r['next_event_after_s']}s, steps before {r['steps_before']}"
                 f" / while out {r['steps_while_out']}, {r['status']}, 'run taken over' logged by "
                 f"{r['taken_over_logged_by'] or '-'}; supervisor-2 (s after link-up): {r['cut_off_logged']}"
             )
@@ -404,6 +421,7 @@ def print_summary(s: dict[str, Any], say: Any) -> None:
         f"{s['db_conversation_runs_completed']}; abandoned starts {s['db_abandoned_starts']}"
     )
     say(f"Postgres integrity: {s['db_integrity']}")
+    say(f"WatchRun(after_seq=-1) of each resumed run ends with: {s['resumed_runs_full_replay_ends_with']}")
 
 
 def run(opts: Options, say: Any = print, result_path: Path | None = RESULT, keep_logs: bool = False) -> dict[str, Any]:

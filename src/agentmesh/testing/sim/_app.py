@@ -16,7 +16,6 @@ import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -123,12 +122,9 @@ def _ratelimit_headers(state: SimState, faults: Faults, key: str) -> dict[str, s
     headers: dict[str, str] = {}
     limit = faults.max_concurrency
     if limit is not None:
-        reset = datetime.now(UTC) + timedelta(seconds=faults.retry_after_s)
-        headers = {
-            "anthropic-ratelimit-requests-limit": str(limit),
-            "anthropic-ratelimit-requests-remaining": str(max(0, limit - state.stats.in_flight)),
-            "anthropic-ratelimit-requests-reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        }
+        # A concurrency cap is no per-minute bucket: no -limit or -reset that a client would read as one (the
+        # real API publishes no concurrency limit); -remaining still says when no call is left.
+        headers["anthropic-ratelimit-requests-remaining"] = str(max(0, limit - state.stats.in_flight))
     if state.limits.on:
         headers.update(state.limits.headers(key))  # with rpm on, requests-* describe the RPM bucket
     return headers

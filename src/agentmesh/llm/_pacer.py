@@ -37,7 +37,10 @@ __all__ = ["FAMILIES", "Pacer", "Reservation"]
 
 FAMILIES: tuple[str, ...] = ("requests", "input-tokens", "output-tokens")
 _RESERVE = 0.05
-"""Of a bucket's capacity, kept unspent: room for the error of a mirror that learns with a round trip's delay."""
+_RESERVE_S = 0.5
+"""Kept unspent in each bucket: 5% of it or half a second of its refill (at most half of it), whichever is more.
+Room for the error of mirrors that learn with a round trip's delay, several processes' included. It costs no
+throughput, which is the refill rate either way, only a part of the burst a full bucket allows."""
 _OPERATOR = "operator-requests"
 _PROBE_WAIT_S = 2.0
 """The longest the first calls wait for the first answer's headers before going without them."""
@@ -63,7 +66,7 @@ class _Bucket:
 
     @property
     def reserve(self) -> float:
-        return _RESERVE * self.capacity
+        return max(_RESERVE * self.capacity, min(self.capacity / 2, _RESERVE_S * self.limit / 60))
 
 
 @dataclass(slots=True)

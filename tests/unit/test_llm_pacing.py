@@ -9,9 +9,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agentmesh.llm import LLMClient
 from agentmesh.settings import Settings
+from agentmesh.telemetry._metrics import LLMStatsCollector
 from tests.simctl import put_faults, sim_stats
 
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
@@ -54,6 +56,11 @@ async def test_rpm_is_paced_without_wasted_429s(sim_url: str, pace: bool) -> Non
     if pace:
         assert ratio <= 1.05, stats
         assert llm.pacer.limits() == {"requests": 1200} and llm.stats.paced > 0
+        registry = CollectorRegistry()
+        registry.register(LLMStatsCollector(llm, agent="test"))
+        labels = {"agent": "test", "model": llm.model}
+        assert registry.get_sample_value("agentmesh_llm_paced_total", labels) == llm.stats.paced
+        assert registry.get_sample_value("agentmesh_llm_pace_share", labels) == llm.stats.pace_share
         # A 429 of an empty bucket is the pacer's, never a reason to halve the concurrency limit.
         assert llm.limiter.decreases == 0
     else:

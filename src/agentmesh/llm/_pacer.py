@@ -61,11 +61,15 @@ class _Bucket:
     """The most the provider has been seen to hold (remaining plus the cost it had just charged)."""
     at_most: float = math.inf
     """The least `remaining + refill until -reset` has said it holds when full (reset has whole seconds)."""
+    mirror: bool = True
+    """A mirror of a provider's bucket (learned with a delay: it keeps a reserve); False: our own, exact."""
     spent: float = 0.0
     """What this process has reserved in total (less refunds): tells how much it sent after a given response."""
 
     @property
     def reserve(self) -> float:
+        if not self.mirror:
+            return 0.0
         return max(_RESERVE * self.capacity, min(self.capacity / 2, _RESERVE_S * self.limit / 60))
 
 
@@ -107,7 +111,7 @@ class Pacer:
         if self.max_requests_per_minute > 0:
             # The operator's cap is a bucket of our own (a second's worth), checked with the provider's.
             cap = self.max_requests_per_minute
-            self._buckets[_OPERATOR] = _Bucket(cap, max(1.0, cap / 60), max(1.0, cap / 60), self.clock())
+            self._buckets[_OPERATOR] = _Bucket(cap, max(1.0, cap / 60), max(1.0, cap / 60), self.clock(), mirror=False)
 
     def limits(self) -> dict[str, int]:
         """The per-minute limits learned so far (and the operator's cap), by family."""

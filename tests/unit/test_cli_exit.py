@@ -118,7 +118,7 @@ def test_failures_exit_with_their_code_and_say_why_on_stderr(
     assert r.returncode == code, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     if "--json" in args and args[0] == "ask":  # stdout stays NDJSON: the summary line, nothing else
-        assert r.stdout.count("\n") == 1 and '"exit_code": 3' in r.stdout
+        assert r.stdout.count("\n") == 1 and '"exit_code":3' in r.stdout
     else:
         assert r.stdout == ""
 

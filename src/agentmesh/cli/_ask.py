@@ -122,14 +122,14 @@ async def run(args: argparse.Namespace) -> int:
             async for ev in call:
                 last, events = ev, events + 1
                 if as_json:
-                    print(json.dumps(event_json(ev)), flush=True)
+                    print(json.dumps(event_json(ev), separators=(",", ":")), flush=True)
                 else:
                     _print_event(console, ev)
         except grpc.aio.AioRpcError as exc:
             error = from_rpc_error(exc)
     if as_json:
         summary = summary_json(last, events=events, elapsed_s=time.monotonic() - started, error=error)
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(summary, separators=(",", ":")), flush=True)
     if error is not None:
         raise error
     if last is None or last.WhichOneof("event") != "final":

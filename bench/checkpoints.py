@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench._common import print_table, summary_ms, write_result
+from bench._common import print_table, summary_ms, timed_progress, write_result
 from bench._target import throwaway_database
 
 OUTPUT = (
@@ -53,7 +53,8 @@ async def _drive(
                     return
 
     started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    async with timed_progress(f"{concurrency} concurrent runs", seconds, done=lambda: len(latencies)):
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.monotonic() - started
     return {"writes": len(latencies), "writes_per_s": round(len(latencies) / elapsed, 1), **summary_ms(latencies)}
 

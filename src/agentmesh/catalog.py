@@ -33,10 +33,11 @@ from agentmesh.settings import Settings
 
 __all__ = [
     "AGENT_PORT_ENV",
+    "PORT_PLACEHOLDER",
+    "SHIPPED",
     "Catalog",
     "CatalogError",
     "Entry",
-    "PORT_PLACEHOLDER",
     "agent_card",
     "default_catalog",
     "load_catalog",
@@ -51,11 +52,11 @@ PORT_PLACEHOLDER = "{port}"
 COMMAND_AGENT_DEFAULT_PORT = 50060
 """Where a command agent listens in compose and Kubernetes (its own container) when its entry sets no port."""
 # The shipped agents, in the router's default order, and what the router is told about each.
-SHIPPED: tuple[tuple[str, str], ...] = (
-    ("researcher", "finds facts, sources and options about the request."),
-    ("analyst", "weighs what the others found and recommends; writes the answer for the user."),
-    ("executor", "runs tools (calculator, clock) when the request needs a computation or the time."),
-)
+SHIPPED: dict[str, str] = {
+    "researcher": "finds facts, sources and options about the request.",
+    "analyst": "weighs what the others found and recommends; writes the answer for the user.",
+    "executor": "runs tools (calculator, clock) when the request needs a computation or the time.",
+}
 
 
 class CatalogError(InvalidArgument):
@@ -162,7 +163,7 @@ def default_catalog(settings: Settings | None = None) -> Catalog:
                 port=s.port_of(name),  # type: ignore[arg-type]  # a shipped name is a ServiceName
                 max_requests=s.gateway_max_requests(name),  # type: ignore[arg-type]
             )
-            for name, description in SHIPPED
+            for name, description in SHIPPED.items()
         )
     )
 
@@ -244,4 +245,3 @@ def _tags(description: str, limit: int = 5) -> list[str]:
     words = re.findall(r"[a-z][a-z0-9-]{3,}", description.lower())
     common = {"give", "that", "this", "with", "from", "when", "them", "what", "into", "their", "writes", "about"}
     return list(dict.fromkeys(w for w in words if w not in common))[:limit]
-

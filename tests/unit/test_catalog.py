@@ -104,7 +104,9 @@ def test_unknown_key_is_refused_naming_it(tmp_path: Path) -> None:
 
 def test_other_field_errors_name_the_field(tmp_path: Path) -> None:
     assert "name:" in refused(tmp_path, "agents:\n  - {name: Bad Name, description: d, command: [x]}\n")
-    assert "agents[0] (tr)" in refused(tmp_path, "agents:\n  - {name: tr, description: d, address: 'a:1', replicas: 2}\n")
+    assert "agents[0] (tr)" in refused(
+        tmp_path, "agents:\n  - {name: tr, description: d, address: 'a:1', replicas: 2}\n"
+    )
     assert "description:" in refused(tmp_path, "agents:\n  - {name: tr, command: [x]}\n")
     assert "agents[1]" in refused(tmp_path, "agents:\n  - {name: a, description: d, command: [x]}\n  - just text\n")
     assert "expected a mapping" in refused(tmp_path, "- {name: tr}\n")

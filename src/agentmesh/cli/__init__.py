@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="run N replicas of a service behind its gateway cluster (repeatable)",
     )
+    up.add_argument(
+        "--agents",
+        default=None,
+        metavar="FILE",
+        help="the agent catalog (YAML; sets AGENTMESH_AGENTS_FILE for every process); default: the shipped agents",
+    )
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("name", choices=SERVICES)

@@ -351,7 +351,9 @@ def _catalog_upstreams(catalog: Catalog | None, host_of: Callable[[str], str]) -
             name=e.name,
             endpoints=(e.host_port,)
             if e.address is not None
-            else ((host_of(e.name), _default_port(e.name) if _shipped(e.name) else e.port or COMMAND_AGENT_DEFAULT_PORT),),
+            else (
+                (host_of(e.name), _default_port(e.name) if _shipped(e.name) else e.port or COMMAND_AGENT_DEFAULT_PORT),
+            ),
             dns=e.address is None or not _is_ip(e.host_port[0]),
             limits=ClusterLimits(max_pending_requests=e.max_requests, max_requests=e.max_requests)
             if e.max_requests and not _shipped(e.name)

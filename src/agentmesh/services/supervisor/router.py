@@ -23,12 +23,12 @@ def router_system(agents: Mapping[str, str]) -> str:
     )
 
 
-ROUTER_SYSTEM = router_system(SHIPPED)  # the default catalog's
-
-
 def one_line(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+ROUTER_SYSTEM = router_system(SHIPPED)  # the default catalog's
 
 
 def allowed_next(agents: Sequence[str], done: Sequence[str]) -> list[str]:

@@ -287,17 +287,51 @@ def needs_action(text: str) -> bool:
     return _ACTION_RE.search(text) is not None
 
 
+# The shipped agents keep their fixed order (researcher, analyst, executor when the request needs an action);
+# any other agent of a catalog is a specialist, chosen by its description.
+_GENERALISTS = frozenset({"researcher", "analyst", "executor"})
+
+
+def _stems(text: str) -> set[str]:
+    # A crude stemmer: "translates" and "translate" meet at "trans".
+    return {w.lower()[:5] for w in _WORD_RE.findall(text) if len(w) >= 4 and w.lower() not in _STOPWORDS}
+
+
+def _descriptions(text: str) -> dict[str, str]:
+    """`Agent NAME: description` lines of a routing prompt."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*Agent\s+([a-z][a-z0-9_-]*)\s*:\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
 def route(text: str, *, invalid: bool = False) -> str:
-    """The next agent for a routing prompt with `Request:`, `Allowed:` and `Done:` lines, or FINISH."""
+    """The next agent for a routing prompt with `Request:`, `Allowed:` and `Done:` lines (and `Agent NAME:
+    description` lines), or FINISH. A specialist whose description shares words with the request goes first,
+    and its answer ends the run; otherwise the shipped agents' order applies."""
     allowed = _names(_field(text, "Allowed"))
     if invalid:
         return next(w for w in (INVALID_ROUTE, "pineapple", "kumquat") if w not in allowed)
     done = {n.lower() for n in _names(_field(text, "Done"))}
     request = _field(text, "Request") or text
     action = needs_action(request)
-    for name in allowed:
+    wanted = _stems(request)
+    fits = {
+        name: len(_stems(description) & wanted)
+        for name, description in _descriptions(text).items()
+        if name.lower() not in _GENERALISTS and _stems(description) & wanted
+    }
+    if any(name.lower() in done for name in fits):
+        return "FINISH"
+    best = max((n for n in allowed if n in fits and n.lower() not in done), key=lambda n: fits[n], default=None)
+    if best is not None:
+        return best
+    offered = [n for n in allowed if n.lower() != "finish" and n.lower() not in done]
+    for name in offered:
         low = name.lower()
-        if low == "finish" or low in done or (low == "executor" and not action):
+        if (low == "executor" and not action) or (low not in _GENERALISTS and any(g in allowed for g in _GENERALISTS)):
             continue
         return name
     return "FINISH"

@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.catalog import AGENT_PORT_ENV, PORT_PLACEHOLDER, Catalog, CatalogError, Entry, load_catalog
+from agentmesh.cli._agents import CATALOG_FILE, CallWindow
 from agentmesh.cli._certs import ensure_certs, internal_channel
 from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
 from agentmesh.cli._services import all_migrations
@@ -345,9 +346,13 @@ async def run(args: argparse.Namespace) -> int:
             ready.cancel()
             return 130
         ready.result()
+        # `agentmesh agents list` reads which catalog this mesh runs and its agents' last-minute call counts.
+        (settings.data_dir / CATALOG_FILE).write_text(str(settings.agents_file or ""))
+        sampler = asyncio.create_task(CallWindow(settings.gateway_admin_addr, settings.data_dir).run())
         _say(f"dev api key: {dev_key}")
         _say(f"gateway ready on {settings.gateway_addr}")
         await stopped
+        sampler.cancel()
         _say("stopping")
         return 0
     except Exception as exc:  # start-up failed: say why in one line, then clean up what was started

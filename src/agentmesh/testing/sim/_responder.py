@@ -293,8 +293,8 @@ _GENERALISTS = frozenset({"researcher", "analyst", "executor"})
 
 
 def _stems(text: str) -> set[str]:
-    # A crude stemmer: "translates" and "translate" meet at "trans".
-    return {w.lower()[:5] for w in _WORD_RE.findall(text) if len(w) >= 4 and w.lower() not in _STOPWORDS}
+    # A crude stemmer: "translates" and "translate" meet at "trans", "texts" and "text" at "text".
+    return {w.lower().rstrip("s")[:5] for w in _WORD_RE.findall(text) if len(w) >= 4 and w.lower() not in _STOPWORDS}
 
 
 def _descriptions(text: str) -> dict[str, str]:

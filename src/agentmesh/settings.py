@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     """Cap on a provider's retry-after; a longer wait fails the call instead of stalling it."""
     llm_jitter_ms: float = 25.0
     """Upper bound of the random delay before a call that had to queue for a concurrency slot."""
+    llm_pace: bool = True
+    """Pace LLM calls to the provider's per-minute buckets (requests, input and output tokens), learned from its
+    `anthropic-ratelimit-*` response headers, so calls wait for the refill here instead of drawing 429s."""
+    llm_max_requests_per_minute: int = Field(default=0, ge=0)
+    """An operator's cap on this process's LLM requests per minute, below what the provider's headers allow.
+    0: no cap of our own."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5

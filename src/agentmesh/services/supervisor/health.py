@@ -9,8 +9,10 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from agentmesh.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +81,27 @@ class GatewayHealth:
         if view is None:
             return ()
         return tuple(n for n in names if view.get(n, (0, 0))[0] == 0)
+
+
+async def offered(
+    health: GatewayHealth | None, agents: tuple[str, ...], *, done: Sequence[str], run_id: str
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """(the agents to offer the router, those left out, the note the route step records about them). With every
+    agent down and none done yet there is no answer to give: UNAVAILABLE, and Resume continues the run later."""
+    down = await health.unhealthy(agents) if health is not None else ()
+    if not down:
+        return agents, (), ""
+    log.warning("agents skipped by the router: no healthy host", extra={"run_id": run_id, "skipped": down})
+    note = f"no healthy host at the gateway, not offered: {', '.join(down)}"
+    available = tuple(a for a in agents if a not in down)
+    if not available and not done:
+        raise no_healthy_agent(down)
+    return available, down, note
+
+
+def no_healthy_agent(down: tuple[str, ...]) -> Unavailable:
+    return Unavailable(
+        f"no agent of the catalog has a healthy host at the gateway ({', '.join(down)}); "
+        "Resume continues the run once one is back",
+        reason="NO_HEALTHY_AGENT",
+    )

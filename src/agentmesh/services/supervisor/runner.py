@@ -10,18 +10,17 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from google.protobuf import json_format
 
-from agentmesh.catalog import SHIPPED
 from agentmesh.deadline import Deadline
-from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenied, ResourceExhausted, Unavailable
+from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenied, ResourceExhausted
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
-from agentmesh.services.supervisor.health import GatewayHealth
+from agentmesh.services.supervisor.health import GatewayHealth, offered
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, allowed_next, parse_route, router_system, routing_prompt
 from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, Screen, ToolRun
@@ -141,20 +140,18 @@ class RunExecutor:
         store: CheckpointStore,
         llm: LLMClient,
         mesh: MeshClients,
-        agents: Mapping[str, str] | Sequence[str],
+        agents: Mapping[str, str],
         budgets: TenantBudgets | None = None,
         observer: RunObserver | None = None,
         health: GatewayHealth | None = None,
     ) -> None:
-        """`agents`: the catalog's agents in the router's default order, name -> description (a plain list of
-        names keeps the shipped descriptions); `health`: the gateway's view, so no agent without a healthy
-        host is offered (None: every agent is)."""
+        """`agents`: the catalog's, in order, name -> description; `health`: the gateway's view (None: all offered)."""
         self._s = settings
         self._store = store
         self._llm = llm
         self._mesh = mesh
         self._agents = tuple(agents)
-        self._descriptions = dict(agents) if isinstance(agents, Mapping) else {a: SHIPPED.get(a, a) for a in agents}
+        self._descriptions = dict(agents)
         self._system = router_system(self._descriptions)
         self._health = health
         self._budgets = budgets
@@ -432,19 +429,8 @@ class RunExecutor:
         if tokens >= self._s.run_token_budget:
             return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="BUDGET_EXHAUSTED"))
         done = [a for a, _ in outputs]
-        down = await self._health.unhealthy(self._agents) if self._health is not None else ()
-        agents = tuple(a for a in self._agents if a not in down)
-        note = f"no healthy host at the gateway, not offered: {', '.join(down)}" if down else ""
-        if down:
-            log.warning("agents skipped by the router", extra={"run_id": str(run.id), "step": idx, "skipped": down})
-        if not agents:
-            if not done:
-                raise Unavailable(
-                    f"no agent of the catalog has a healthy host at the gateway ({', '.join(down)}); "
-                    "Resume continues the run once one is back",
-                    reason="NO_HEALTHY_AGENT",
-                )
-            # The work so far is the answer: the agents that could add to it are down.
+        agents, down, note = await offered(self._health, self._agents, done=done, run_id=str(run.id))
+        if not agents:  # every agent is down: the work so far is the answer
             return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="COMPLETED", skipped=down, note=note))
         allowed = allowed_next(agents, done)
         prompt = routing_prompt(self._request_with_history(run), outputs, allowed, self._descriptions)
@@ -473,7 +459,7 @@ class RunExecutor:
             ),
             reason="COMPLETED" if route.decision == FINISH else "",
             invalid_answer=None if route.valid else route.raw,
-            skipped=down,
+            skipped=down,  # agents the gateway had no healthy host for, and the note that says so
             note=note,
         )
         if not route.valid:

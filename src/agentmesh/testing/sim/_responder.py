@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agentmesh.testing.sim._specialists import GENERALISTS, specialist
+
 __all__ = [
     "Answer",
     "Kind",
@@ -287,51 +289,23 @@ def needs_action(text: str) -> bool:
     return _ACTION_RE.search(text) is not None
 
 
-# The shipped agents keep their fixed order (researcher, analyst, executor when the request needs an action);
-# any other agent of a catalog is a specialist, chosen by its description.
-_GENERALISTS = frozenset({"researcher", "analyst", "executor"})
-
-
-def _stems(text: str) -> set[str]:
-    # A crude stemmer: "translates" and "translate" meet at "trans", "texts" and "text" at "text".
-    return {w.lower().rstrip("s")[:5] for w in _WORD_RE.findall(text) if len(w) >= 4 and w.lower() not in _STOPWORDS}
-
-
-def _descriptions(text: str) -> dict[str, str]:
-    """`Agent NAME: description` lines of a routing prompt."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        m = re.match(r"\s*Agent\s+([a-z][a-z0-9_-]*)\s*:\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2)
-    return out
-
-
 def route(text: str, *, invalid: bool = False) -> str:
     """The next agent for a routing prompt with `Request:`, `Allowed:` and `Done:` lines (and `Agent NAME:
-    description` lines), or FINISH. A specialist whose description shares words with the request goes first,
-    and its answer ends the run; otherwise the shipped agents' order applies."""
+    description` lines), or FINISH. A catalog agent whose description fits the request goes first and its
+    answer ends the run (see _specialists); otherwise researcher, analyst, executor when an action is asked."""
     allowed = _names(_field(text, "Allowed"))
     if invalid:
         return next(w for w in (INVALID_ROUTE, "pineapple", "kumquat") if w not in allowed)
     done = {n.lower() for n in _names(_field(text, "Done"))}
     request = _field(text, "Request") or text
+    chosen = specialist(text, request, allowed, done)
+    if chosen is not None:
+        return chosen
     action = needs_action(request)
-    wanted = _stems(request)
-    fits = {
-        name: len(_stems(description) & wanted)
-        for name, description in _descriptions(text).items()
-        if name.lower() not in _GENERALISTS and _stems(description) & wanted
-    }
-    if any(name.lower() in done for name in fits):
-        return "FINISH"
-    best = max((n for n in allowed if n in fits and n.lower() not in done), key=lambda n: fits[n], default=None)
-    if best is not None:
-        return best
-    offered = [n for n in allowed if n.lower() != "finish" and n.lower() not in done]
-    for name in offered:
+    shipped = any(g in allowed for g in GENERALISTS)
+    for name in allowed:
         low = name.lower()
-        if (low == "executor" and not action) or (low not in _GENERALISTS and any(g in allowed for g in _GENERALISTS)):
+        if low == "finish" or low in done or (low == "executor" and not action) or (shipped and low not in GENERALISTS):
             continue
         return name
     return "FINISH"

@@ -125,3 +125,48 @@ def test_agent_card_derives_from_the_entry() -> None:
     card = agent_card(entry, url="127.0.0.1:8081")
     assert card["name"] == "executor" and card["description"] == entry.description
     assert card["skills"][0]["description"] == entry.description and "calculator" in card["skills"][0]["tags"]
+
+
+def test_the_gateway_renders_one_cluster_per_entry_on_every_target(tmp_path: Path) -> None:
+    import yaml
+
+    from agentmesh.gateway import render_envoy_config
+    from agentmesh.gateway.render import compose_spec, k8s_spec, local_spec
+
+    catalog = load_catalog(
+        write(
+            tmp_path,
+            """
+agents:
+  - {name: translator, description: d, address: "10.0.0.7:50070", timeout_s: 20}
+  - {name: far_away, description: d, address: "agents.example:9000"}
+  - {name: sum_mer, description: d, command: [node, a.mjs], max_requests: 7}
+""",
+        )
+    )
+    wanted = ["supervisor", "researcher", "analyst", "executor", "translator", "far_away", "sum_mer", "guard"]
+    specs = {
+        "local": local_spec(
+            ports={"supervisor": [1], "guard": [2], **{e.name: [e.port or 3] for e in catalog if e.launched}},
+            addresses={e.name: e.host_port for e in catalog if e.address},
+            catalog=catalog,
+        ),
+        "compose": compose_spec(catalog),
+        "k8s": k8s_spec("ns", catalog),
+    }
+    for target, spec in specs.items():
+        config = yaml.safe_load(render_envoy_config(spec))
+        clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+        assert [n for n in clusters if n in wanted] == wanted, target
+        assert clusters["translator"]["type"] == "STATIC" and clusters["far_away"]["type"] == "STRICT_DNS"
+        internal = next(x for x in config["static_resources"]["listeners"] if x["name"] == "internal")
+        hcm = internal["filter_chains"][0]["filters"][0]["typed_config"]
+        routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        translator = next(
+            r for r in routes if r["match"].get("headers", [{}])[0].get("string_match") == {"exact": "translator"}
+        )
+        assert translator["route"]["max_stream_duration"]["max_stream_duration"] == "25s"  # timeout_s + 5
+    k8s = {c["name"]: c for c in yaml.safe_load(render_envoy_config(specs["k8s"]))["static_resources"]["clusters"]}
+    host = k8s["sum_mer"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    assert host["socket_address"] == {"address": "sum-mer-headless.ns.svc.cluster.local", "port_value": 50060}
+    assert k8s["sum_mer"]["circuit_breakers"]["thresholds"][0]["max_requests"] == 7

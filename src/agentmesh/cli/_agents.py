@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentmesh.catalog import Catalog, CatalogError, agent_card, load_catalog
+from agentmesh.cli._exit import CliError, ExitCode
 from agentmesh.services.supervisor.health import read_clusters
 from agentmesh.settings import Settings
 
@@ -111,7 +112,7 @@ def rows(catalog: Catalog, settings: Settings) -> tuple[list[dict[str, Any]], st
     except (OSError, ValueError):
         health = None
     window = _window(settings)
-    since = "last minute"
+    since = f"no gateway admin at {settings.gateway_admin_addr}"
     counts: dict[str, dict[str, int]] = {}
     if window is not None:
         counts = window["agents"]
@@ -148,8 +149,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         catalog = _catalog(args, settings)
     except CatalogError as exc:
-        print(exc.message)
-        return 2
+        raise CliError(exc.message, ExitCode.USAGE) from None
     table, since = await asyncio.to_thread(rows, catalog, settings)
     if args.json:
         print(json.dumps({"gateway_admin": settings.gateway_admin_addr, "counted": since, "agents": table}, indent=2))

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     breaker_reset_timeout_s: float = 10.0
     """How long the breaker stays open before one half-open probe."""
 
+    agents_file: Path | None = None
+    """The agent catalog (YAML, `agents:` entries; see agentmesh.catalog); unset: the shipped researcher,
+    analyst and executor. `agentmesh up --agents FILE` sets it for every process it starts."""
+    agent_health_ttl_s: float = 2.0
+    """How long the supervisor trusts the gateway's view of which agents have a healthy host before asking
+    its admin interface (AGENTMESH_GATEWAY_ADMIN_ADDR) again."""
+
     # --- runs ------------------------------------------------------------------------------------
     max_iterations: int = 10
     """Agent steps per run before it ends with FINISH_REASON_ITERATION_LIMIT."""
@@ -240,6 +247,7 @@ class Settings(BaseSettings):
         "internal_token",
         "tls_dir",
         "guard_policy_path",
+        "agents_file",
         "guard_restore_key",
         "guard_restore_keys_previous",
         mode="before",

@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="run N replicas of a service behind its gateway cluster (repeatable)",
     )
+    up.add_argument(
+        "--agents",
+        default=None,
+        metavar="FILE",
+        help="the agent catalog (YAML; sets AGENTMESH_AGENTS_FILE for every process); default: the shipped agents",
+    )
 
     serve = sub.add_parser("serve", help="run one service")
     serve.add_argument("name", choices=SERVICES)
@@ -103,11 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
 
+    from agentmesh.cli._agents import add_parser as add_agents
     from agentmesh.cli._bench import add_parser as add_bench
     from agentmesh.cli._health import add_parser as add_health
     from agentmesh.cli._review import add_parser as add_review
     from agentmesh.cli._services import plugins
 
+    add_agents(sub)
     add_bench(sub)
     add_review(sub)
     add_health(sub)
@@ -145,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "certs": "agentmesh.cli._certs",
         "review": "agentmesh.cli._review",
         "health": "agentmesh.cli._health",
+        "agents": "agentmesh.cli._agents",
     }
     # A service's admin command (`budget`) works against Postgres like `keys` and `db`.
     module = importlib.import_module(handlers.get(args.cmd, "agentmesh.cli._admin"))

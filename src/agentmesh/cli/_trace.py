@@ -89,7 +89,11 @@ class RunView:
 
 def _detail(kind: str, result: Mapping[str, Any]) -> str:
     if kind == "route":
-        return f"-> {result.get('decision')}" + (f" ({result['reason']})" if result.get("reason") else "")
+        return (
+            f"-> {result.get('decision')}"
+            + (f" ({result['reason']})" if result.get("reason") else "")
+            + (f" [{result['note']}]" if result.get("note") else "")
+        )
     if kind == "guard":
         action = guard_pb2.Action.Name(int(result.get("action", 0))).removeprefix("ACTION_")
         types = ", ".join(result.get("finding_types", []))

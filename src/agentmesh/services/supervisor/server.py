@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from agentmesh import Settings
+from agentmesh.catalog import load_catalog
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
 from agentmesh.errors import AgentMeshError, InvalidArgument
 from agentmesh.llm import LLMClient
@@ -17,13 +18,13 @@ from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, chan
 from agentmesh.service import process_setup, serve_bindings
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.health import GatewayHealth
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.runner import RunExecutor
 from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
-from agentmesh.settings import AGENTS
 from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ PUBLIC_PEERS = (
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
     telemetry = process_setup("supervisor", settings)
+    catalog = load_catalog(settings.agents_file, settings)  # a bad catalog stops the start, naming the entry
     if settings.database_url is None:
         raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
     pool = await create_pool(
@@ -72,8 +74,10 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
             channels=channels,
             agent_timeout_s=settings.agent_timeout_s,
             guard_timeout_s=settings.guard_timeout_s,
+            agent_timeouts=catalog.timeouts(settings.agent_timeout_s),
         ),
-        agents=AGENTS,
+        agents=catalog.descriptions(),
+        health=GatewayHealth(settings.gateway_admin_addr, ttl_s=settings.agent_health_ttl_s),
         budgets=budgets,
         observer=observer,
     )

@@ -7,8 +7,9 @@ instead (services/supervisor/runs.py), since they are what takes the mesh's slot
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import grpc
 
@@ -110,4 +111,17 @@ class PeerInterceptor(grpc.aio.ServerInterceptor):
 
             return call
 
+        if handler.stream_stream is not None:  # reflection: wrap_handler leaves request streams alone
+            return _checked_bidi(handler, admit)
         return wrap_handler(handler, unary, stream)
+
+
+def _checked_bidi(handler: Handler, admit: Callable[[Context], Awaitable[None]]) -> Handler:
+    inner = cast("Callable[[AsyncIterator[object], Context], AsyncIterator[object]]", handler.stream_stream)
+
+    async def call(requests: AsyncIterator[object], context: Context) -> AsyncIterator[object]:
+        await admit(context)
+        async for item in inner(requests, context):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(call, handler.request_deserializer, handler.response_serializer)

@@ -142,6 +142,18 @@ class Settings(BaseSettings):
     """How long a verified API key is cached (revocation takes effect within this)."""
     key_negative_cache_ttl_s: float = 5.0
     """How long an unknown API key is remembered as unknown (a key created meanwhile works after this)."""
+    tenant_max_concurrent_runs: int = Field(default=64, ge=0)
+    """Runs one tenant may have executing at once, over every supervisor (running with a live lease); a Run or
+    Resume past it answers RESOURCE_EXHAUSTED (reason TENANT_CONCURRENCY_LIMIT) with RetryInfo. 0: no limit."""
+    key_rate_per_s: float = Field(default=20.0, ge=0)
+    """Calls per second one API key may make to the supervisor or the guard (a token bucket per key and process,
+    refilled at this rate); past it RESOURCE_EXHAUSTED (reason KEY_RATE_LIMITED) with RetryInfo. 0: no limit."""
+    key_rate_burst: int = Field(default=100, ge=1)
+    """Calls one API key may make at once before key_rate_per_s paces it (the bucket's size)."""
+    shutdown_grace_s: float = Field(default=25.0, ge=0)
+    """On SIGTERM: how long runs executing here may go on to finish (new runs are refused and health says
+    NOT_SERVING at once); what is still running then is stopped and its lease released, so another supervisor
+    continues it at once. Keep it below the pod's terminationGracePeriodSeconds (30 in deploy/k8s)."""
 
     # --- resilience (issue 4) -------------------------------------------------------------------
     llm_call_budget_s: float = 120.0

@@ -268,6 +268,9 @@ class GatewaySpec:
     gateway makes no spans (it still forwards the traceparent header untouched)."""
     egress: LLMEgress | None = None
     """The LLM egress listener and its provider cluster; None: services call the provider directly."""
+    meta_limits: ClusterLimits = ClusterLimits(max_connections=64, max_pending_requests=256, max_requests=256)
+    """Circuit breaker of each of the supervisor's two meta clusters, `supervisor-health` and `supervisor-reflection`:
+    health checks and reflection streams need no key, so they get budgets of their own, apart from the runs'."""
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:

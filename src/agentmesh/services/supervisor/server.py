@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
 
 from agentmesh import Settings
 from agentmesh.catalog import load_catalog
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
-from agentmesh.errors import AgentMeshError, InvalidArgument
+from agentmesh.errors import InvalidArgument
 from agentmesh.llm import LLMClient
 from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, channel_credentials
-from agentmesh.service import process_setup, serve_bindings
+from agentmesh.service import key_rate, process_setup, serve_bindings
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.health import GatewayHealth
@@ -88,9 +86,11 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     keys = KeyStore(pool=pool)
     auth = AuthInterceptor(
         tenant_of=keys.tenant_of,
-        internal_token=token,
+        # Only clients call the supervisor: no internal token, so nobody can assert a tenant here.
+        internal_token=None,
         cache_ttl_s=settings.key_cache_ttl_s,
         negative_ttl_s=settings.key_negative_cache_ttl_s,
+        rate=key_rate(settings),
     )
     binding = ServiceBinding(
         supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer, "agentmesh.v1.SupervisorService"
@@ -103,14 +103,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         interceptors=[auth],
         telemetry=telemetry,
         reflect_also=PUBLIC_PEERS,
-        on_shutdown=[runs.close, _release(runs), channels.close, llm.close, pool.close],
+        # SIGTERM: runs finish their current step, then their leases are released for another supervisor.
+        on_drain=runs.drain,
+        on_shutdown=[runs.close, channels.close, llm.close, pool.close],
     )
-
-
-def _release(runs: RunManager) -> Callable[[], Awaitable[None]]:
-    async def release() -> None:
-        # Runs still executing here are stopped by the shutdown: another supervisor continues them at once.
-        with contextlib.suppress(AgentMeshError):
-            await runs.release_leases()
-
-    return release

@@ -79,6 +79,11 @@ FROM orphan WHERE r.id = orphan.id
 RETURNING r.id, r.tenant_id, r.lease_owner"""
 RELEASE_LEASES = """
 UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running' AND lease_owner LIKE $1"""
+# Other supervisors sweep at once on this notification instead of at their next half-lease tick.
+NOTIFY_ORPHANS = "SELECT pg_notify('agentmesh_run_orphans', '')"
+# A tenant's runs executing now on any supervisor (index runs_tenant_running).
+COUNT_TENANT_RUNNING = """
+SELECT count(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND lease_expires_at > now()"""
 INSERT_EVENT = "INSERT INTO run_events (run_id, seq, body) VALUES ($1, $2, $3)"
 SELECT_EVENTS = "SELECT seq, body FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
 REQUEST_CANCEL = """
@@ -517,7 +522,15 @@ class CheckpointStore:
         continues them at once instead of after the lease period."""
         async with db_errors("lease release"):
             status = await self._pool.execute(RELEASE_LEASES, self._owner + "/%")
-        return int(status.split()[-1])
+            released = int(status.split()[-1])
+            if released:
+                await self._pool.execute(NOTIFY_ORPHANS)
+        return released
+
+    async def running_runs(self, tenant: str) -> int:
+        """The tenant's runs executing under a live lease, on every supervisor."""
+        async with db_errors("run count"):
+            return int(await self._pool.fetchval(COUNT_TENANT_RUNNING, tenant))
 
     def _new_lease(self) -> str:
         return f"{self._owner}/{uuid.uuid4().hex[:12]}"

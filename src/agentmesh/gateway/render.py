@@ -22,6 +22,7 @@ from pathlib import Path
 
 import jinja2
 
+from agentmesh.gateway.agent_card import DEFAULT_SKILLS, agent_card_json
 from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
 from agentmesh.gateway.openapi import OPENAPI_PATH
 from agentmesh.settings import SERVICES, Settings
@@ -232,7 +233,8 @@ class GatewaySpec:
     """Everything that differs between targets; the template holds the rest."""
 
     public: Address
-    """Listener for clients: SupervisorService, GuardService, ReviewService, health and reflection."""
+    """Listener for clients: SupervisorService, GuardService, ReviewService, the A2A binding (lf.a2a.v1), health,
+    reflection, /openapi.json and the A2A agent card."""
     internal: Address
     """Listener for service-to-service calls, routed by the `agentmesh-upstream` header."""
     admin: Address
@@ -252,6 +254,16 @@ class GatewaySpec:
     gateway makes no spans (it still forwards the traceparent header untouched)."""
     egress: LLMEgress | None = None
     """The LLM egress listener and its provider cluster; None: services call the provider directly."""
+    a2a_url: str = ""
+    """Where A2A clients reach the public listener (HOST:PORT), as the agent card says; empty: the public
+    listener's own address (a bind-all address as 127.0.0.1)."""
+    skills: tuple[tuple[str, str], ...] = DEFAULT_SKILLS
+    """(name, description) of each agent: the agent card's skills."""
+
+    @property
+    def card_url(self) -> str:
+        host, port = self.public
+        return self.a2a_url or f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:
@@ -268,6 +280,7 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         "descriptor_b64": base64.b64encode(descriptor_set()).decode(),
         # Compact: the checked-in file is indented for review, the served copy need not be.
         "openapi": json.dumps(json.loads(OPENAPI_PATH.read_text()), separators=(",", ":"), ensure_ascii=False),
+        "agent_card": agent_card_json(spec.card_url, spec.skills),
     }
     return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
 
@@ -318,6 +331,8 @@ def k8s_spec(namespace: str = "agentmesh") -> GatewaySpec:
         internal=("0.0.0.0", 8081),
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
+        # The gateway Service (deploy/k8s/gateway.yaml); clients outside the cluster: render with --a2a-url.
+        a2a_url=f"gateway.{namespace}.svc.cluster.local:8080",
         upstreams=tuple(
             Upstream(
                 name=name,
@@ -374,6 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})",
     )
+    parser.add_argument(
+        "--a2a-url",
+        default="",
+        help="the gateway address the A2A agent card names (HOST:PORT; default: the public listener's, in-cluster "
+        "for k8s)",
+    )
     args = parser.parse_args(argv)
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
@@ -384,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = k8s_spec(args.namespace)
     if args.tls_dir:
         spec = dataclasses.replace(spec, tls=GatewayTLS.in_dir(args.tls_dir))
+    if args.a2a_url:
+        spec = dataclasses.replace(spec, a2a_url=args.a2a_url)
     if args.llm_mesh_concurrency > 0:
         local = args.target == "local"
         settings = Settings()

@@ -89,12 +89,25 @@ class Settings(BaseSettings):
     """Cap on a provider's retry-after; a longer wait fails the call instead of stalling it."""
     llm_jitter_ms: float = 25.0
     """Upper bound of the random delay before a call that had to queue for a concurrency slot."""
+    llm_pace: bool = True
+    """Pace LLM calls to the provider's per-minute buckets (requests, input and output tokens), learned from its
+    `anthropic-ratelimit-*` response headers, so calls wait for the refill here instead of drawing 429s."""
+    llm_max_requests_per_minute: int = Field(default=0, ge=0)
+    """An operator's cap on this process's LLM requests per minute, below what the provider's headers allow.
+    0: no cap of our own."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5
     """Consecutive provider-side failures that open the circuit breaker."""
     breaker_reset_timeout_s: float = 10.0
     """How long the breaker stays open before one half-open probe."""
+
+    agents_file: Path | None = None
+    """The agent catalog (YAML, `agents:` entries; see agentmesh.catalog); unset: the shipped researcher,
+    analyst and executor. `agentmesh up --agents FILE` sets it for every process it starts."""
+    agent_health_ttl_s: float = 2.0
+    """How long the supervisor trusts the gateway's view of which agents have a healthy host before asking
+    its admin interface (AGENTMESH_GATEWAY_ADMIN_ADDR) again."""
 
     # --- runs ------------------------------------------------------------------------------------
     max_iterations: int = 10
@@ -234,6 +247,7 @@ class Settings(BaseSettings):
         "internal_token",
         "tls_dir",
         "guard_policy_path",
+        "agents_file",
         "guard_restore_key",
         "guard_restore_keys_previous",
         mode="before",

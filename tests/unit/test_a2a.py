@@ -14,6 +14,7 @@ from a2a.client.card_resolver import parse_agent_card
 from a2a.types import a2a_pb2
 from google.protobuf import json_format
 
+from agentmesh.catalog import default_catalog, parse_catalog
 from agentmesh.errors import PermissionDenied, Unavailable
 from agentmesh.gateway import compose_spec, k8s_spec, local_spec, render_envoy_config
 from agentmesh.gateway.render import main as render_main
@@ -56,6 +57,15 @@ def test_every_target_serves_an_agent_card_a2a_sdk_reads(spec: Any, url: str) ->
     (requirement,) = card.security_requirements
     (scheme,) = requirement.schemes
     assert card.security_schemes[scheme].http_auth_security_scheme.scheme == "Bearer"
+
+
+def test_the_cards_skills_are_the_catalogs_agents() -> None:
+    extra = {"name": "translator", "description": "Translates text.", "address": "127.0.0.1:50070"}
+    catalog = parse_catalog({"agents": [extra]}, base=default_catalog())
+    spec = local_spec(ports={"supervisor": [1], "guard": [2]}, catalog=catalog)
+    card = parse_agent_card(served_card(render_envoy_config(spec)))
+    assert [(s.id, s.description) for s in card.skills][-1] == ("translator", "Translates text.")
+    assert [s.id for s in card.skills] == [*AGENTS, "translator"]
 
 
 def test_render_takes_the_address_clients_use(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,13 +17,6 @@ from google.protobuf import json_format
 CARD_PATH = AGENT_CARD_WELL_KNOWN_PATH
 SECURITY_SCHEME = "apiKey"
 
-# The shipped agents (settings.AGENTS), as the supervisor's routing prompt describes them: the card's skills.
-DEFAULT_SKILLS: tuple[tuple[str, str], ...] = (
-    ("researcher", "Finds facts and options for a request."),
-    ("analyst", "Weighs the options found and recommends one."),
-    ("executor", "Runs tools (calculator, clock) when a request needs a computation or the time."),
-)
-
 
 def _version() -> str:
     try:
@@ -32,9 +25,9 @@ def _version() -> str:
         return "0.0.0"
 
 
-def agent_card(url: str, skills: Sequence[tuple[str, str]] = DEFAULT_SKILLS) -> a2a_pb2.AgentCard:
+def agent_card(url: str, skills: Sequence[tuple[str, str]]) -> a2a_pb2.AgentCard:
     """The card for a gateway that A2A clients reach at `url` (gRPC target form, HOST:PORT); `skills`:
-    (name, description) of each agent the supervisor routes to."""
+    (name, description) of each agent of the catalog, the agents the supervisor routes to."""
     return a2a_pb2.AgentCard(
         name="agentmesh",
         description=(
@@ -62,12 +55,15 @@ def agent_card(url: str, skills: Sequence[tuple[str, str]] = DEFAULT_SKILLS) -> 
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[
-            a2a_pb2.AgentSkill(id=name, name=name, description=description, tags=["agentmesh", name])
+            # The shipped descriptions complete "researcher: ..." in the routing prompt; a card says them alone.
+            a2a_pb2.AgentSkill(
+                id=name, name=name, description=description[:1].upper() + description[1:], tags=["agentmesh", name]
+            )
             for name, description in skills
         ],
     )
 
 
-def agent_card_json(url: str, skills: Sequence[tuple[str, str]] = DEFAULT_SKILLS) -> str:
+def agent_card_json(url: str, skills: Sequence[tuple[str, str]]) -> str:
     """The card as served: compact proto3 JSON."""
     return str(json_format.MessageToJson(agent_card(url, skills), indent=None, sort_keys=True))

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from a2a.types import a2a_pb2_grpc
 
 from agentmesh import Settings
+from agentmesh.catalog import load_catalog
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
 from agentmesh.errors import AgentMeshError, InvalidArgument
 from agentmesh.llm import LLMClient
@@ -27,13 +28,13 @@ from agentmesh.service import process_setup, serve_bindings
 from agentmesh.services.supervisor.a2a import A2A_SERVICE, A2AServicer
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.health import GatewayHealth
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.runner import RunExecutor
 from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
-from agentmesh.settings import AGENTS
 from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ PUBLIC_PEERS = (
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
     telemetry = process_setup("supervisor", settings)
+    catalog = load_catalog(settings.agents_file, settings)  # a bad catalog stops the start, naming the entry
     if settings.database_url is None:
         raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
     pool = await create_pool(
@@ -82,8 +84,10 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
             channels=channels,
             agent_timeout_s=settings.agent_timeout_s,
             guard_timeout_s=settings.guard_timeout_s,
+            agent_timeouts=catalog.timeouts(settings.agent_timeout_s),
         ),
-        agents=AGENTS,
+        agents=catalog.descriptions(),
+        health=GatewayHealth(settings.gateway_admin_addr, ttl_s=settings.agent_health_ttl_s),
         budgets=budgets,
         observer=observer,
     )

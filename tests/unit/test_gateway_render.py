@@ -36,6 +36,7 @@ PUBLIC_PREFIXES = {
     "/agentmesh.v1.SupervisorService/": "supervisor",
     "/agentmesh.v1.GuardService/": "guard",
     "/agentmesh.v1.ReviewService/": "guard",
+    "/lf.a2a.v1.A2AService/": "supervisor",
     # Health and reflection need no key: clusters of their own (the supervisor's hosts), apart from the runs' budget.
     "/grpc.health.v1.Health/": "supervisor-health",
     "/grpc.reflection.": "supervisor-reflection",
@@ -202,9 +203,9 @@ def test_overflow_answers_resource_exhausted_naming_the_limit(rendered: tuple[st
 def test_public_listener_routes_by_path_only(rendered: tuple[str, str]) -> None:
     config = yaml.safe_load(rendered[1])
     routes = [r for r in _routes(config, "public") if "route" in r]
-    # Envoy answers GET /openapi.json itself; no other public route stays in the gateway.
+    # Envoy answers GET /openapi.json and the A2A agent card itself; no other public route stays in the gateway.
     direct = [r["match"]["path"] for r in _routes(config, "public") if "route" not in r]
-    assert direct == ["/openapi.json"]
+    assert direct == ["/openapi.json", "/.well-known/agent-card.json"]
     # A client-sent header can never pick a cluster: no forwarding public route looks at headers at all.
     assert all(set(r["match"]) == {"prefix"} for r in routes)
     assert {r["match"]["prefix"]: r["route"]["cluster"] for r in routes} == PUBLIC_PREFIXES

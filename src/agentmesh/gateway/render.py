@@ -22,7 +22,8 @@ from pathlib import Path
 
 import jinja2
 
-from agentmesh.catalog import COMMAND_AGENT_DEFAULT_PORT, Catalog, Entry, default_catalog, load_catalog
+from agentmesh.catalog import COMMAND_AGENT_DEFAULT_PORT, SHIPPED, Catalog, Entry, default_catalog, load_catalog
+from agentmesh.gateway.agent_card import agent_card_json
 from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
 from agentmesh.gateway.openapi import OPENAPI_PATH
 from agentmesh.settings import Settings
@@ -248,7 +249,8 @@ class GatewaySpec:
     """Everything that differs between targets; the template holds the rest."""
 
     public: Address
-    """Listener for clients: SupervisorService, GuardService, ReviewService, health and reflection."""
+    """Listener for clients: SupervisorService, GuardService, ReviewService, the A2A binding (lf.a2a.v1), health,
+    reflection, /openapi.json and the A2A agent card."""
     internal: Address
     """Listener for service-to-service calls, routed by the `agentmesh-upstream` header."""
     admin: Address
@@ -271,6 +273,16 @@ class GatewaySpec:
     meta_limits: ClusterLimits = ClusterLimits(max_connections=64, max_pending_requests=256, max_requests=256)
     """Circuit breaker of each of the supervisor's two meta clusters, `supervisor-health` and `supervisor-reflection`:
     health checks and reflection streams need no key, so they get budgets of their own, apart from the runs'."""
+    a2a_url: str = ""
+    """Where A2A clients reach the public listener (HOST:PORT), as the agent card says; empty: the public
+    listener's own address (a bind-all address as 127.0.0.1)."""
+    skills: tuple[tuple[str, str], ...] = tuple(SHIPPED.items())
+    """(name, description) of each agent of the catalog: the agent card's skills."""
+
+    @property
+    def card_url(self) -> str:
+        host, port = self.public
+        return self.a2a_url or f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:
@@ -287,6 +299,7 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         "descriptor_b64": base64.b64encode(descriptor_set()).decode(),
         # Compact: the checked-in file is indented for review, the served copy need not be.
         "openapi": json.dumps(json.loads(OPENAPI_PATH.read_text()), separators=(",", ":"), ensure_ascii=False),
+        "agent_card": agent_card_json(spec.card_url, spec.skills),
     }
     return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
 
@@ -340,8 +353,21 @@ def local_spec(
     if catalog is not None:
         upstreams = tuple(sorted(upstreams, key=lambda u: _order(u.name, catalog)))
     return GatewaySpec(
-        public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp, egress=egress
+        public=public,
+        internal=internal,
+        admin=admin,
+        upstreams=upstreams,
+        tls=tls,
+        otlp=otlp,
+        egress=egress,
+        skills=_skills(catalog),
     )
+
+
+def _skills(catalog: Catalog | None) -> tuple[tuple[str, str], ...]:
+    """The agent card's skills: the catalog's agents and their descriptions."""
+    catalog = catalog if catalog is not None else default_catalog(Settings.model_construct())
+    return tuple(catalog.descriptions().items())
 
 
 def _catalog_upstreams(catalog: Catalog | None, host_of: Callable[[str], str]) -> tuple[Upstream, ...]:
@@ -376,6 +402,7 @@ def compose_spec(catalog: Catalog | None = None) -> GatewaySpec:
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
         upstreams=_catalog_upstreams(catalog, lambda name: name),
+        skills=_skills(catalog),
         otlp=OtlpCollector(host="jaeger", port=4317, protocol="grpc"),  # docker-compose.yml's Jaeger
     )
 
@@ -387,6 +414,9 @@ def k8s_spec(namespace: str = "agentmesh", catalog: Catalog | None = None) -> Ga
         internal=("0.0.0.0", 8081),
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
+        # The gateway Service (deploy/k8s/gateway.yaml); clients outside the cluster: render with --a2a-url.
+        a2a_url=f"gateway.{namespace}.svc.cluster.local:8080",
+        skills=_skills(catalog),
         # Kubernetes names are DNS labels: a catalog name's underscores become dashes there.
         upstreams=_catalog_upstreams(
             catalog, lambda name: f"{name.replace('_', '-')}-headless.{namespace}.svc.cluster.local"
@@ -444,6 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})",
     )
+    parser.add_argument(
+        "--a2a-url",
+        default="",
+        help="the gateway address the A2A agent card names (HOST:PORT; default: the public listener's, in-cluster "
+        "for k8s)",
+    )
     args = parser.parse_args(argv)
     catalog = load_catalog(args.agents, Settings.model_construct())  # declared defaults, not the shell's
     if args.target == "local":
@@ -463,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = k8s_spec(args.namespace, catalog)
     if args.tls_dir:
         spec = dataclasses.replace(spec, tls=GatewayTLS.in_dir(args.tls_dir))
+    if args.a2a_url:
+        spec = dataclasses.replace(spec, a2a_url=args.a2a_url)
     if args.llm_mesh_concurrency > 0:
         local = args.target == "local"
         settings = Settings()

@@ -259,8 +259,11 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
-        self._cancelling.add(run_id)
-        task.cancel()
+        if run_id not in self._cancelling:
+            # Once: CancelRun's own notification comes back here, and a second cancel would cut the cancelled
+            # run's clean-up (recording its cancelled end), leaving it running with nobody executing it.
+            self._cancelling.add(run_id)
+            task.cancel()
         return True
 
     async def _wait_cancelled(self, run_id: str, tenant: str) -> bool:

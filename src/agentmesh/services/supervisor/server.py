@@ -7,13 +7,23 @@ import os
 import socket
 import uuid
 
+from a2a.types import a2a_pb2_grpc
+
 from agentmesh import Settings
 from agentmesh.catalog import load_catalog
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
 from agentmesh.errors import InvalidArgument
 from agentmesh.llm import LLMClient
-from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, channel_credentials
+from agentmesh.rpc import (
+    AuthInterceptor,
+    GatewayChannels,
+    RequestValidator,
+    ServiceBinding,
+    channel_credentials,
+    settings_text_limits,
+)
 from agentmesh.service import key_rate, process_setup, serve_bindings
+from agentmesh.services.supervisor.a2a import A2A_SERVICE, A2AServicer
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.health import GatewayHealth
@@ -95,10 +105,13 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     binding = ServiceBinding(
         supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer, "agentmesh.v1.SupervisorService"
     )
+    # The A2A facade over the same runs, behind the same interceptors (keys, tenants, errors).
+    facade = A2AServicer(runs=runs, store=store, validator=RequestValidator(text_limits=settings_text_limits(settings)))
+    a2a_binding = ServiceBinding(a2a_pb2_grpc.add_A2AServiceServicer_to_server, facade, A2A_SERVICE)
     await serve_bindings(
         "supervisor",
         settings,
-        [binding],
+        [binding, a2a_binding],
         port=port,
         interceptors=[auth],
         telemetry=telemetry,

@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentmesh import agentcard as cards
+from agentmesh.agentcard import card_dict
 from agentmesh.errors import InvalidArgument
 from agentmesh.settings import Settings
 
@@ -218,30 +220,8 @@ def load_catalog(path: str | Path | None, settings: Settings | None = None) -> C
     return parse_catalog(data, base=base, source=f"agents file {p}")
 
 
-def agent_card(entry: Entry, *, url: str = "") -> dict[str, Any]:
-    """An A2A-style agent card for the entry: who it is and what it can do (one skill, its description)."""
-    return {
-        "name": entry.name,
-        "description": entry.description,
-        "url": url,
-        "version": "1",
-        "protocolVersion": "0.3.0",
-        "preferredTransport": "GRPC",
-        "capabilities": {"streaming": False},
-        "defaultInputModes": ["text/plain"],
-        "defaultOutputModes": ["text/plain"],
-        "skills": [
-            {
-                "id": entry.name,
-                "name": entry.name,
-                "description": entry.description,
-                "tags": _tags(entry.description),
-            }
-        ],
-    }
-
-
-def _tags(description: str, limit: int = 5) -> list[str]:
-    words = re.findall(r"[a-z][a-z0-9-]{3,}", description.lower())
-    common = {"give", "that", "this", "with", "from", "when", "them", "what", "into", "their", "writes", "about"}
-    return list(dict.fromkeys(w for w in words if w not in common))[:limit]
+def agent_card(entry: Entry, *, url: str) -> dict[str, Any]:
+    """The entry's A2A agent card, in the shape the gateway serves the mesh's (agentmesh.agentcard, a2a-sdk's
+    AgentCard as A2A JSON), narrowed to this agent's one skill. `url` is where A2A clients reach it: the gateway's
+    public address (an agent speaks agentmesh.v1.AgentService to the gateway, not A2A, whatever its address)."""
+    return card_dict(cards.agent_card(entry.name, entry.description, url, [(entry.name, entry.description)]))

@@ -3,11 +3,14 @@ message naming the entry (index and name) and the field."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from a2a.client.card_resolver import parse_agent_card
 
 from agentmesh.catalog import CatalogError, agent_card, default_catalog, load_catalog, parse_address
+from agentmesh.gateway.agent_card import agent_card_json
 from agentmesh.settings import Settings
 
 
@@ -120,11 +123,22 @@ def test_parse_address_accepts_names_and_ipv6() -> None:
     assert parse_address("[::1]:50070") == ("::1", 50070)
 
 
-def test_agent_card_derives_from_the_entry() -> None:
+def test_agent_card_is_the_gateways_shape_for_one_agent() -> None:
+    """The card `agents list --json` prints parses with a2a-sdk's own reader (A2A v1, not the older 0.3 shape) and
+    has exactly the fields of the mesh's card, narrowed to the entry's skill."""
     entry = default_catalog().entries[2]
-    card = agent_card(entry, url="127.0.0.1:8081")
-    assert card["name"] == "executor" and card["description"] == entry.description
-    assert card["skills"][0]["description"] == entry.description and "calculator" in card["skills"][0]["tags"]
+    raw = agent_card(entry, url="127.0.0.1:8080")
+    assert "protocolVersion" not in raw and "preferredTransport" not in raw  # the 0.3 card's top-level fields
+    card = parse_agent_card(raw)
+    assert (card.name, card.description) == ("executor", entry.description)
+    (iface,) = card.supported_interfaces
+    assert (iface.url, iface.protocol_binding, iface.protocol_version) == ("127.0.0.1:8080", "GRPC", "1.0")
+    (skill,) = card.skills
+    assert skill.id == "executor" and "calculator" in skill.description
+    mesh = json.loads(agent_card_json("127.0.0.1:8080", list(default_catalog().descriptions().items())))
+    assert set(raw) == set(mesh)
+    assert raw["skills"] == [s for s in mesh["skills"] if s["id"] == "executor"]
+    assert raw["securitySchemes"] == mesh["securitySchemes"] and raw["capabilities"] == mesh["capabilities"]
 
 
 def test_the_gateway_renders_one_cluster_per_entry_on_every_target(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """`agentmesh agents list`: each catalog agent with the gateway's view of it: healthy hosts, replicas, and
 calls and errors over the last minute (Envoy's per-cluster gRPC counters, sampled by `agentmesh up`), plus its
-A2A-style agent card with `--json`."""
+A2A agent card (the gateway's shape, that agent's skill) with `--json`."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def rows(catalog: Catalog, settings: Settings) -> tuple[list[dict[str, Any]], st
                 "health": "unknown" if healthy is None else "healthy" if healthy else "down",
                 "calls": calls.get("calls"),
                 "errors": calls.get("errors"),
-                "card": agent_card(entry, url=entry.address or ""),
+                "card": agent_card(entry, url=settings.gateway_addr),
             }
         )
     return out, since

@@ -62,9 +62,11 @@ test-multihost: install
 bench: install
 	$(BIN)/python -m bench.run_all
 
-# The gateway's Envoy config for Kubernetes, as a ConfigMap, from the one template (tests check it is current).
+# deploy/k8s from the agent catalog (AGENTS=file, else AGENTMESH_AGENTS_FILE, else the shipped agents): the gateway's
+# Envoy config as a ConfigMap from the one template, a Deployment, headless Service, ScaledObject and
+# PodDisruptionBudget per agent the mesh runs, and kustomization.yaml (tests check the shipped ones are current).
 k8s: install
-	$(BIN)/python deploy/k8s/gen_gateway_config.py
+	$(BIN)/python deploy/k8s/gen_k8s.py $(if $(AGENTS),--agents $(AGENTS))
 
 # Mark the current protos as released: later changes are checked against them by `buf breaking` in make lint.
 release: lint

@@ -37,12 +37,14 @@ def _version() -> str:
         return "0.0.0"
 
 
+def _alone(description: str) -> str:
+    # The shipped descriptions complete "researcher: ..." in the routing prompt; a card says them alone, capitalised.
+    return description[:1].upper() + description[1:]
+
+
 def skill(name: str, description: str) -> a2a_pb2.AgentSkill:
-    """A catalog agent as a skill. The shipped descriptions complete "researcher: ..." in the routing prompt; a
-    card says them alone, capitalised."""
-    return a2a_pb2.AgentSkill(
-        id=name, name=name, description=description[:1].upper() + description[1:], tags=["agentmesh", name]
-    )
+    """A catalog agent as a skill."""
+    return a2a_pb2.AgentSkill(id=name, name=name, description=_alone(description), tags=["agentmesh", name])
 
 
 def agent_card(name: str, description: str, url: str, skills: Sequence[tuple[str, str]]) -> a2a_pb2.AgentCard:
@@ -50,7 +52,7 @@ def agent_card(name: str, description: str, url: str, skills: Sequence[tuple[str
     description) of the catalog agents it offers."""
     return a2a_pb2.AgentCard(
         name=name,
-        description=description,
+        description=_alone(description),
         supported_interfaces=[
             a2a_pb2.AgentInterface(
                 url=url, protocol_binding=TransportProtocol.GRPC.value, protocol_version=PROTOCOL_VERSION_CURRENT

@@ -13,6 +13,7 @@ The file, YAML:
         description: Summarises long texts.
         command: [node, examples/node-agent/agent.mjs]
         replicas: 2
+        image: registry.example.com/summarizer:1.0   # what runs `command` in Kubernetes (`make k8s`)
 
 Unknown keys are refused (a misspelt `replica` must not be ignored); new per-agent settings (tools) become new
 fields. A bad catalog raises `CatalogError` naming the entry (index and name) and the field."""
@@ -51,6 +52,12 @@ AGENT_PORT_ENV = "AGENTMESH_AGENT_PORT"
 """The launcher tells a command agent its port in this variable (one per replica)."""
 PORT_PLACEHOLDER = "{port}"
 """An argument of `command` equal to (or containing) this is replaced by the replica's port."""
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_PATTERN = (
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 COMMAND_AGENT_DEFAULT_PORT = 50060
 """Where a command agent listens in compose and Kubernetes (its own container) when its entry sets no port."""
 # The shipped agents, in the router's default order, and what the router is told about each.
@@ -101,6 +108,10 @@ class Entry(BaseModel):
     """Deadline of one call to this agent; unset: AGENTMESH_AGENT_TIMEOUT_S."""
     max_requests: int | None = Field(default=None, ge=1)
     """Gateway circuit breaker: calls in flight to all its replicas; unset: 1024."""
+    image: str | None = Field(default=None, max_length=255, pattern=IMAGE_PATTERN)
+    """Container image that runs `command` in Kubernetes and compose (`make k8s`), e.g.
+    registry.example.com/summarizer:1.2; `up` ignores it. Unset: only `agentmesh serve NAME` entries deploy (on
+    the agentmesh image); any other command agent is left out of the manifests, with a message."""
 
     @field_validator("address")
     @classmethod
@@ -113,8 +124,8 @@ class Entry(BaseModel):
     def _one_kind(self) -> Entry:
         if (self.address is None) == (self.command is None):
             raise ValueError("set exactly one of address (an agent someone else runs) and command (one up launches)")
-        if self.address is not None and ("replicas" in self.model_fields_set or "port" in self.model_fields_set):
-            raise ValueError("replicas and port are for command agents; an address agent runs elsewhere")
+        if self.address is not None and self.model_fields_set & {"replicas", "port", "image"}:
+            raise ValueError("replicas, port and image are for command agents; an address agent runs elsewhere")
         return self
 
     @property

@@ -100,6 +100,28 @@ def test_exactly_one_of_address_and_command(tmp_path: Path, fields: str) -> None
     assert "agents[0] (tr)" in message and "exactly one of address" in message
 
 
+@pytest.mark.parametrize(
+    "image", ["agentmesh:0.1.0", "registry.example.com:5000/team/sum_mer:1.2", "ghcr.io/o/a@sha256:" + "0" * 64]
+)
+def test_a_command_agent_may_name_its_image(tmp_path: Path, image: str) -> None:
+    catalog = load_catalog(
+        write(tmp_path, f"agents:\n  - {{name: tr, description: d, command: [x], image: '{image}'}}\n")
+    )
+    entry = catalog.get("tr")
+    assert entry is not None and entry.image == image
+
+
+@pytest.mark.parametrize("image", ["Upper/Case:1", "a b", "img:", "-lead:1", "img:tag with space", ""])
+def test_an_image_that_is_no_reference_is_refused(tmp_path: Path, image: str) -> None:
+    message = refused(tmp_path, f"agents:\n  - {{name: tr, description: d, command: [x], image: '{image}'}}\n")
+    assert "agents[0] (tr)" in message and "image:" in message
+
+
+def test_an_address_agent_has_no_image(tmp_path: Path) -> None:
+    message = refused(tmp_path, "agents:\n  - {name: tr, description: d, address: 'a:1', image: 'x:1'}\n")
+    assert "replicas, port and image are for command agents" in message
+
+
 def test_unknown_key_is_refused_naming_it(tmp_path: Path) -> None:
     message = refused(tmp_path, "agents:\n  - {name: tr, description: d, command: [x], replica: 2}\n")
     assert "agents[0] (tr)" in message and "replica: unknown key" in message
@@ -130,7 +152,7 @@ def test_agent_card_is_the_gateways_shape_for_one_agent() -> None:
     raw = agent_card(entry, url="127.0.0.1:8080")
     assert "protocolVersion" not in raw and "preferredTransport" not in raw  # the 0.3 card's top-level fields
     card = parse_agent_card(raw)
-    assert (card.name, card.description) == ("executor", entry.description)
+    assert (card.name, card.description) == ("executor", entry.description[:1].upper() + entry.description[1:])
     (iface,) = card.supported_interfaces
     assert (iface.url, iface.protocol_binding, iface.protocol_version) == ("127.0.0.1:8080", "GRPC", "1.0")
     (skill,) = card.skills

@@ -64,9 +64,10 @@ def _find(kind: str, name: str) -> dict[str, Any]:
 
 
 def _gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_gateway_config", K8S / "gen_gateway_config.py")
+    spec = importlib.util.spec_from_file_location("gen_k8s", K8S / "gen_k8s.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = gen  # its dataclass looks its module up there
     spec.loader.exec_module(gen)
     return gen
 

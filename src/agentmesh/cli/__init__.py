@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="an extra DNS name or IP for every certificate (repeatable)",
     )
+    certs.add_argument(
+        "--agents",
+        default=None,
+        metavar="FILE",
+        help="also a certificate per command agent of this catalog (default: AGENTMESH_AGENTS_FILE)",
+    )
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import grpc
 
+from agentmesh.catalog import CatalogError, load_catalog
+from agentmesh.cli._exit import CliError, ExitCode
 from agentmesh.gateway.render import GatewayTLS
 from agentmesh.rpc import channel_credentials, generate_certs
 from agentmesh.settings import SERVICES, Settings
@@ -44,7 +46,14 @@ async def run(args: argparse.Namespace) -> int:
     if (target / "ca.crt").exists() and not args.force:
         print(f"{target} already holds a CA; pass --force to replace it (every certificate changes)")
         return 1
-    written = generate_certs(target, IDENTITIES, extra_hosts=args.host, days=args.days)
+    try:
+        catalog = load_catalog(getattr(args, "agents", None) or settings.agents_file, settings)
+    except CatalogError as exc:
+        raise CliError(exc.message, ExitCode.USAGE) from None
+    # The catalog's command agents too: Kubernetes runs each in its own pod, mounting its own NAME.crt/NAME.key,
+    # and the gateway's cluster for it accepts only a certificate naming it (deploy/k8s/gen_k8s.py).
+    names = (*IDENTITIES, *(e.name for e in catalog if e.launched and e.name not in IDENTITIES))
+    written = generate_certs(target, names, extra_hosts=args.host, days=args.days)
     for path in written:
         print(f"wrote {path}{' (private key, mode 0600)' if path.suffix == '.key' else ''}")
     print(f"set AGENTMESH_TLS_DIR={target} for every service and `agentmesh up` (the gateway reads the same files)")

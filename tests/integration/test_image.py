@@ -291,6 +291,11 @@ def deployed(image: Image, database_url: str) -> Iterator[Deployed]:
     # certs: compose's one-shot job, its script run as it is, on a local directory instead of the volume.
     (certs,) = compose["certs"]["command"]
     script = _container_path(interpolate(certs, {}), TLS_DIR, tls)
+    # Each identity's volume is mounted into the job (compose creates the mount points): the local directories.
+    for volume in compose["certs"]["volumes"]:
+        target = volume.split(":")[1]
+        if target != TLS_DIR:
+            Path(_container_path(target, TLS_DIR, tls)).mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         ["sh", "-ec", script], env=image.env(), cwd=image.workdir, capture_output=True, text=True, timeout=60
     )

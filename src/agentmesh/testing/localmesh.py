@@ -185,7 +185,9 @@ def start_mesh(
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
-    if not ready.wait(timeout_s) or proc.poll() is not None:
+    # The event is also set when `up` closes its output: only a "gateway ready" line means it is ready.
+    became_ready = ready.wait(timeout_s) and any(line.startswith("gateway ready on") for line in lines)
+    if not became_ready or proc.poll() is not None:
         stop_mesh(proc)
         raise RuntimeError("agentmesh up did not become ready:\n" + "\n".join(lines[-30:]))
     key = next(line.split("dev api key:", 1)[1].strip() for line in lines if "dev api key:" in line)

@@ -20,6 +20,7 @@ from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenie
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
 from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, Screen, ToolRun
@@ -142,6 +143,7 @@ class RunExecutor:
         agents: Sequence[str],
         budgets: TenantBudgets | None = None,
         observer: RunObserver | None = None,
+        holds: RunHolds | None = None,
     ) -> None:
         self._s = settings
         self._store = store
@@ -150,6 +152,7 @@ class RunExecutor:
         self._agents = tuple(agents)
         self._budgets = budgets
         self._obs = observer or RunObserver()
+        self._holds = holds  # pauses for a person (None: no run ever pauses)
 
     async def _check_budget(self, tenant: str, *, fresh: bool = True) -> None:
         if self._budgets is not None:
@@ -165,7 +168,7 @@ class RunExecutor:
     # --- entry points ----------------------------------------------------------------------------
 
     async def start(
-        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline
+        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline, enqueue: bool = False
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run_id = uuid.uuid4()
         em = Emitter(str(run_id), thread_id, 0)
@@ -213,15 +216,20 @@ class RunExecutor:
             restore_token=verdict.restore_token or token,
             first_event=first_event,
             history_chars=self._s.history_chars,
+            enqueue=enqueue,
         )
         yield decision
+        if run.status == "queued":
+            return  # started by the supervisor that ends the run before it, or by the sweep
         async for ev in self._execute(run, [], em, deadline, limit):
             yield ev
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run = await self._store.get_run(run_id, tenant)
-        if run.status == "cancelled":
-            raise FailedPrecondition(f"run {run_id} was cancelled; start a new run", reason="RUN_CANCELLED")
+        if run.status in ("cancelled", "paused", "queued"):  # ended, or waiting: for SubmitInput, for its thread
+            raise FailedPrecondition(
+                f"run {run_id} is {run.status}, not interrupted", reason=f"RUN_{run.status.upper()}"
+            )
         if run.status == "completed" and run.final is not None:
             # A finished run answers with its final event again; no agent is called.
             yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
@@ -313,6 +321,9 @@ class RunExecutor:
                 await self._check_budget(run.tenant_id, fresh=False)
                 if _limit_reached(limit):
                     raise self._run_too_long()
+            if self._holds is not None and (ask := await self._holds.ask(run, idx, kind, agent, steps)):
+                yield await self._holds.pause(run, em(input_required=ask))
+                return  # the run waits in Postgres; SubmitInput continues it
             started_event = em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
             yield started_event
             with self._obs.step(

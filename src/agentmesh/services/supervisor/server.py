@@ -17,6 +17,7 @@ from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, chan
 from agentmesh.service import process_setup, serve_bindings
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.runner import RunExecutor
@@ -60,6 +61,13 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
+    holds = RunHolds(
+        pool=pool,
+        owner=owner,
+        lease_s=settings.run_lease_s,
+        approval_agents=settings.approval_agent_set,
+        pause_on_flag=settings.pause_on_flag,
+    )
     budgets = TenantBudgets(
         pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd
     )
@@ -76,8 +84,9 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         agents=AGENTS,
         budgets=budgets,
         observer=observer,
+        holds=holds,
     )
-    runs = RunManager(settings=settings, executor=executor, store=store)
+    runs = RunManager(settings=settings, executor=executor, store=store, holds=holds)
     servicer = SupervisorServicer(runs=runs, store=store)
     # Listens for other supervisors' events and cancels, and takes over runs whose supervisor stopped.
     await runs.start(settings.database_url.get_secret_value())

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from agentmesh.db import db_errors
-from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
+from agentmesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from agentmesh.services.supervisor.steps import AgentBody, StepBody, body_from_json
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
@@ -30,7 +30,10 @@ SELECT role, content FROM (
     SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
 ) recent ORDER BY id"""
 _RUN_COLUMNS = """id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
-       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased"""
+       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased, approvals"""
+# Double texting: the thread's runs that are still going (under the thread's row lock), oldest first.
+SELECT_BUSY = """
+SELECT id, status FROM runs WHERE thread_id = $1 AND status IN ('running', 'paused', 'queued') ORDER BY created_at, id"""
 # A new thread, its run and the user's message in one statement (one round trip; the foreign keys are
 # checked at the statement's end, when the thread row exists).
 CREATE_RUN_NEW_THREAD = f"""
@@ -49,7 +52,7 @@ WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES 
      run AS (
          INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
                            restore_token)
-         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
+         VALUES ($1, $2, $3, $12, $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
          RETURNING *),
      event AS (INSERT INTO run_events (run_id, seq, body) VALUES ($1, $10, $11))
 SELECT {_RUN_COLUMNS} FROM run"""
@@ -60,7 +63,7 @@ SET_THREAD_TOKEN = "UPDATE threads SET restore_token = $2 WHERE id = $1"
 CLAIM_RUN = """
 UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
                 error = NULL, updated_at = now()
-WHERE id = $1 AND tenant_id = $2 AND status NOT IN ('completed', 'cancelled')
+WHERE id = $1 AND tenant_id = $2 AND status IN ('running', 'failed')
   AND (lease_owner IS NULL OR lease_expires_at < now())
 RETURNING id"""
 # Takeover: runs whose execution stopped renewing its lease (its supervisor died or lost its network), each
@@ -153,7 +156,7 @@ PRUNE_THREADS = """
 DELETE FROM threads t
 WHERE t.created_at < now() - $1::interval
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id
-                  AND (r.updated_at >= now() - $1::interval OR r.status = 'running'))
+                  AND (r.updated_at >= now() - $1::interval OR r.status IN ('running', 'paused', 'queued')))
   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = t.id AND m.created_at >= now() - $1::interval)"""
 SELECT_THREAD_MESSAGES = """
 SELECT id, role, content, run_id, created_at FROM messages WHERE thread_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
@@ -218,6 +221,7 @@ class RunRecord:
     restore_token: str = ""  # the guard's sealed placeholder -> value map (ciphertext)
     leased: bool = False
     lease: str = ""  # this execution's lease token (empty when the run was only read)
+    approvals: dict[str, Any] = field(default_factory=dict)  # a person's answers to pauses, by step index
 
 
 @dataclass(frozen=True)
@@ -260,10 +264,10 @@ def _after_id(token: str) -> int:
     return after
 
 
-def _run_from_row(row: asyncpg.Record) -> RunRecord:
+def run_from_row(row: asyncpg.Record) -> RunRecord:
     d = dict(row)
     d.pop("lease_owner", None)
-    for key in ("history", "final", "error"):
+    for key in ("history", "final", "error", "approvals"):
         if isinstance(d[key], str):
             d[key] = json.loads(d[key])
     d["leased"] = bool(d["leased"])
@@ -291,11 +295,13 @@ class CheckpointStore:
         max_thread_messages: int = 0,
         restore_token: str = "",
         history_chars: int = 0,
+        enqueue: bool = False,
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message and the run's first event
         (made for the thread's id), in one transaction. RESOURCE_EXHAUSTED when the run's two messages would
-        take the thread past `max_thread_messages`."""
-        lease = self._new_lease()
+        take the thread past `max_thread_messages`. A thread with a run still going: FAILED_PRECONDITION naming
+        it, or with `enqueue` the run is created `queued` (no lease) for RunHolds.claim_next to start later."""
+        lease: str | None = self._new_lease()
         if not thread_id:
             new_thread = uuid.uuid4()
             async with db_errors("run creation"):
@@ -312,11 +318,21 @@ class CheckpointStore:
                     *first_event(str(new_thread)),
                 )
             assert row is not None  # INSERT ... RETURNING
-            return dataclasses.replace(_run_from_row(row), lease=lease)
+            return dataclasses.replace(run_from_row(row), lease=lease or "")
         tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
                 raise NotFound(f"thread {thread_id} not found")
+            busy = await conn.fetch(SELECT_BUSY, tid)
+            if busy and not enqueue:
+                raise FailedPrecondition(
+                    f"thread {thread_id} has a run still going: run {busy[0]['id']} ({busy[0]['status']}); wait for "
+                    "it, cancel it, or send on_busy_thread ENQUEUE or INTERRUPT",
+                    reason="THREAD_BUSY",
+                    metadata={"run_id": str(busy[0]["id"])},
+                )
+            if busy:
+                lease = None  # queued: no execution holds it yet
             if (
                 max_thread_messages
                 and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages
@@ -341,10 +357,11 @@ class CheckpointStore:
                 json.dumps(history),
                 restore_token,
                 *first_event(str(tid)),
+                "queued" if busy else "running",
             )
             await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
         assert row is not None  # INSERT ... RETURNING
-        return dataclasses.replace(_run_from_row(row), lease=lease)
+        return dataclasses.replace(run_from_row(row), lease=lease or "")
 
     async def thread_restore_token(self, thread_id: str, tenant: str) -> str:
         """The thread's restore token (NOT_FOUND for an unknown or another tenant's thread)."""
@@ -361,7 +378,7 @@ class CheckpointStore:
             row = await self._pool.fetchrow(SELECT_RUN, rid, tenant)
         if row is None:
             raise NotFound(f"run {run_id} not found")
-        return _run_from_row(row)
+        return run_from_row(row)
 
     async def claim(self, run: RunRecord) -> RunRecord:
         """Take the lease of an unfinished run; ABORTED if another live execution holds it (in this process
@@ -375,7 +392,7 @@ class CheckpointStore:
                 )
             row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
         assert row is not None  # the claim just found it, in this transaction
-        return dataclasses.replace(_run_from_row(row), lease=lease)
+        return dataclasses.replace(run_from_row(row), lease=lease)
 
     async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
         async with db_errors("step load"):
@@ -472,7 +489,7 @@ class CheckpointStore:
             runs = []
             for c in claimed:
                 row = await conn.fetchrow(SELECT_RUN, c["id"], c["tenant_id"])
-                runs.append(dataclasses.replace(_run_from_row(row), lease=c["lease_owner"]))
+                runs.append(dataclasses.replace(run_from_row(row), lease=c["lease_owner"]))
         return runs
 
     async def request_cancel(self, run_id: str, tenant: str) -> tuple[str, bool]:
@@ -561,6 +578,8 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "ThreadView",
+    "bound_history",
     "parse_uuid",
     "prune_threads",
+    "run_from_row",
 ]

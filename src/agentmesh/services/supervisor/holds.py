@@ -130,7 +130,7 @@ class RunHolds:
                     f"run {run_id} is not waiting for input (it is {row['status']})", reason="RUN_NOT_PAUSED"
                 )
             pending = row["pending_input"]
-            step = str((json.loads(pending) if isinstance(pending, str) else pending)["step"])
+            step = str((json.loads(pending) if isinstance(pending, str) else pending).get("step", 0))  # 0 is omitted
             answer = json.dumps({"approve": approve, "note": note})
             if not approve:
                 seq = int(row["next_seq"])

@@ -180,12 +180,9 @@ class RunManager:
             raise FailedPrecondition(f"run {run_id} already {status}; nothing to cancel", reason="RUN_FINISHED")
         rid = parse_uuid(run_id, "run_id")
         cancelled = _final_for(run_id, supervisor_pb2.FINISH_REASON_CANCELLED)
-        if self._cancel_local(run_id):
-            await self._wait_cancelled(run_id, tenant)
-            return
-        if live:
-            # The supervisor executing it hears the notification and stops it; if it does not (it hangs, or
-            # lost its network with its lease still running), the run is ended here all the same.
+        if self._cancel_local(run_id) or live:
+            # This process or the supervisor executing it (it hears the notification) stops it; if that does not
+            # happen in time (it hangs, or lost its network with its lease still running), it is ended here.
             if await self._wait_cancelled(run_id, tenant):
                 return
             await self._store.end_cancelled(rid, force=True, final_for=cancelled)
@@ -221,13 +218,13 @@ class RunManager:
             if run_id not in self._cancelling:
                 ended = False
                 raise  # shutdown: the lease runs out (or is released) and another supervisor continues
-            ended = await self._store.end_cancelled(
+            wrote = await self._store.end_cancelled(
                 uuid.UUID(run_id),
                 force=True,
                 seen=[recorded(e) for e in recent],
                 final_for=_final_for(run_id, supervisor_pb2.FINISH_REASON_CANCELLED),
             )
-            log.info("run cancelled", extra={"run_id": run_id, "recorded": ended})
+            log.info("run cancelled", extra={"run_id": run_id, "recorded": wrote})
             # The starting client's stream ends with the cancelled final event, as recorded.
             for _, body in await self._store.events(uuid.UUID(run_id), last_seq):
                 queue.put_nowait(supervisor_pb2.RunEvent.FromString(body))
@@ -266,6 +263,10 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
+        if run_id in self._cancelling:
+            # Already stopping (CancelRun here, then its own notification): a second cancel() would interrupt
+            # the recording of the cancelled end and leave the run `running`, with no execution.
+            return True
         self._cancelling.add(run_id)
         task.cancel()
         return True

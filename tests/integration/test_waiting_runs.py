@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -278,12 +279,15 @@ def test_reject_ends_the_paused_run_with_a_clear_reason(
     mesh.set_faults(latency_ms=0)
     call = stub.Run(supervisor_pb2.RunRequest(message=ACTION), metadata=mesh.auth(), timeout=60)
     ask = until_paused(call)
-    reply = stub.SubmitInput(
-        supervisor_pb2.SubmitInputRequest(run_id=ask.run_id, approve=False, note="no payments today"),
-        metadata=mesh.auth(),
-        timeout=10,
+    # Answered over HTTP/JSON (POST /v1/runs/{run_id}:input, through Envoy's transcoder), as a review UI would.
+    req = urllib.request.Request(
+        f"http://{mesh.gateway}/v1/runs/{ask.run_id}:input",
+        data=json.dumps({"approve": False, "note": "no payments today"}).encode(),
+        method="POST",
+        headers={"content-type": "application/json", "authorization": f"Bearer {mesh.key}"},
     )
-    assert reply.status == supervisor_pb2.RUN_STATUS_CANCELLED
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["status"] == "RUN_STATUS_CANCELLED"
     rest = list(call)  # the starting client's stream follows the pause to the run's end
     assert rest[-1].final.reason == supervisor_pb2.FINISH_REASON_REJECTED
     assert "rejected by a reviewer: no payments today" in rest[-1].final.answer

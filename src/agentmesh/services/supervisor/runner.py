@@ -20,10 +20,11 @@ from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenie
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.deltas import answer_chunks
 from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
-from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, Screen, ToolRun
+from agentmesh.services.supervisor.steps import AgentBody, GuardBody, RouteBody, Screen, ToolRun, llm_call
 from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
@@ -106,30 +107,6 @@ def _usage(step: StepRecord) -> usage_pb2.Usage:
 
 def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
     return sorted({f.type for f in resp.findings})
-
-
-def _llm_call(
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    start_ms: float,
-    duration_ms: float,
-    cost_usd: float,
-    attempts: int,
-    stop_reason: str | None,
-) -> LLMCall:
-    """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
-    service that made the call began the step's work."""
-    return LLMCall(
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        start_ms=round(max(0.0, start_ms), 1),
-        duration_ms=round(duration_ms, 1),
-        cost_usd=cost_usd,
-        attempts=attempts,
-        stop_reason=stop_reason or "",
-    )
 
 
 class RunExecutor:
@@ -389,6 +366,7 @@ class RunExecutor:
             )
         route_reason = next(s.result.reason or "COMPLETED" for s in reversed(steps) if isinstance(s.result, RouteBody))
         answer = guard.answer
+        deltas = [em(text_delta=supervisor_pb2.TextDelta(text=c)) for c in answer_chunks(answer)]
         final = em(
             final=supervisor_pb2.Final(
                 answer=answer,
@@ -404,8 +382,9 @@ class RunExecutor:
         )
         # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
         # the LLM); only the event sent to this client carries the values put back by the guard.
+        events = [*map(recorded, deltas), recorded(final)]
         await self._store.finish(
-            run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer, event=recorded(final)
+            run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer, events=events
         )
         if restored:
             final.final.answer = restored
@@ -421,6 +400,8 @@ class RunExecutor:
             },
         )
         self._obs.run_completed(reason=route_reason, iterations=iterations)
+        for delta in deltas:
+            yield delta
         yield final
 
     # --- steps -----------------------------------------------------------------------------------
@@ -448,7 +429,7 @@ class RunExecutor:
         body = RouteBody(
             route.decision,
             llm=(
-                _llm_call(
+                llm_call(
                     result.model,
                     result.input_tokens,
                     result.output_tokens,
@@ -501,7 +482,7 @@ class RunExecutor:
             output,
             resp.model,
             llm=tuple(
-                _llm_call(
+                llm_call(
                     c.model,
                     c.input_tokens,
                     c.output_tokens,

@@ -131,7 +131,10 @@ WITH done AS (
     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
     RETURNING id, thread_id
 ),
-event AS (INSERT INTO run_events (run_id, seq, body) SELECT id, $6, $7 FROM done)
+event AS (
+    INSERT INTO run_events (run_id, seq, body)
+    SELECT done.id, e.seq, e.body FROM done, unnest($6::bigint[], $7::bytea[]) AS e(seq, body)
+)
 INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
 # A failed step's spend (reported by the agent) counts in the run's totals, and so in the tenant's budget.
 FAIL_RUN = """
@@ -442,11 +445,19 @@ class CheckpointStore:
             return status != "UPDATE 0"
 
     async def finish(
-        self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, event: Event
+        self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, events: Sequence[Event]
     ) -> None:
+        """The run's end: its final event and the answer's text deltas before it (`events`), with the answer."""
         async with db_errors("run completion"):
             status = await self._pool.execute(
-                FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer, *event
+                FINISH_RUN,
+                run.id,
+                run.lease,
+                json.dumps(final_event),
+                next_seq,
+                answer,
+                [seq for seq, _ in events],
+                [body for _, body in events],
             )
         if status == "INSERT 0 0":
             raise Aborted(f"run {run.id} lease lost: another supervisor took it over")

@@ -12,6 +12,7 @@ from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
 from agentmesh.errors import ResourceExhausted
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.migrations import MIGRATIONS
+from agentmesh.services.supervisor.steps import RouteBody
 from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
 
@@ -37,7 +38,7 @@ def test_step_checks_count_own_steps_at_once_and_others_after_the_snapshot_age(d
             async def commit(idx: int, tokens: int) -> None:
                 await store.commit_step(
                     run,
-                    StepRecord(idx, "route", "supervisor", {"decision": "researcher"}, input_tokens=tokens),
+                    StepRecord(idx, "route", "supervisor", RouteBody("researcher"), input_tokens=tokens),
                     next_seq=idx + 3,
                     iteration=False,
                 )

@@ -12,6 +12,7 @@ import asyncpg
 
 from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
 from agentmesh.services.supervisor.migrations import MIGRATIONS
+from agentmesh.services.supervisor.steps import RouteBody
 from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
 
@@ -33,7 +34,7 @@ async def _seed(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
                 first_event=lambda tid: (0, b""),
             )
             await store.commit_step(
-                run, StepRecord(0, "route", "supervisor", {"decision": "FINISH"}), next_seq=3, iteration=False
+                run, StepRecord(0, "route", "supervisor", RouteBody("FINISH")), next_seq=3, iteration=False
             )
             await store.finish(run, final_event={}, next_seq=4, answer="bye", events=[(3, b"")])
             ids.append(run.thread_id)

@@ -38,11 +38,14 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 RUN groupadd --system --gid 10001 agentmesh \
     && useradd --system --uid 10001 --gid agentmesh --create-home --home-dir /home/agentmesh agentmesh \
-    # Where the gateway-config job writes the rendered Envoy config, and where the certs job writes the mTLS
-    # files (docker-compose.yml); a named volume mounted here takes this ownership when it is first created.
+    # Where the gateway-config job writes the rendered Envoy config, where the certs job writes the mTLS files
+    # and each identity's copy (tls-out/NAME, a volume per identity; docker-compose.yml); a named volume mounted
+    # here takes this ownership when it is first created.
     && mkdir -p /var/lib/agentmesh/gateway /etc/agentmesh/tls \
-    && chown agentmesh:agentmesh /var/lib/agentmesh/gateway /etc/agentmesh/tls \
-    && chmod 0700 /etc/agentmesh/tls
+        /etc/agentmesh/tls-out/gateway /etc/agentmesh/tls-out/supervisor /etc/agentmesh/tls-out/researcher \
+        /etc/agentmesh/tls-out/analyst /etc/agentmesh/tls-out/executor /etc/agentmesh/tls-out/guard \
+    && chown -R agentmesh:agentmesh /var/lib/agentmesh/gateway /etc/agentmesh/tls /etc/agentmesh/tls-out \
+    && chmod 0700 /etc/agentmesh/tls /etc/agentmesh/tls-out/*
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -54,7 +54,7 @@ test-integration: install
 
 # docker-compose.yml's topology on Linux network namespaces (one per host; needs root, else SKIPPED), a load through
 # the gateway with a researcher host killed, a supervisor host unplugged and Postgres restarted; about 2-3 minutes.
-# Prints hosts, eject/readmit times and runs completed/lost; writes bench/results/multihost.json.
+# Prints hosts, eject/readmit times, takeover latency and runs completed/taken over/lost; writes bench/results/multihost.json.
 test-multihost: install
 	$(BIN)/python -m pytest -q -s -rs -p no:cacheprovider tests/multihost
 

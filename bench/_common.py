@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import statistics
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 RESULTS = Path(__file__).parent / "results"
@@ -70,3 +74,38 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
         table.add_row(*(f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row))
     # Wide enough for the e2e table when piped to a file or CI log (rich assumes 80 columns there).
     Console(width=max(Console().width, 160)).print(table)
+
+
+@contextlib.asynccontextmanager
+async def timed_progress(
+    description: str, seconds: float, done: Callable[[], int] | None = None, *, console: Console | None = None
+) -> AsyncIterator[None]:
+    """A progress bar on stderr over a measuring window, with the count of finished operations. The benchmarks'
+    loops run for a duration rather than a count, so the bar follows the clock. Transient, and drawn only on a
+    terminal: results files and piped logs keep only the table."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[done]}"),
+    )
+    with Progress(*columns, console=console or Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=seconds, done="")
+        started = time.monotonic()
+
+        async def tick() -> None:
+            while True:
+                progress.update(
+                    task,
+                    completed=min(seconds, time.monotonic() - started),
+                    done=f"{done()} done" if done is not None else "",
+                )
+                await asyncio.sleep(0.5)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)

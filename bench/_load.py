@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench._common import summary_ms
+from bench._common import summary_ms, timed_progress
 from bench._target import SimControl, successes
 
 
@@ -141,7 +141,8 @@ async def drive(
         on_window_start()
     tasks = [asyncio.create_task(user(i)) for i in range(users)]
     sampling = asyncio.create_task(sampler())
-    await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+    async with timed_progress(f"{users} users", duration_s, done=lambda: len(samples)):
+        await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
     at_stop = await sim.stats()
     _, pending = await asyncio.wait(tasks, timeout=drain_timeout_s)
     for t in pending:

@@ -105,7 +105,13 @@ def build_graph(client: anthropic.AsyncAnthropic) -> Any:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     sim = SimControl(args.sim)
-    await sim.set_faults(latency_ms=args.latency_ms, max_concurrency=args.concurrency_limit)
+    limit = args.concurrency_limit / (args.latency_ms / 1000)
+    faults: dict[str, Any] = {"latency_ms": args.latency_ms, "max_concurrency": args.concurrency_limit}
+    if args.rpm > 0:  # token-bucket mode (bench e2e --rpm)
+        limit = args.rpm / 60
+        faults = {"latency_ms": args.latency_ms, "max_concurrency": None, "rpm": args.rpm}
+        faults["rate_window_s"] = args.rate_window_s
+    await sim.set_faults(**faults)
     client = anthropic.AsyncAnthropic(api_key="offline-simulator", base_url=args.sim)  # SDK defaults otherwise
     graph = build_graph(client)
 
@@ -130,7 +136,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         await client.close()
-    summary = result.summary(args.concurrency_limit / (args.latency_ms / 1000))
+    summary = result.summary(limit)
     summary["users"] = args.users
     summary["process_cpu_s"] = round(cpu["s"], 3)
     summary["cpu_ms_per_run"] = round(cpu["s"] * 1000 / summary["runs_ok"], 3) if summary["runs_ok"] else None
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--concurrency-limit", type=int, default=20)
     p.add_argument("--latency-ms", type=float, default=200.0)
+    p.add_argument("--rpm", type=int, default=0, help="token-bucket mode: requests per minute (0: concurrency mode)")
+    p.add_argument("--rate-window-s", type=float, default=1.0)
     p.add_argument("--message", default="Compare two payment providers and recommend one")
     p.add_argument("--drain-timeout", type=float, default=240.0)
     p.add_argument("--warmup-runs", type=int, default=10)

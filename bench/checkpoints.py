@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench._common import print_table, summary_ms, write_result
+from bench._common import print_table, summary_ms, timed_progress, write_result
 from bench._target import throwaway_database
 
 OUTPUT = (
@@ -23,6 +23,8 @@ OUTPUT = (
     "fee; both support 135+ currencies, payouts in 2 days, and PCI-DSS level 1. Support differs: "
     "A has 24/7 chat, B business hours only. Integration effort is similar (REST + webhooks). "
 ) * 1
+# A recorded event the size of a step_started/step_finished RunEvent as the supervisor serializes it.
+EVENT = b"\n$" + b"r" * 36 + b"\x12$" + b"t" * 36 + b'\x18\x03"\x0c\x08\x80\x80\x80\x80\x06' + b"s" * 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +55,8 @@ async def _drive(
                     return
 
     started = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    async with timed_progress(f"{concurrency} concurrent runs", seconds, done=lambda: len(latencies)):
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.monotonic() - started
     return {"writes": len(latencies), "writes_per_s": round(len(latencies) / elapsed, 1), **summary_ms(latencies)}
 
@@ -61,6 +64,7 @@ async def _drive(
 async def _ours(dsn: str, levels: list[int], seconds: float, steps: int, pool_size: int) -> dict[int, dict[str, Any]]:
     from agentmesh.db import CORE_MIGRATIONS, MigrationSet, create_pool, migrate
     from agentmesh.services.supervisor.migrations import MIGRATIONS
+    from agentmesh.services.supervisor.steps import AgentBody, RouteBody
     from agentmesh.services.supervisor.store import CheckpointStore, StepRecord
 
     pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size)
@@ -82,12 +86,15 @@ async def _ours(dsn: str, levels: list[int], seconds: float, steps: int, pool_si
 
         async def write(run: Any, i: int) -> None:
             kind = "agent" if i % 2 else "route"
-            result = {"output": OUTPUT, "model": "claude-haiku-4-5"} if kind == "agent" else {"decision": "analyst"}
+            result = AgentBody(output=OUTPUT, model="claude-haiku-4-5") if kind == "agent" else RouteBody("analyst")
+            # As the run loop writes a step: with its started and finished events (recorded for WatchRun).
+            events = [(2 * i + 1, EVENT), (2 * i + 2, EVENT)]
             await store.commit_step(
                 run,
                 StepRecord(i, kind, "analyst", result, 300, 90, 1, 0.0007, 180),
                 next_seq=2 * i + 3,
                 iteration=kind == "agent",
+                events=events,
             )
 
         return {c: await _drive(c, seconds, new_run, write, steps) for c in levels}

@@ -48,6 +48,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=60.0, help="seconds in which users start runs")
     p.add_argument("--concurrency-limit", type=int, default=20, help="the simulator's max_concurrency C")
     p.add_argument("--latency-ms", type=float, default=200.0, help="the simulator's latency L")
+    p.add_argument(
+        "--rpm",
+        type=int,
+        default=0,
+        help="token-bucket mode: the simulator limits requests per minute (no concurrency limit, so no egress cap "
+        "either) and the limit is RPM/60 calls/s; 0: concurrency mode (C and L)",
+    )
+    p.add_argument(
+        "--rate-window-s",
+        type=float,
+        default=1.0,
+        help="with --rpm: seconds of refill the bucket holds (the real API may enforce a per-minute limit over "
+        "shorter intervals; a 60 s bucket would let a short run spend a minute's stock on top of the rate)",
+    )
     p.add_argument("--message", default=DEFAULT_MESSAGE, help="what every user asks")
     p.add_argument("--gateway", default=None, help="target this running gateway instead of starting a mesh")
     p.add_argument("--sim", default=None, help="the running mesh's simulator URL (with --gateway)")
@@ -127,7 +141,8 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
     # The egress cap an operator would set: the provider's concurrency, here the simulator's C. AIMD stays
     # underneath for the 429s a provider may still send. "0" rather than unset with --no-egress-cap: the shell's
     # value must not leak in.
-    extra.setdefault("AGENTMESH_LLM_MESH_CONCURRENCY", "0" if args.no_egress_cap else str(args.concurrency_limit))
+    no_cap = args.no_egress_cap or args.rpm > 0  # a rate limit has no concurrency an operator could cap at
+    extra.setdefault("AGENTMESH_LLM_MESH_CONCURRENCY", "0" if no_cap else str(args.concurrency_limit))
     async with local_mesh(extra_env=extra) as mesh:
         yield MeshTarget(
             mesh.gateway,
@@ -189,14 +204,29 @@ def mesh_conversation(
     return run
 
 
+def provider_limit(args: argparse.Namespace) -> tuple[float, dict[str, Any]]:
+    """The most successful LLM calls per second the simulator admits, and the faults that set that limit."""
+    if args.rpm > 0:
+        return args.rpm / 60, {
+            "latency_ms": args.latency_ms,
+            "max_concurrency": None,
+            "rpm": args.rpm,
+            "rate_window_s": args.rate_window_s,
+        }
+    return args.concurrency_limit / (args.latency_ms / 1000), {
+        "latency_ms": args.latency_ms,
+        "max_concurrency": args.concurrency_limit,
+    }
+
+
 async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int) -> tuple[LoadResult, dict[str, Any]]:
-    limit = args.concurrency_limit / (args.latency_ms / 1000)
+    limit, faults = provider_limit(args)
     channels = [grpc.aio.insecure_channel(target.gateway) for _ in range(max(1, args.channels))]
     stubs = [supervisor_pb2_grpc.SupervisorServiceStub(ch) for ch in channels]
     metadata = (("authorization", f"Bearer {target.key}"),)
     conversation = mesh_conversation(stubs, metadata, args.message, args.run_timeout)
     try:
-        await target.sim.set_faults(latency_ms=args.latency_ms, max_concurrency=args.concurrency_limit)
+        await target.sim.set_faults(**faults)
         if args.warmup_runs:
             warm = await asyncio.gather(*(conversation(i) for i in range(args.warmup_runs)))
             bad = [w.status for w in warm if w.status != "OK"]
@@ -276,6 +306,10 @@ def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[di
             str(args.concurrency_limit),
             "--latency-ms",
             str(args.latency_ms),
+            "--rpm",
+            str(args.rpm),
+            "--rate-window-s",
+            str(args.rate_window_s),
             "--message",
             args.message,
             "--drain-timeout",
@@ -295,6 +329,8 @@ def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[di
 
 def _name(args: argparse.Namespace) -> str:
     # A run without the egress cap is the comparison, not the headline figure: its own file, e2e.json stays.
+    if args.rpm > 0:
+        return f"{NAME}-rpm"
     return f"{NAME}-no-egress-cap" if args.no_egress_cap else NAME
 
 
@@ -335,7 +371,7 @@ def _rows(name: str, s: dict[str, Any]) -> list[Any]:
 
 async def run(args: argparse.Namespace) -> int:
     counts = sorted({int(x) for x in args.sweep.split(",") if x.strip()}) if args.sweep else [args.users]
-    limit = args.concurrency_limit / (args.latency_ms / 1000)
+    limit, _ = provider_limit(args)
     sweep: list[dict[str, Any]] = []
     main: tuple[LoadResult, dict[str, Any]] | None = None
     baseline: dict[str, Any] | None = None
@@ -409,8 +445,13 @@ async def run(args: argparse.Namespace) -> int:
     cap = mesh.get("llm_mesh_concurrency")
     cap_note = "unknown egress cap" if cap is None else (f"egress cap {cap}" if cap else "no egress cap")
     print_table(
-        f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit C={args.concurrency_limit} / "
-        f"L={args.latency_ms:.0f} ms = {limit:.0f} calls/s; mesh with {cap_note}",
+        f"e2e: {counts[-1]} users, {args.duration:.0f} s, limit "
+        + (
+            f"RPM {args.rpm} (L={args.latency_ms:.0f} ms)"
+            if args.rpm
+            else f"C={args.concurrency_limit} / L={args.latency_ms:.0f} ms"
+        )
+        + f" = {limit:.0f} calls/s; mesh with {cap_note}",
         columns,
         rows,
     )
@@ -454,7 +495,9 @@ def _write_plots(
 ) -> list[str]:
     cap = mesh.get("llm_mesh_concurrency")
     title = (
-        f"agentmesh e2e: {mesh['users']} users, C={args.concurrency_limit}, L={args.latency_ms:.0f} ms, "
+        f"agentmesh e2e: {mesh['users']} users, "
+        + (f"RPM {args.rpm}" if args.rpm else f"C={args.concurrency_limit}")
+        + f", L={args.latency_ms:.0f} ms, "
         f"{f'egress cap {cap}' if cap else 'no egress cap'} "
         f"({mesh['ratio_to_limit']:.2f} of the limit, {mesh['failures']} failed)"
     )

@@ -13,10 +13,12 @@ DOMAIN = "agentmesh.dev"
 
 
 class AgentMeshError(Exception):
-    """Base of every error the mesh can name. `reason` is a stable UPPER_SNAKE id for ErrorInfo."""
+    """Base of every error the mesh can name. `reason` is a stable UPPER_SNAKE id for ErrorInfo, within
+    `domain` (ours; a protocol the mesh speaks, such as A2A, has reasons of its own that its clients read)."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
+    domain: str = DOMAIN
 
     def __init__(
         self,

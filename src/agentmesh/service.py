@@ -11,6 +11,7 @@ import grpc
 from agentmesh.agent import AgentServicer, Toolbox
 from agentmesh.llm import LLMClient
 from agentmesh.rpc import (
+    KeyRateLimiter,
     RequestValidator,
     RunningServer,
     ServiceBinding,
@@ -25,6 +26,15 @@ from agentmesh.telemetry import MetricsServer, Telemetry, setup_logging, setup_t
 from agentmesh.v1 import agent_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+GATEWAY_IDENTITY = "gateway"  # the name in the gateway's certificate (`agentmesh certs`)
+
+
+def key_rate(settings: Settings) -> KeyRateLimiter | None:
+    """The per-key request rate of a service that takes API keys (AGENTMESH_KEY_RATE_PER_S; 0: none)."""
+    if not settings.key_rate_per_s:
+        return None
+    return KeyRateLimiter(rate_per_s=settings.key_rate_per_s, burst=settings.key_rate_burst)
 
 
 def process_setup(name: ServiceName, settings: Settings) -> Telemetry:
@@ -43,6 +53,7 @@ async def serve_bindings(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     telemetry: Telemetry | None = None,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_drain: Callable[[float], Awaitable[None]] | None = None,
     reflect_also: Sequence[str] = (),
 ) -> None:
     addr = f"{settings.host}:{settings.port_of(name) if port is None else port}"
@@ -56,6 +67,8 @@ async def serve_bindings(
         ],
         outer_interceptors=telemetry.server_interceptors() if telemetry is not None else (),
         credentials=server_credentials(settings.tls_dir, name) if settings.tls_dir is not None else None,
+        # Least privilege: only the gateway reaches a service; another service's certificate does not.
+        peers=(GATEWAY_IDENTITY,),
         reflect_also=reflect_also,
     )
     metrics = None
@@ -77,7 +90,7 @@ async def serve_bindings(
     )
     # Spans are flushed last, so those of the shutdown itself are exported too.
     closers = [*on_shutdown, *([metrics.stop] if metrics else []), *([telemetry.shutdown] if telemetry else [])]
-    await serve_until_signal(running, on_shutdown=closers)
+    await serve_until_signal(running, grace_s=settings.shutdown_grace_s, on_drain=on_drain, on_shutdown=closers)
 
 
 async def serve_agent(

@@ -89,12 +89,25 @@ class Settings(BaseSettings):
     """Cap on a provider's retry-after; a longer wait fails the call instead of stalling it."""
     llm_jitter_ms: float = 25.0
     """Upper bound of the random delay before a call that had to queue for a concurrency slot."""
+    llm_pace: bool = True
+    """Pace LLM calls to the provider's per-minute buckets (requests, input and output tokens), learned from its
+    `anthropic-ratelimit-*` response headers, so calls wait for the refill here instead of drawing 429s."""
+    llm_max_requests_per_minute: int = Field(default=0, ge=0)
+    """An operator's cap on this process's LLM requests per minute, below what the provider's headers allow.
+    0: no cap of our own."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5
     """Consecutive provider-side failures that open the circuit breaker."""
     breaker_reset_timeout_s: float = 10.0
     """How long the breaker stays open before one half-open probe."""
+
+    agents_file: Path | None = None
+    """The agent catalog (YAML, `agents:` entries; see agentmesh.catalog); unset: the shipped researcher,
+    analyst and executor. `agentmesh up --agents FILE` sets it for every process it starts."""
+    agent_health_ttl_s: float = 2.0
+    """How long the supervisor trusts the gateway's view of which agents have a healthy host before asking
+    its admin interface (AGENTMESH_GATEWAY_ADMIN_ADDR) again."""
 
     # --- runs ------------------------------------------------------------------------------------
     max_iterations: int = 10
@@ -139,6 +152,18 @@ class Settings(BaseSettings):
     """How long a verified API key is cached (revocation takes effect within this)."""
     key_negative_cache_ttl_s: float = 5.0
     """How long an unknown API key is remembered as unknown (a key created meanwhile works after this)."""
+    tenant_max_concurrent_runs: int = Field(default=64, ge=0)
+    """Runs one tenant may have executing at once, over every supervisor (running with a live lease); a Run or
+    Resume past it answers RESOURCE_EXHAUSTED (reason TENANT_CONCURRENCY_LIMIT) with RetryInfo. 0: no limit."""
+    key_rate_per_s: float = Field(default=20.0, ge=0)
+    """Calls per second one API key may make to the supervisor or the guard (a token bucket per key and process,
+    refilled at this rate); past it RESOURCE_EXHAUSTED (reason KEY_RATE_LIMITED) with RetryInfo. 0: no limit."""
+    key_rate_burst: int = Field(default=100, ge=1)
+    """Calls one API key may make at once before key_rate_per_s paces it (the bucket's size)."""
+    shutdown_grace_s: float = Field(default=25.0, ge=0)
+    """On SIGTERM: how long runs executing here may go on to finish (new runs are refused and health says
+    NOT_SERVING at once); what is still running then is stopped and its lease released, so another supervisor
+    continues it at once. Keep it below the pod's terminationGracePeriodSeconds (30 in deploy/k8s)."""
 
     # --- resilience (issue 4) -------------------------------------------------------------------
     llm_call_budget_s: float = 120.0
@@ -244,6 +269,7 @@ class Settings(BaseSettings):
         "internal_token",
         "tls_dir",
         "guard_policy_path",
+        "agents_file",
         "guard_restore_key",
         "guard_restore_keys_previous",
         mode="before",

@@ -3,6 +3,7 @@ pgserver wheel), then the CLI in another process: ask, continue the thread, trac
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -78,4 +79,44 @@ def test_ask_without_a_mesh_key_says_how_to_get_one(mesh: Mesh, tmp_path: Path) 
     r = subprocess.run(
         [sys.executable, "-m", "agentmesh", "ask", "hi"], env=env_dir, capture_output=True, text=True, timeout=60
     )
-    assert r.returncode == 2 and "no API key" in r.stderr
+    assert r.returncode == 4 and "no API key" in r.stderr and r.stdout == ""
+
+
+def test_ask_json_is_ndjson_ending_in_a_summary_and_trace_json_reads_the_run_back(mesh: Mesh) -> None:
+    r = cli(mesh, "ask", "--json", "Compare two payment providers and recommend one")
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    *events, last = lines
+    assert events[-1]["final"]["reason"] == "FINISH_REASON_COMPLETED"  # field and enum names as over HTTP/JSON
+    assert [int(e.get("seq", 0)) for e in events] == list(range(len(events)))
+    summary = last["summary"]
+    assert (summary["outcome"], summary["exit_code"], summary["events"]) == ("completed", 0, len(events))
+    assert summary["run_id"] == events[-1]["run_id"] and r.stderr == ""
+
+    tree = json.loads(cli(mesh, "trace", "--json", summary["run_id"]).stdout)
+    assert tree["id"] == summary["run_id"] and tree["status"] == "completed"
+    assert tree["llm_calls"] == int(events[-1]["final"]["usage"]["llm_calls"]) == 5
+    assert [s["agent"] for s in tree["steps"] if s["kind"] == "agent"] == ["researcher", "analyst"]
+    assert sum(len(s["calls"]) for s in tree["steps"]) == 5
+
+
+def test_keys_list_and_budget_show_as_json(mesh: Mesh) -> None:
+    keys = json.loads(cli(mesh, "keys", "list", "--json").stdout)
+    dev = [k for k in keys if k["tenant"] == "dev" and k["revoked_at"] is None]
+    assert dev and all(set(k) == {"id", "tenant", "label", "created_at", "revoked_at"} for k in keys)
+    assert mesh.key.startswith(dev[0]["id"] + "_") and mesh.key not in json.dumps(keys)
+
+    cli(mesh, "budget", "set", "--tenant", "json-co", "--tokens", "5000")
+    budget = json.loads(cli(mesh, "budget", "show", "--tenant", "json-co", "--json").stdout)
+    assert budget["tenant"] == "json-co" and budget["token_limit"] == 5000 and budget["tokens"] == 0
+    assert 0 < budget["resets_in_s"] <= 86400
+
+
+def test_failures_exit_with_documented_codes_and_print_only_to_stderr(mesh: Mesh) -> None:
+    refused = cli(mesh, "ask", "--key", "am_00000000_wrong", "hi", check=False)
+    assert refused.returncode == 4 and "UNAUTHENTICATED" in refused.stderr and refused.stdout == ""
+    missing = cli(mesh, "trace", "00000000-0000-4000-8000-000000000000", check=False)
+    assert missing.returncode == 5 and "not found" in missing.stderr and missing.stdout == ""
+    revoke = cli(mesh, "keys", "revoke", "am_ffffffff", check=False)
+    assert revoke.returncode == 5 and "no active key" in revoke.stderr
+    prune = cli(mesh, "db", "prune", "--older-than", "3650d")
+    assert prune.stdout.startswith("deleted ") and prune.stderr == ""  # the spinner draws only on a terminal

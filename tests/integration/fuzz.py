@@ -17,8 +17,13 @@ from google.protobuf import descriptor, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# Services the public listener exposes (AgentService is internal; ReviewService exists once issue 5 lands).
-_PUBLIC_MODULES = ("supervisor_pb2", "guard_pb2", "review_pb2")
+# Services the public listener exposes (AgentService is internal), the A2A binding among them.
+_PUBLIC_MODULES = (
+    "agentmesh.v1.supervisor_pb2",
+    "agentmesh.v1.guard_pb2",
+    "agentmesh.v1.review_pb2",
+    "a2a.types.a2a_pb2",
+)
 _UNNAMED = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
 _CALL_TIMEOUT_S = 8.0
 
@@ -89,7 +94,7 @@ def public_methods() -> list[Method]:
     out = []
     for name in _PUBLIC_MODULES:
         try:
-            module = importlib.import_module(f"agentmesh.v1.{name}")
+            module = importlib.import_module(name)
         except ImportError:
             continue
         for service in module.DESCRIPTOR.services_by_name.values():

@@ -134,7 +134,9 @@ def test_a_killed_supervisors_runs_are_taken_over_exactly_once(
                 events = watch(mesh, stub, run_id, after=-1)
                 break
             except grpc.RpcError as exc:  # the watch landed on the killed supervisor before Envoy ejected it
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                # Back-pressure while Envoy ejects the dead host (its retry budget) is retried like UNAVAILABLE.
+                retryable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+                if exc.code() not in retryable or time.monotonic() > deadline:
                     errors[run_id] = exc
                     return
                 time.sleep(0.3)

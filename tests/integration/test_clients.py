@@ -27,6 +27,7 @@ def test_reflection_through_the_gateway_lists_every_public_service(channel: grpc
     db = ProtoReflectionDescriptorDatabase(channel)
     names = set(db.get_services())
     assert PUBLIC <= names
+    assert "lf.a2a.v1.A2AService" in names  # the A2A binding, served by the supervisor too
     assert "agentmesh.v1.AgentService" not in names
     # The descriptors resolve too, so grpcurl can describe and call a method of each (not just list it).
     pool = DescriptorPool(db)
@@ -34,6 +35,8 @@ def test_reflection_through_the_gateway_lists_every_public_service(channel: grpc
     assert guard.methods_by_name["Check"].input_type.full_name == "agentmesh.v1.CheckRequest"
     review = pool.FindServiceByName("agentmesh.v1.ReviewService")
     assert {m.name for m in review.methods} >= {"ListReviews", "GetReview", "ResolveReview"}
+    a2a = pool.FindServiceByName("lf.a2a.v1.A2AService")
+    assert {m.name for m in a2a.methods} >= {"SendMessage", "SendStreamingMessage", "GetTask", "CancelTask"}
 
 
 def test_reflection_needs_no_key(mesh: Mesh) -> None:

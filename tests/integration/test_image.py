@@ -238,6 +238,9 @@ class Deployed:
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",  # no collector here; empty is off
             "AGENTMESH_TLS_DIR": str(self.tls),
         }
+        if "AGENTMESH_GUARD_RESTORE_KEY" in env:
+            # Compose takes it from the shell or .env (the guard refuses to start without a key of its own).
+            overrides["AGENTMESH_GUARD_RESTORE_KEY"] = "image-check-restore-key-0123456789abcdef"
         assert set(overrides) <= set(env), set(overrides) - set(env)  # compose still sets each of them
         assert env["AGENTMESH_TLS_DIR"] == TLS_DIR  # mTLS is on in compose: so it is here
         ports = {f"AGENTMESH_{s.upper()}_PORT": str(self.ports[s]) for s in SERVICES}

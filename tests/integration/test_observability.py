@@ -204,3 +204,23 @@ def test_trace_cli_prints_each_llm_call_and_writes_a_waterfall(traced_mesh: Mesh
     assert "tool calculator ran" in text and "action ALLOW" in text and " ms · $0.0" in text
     page = html.read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and page.count('class="bar"') == 8 + events[-1].final.usage.llm_calls
+
+
+def test_checkpoint_writes_are_spans_of_the_run(traced_mesh: Mesh, sink: OtlpSink) -> None:
+    """With opentelemetry-instrumentation-asyncpg installed, each step's checkpoint write (one statement) is a
+    CLIENT span of the supervisor inside the run's trace, its SQL without the values."""
+    pytest.importorskip("opentelemetry.instrumentation.asyncpg", reason="opentelemetry-instrumentation-asyncpg")
+    events = run(traced_mesh, QUESTION)
+    run_id = events[-1].run_id
+    steps = sum(1 for e in events if e.WhichOneof("event") == "step_finished")
+
+    def writes() -> list[ReceivedSpan]:
+        return [s for s in trace_of(sink, run_id) if "INSERT INTO steps" in str(s.attributes.get("db.statement"))]
+
+    assert wait_until(lambda: len(writes()) == steps, SPAN_WAIT_S), len(writes())
+    ids = {s.span_id for s in trace_of(sink, run_id)}
+    for s in writes():
+        assert s.service == "agentmesh-supervisor" and s.kind == CLIENT
+        assert s.attributes["db.system"] == "postgresql"
+        assert s.parent_span_id in ids  # inside the run's trace, under the span that committed it
+        assert QUESTION not in str(s.attributes)

@@ -34,7 +34,10 @@ async def _seed(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
                 first_event=lambda tid: (0, b""),
             )
             await store.commit_step(
-                run, StepRecord(0, "route", "supervisor", RouteBody("FINISH")), next_seq=3, iteration=False
+                run,
+                StepRecord(0, "route", "supervisor", RouteBody("FINISH", reason="COMPLETED")),
+                next_seq=3,
+                iteration=False,
             )
             await store.finish(run, final_event={}, next_seq=4, answer="bye", events=[(3, b"")])
             ids.append(run.thread_id)

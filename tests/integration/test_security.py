@@ -43,6 +43,9 @@ LIMITS = {
     "AGENTMESH_MAX_MESSAGE_CHARS": "2000",  # the setting, below the proto's 32,000 ceiling
     # ~0.1-0.3 s for a whole run here; the wall-time test slows each LLM call to 1.2 s to cross it.
     "AGENTMESH_MAX_RUN_DURATION_S": "3",
+    # The fuzzer makes ~130 calls a second with one key: paced at the default 20/s, most would stop at the rate
+    # limit instead of reaching the validators it is there to probe (tests/unit/test_tenancy.py covers the rate).
+    "AGENTMESH_KEY_RATE_PER_S": "0",
 }
 
 

@@ -2,11 +2,12 @@
 gateway's public API, and three host faults during it: every process of one researcher host killed (then
 restarted), one supervisor host's link unplugged (then plugged back), and the Postgres host's server restarted.
 
-A conversation is one SupervisorService.Run. When its stream breaks (an error event, a gRPC error, or no event for
-`idle_s`: a stream through an unplugged host just goes quiet) the client reads the run's status with GetThread
-until it is no longer RUNNING (the lease of a vanished supervisor runs out and the other supervisor's sweeper marks
-the run FAILED, resumable) and calls Resume through the gateway; supervisors do not take over each other's runs
-(no takeover: issues 11/14), so Resume is the way a run continues. A run is lost if it never completes.
+A conversation is one SupervisorService.Run. When its stream breaks (a gRPC error, or no event for `idle_s`: a stream
+through an unplugged host just goes quiet) the client follows the run with WatchRun through the gateway from the
+last seq it saw, until the final event: a run whose supervisor vanished is continued by the other one once its lease
+runs out (takeover), with no Resume. Only a run that failed (an error event: Postgres went away under it) is resumed.
+A conversation is lost if it never completes. Postgres is asked afterwards who continued the unplugged supervisor's
+runs, how soon, and whether every run completed exactly once (tests/multihost/takeover.py).
 
 Run alone: `python -m tests.multihost.harness` (root). Writes bench/results/multihost.json."""
 
@@ -30,12 +31,16 @@ from typing import Any
 import grpc
 
 from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
-from tests.multihost import netns
+from tests.multihost import netns, takeover
 from tests.multihost.topology import REPLICAS, Mesh, build
 
 RESULT = Path(__file__).resolve().parents[2] / "bench" / "results" / "multihost.json"
 QUESTION = "Compare two payment providers and recommend one"
-_STATUS = {v: k for k, v in supervisor_pb2.RunStatus.items()}
+
+
+def message(n: int, start: int) -> str:
+    """Unique per conversation and start, so that Postgres' runs can be told apart by their input."""
+    return f"{QUESTION} (conversation {n}, start {start})"
 
 
 @dataclass
@@ -45,14 +50,15 @@ class Options:
     latency_ms: float = 250.0
     """Simulated LLM latency, so that runs are in flight when a fault hits."""
     lease_s: float = 10.0
-    """AGENTMESH_RUN_LEASE_S: how soon a vanished supervisor's runs become resumable (compose's default is 30 s)."""
-    idle_s: float = 20.0
-    """A run stream with no event for this long is given up on by the client (it reads the status, resumes)."""
+    """AGENTMESH_RUN_LEASE_S: how soon a vanished supervisor's runs are taken over (compose's default is 30 s)."""
+    idle_s: float = 10.0
+    """A stream with no event for this long is given up on by the client, which then follows the run (WatchRun)."""
     partition_s: float = 25.0
     """How long the supervisor host stays unplugged."""
-    load_deadline_s: float = 210.0
+    load_deadline_s: float = 150.0
     """Hard bound on the load phase (faults included); conversations still open then count as lost."""
-    max_resumes: int = 6
+    max_followups: int = 10
+    """Per conversation: WatchRuns, Resumes and new starts after its first stream, together."""
 
 
 @dataclass
@@ -60,13 +66,19 @@ class Conversation:
     n: int
     run_id: str = ""
     thread_id: str = ""
+    last_seq: int = -1
+    """The last event seen, error events aside: a takeover reuses the seq of an error event it never recorded."""
     completed: bool = False
     reason: str = ""
+    starts: int = 1
+    """Runs started: more than one when the first never sent its first event (so no run id to follow)."""
+    watches: int = 0
     resumes: int = 0
-    new_runs: int = 0
-    """Runs that had to be started again because the first never got a run id (rejected before starting)."""
+    duplicate_events: int = 0
+    """Events with a seq this client had already been sent (over Run, WatchRun and Resume together)."""
+    seqs: set[int] = field(default_factory=set)
     breaks: list[dict[str, Any]] = field(default_factory=list)
-    """Each broken stream: when (s since load start), how (error event / gRPC status / idle), the status seen."""
+    """Each broken stream: when (s since load start), which call, how, and what the client did next."""
 
 
 @dataclass
@@ -85,78 +97,73 @@ class Load:
         self.convs: list[Conversation] = []
         self.stop_new = asyncio.Event()
         self.md = (("authorization", f"Bearer {mesh.api_key}"),)
+        self.partition: takeover.Partition | None = None
+        self.replays: dict[str, int] = {}
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 2)
 
-    async def _stream(self, call: Any, conv: Conversation) -> None:
-        """Read one Run/Resume stream; on a break, record it. Returns when the stream ends either way."""
-        errored = False  # an error event is followed by the call's own gRPC status: one break, not two
+    def _break(self, conv: Conversation, call: str, how: str, **more: Any) -> None:
+        conv.breaks.append({"t": self.now(), "call": call, "how": how, **more})
+
+    async def _follow(self, call: Any, conv: Conversation, kind: str) -> str:
+        """Read one Run, WatchRun or Resume stream. Returns "final", "failed" (a resumable error event), "fatal"
+        (an error event that is not), "aborted" (Resume refused: another execution holds the run) or "broken"."""
         try:
             while True:
                 try:
                     ev = await asyncio.wait_for(call.read(), self.opts.idle_s)
                 except TimeoutError:
                     call.cancel()
-                    conv.breaks.append({"t": self.now(), "how": f"idle {self.opts.idle_s:.0f}s"})
-                    return
+                    self._break(conv, kind, f"idle {self.opts.idle_s:.0f}s")
+                    return "broken"
                 if ev is grpc.aio.EOF:
-                    if not conv.completed:
-                        conv.breaks.append({"t": self.now(), "how": "stream ended without a final event"})
-                    return
+                    self._break(conv, kind, "stream ended without a final event")
+                    return "broken"
                 conv.run_id, conv.thread_id = ev.run_id or conv.run_id, ev.thread_id or conv.thread_id
-                kind = ev.WhichOneof("event")
-                if kind == "final":
+                which = ev.WhichOneof("event")
+                if which == "error":  # its gRPC status follows; one break, not two
+                    call.cancel()
+                    self._break(conv, kind, f"error event code {ev.error.code}", message=ev.error.message[:120])
+                    return "failed" if ev.error.resumable else "fatal"
+                conv.duplicate_events += ev.seq in conv.seqs
+                conv.seqs.add(ev.seq)
+                conv.last_seq = max(conv.last_seq, ev.seq)
+                if which == "final":
+                    call.cancel()
                     conv.completed = True
                     conv.reason = supervisor_pb2.FinishReason.Name(ev.final.reason)
-                elif kind == "error":
-                    errored = True
-                    conv.breaks.append(
-                        {
-                            "t": self.now(),
-                            "how": f"error event code {ev.error.code}",
-                            "message": ev.error.message[:120],
-                            "resumable": ev.error.resumable,
-                        }
-                    )
+                    return "final"
         except grpc.aio.AioRpcError as exc:
-            if not conv.completed and not errored:
-                conv.breaks.append({"t": self.now(), "how": exc.code().name, "message": (exc.details() or "")[:120]})
-
-    async def _status(self, stub: Any, conv: Conversation) -> str:
-        """The run's status from GetThread, waiting (bounded) while it is RUNNING: a vanished supervisor's lease."""
-        deadline = time.monotonic() + 3 * self.opts.lease_s + 10
-        status = "UNKNOWN"
-        while time.monotonic() < deadline:
-            try:
-                thread = await stub.GetThread(
-                    supervisor_pb2.GetThreadRequest(thread_id=conv.thread_id), metadata=self.md, timeout=5
-                )
-                status = next((_STATUS[r.status] for r in thread.runs if r.run_id == conv.run_id), "UNKNOWN")
-            except grpc.aio.AioRpcError as exc:
-                status = f"GetThread {exc.code().name}"
-            if status in ("RUN_STATUS_FAILED", "RUN_STATUS_COMPLETED"):
-                return status
-            await asyncio.sleep(1.0)
-        return status
+            self._break(conv, kind, exc.code().name, message=(exc.details() or "")[:120])
+            return "aborted" if exc.code() == grpc.StatusCode.ABORTED else "broken"
 
     async def conversation(self, stub: Any, n: int) -> None:
         conv = Conversation(n)
         self.convs.append(conv)
         hard = self.t0 + self.opts.load_deadline_s
-        await self._stream(stub.Run(supervisor_pb2.RunRequest(message=f"{QUESTION} ({n})"), metadata=self.md), conv)
-        while not conv.completed and time.monotonic() < hard and conv.resumes + conv.new_runs < self.opts.max_resumes:
+        outcome = await self._follow(
+            stub.Run(supervisor_pb2.RunRequest(message=message(n, 1)), metadata=self.md), conv, "run"
+        )
+        while outcome not in ("final", "fatal") and time.monotonic() < hard:
+            if conv.starts - 1 + conv.watches + conv.resumes >= self.opts.max_followups:
+                break
             await asyncio.sleep(0.5)
-            if not conv.run_id:  # never started (no event): nothing to resume, start it again
-                conv.breaks[-1]["restarted"] = True
-                conv.new_runs += 1
-                call = stub.Run(supervisor_pb2.RunRequest(message=f"{QUESTION} ({n})"), metadata=self.md)
-                await self._stream(call, conv)
-                continue
-            conv.breaks[-1]["status_before_resume"] = await self._status(stub, conv)
-            conv.breaks[-1]["resumed_at"] = self.now()
-            conv.resumes += 1
-            await self._stream(stub.Resume(supervisor_pb2.ResumeRequest(run_id=conv.run_id), metadata=self.md), conv)
+            if not conv.run_id:  # never sent its first event: no run to follow, start it again
+                conv.breaks[-1]["then"] = "new run"
+                conv.starts += 1
+                call = stub.Run(supervisor_pb2.RunRequest(message=message(n, conv.starts)), metadata=self.md)
+                outcome = await self._follow(call, conv, "run")
+            elif outcome == "failed":  # recorded as failed (resumable): only Resume continues it
+                conv.breaks[-1]["then"] = "resume"
+                conv.resumes += 1
+                call = stub.Resume(supervisor_pb2.ResumeRequest(run_id=conv.run_id), metadata=self.md)
+                outcome = await self._follow(call, conv, "resume")
+            else:  # quiet, broken, or held by another execution (e.g. being taken over): follow it
+                conv.breaks[-1]["then"] = "watch"
+                conv.watches += 1
+                req = supervisor_pb2.WatchRunRequest(run_id=conv.run_id, after_seq=conv.last_seq)
+                outcome = await self._follow(stub.WatchRun(req, metadata=self.md), conv, "watch")
 
     async def worker(self, stub: Any, counter: list[int]) -> None:
         while not self.stop_new.is_set() and counter[0] < self.opts.max_runs:
@@ -172,11 +179,26 @@ class Load:
                 done = await faults(self)
             finally:
                 self.stop_new.set()
-            remaining = self.t0 + self.opts.load_deadline_s + 3 * self.opts.idle_s - time.monotonic()
+            remaining = self.t0 + self.opts.load_deadline_s + 2 * self.opts.idle_s - time.monotonic()
             _, pending = await asyncio.wait(workers, timeout=max(1.0, remaining))
             for task in pending:
                 task.cancel()
+            self.replays = await self._replay_resumed(stub)
         return done
+
+    async def _replay_resumed(self, stub: Any) -> dict[str, int]:
+        """WatchRun(after_seq=-1) of each resumed run, after the load: which event the full replay ends with."""
+        ends: Counter[str] = Counter()
+        for conv in (c for c in self.convs if c.resumes and c.completed):
+            req = supervisor_pb2.WatchRunRequest(run_id=conv.run_id, after_seq=-1)
+            last = "none"
+            try:
+                async for ev in stub.WatchRun(req, metadata=self.md, timeout=10):
+                    last = ev.WhichOneof("event") or "none"
+            except grpc.aio.AioRpcError as exc:
+                last = exc.code().name
+            ends[last] += 1
+        return dict(ends)
 
 
 # --- the faults ----------------------------------------------------------------------------------------------
@@ -226,24 +248,33 @@ async def kill_researcher(load: Load, service_env: dict[str, str]) -> Fault:
 
 
 async def partition_supervisor(load: Load) -> Fault:
+    """Unplug supervisor-2: its runs are continued by supervisor-1 once their leases run out, with no client action;
+    Postgres is polled meanwhile for who holds each of them."""
     mesh = load.mesh
     host = mesh.lab.hosts["supervisor-2"]
     before = await _stats(mesh)
+    part = takeover.Partition(mesh, host.name)
     fault = Fault("supervisor host link down", host.name, load.now())
     mesh.lab.link(host, up=False)
+    part.t_down = time.time()
+    await part.snapshot()
+    follow = asyncio.create_task(part.follow(time.monotonic() + load.opts.partition_s + 4 * load.opts.lease_s))
     eject = await _wait_healthy(mesh, "supervisor", REPLICAS["supervisor"] - 1, 30)
-    await asyncio.sleep(max(0.0, load.opts.partition_s - (eject or 0)))
+    await asyncio.sleep(max(0.0, load.opts.partition_s - (time.time() - part.t_down)))
     mesh.lab.link(host, up=True)
+    part.t_up = time.time()
     t_back = load.now()
     readmit = await _wait_healthy(mesh, "supervisor", REPLICAS["supervisor"], 60)
+    await follow
     fault.t_end = load.now()
     fault.detail = {
-        "down_s": load.opts.partition_s,
+        "down_s": round(part.t_up - part.t_down, 2),
         "t_back": t_back,
         "eject_s": eject,
         "readmit_after_link_up_s": readmit,
         "gateway_counters": _counters(mesh, "supervisor", before, await _stats(mesh)),
     }
+    load.partition = part
     return fault
 
 
@@ -275,16 +306,16 @@ async def fault_plan(load: Load, service_env: dict[str, str]) -> list[Fault]:
 def _summarise(mesh: Mesh, load: Load, faults: list[Fault], setup_s: float) -> dict[str, Any]:
     convs = load.convs
     completed = [c for c in convs if c.completed]
-    resumed = [c for c in completed if c.resumes]
     # Each break belongs to the last fault that had begun by then.
     per_fault: dict[str, dict[str, Any]] = {
         f.name: {
             "conversations_broken": 0,
-            "restarted_without_run_id": 0,
-            "resumed_while_host_out": 0,
             "completed_later": 0,
-            "statuses_before_resume": Counter(),
+            "watches": 0,
+            "resumes": 0,
+            "new_runs": 0,
             "how": Counter(),
+            "then": Counter(),
         }
         for f in faults
     }
@@ -295,19 +326,26 @@ def _summarise(mesh: Mesh, load: Load, faults: list[Fault], setup_s: float) -> d
             if owner is None:
                 continue
             pf = per_fault[owner]
-            pf["how"][b["how"]] += 1
-            pf["restarted_without_run_id"] += bool(b.get("restarted"))
-            back = next(f.detail.get("t_back") for f in faults if f.name == owner)
-            pf["resumed_while_host_out"] += bool(back and b.get("resumed_at", 1e9) < back)
-            if "status_before_resume" in b:
-                pf["statuses_before_resume"][b["status_before_resume"]] += 1
+            pf["how"][f"{b['call']}: {b['how']}"] += 1
+            then = b.get("then", "gave up" if not c.completed else "-")
+            pf["then"][then] += 1
+            pf["watches"] += then == "watch"
+            pf["resumes"] += then == "resume"
+            pf["new_runs"] += then == "new run"
             if owner not in hit:
                 hit.add(owner)
                 pf["conversations_broken"] += 1
                 pf["completed_later"] += c.completed
     for pf in per_fault.values():
-        pf["statuses_before_resume"], pf["how"] = dict(pf["statuses_before_resume"]), dict(pf["how"])
+        pf["how"], pf["then"] = dict(pf["how"]), dict(pf["then"])
     unattributed = sum(1 for c in convs for b in c.breaks if not faults or b["t"] < faults[0].t_start)
+    # Postgres' side: each conversation's run, and the runs of starts the client gave up on before any event.
+    by_input = takeover.runs_by_input(mesh)
+    db_status = {rid: st for runs in by_input.values() for rid, st in runs}
+    abandoned = Counter(st for c in convs for k in range(1, c.starts) for _, st in by_input.get(message(c.n, k), []))
+    part = load.partition
+    if part is not None:
+        part.settle(mesh.lab.logs)
     return {
         "hosts": {h.name: h.ip for h in mesh.lab.hosts.values()},
         "subnet": str(mesh.lab.net),
@@ -315,20 +353,27 @@ def _summarise(mesh: Mesh, load: Load, faults: list[Fault], setup_s: float) -> d
         "options": asdict(load.opts),
         "faults": [asdict(f) for f in faults],
         "per_fault": per_fault,
+        "takeover": part.summary(load.opts.lease_s) if part is not None else None,
         "breaks_before_any_fault": unattributed,
         "conversations": len(convs),
         "completed": len(completed),
-        "completed_first_try": len(completed) - len(resumed),
-        "completed_after_resume": len(resumed),
+        "completed_first_try": sum(not c.breaks for c in completed),
+        "watches": sum(c.watches for c in convs),
         "resumes": sum(c.resumes for c in convs),
-        "restarted_before_start": sum(c.new_runs for c in convs),
+        "new_runs": sum(c.starts - 1 for c in convs),
+        "duplicate_events_seen_by_clients": sum(c.duplicate_events for c in convs),
         "lost": len(convs) - len(completed),
-        "lost_runs": [asdict(c) for c in convs if not c.completed][:10],
+        "lost_runs": [asdict(c) | {"seqs": sorted(c.seqs)} for c in convs if not c.completed][:10],
         "finish_reasons": dict(Counter(c.reason for c in completed)),
         "dns_queries": mesh.dns.queries,
-        # A Run the client gave up on before its first event may still have reached its supervisor later (the
-        # unplugged host got it once its link was back): such rows are left FAILED, resumable, never completed.
         "db_runs_by_status": mesh.runs_by_status(),
+        "db_conversation_runs_completed": sum(db_status.get(c.run_id) == "completed" for c in completed),
+        "db_most_runs_for_one_start": max((len(r) for r in by_input.values()), default=0),
+        # A Run given up on before its first event may have reached its supervisor all the same (the unplugged
+        # host got it once its link was back): it runs in the background to its end, like any run.
+        "db_abandoned_starts": dict(abandoned),
+        "db_integrity": takeover.integrity(mesh),
+        "resumed_runs_full_replay_ends_with": load.replays,
     }
 
 
@@ -343,22 +388,43 @@ def print_summary(s: dict[str, Any], say: Any) -> None:
         if "gateway_counters" in d:
             say(f"    gateway counters: {d['gateway_counters']}")
         say(
-            f"    restarted (no run id seen): {pf['restarted_without_run_id']}, resumed while the host was out: "
-            f"{pf['resumed_while_host_out']}"
+            f"    conversations broken: {pf['conversations_broken']}, completed in the end: {pf['completed_later']}; "
+            f"the client then: {pf['then']}; how the streams broke: {pf['how']}"
         )
+    t = s["takeover"]
+    if t is not None:
+        lat = t["takeover_latency_s"]
         say(
-            f"    conversations broken: {pf['conversations_broken']}, completed in the end: "
-            f"{pf['completed_later']}, status before resume: {pf['statuses_before_resume']}, "
-            f"how the streams broke: {pf['how']}"
+            f"takeover (lease {t['lease_s']:g}s, sweep every {t['sweep_every_s']:g}s): supervisor-2 held "
+            f"{t['runs_held_at_link_down']} runs at link-down; taken over by supervisor-1 {t['taken_over']}, "
+            f"recorded progress while it was out {t['progressed_while_out']}, completed {t['completed']}, "
+            f"lost {t['lost']}; supervisor-2 logged about them after link-down: {t['cut_off_supervisor_logged']}"
         )
+        if lat:
+            say(
+                f"    link-down -> next recorded event of a taken-over run: {lat['min']}..{lat['max']} s ({lat['all']})"
+            )
+        for r in t["runs"]:
+            say(
+                f"    run {r['run_id'][:8]}: lease left at link-down {r['lease_left_s']}s, new lease owner seen at "
+                f"{r['claimed_after_s'] or '-'}s, next event at {r['next_event_after_s']}s, steps before {r['steps_before']}"
+                f" / while out {r['steps_while_out']}, {r['status']}, 'run taken over' logged by "
+                f"{r['taken_over_logged_by'] or '-'}; supervisor-2 (s after link-up): {r['cut_off_logged']}"
+            )
     say(
-        f"conversations {s['conversations']}: completed {s['completed']} ({s['completed_first_try']} first try, "
-        f"{s['completed_after_resume']} after {s['resumes']} resumes), lost {s['lost']}"
+        f"conversations {s['conversations']}: completed {s['completed']} ({s['completed_first_try']} first try), "
+        f"lost {s['lost']}; WatchRun {s['watches']}, Resume {s['resumes']}, new runs {s['new_runs']}; "
+        f"events sent twice to a client: {s['duplicate_events_seen_by_clients']}"
     )
-    say(f"runs in Postgres by status: {s['db_runs_by_status']}")
+    say(
+        f"Postgres: runs by status {s['db_runs_by_status']}; conversations' runs completed "
+        f"{s['db_conversation_runs_completed']}; abandoned starts {s['db_abandoned_starts']}"
+    )
+    say(f"Postgres integrity: {s['db_integrity']}")
+    say(f"WatchRun(after_seq=-1) of each resumed run ends with: {s['resumed_runs_full_replay_ends_with']}")
 
 
-def run(opts: Options, say: Any = print, result_path: Path | None = RESULT) -> dict[str, Any]:
+def run(opts: Options, say: Any = print, result_path: Path | None = RESULT, keep_logs: bool = False) -> dict[str, Any]:
     """Build the lab, run the load with its faults, tear everything down; the summary. Raises netns.Unavailable.
     The processes' logs are kept (and their place printed) only when something failed."""
     netns.probe()
@@ -410,7 +476,7 @@ def run(opts: Options, say: Any = print, result_path: Path | None = RESULT) -> d
             result_path.parent.mkdir(parents=True, exist_ok=True)
             result_path.write_text(json.dumps(summary, indent=2) + "\n")
             say(f"wrote {result_path}")
-        made["keep_logs"] = summary["lost"] > 0
+        made["keep_logs"] = keep_logs or summary["lost"] > 0 or bool((summary["takeover"] or {}).get("lost"))
         return summary
     finally:
         cleanup()
@@ -423,13 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--concurrency", type=int, default=Options.concurrency)
     p.add_argument("--no-result", action="store_true", help="print only; do not write bench/results/multihost.json")
+    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs even when nothing failed")
     args = p.parse_args(argv)
     try:
-        s = run(Options(concurrency=args.concurrency), result_path=None if args.no_result else RESULT)
+        s = run(
+            Options(concurrency=args.concurrency),
+            result_path=None if args.no_result else RESULT,
+            keep_logs=args.keep_logs,
+        )
     except netns.Unavailable as exc:
         print(f"SKIPPED: multihost test needs network namespaces: {exc}")
         return 0
-    return 1 if s["lost"] else 0
+    return 1 if s["lost"] or (s["takeover"] or {}).get("lost") else 0
 
 
 if __name__ == "__main__":

@@ -131,13 +131,18 @@ class Mesh:
             host, [str(self.pg_bin / "createdb"), "-h", host.ip, "-U", "postgres", "agentmesh"], env, user="postgres"
         )
 
+    def sql(self, query: str) -> list[list[str]]:
+        """Rows of one query as psql prints them (unaligned, fields split on a unit separator), in the postgres
+        host; NULL reads as ""."""
+        host = self.lab.hosts["postgres"]
+        argv = [str(self.pg_bin / "psql"), "-h", host.ip, "-U", "postgres", "-d", "agentmesh", "-v", "ON_ERROR_STOP=1"]
+        argv += ["-AtF", "\x1f", "-c", query]
+        out = self.lab.run(host, argv, self.base_env(), user="postgres")
+        return [line.split("\x1f") for line in out.splitlines() if line.strip()]
+
     def runs_by_status(self) -> dict[str, int]:
         """The runs table as Postgres holds it: status -> count (every row, orphans of cancelled calls included)."""
-        host = self.lab.hosts["postgres"]
-        sql = "SELECT status, count(*) FROM runs GROUP BY status ORDER BY status"
-        argv = [str(self.pg_bin / "psql"), "-h", host.ip, "-U", "postgres", "-d", "agentmesh", "-AtF", " ", "-c", sql]
-        out = self.lab.run(host, argv, self.base_env(), user="postgres")
-        return {status: int(n) for status, n in (line.split() for line in out.splitlines() if line.strip())}
+        return {status: int(n) for status, n in self.sql("SELECT status, count(*) FROM runs GROUP BY status")}
 
     def pg_ctl(self, action: str) -> float:
         """`pg_ctl start|restart|stop` in the postgres host, waiting for it; returns the seconds it took."""

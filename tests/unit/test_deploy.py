@@ -398,6 +398,23 @@ def test_kustomize_builds_the_manifests() -> None:
             assert volumes["agentmesh-tls"]["secret"]["defaultMode"] == 0o440  # YAML's 0440, not decimal 440
 
 
+def test_the_shutdown_grace_fits_every_pods_termination_period() -> None:
+    grace = float(_find("ConfigMap", "agentmesh-env")["data"]["AGENTMESH_SHUTDOWN_GRACE_S"])
+    assert grace == Settings().shutdown_grace_s  # the same as a bare `serve` uses
+    deployments = [doc for _, doc in DOCS if doc["kind"] == "Deployment" and doc["metadata"]["name"] in SERVICES]
+    assert len(deployments) == len(SERVICES)
+    for doc in deployments:
+        # Its own drain plus at least 2 s for calls in flight (rpc/_server.py) and closing pools.
+        assert grace + 3 <= doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], doc["metadata"]["name"]
+
+
+def test_agents_get_no_internal_token() -> None:
+    for _, doc in DOCS:
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] in ("researcher", "analyst", "executor"):
+            (container,) = doc["spec"]["template"]["spec"]["containers"]
+            assert "AGENTMESH_INTERNAL_TOKEN" not in {e["name"] for e in container.get("env", [])}
+
+
 def test_database_url_comes_from_a_secret_and_is_never_inline() -> None:
     for _, doc in DOCS:
         for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
@@ -456,20 +473,48 @@ def test_compose_creates_the_certificates_once_into_a_volume() -> None:
     script = " ".join(certs["command"])
     assert f"test -f {TLS_DIR}/ca.crt ||" in script  # a later `up` keeps the files (and the running mesh's CA)
     assert f"agentmesh certs --dir {TLS_DIR}" in script
-    assert f"mesh-tls:{TLS_DIR}" in _volumes(certs)  # the one writer
+    assert f"mesh-tls:{TLS_DIR}" in _volumes(certs)  # the one writer, and the only one to mount it
+    assert [n for n, s in compose.items() if any(v.startswith("mesh-tls:") for v in _volumes(s))] == ["certs"]
     assert certs["restart"] == "no"
-    assert "mesh-tls" in yaml.safe_load(COMPOSE.read_text())["volumes"]
-    # The image makes the volume's mount point its user's, so the job (uid 10001) can write into a new volume.
+    declared = yaml.safe_load(COMPOSE.read_text())["volumes"]
+    assert "mesh-tls" in declared and all(f"tls-{name}" in declared for name in IDENTITIES)
+    # The image makes the volumes' mount points its user's, so the job (uid 10001) can write into new volumes.
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(rf"mkdir -p [^\n]*{TLS_DIR}", dockerfile) and re.search(
-        rf"chown agentmesh:agentmesh [^\n]*{TLS_DIR}", dockerfile
+        rf"chown (-R )?agentmesh:agentmesh [^\n]*{TLS_DIR}", dockerfile
     )
+    assert all(f"{TLS_DIR}-out/{name}" in dockerfile for name in IDENTITIES)
+
+
+def test_the_certs_job_gives_each_identity_its_own_key_only(tmp_path: Path) -> None:
+    """Runs the certs job's own command (paths moved into tmp_path): each identity's volume gets ca.crt and its own
+    certificate and key, nothing else; the CA key is gone."""
+    certs = _compose()["certs"]
+    mounts = dict(reversed(v.split(":")[:2]) for v in _volumes(certs))  # container path -> volume
+    assert {mounts[f"{TLS_DIR}-out/{name}"] for name in IDENTITIES} == {f"tls-{name}" for name in IDENTITIES}
+    for name in IDENTITIES:
+        (tmp_path / "out" / name).mkdir(parents=True)
+    (script,) = certs["command"]
+    script = (
+        interpolate(script, {}).replace(f"{TLS_DIR}-out", str(tmp_path / "out")).replace(TLS_DIR, str(tmp_path / "ca"))
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    for _ in range(2):  # a second `up` keeps the CA and copies again
+        subprocess.run(
+            ["sh", "-ec", script], env={**os.environ, "PATH": path}, check=True, timeout=60, capture_output=True
+        )
+    assert not (tmp_path / "ca" / "ca.key").exists()
+    for name in IDENTITIES:
+        got = sorted(p.name for p in (tmp_path / "out" / name).iterdir())
+        assert got == sorted(["ca.crt", f"{name}.crt", f"{name}.key"]), name
+        assert (tmp_path / "out" / name / f"{name}.key").stat().st_mode & 0o077 == 0  # still 0600
 
 
 @pytest.mark.parametrize("name", [*SERVICES, "gateway"])
 def test_compose_mounts_the_certificates_read_only_after_the_certs_job(name: str) -> None:
     service = _compose()[name]
-    assert f"mesh-tls:{TLS_DIR}:ro" in _volumes(service)
+    tls_mounts = [v for v in _volumes(service) if v.split(":")[1] == TLS_DIR]
+    assert tls_mounts == [f"tls-{name}:{TLS_DIR}:ro"]  # its own key, no other identity's
     assert service["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
     if name == "gateway":
         # The files' owner (keys are 0600); the config volume beside the TLS one, not around it.
@@ -482,6 +527,8 @@ def test_compose_mounts_the_certificates_read_only_after_the_certs_job(name: str
         env = service["environment"]
         assert interpolate(env["AGENTMESH_TLS_DIR"], {}) == TLS_DIR  # on by default
         assert interpolate(env["AGENTMESH_TLS_DIR"], {"AGENTMESH_COMPOSE_TLS_DIR": ""}) == ""  # the off switch
+        # Only the supervisor (sends it) and the guard (takes it) hold the internal token; agents never use it.
+        assert ("AGENTMESH_INTERNAL_TOKEN" in env) == (name in ("supervisor", "guard"))
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["default", "off"])

@@ -36,9 +36,12 @@ PUBLIC_PREFIXES = {
     "/agentmesh.v1.SupervisorService/": "supervisor",
     "/agentmesh.v1.GuardService/": "guard",
     "/agentmesh.v1.ReviewService/": "guard",
-    "/grpc.health.v1.Health/": "supervisor",
-    "/grpc.reflection.": "supervisor",
+    "/lf.a2a.v1.A2AService/": "supervisor",
+    # Health and reflection need no key: clusters of their own (the supervisor's hosts), apart from the runs' budget.
+    "/grpc.health.v1.Health/": "supervisor-health",
+    "/grpc.reflection.": "supervisor-reflection",
 }
+META_CLUSTERS = {"supervisor-health", "supervisor-reflection"}
 LOCAL_PORTS = {
     "supervisor": [50051],
     "researcher": [50052, 50062],
@@ -116,7 +119,14 @@ def test_clusters_one_per_service(rendered: tuple[str, str]) -> None:
     target, text = rendered
     clusters = _clusters(yaml.safe_load(text))
     # opentelemetry_collector: the compose target traces to Jaeger (tests/unit/test_gateway_tracing.py).
-    assert set(clusters) - {"opentelemetry_collector"} == SERVICES | ({"envoy_admin"} if target != "local" else set())
+    assert set(clusters) - {"opentelemetry_collector"} == SERVICES | META_CLUSTERS | (
+        {"envoy_admin"} if target != "local" else set()
+    )
+    for name in META_CLUSTERS:  # the supervisor's hosts, breakers of their own
+        meta, supervisor = clusters[name], clusters["supervisor"]
+        assert meta["load_assignment"]["endpoints"] == supervisor["load_assignment"]["endpoints"]
+        assert meta["health_checks"] == supervisor["health_checks"]
+        assert meta["circuit_breakers"]["thresholds"][0]["max_requests"] == 256
     for name in SERVICES:
         cluster = clusters[name]
         hosts = [
@@ -193,9 +203,9 @@ def test_overflow_answers_resource_exhausted_naming_the_limit(rendered: tuple[st
 def test_public_listener_routes_by_path_only(rendered: tuple[str, str]) -> None:
     config = yaml.safe_load(rendered[1])
     routes = [r for r in _routes(config, "public") if "route" in r]
-    # Envoy answers GET /openapi.json itself; no other public route stays in the gateway.
+    # Envoy answers GET /openapi.json and the A2A agent card itself; no other public route stays in the gateway.
     direct = [r["match"]["path"] for r in _routes(config, "public") if "route" not in r]
-    assert direct == ["/openapi.json"]
+    assert direct == ["/openapi.json", "/.well-known/agent-card.json"]
     # A client-sent header can never pick a cluster: no forwarding public route looks at headers at all.
     assert all(set(r["match"]) == {"prefix"} for r in routes)
     assert {r["match"]["prefix"]: r["route"]["cluster"] for r in routes} == PUBLIC_PREFIXES
@@ -235,8 +245,8 @@ def test_no_route_can_be_cut_by_the_default_timeout(rendered: tuple[str, str]) -
             action = route["route"]
             limits = action["max_stream_duration"]
             assert limits["max_stream_duration"] == limits["grpc_timeout_header_max"]
-            meta = route["match"]["prefix"] in ("/grpc.health.v1.Health/", "/grpc.reflection.")
-            assert limits["max_stream_duration"] == ("30s" if meta else expected[action["cluster"]])
+            meta = {"supervisor-health": "300s", "supervisor-reflection": "30s"}  # a Health/Watch may stay longer
+            assert limits["max_stream_duration"] == (meta.get(action["cluster"]) or expected[action["cluster"]])
     assert _hcm(config, "public")["stream_idle_timeout"] == "300s"
 
 

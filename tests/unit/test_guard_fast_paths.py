@@ -136,7 +136,8 @@ def test_the_byte_level_luhn_check_agrees_with_the_textbook_one() -> None:
 
 
 def test_phone_candidates_taken_from_the_runs_are_the_patterns_candidates(texts: list[str]) -> None:
-    from agentmesh.services.guard.detectors import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _RUN_TAIL, _phone_candidates
+    from agentmesh.services.guard._phone import _PHONE_CANDIDATE_RE, _PHONE_LEAD, _phone_candidates
+    from agentmesh.services.guard._text import RUN_TAIL
 
     extra = [
         "+1 (555) 867-5309",
@@ -155,7 +156,7 @@ def test_phone_candidates_taken_from_the_runs_are_the_patterns_candidates(texts:
         for start, end in Scan(text).numeric_runs:
             if end - start >= 7:
                 lo = max(prev_end, start - _PHONE_LEAD)
-                expected += [m.span() for m in _PHONE_CANDIDATE_RE.finditer(text, lo, end + _RUN_TAIL)]
+                expected += [m.span() for m in _PHONE_CANDIDATE_RE.finditer(text, lo, end + RUN_TAIL)]
             prev_end = end
         assert list(_phone_candidates(Scan(text))) == expected, text
         checked += len(expected)

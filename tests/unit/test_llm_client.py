@@ -239,15 +239,17 @@ async def test_the_callers_deadline_cutting_a_call_is_not_a_provider_failure(sim
 
 
 async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(sim_url: str) -> None:
-    await put_faults(sim_url, latency_ms=500)
     llm = client(sim_url, llm_max_concurrency=1)
+    # Answered once, so the pacer no longer holds calls for its first answer: the slot is what they queue for.
+    await llm.complete(system="s", messages=MSG, max_tokens=50)
+    await put_faults(sim_url, latency_ms=500)
     first = asyncio.create_task(llm.complete(system="s", messages=MSG, max_tokens=50))
     await asyncio.sleep(0.05)
     with pytest.raises(DeadlineExceeded, match="queued for one of this process's 1 concurrency slots"):
         await llm.complete(system="s", messages=MSG, max_tokens=50, deadline=Deadline.after(0.2))
     assert (await first).text
     await llm.close()
-    assert (await sim_stats(sim_url))["requests_total"] == 1 and llm.stats.queued == 0
+    assert (await sim_stats(sim_url))["requests_total"] == 2 and llm.stats.queued == 0
 
 
 async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: str) -> None:

@@ -137,13 +137,17 @@ def test_gateway_config_with_mtls_is_accepted_by_envoy(tmp_path: Path) -> None:
     config = yaml.safe_load(text)
     for cluster in config["static_resources"]["clusters"]:
         tls = cluster["transport_socket"]["typed_config"]
-        assert tls["sni"] == cluster["name"]
+        service = cluster["name"].removesuffix("-health").removesuffix("-reflection")  # the supervisor's meta clusters
+        assert tls["sni"] == service
         san = tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
-        assert san == [{"san_type": "DNS", "matcher": {"exact": cluster["name"]}}]
+        assert san == [{"san_type": "DNS", "matcher": {"exact": service}}]
     listeners = {li["name"]: li for li in config["static_resources"]["listeners"]}
     assert "transport_socket" not in listeners["public"]["filter_chains"][0]  # clients keep their plain listener
     internal = listeners["internal"]["filter_chains"][0]["transport_socket"]["typed_config"]
     assert internal["require_client_certificate"] is True
+    # ... and only the supervisor's: another service's certificate of the same CA is refused (issue 12).
+    callers = internal["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
+    assert callers == [{"san_type": "DNS", "matcher": {"exact": "supervisor"}}]
     # Without TLS nothing of it is rendered.
     plain = yaml.safe_load(render_envoy_config(local_spec(ports={"supervisor": [1], "guard": [2]})))
     assert all("transport_socket" not in c for c in plain["static_resources"]["clusters"])

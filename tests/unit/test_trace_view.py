@@ -8,7 +8,7 @@ import uuid
 
 from rich.console import Console
 
-from agentmesh.cli._trace import build_view, render_tree
+from agentmesh.cli._trace import build_view, render_tree, view_json
 from agentmesh.cli._waterfall import render_html
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -122,3 +122,18 @@ def test_the_waterfall_is_one_self_contained_page_with_escaped_names() -> None:
     assert page.count('class="bar"') == 3 + 3  # three steps, three LLM calls
     assert "left:1.0%;width:10.0%" in page  # the route step: 10 ms after the start, 100 ms of 1000
     assert "secret answer" not in page
+
+
+def test_the_json_tree_has_the_run_its_steps_their_calls_retries_and_tools() -> None:
+    out = json.loads(json.dumps(view_json(build_view(RUN, STEPS))))  # plain JSON types only
+    assert out["id"] == str(uuid.UUID(int=1)) and out["status"] == "completed" and out["tenant"] == "dev"
+    assert out["wall_ms"] == 1000 and out["attempts"] == 5  # 1 + (3 + 1), as the tree counts them
+    assert [(s["idx"], s["kind"], s["agent"]) for s in out["steps"]] == [
+        (0, "route", "supervisor"),
+        (1, "agent", "<script>researcher"),  # as stored: JSON needs no escaping, the tree and HTML do
+        (2, "guard", "guard"),
+    ]
+    agent = out["steps"][1]
+    assert [(c["input_tokens"], c["attempts"], c["retries"]) for c in agent["calls"]] == [(150, 3, 2), (50, 1, 0)]
+    assert agent["tools"] == [{"name": "calculator", "executed": True}]
+    assert out["steps"][0]["detail"] == "-> researcher"

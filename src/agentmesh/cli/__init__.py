@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from agentmesh.cli._exit import EPILOG, ExitCode, to_cli_error
 from agentmesh.settings import SERVICES
 
 __all__ = ["main"]
@@ -32,7 +33,12 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="agentmesh", description="Production infrastructure for LLM agents.")
+    p = argparse.ArgumentParser(
+        prog="agentmesh",
+        description="Production infrastructure for LLM agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"agentmesh {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -43,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=N",
         help="run N replicas of a service behind its gateway cluster (repeatable)",
+    )
+    up.add_argument(
+        "--agents",
+        default=None,
+        metavar="FILE",
+        help="the agent catalog (YAML; sets AGENTMESH_AGENTS_FILE for every process); default: the shipped agents",
     )
 
     serve = sub.add_parser("serve", help="run one service")
@@ -58,17 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--thread", default="", help="continue this thread")
     ask.add_argument("--key", default=None, help="API key (default: AGENTMESH_API_KEY, else the dev key of `up`)")
     ask.add_argument("--timeout", type=float, default=300.0)
+    ask.add_argument("--json", action="store_true", help="one JSON object per event (NDJSON), then a summary line")
 
     resume = sub.add_parser("resume", help="continue an interrupted run")
     resume.add_argument("run_id")
     resume.add_argument("--key", default=None)
     resume.add_argument("--timeout", type=float, default=300.0)
+    resume.add_argument("--json", action="store_true", help="one JSON object per event (NDJSON), then a summary line")
 
     trace = sub.add_parser("trace", help="print a run as a tree of its steps")
     trace.add_argument("run_id")
     trace.add_argument(
         "--html", metavar="FILE", default=None, help="also write a self-contained HTML waterfall of the steps"
     )
+    trace.add_argument("--json", action="store_true", help="print the run tree as one JSON object")
 
     keys = sub.add_parser("keys", help="manage API keys")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True)
@@ -77,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--label", default="")
     kr = ksub.add_parser("revoke", help="revoke a key by its id (the am_xxxxxxxx prefix)")
     kr.add_argument("key_id")
-    ksub.add_parser("list", help="list keys (ids and tenants only)")
+    klist = ksub.add_parser("list", help="list keys (ids and tenants only)")
+    klist.add_argument("--json", action="store_true", help="print a JSON array of the keys")
 
     certs = sub.add_parser("certs", help="create a CA and mTLS certificates for the gateway and every service")
     certs.add_argument(
@@ -93,11 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365, help="validity in days")
     certs.add_argument("--force", action="store_true", help="replace an existing CA")
 
+    from agentmesh.cli._agents import add_parser as add_agents
     from agentmesh.cli._bench import add_parser as add_bench
     from agentmesh.cli._health import add_parser as add_health
     from agentmesh.cli._review import add_parser as add_review
     from agentmesh.cli._services import plugins
 
+    add_agents(sub)
     add_bench(sub)
     add_review(sub)
     add_health(sub)
@@ -135,13 +153,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "certs": "agentmesh.cli._certs",
         "review": "agentmesh.cli._review",
         "health": "agentmesh.cli._health",
+        "agents": "agentmesh.cli._agents",
     }
     # A service's admin command (`budget`) works against Postgres like `keys` and `db`.
     module = importlib.import_module(handlers.get(args.cmd, "agentmesh.cli._admin"))
     try:
         return _run(module.run(args))
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
+    except Exception as exc:
+        error = to_cli_error(exc)
+        if error is None:
+            raise
+        print(f"agentmesh {args.cmd}: {error.message}", file=sys.stderr)
+        return error.code
 
 
 if __name__ == "__main__":

@@ -1,14 +1,21 @@
-"""`agentmesh ask` and `agentmesh resume`: a client of the public gateway that streams a run's events."""
+"""`agentmesh ask` and `agentmesh resume`: a client of the public gateway that streams a run's events.
+
+With --json, stdout is NDJSON: each event as the HTTP/JSON gateway would send it (proto field names, enums by
+name), then one `{"summary": ...}` line, also when the call failed, so a consumer always reads a last line."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import time
+from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from rich.console import Console
 
 from agentmesh.cli._common import api_key
+from agentmesh.cli._exit import CliError, ExitCode, from_rpc_error
 from agentmesh.settings import Settings
 from agentmesh.v1 import guard_pb2, supervisor_pb2, supervisor_pb2_grpc
 
@@ -58,19 +65,57 @@ def _print_event(console: Console, ev: supervisor_pb2.RunEvent) -> None:
             + f" [dim]answer with SubmitInput (POST /v1/runs/{ev.run_id}:input); waiting…[/]"
         )
     elif which == "error":
-        console.print(
+        Console(stderr=True, highlight=False).print(
             f"[red]error[/] {ev.error.message}"
             + (f" (resumable: agentmesh resume {ev.run_id})" if ev.error.resumable else "")
         )
+
+
+def event_json(ev: supervisor_pb2.RunEvent) -> dict[str, Any]:
+    """One event as the gateway's transcoder writes it (so `ask --json` and `curl /v1/runs` read alike)."""
+    out: dict[str, Any] = json_format.MessageToDict(ev, preserving_proto_field_name=True)
+    return out
+
+
+def summary_json(
+    last: supervisor_pb2.RunEvent | None, *, events: int, elapsed_s: float, error: CliError | None
+) -> dict[str, Any]:
+    """The closing NDJSON line: how the run ended and the exit code the command returns."""
+    which = last.WhichOneof("event") if last is not None else None
+    outcome = "error" if error is not None or which == "error" else "incomplete"
+    if which == "final":
+        outcome = supervisor_pb2.FinishReason.Name(last.final.reason).removeprefix("FINISH_REASON_").lower()  # type: ignore[union-attr]
+    code = error.code if error is not None else ExitCode.FAILURE if outcome in ("error", "incomplete") else ExitCode.OK
+    summary: dict[str, Any] = {
+        "run_id": last.run_id if last is not None else "",
+        "thread_id": last.thread_id if last is not None else "",
+        "outcome": outcome,
+        "events": events,
+        "elapsed_ms": round(elapsed_s * 1000),
+        "exit_code": int(code),
+    }
+    if error is not None:
+        summary["error"] = error.message
+    elif which == "error":
+        summary["error"] = last.error.message  # type: ignore[union-attr]
+        summary["resumable"] = last.error.resumable  # type: ignore[union-attr]
+    return {"summary": summary}
 
 
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
     key = api_key(settings, args.key)
     if not key:
-        print("no API key: pass --key, set AGENTMESH_API_KEY, or start the mesh with `agentmesh up`", file=sys.stderr)
-        return 2
+        raise CliError(
+            "no API key: pass --key, set AGENTMESH_API_KEY, or start the mesh with `agentmesh up`",
+            ExitCode.UNAUTHENTICATED,
+        )
+    as_json = bool(getattr(args, "json", False))
     console = Console(highlight=False)
+    last: supervisor_pb2.RunEvent | None = None
+    events = 0
+    error: CliError | None = None
+    started = time.monotonic()
     async with grpc.aio.insecure_channel(settings.gateway_addr) as channel:
         stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
         md = (("authorization", f"Bearer {key}"),)
@@ -82,8 +127,18 @@ async def run(args: argparse.Namespace) -> int:
             )
         try:
             async for ev in call:
-                _print_event(console, ev)
+                last, events = ev, events + 1
+                if as_json:
+                    print(json.dumps(event_json(ev), separators=(",", ":")), flush=True)
+                else:
+                    _print_event(console, ev)
         except grpc.aio.AioRpcError as exc:
-            console.print(f"[red]{exc.code().name}[/]: {exc.details()}")
-            return 1
-    return 0
+            error = from_rpc_error(exc)
+    if as_json:
+        summary = summary_json(last, events=events, elapsed_s=time.monotonic() - started, error=error)
+        print(json.dumps(summary, separators=(",", ":")), flush=True)
+    if error is not None:
+        raise error
+    if last is None or last.WhichOneof("event") != "final":
+        return ExitCode.FAILURE  # an error event (printed above) says why, and whether the run can be resumed
+    return ExitCode.OK

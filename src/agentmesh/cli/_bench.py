@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -58,4 +59,18 @@ async def run(args: argparse.Namespace) -> int:
         prog=f"agentmesh bench {args.bench_name}", description=(module.__doc__ or "").strip().splitlines()[0]
     )
     module.add_arguments(parser)
-    return int(await module.run(parser.parse_args(args.bench_args)))
+    options = parser.parse_args(args.bench_args)
+    # Benchmarks run for minutes: say when one starts and how long it took, on stderr beside its progress bars.
+    print(f"bench {args.bench_name}: started", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    outcome = "failed"
+    try:
+        code = int(await module.run(options))
+        outcome = f"exit {code}"
+    finally:
+        print(
+            f"bench {args.bench_name}: finished in {time.monotonic() - started:.1f} s ({outcome})",
+            file=sys.stderr,
+            flush=True,
+        )
+    return code

@@ -27,12 +27,13 @@ def ensure_certs(settings: Settings, say: Callable[[str], None] = print) -> Gate
 
 
 def internal_channel(settings: Settings) -> grpc.aio.Channel:
-    """A channel to the gateway's internal listener as the launcher uses it (health checks): mTLS when on."""
+    """A channel to the gateway's internal listener as the launcher uses it (health checks): mTLS when on. The
+    listener admits only the supervisor's certificate; the launcher made every certificate, so it holds that one."""
     if settings.tls_dir is None:
         return grpc.aio.insecure_channel(settings.gateway_internal_addr)
     return grpc.aio.secure_channel(
         settings.gateway_internal_addr,
-        channel_credentials(settings.tls_dir, "gateway"),
+        channel_credentials(settings.tls_dir, "supervisor"),
         options=[("grpc.ssl_target_name_override", "gateway")],
     )
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
+from agentmesh.cli._exit import CliError, ExitCode
 from agentmesh.settings import Settings
 
 DEV_KEY_FILE = "dev-api-key"
@@ -20,11 +20,11 @@ def database_url(settings: Settings) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def require_database_url(settings: Settings) -> str | None:
-    """database_url(), or None after telling the user how to get one."""
+def require_database_url(settings: Settings) -> str:
+    """database_url(), or a CliError telling the user how to get one."""
     dsn = database_url(settings)
     if dsn is None:
-        print("no database: set DATABASE_URL or start the mesh with `agentmesh up`", file=sys.stderr)
+        raise CliError("no database: set DATABASE_URL or start the mesh with `agentmesh up`", ExitCode.UNAVAILABLE)
     return dsn
 
 

@@ -1,4 +1,4 @@
-"""`agentmesh trace RUN_ID [--html FILE]`: the run as a tree, from the supervisor's checkpoints (no tracing backend
+"""`agentmesh trace RUN_ID [--html FILE] [--json]`: the run as a tree, from the supervisor's checkpoints (no tracing backend
 needed): each step, its agent, each LLM call (tokens in/out, ms, cost, retries), tools and guard actions. With
 --html, also a self-contained waterfall page of the steps and their LLM calls."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import uuid
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from agentmesh.cli._common import require_database_url
+from agentmesh.cli._exit import CliError, ExitCode
 from agentmesh.db import create_pool
 from agentmesh.settings import Settings
 from agentmesh.v1 import guard_pb2
@@ -87,7 +89,11 @@ class RunView:
 
 def _detail(kind: str, result: Mapping[str, Any]) -> str:
     if kind == "route":
-        return f"-> {result.get('decision')}" + (f" ({result['reason']})" if result.get("reason") else "")
+        return (
+            f"-> {result.get('decision')}"
+            + (f" ({result['reason']})" if result.get("reason") else "")
+            + (f" [{result['note']}]" if result.get("note") else "")
+        )
     if kind == "guard":
         action = guard_pb2.Action.Name(int(result.get("action", 0))).removeprefix("ACTION_")
         types = ", ".join(result.get("finding_types", []))
@@ -179,30 +185,41 @@ def render_tree(view: RunView) -> Tree:
     return root
 
 
+def view_json(view: RunView) -> dict[str, Any]:
+    """The tree as `trace --json` prints it: the run, its steps, each step's LLM calls and tools."""
+    out = dataclasses.asdict(view)
+    out["attempts"] = view.attempts
+    for step, s in zip(out["steps"], view.steps, strict=True):
+        step["tools"] = [{"name": name, "executed": executed} for name, executed in s.tools]
+        for call, c in zip(step["calls"], s.calls, strict=True):
+            call["retries"] = c.retries
+    return out
+
+
 async def run(args: argparse.Namespace) -> int:
     settings = Settings()
     dsn = require_database_url(settings)
-    if dsn is None:
-        return 2
     try:
         run_id = uuid.UUID(args.run_id)
     except ValueError:
-        print(f"not a run id: {args.run_id!r}", file=sys.stderr)
-        return 2
+        raise CliError(f"not a run id: {args.run_id!r}", ExitCode.USAGE) from None
     pool = await create_pool(dsn, min_size=1, max_size=1)
     try:
         r = await pool.fetchrow(RUN, run_id)
         if r is None:
-            print(f"run {args.run_id} not found", file=sys.stderr)
-            return 1
+            raise CliError(f"run {args.run_id} not found", ExitCode.NOT_FOUND)
         steps = await pool.fetch(STEPS, run_id)
     finally:
         await pool.close()
     view = build_view(dict(r), [dict(s) for s in steps])
-    Console(highlight=False).print(render_tree(view))
+    if getattr(args, "json", False):
+        print(json.dumps(view_json(view)))
+    else:
+        Console(highlight=False).print(render_tree(view))
     if getattr(args, "html", None):
         from agentmesh.cli._waterfall import render_html
 
         await asyncio.to_thread(Path(args.html).write_text, render_html(view), encoding="utf-8")
-        print(f"waterfall written to {args.html}")
+        # stderr: with --json, stdout holds only the JSON document
+        print(f"waterfall written to {args.html}", file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return 0

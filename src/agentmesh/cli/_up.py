@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 import urllib.parse
@@ -21,6 +22,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from agentmesh.catalog import AGENT_PORT_ENV, PORT_PLACEHOLDER, Catalog, CatalogError, Entry, load_catalog
+from agentmesh.cli._agents import CATALOG_FILE, CallWindow
 from agentmesh.cli._certs import ensure_certs, internal_channel
 from agentmesh.cli._common import DB_URL_FILE, DEV_KEY_FILE, write_private
 from agentmesh.cli._services import all_migrations
@@ -28,7 +31,7 @@ from agentmesh.db import KeyStore, create_pool, migrate, start_embedded
 from agentmesh.gateway import cluster_limits, local_spec, render_envoy_config
 from agentmesh.gateway.render import LLMEgress, OtlpCollector, llm_egress
 from agentmesh.rpc import UPSTREAM_HEADER
-from agentmesh.settings import REPLICA_PORT_STRIDE, SERVICES, Settings
+from agentmesh.settings import REPLICA_PORT_STRIDE, Settings
 
 READY_TIMEOUT_S = 180.0
 DEV_TENANT = "dev"
@@ -57,9 +60,13 @@ class Child:
 
 
 class Launcher:
-    def __init__(self, settings: Settings, replicas: dict[str, int]) -> None:
+    def __init__(self, settings: Settings, replicas: dict[str, int], catalog: Catalog | None = None) -> None:
         self.s = settings
         self.replicas = replicas
+        self.catalog = catalog if catalog is not None else load_catalog(None, settings)
+        # What must answer health through the gateway before `up` is ready: its own processes (an agent someone
+        # else runs may be down; the router skips it).
+        self.launched = ["supervisor", *(e.name for e in self.catalog if e.launched), "guard"]
         self.children: list[Child] = []
         self.stopping = asyncio.Event()
         self.logs = settings.data_dir / "logs"
@@ -165,7 +172,7 @@ class Launcher:
     async def wait_gateway(self) -> None:
         """Every service answers its health check through the gateway's internal listener."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        pending = set(SERVICES)
+        pending = set(self.launched)
         async with internal_channel(self.s) as channel:  # mTLS when AGENTMESH_TLS_DIR is set
             stub = health_pb2_grpc.HealthStub(channel)
             while pending:
@@ -197,19 +204,43 @@ def egress_base_url(egress: LLMEgress, provider_url: str | None) -> str:
     return f"http://{host}:{port}{path}"
 
 
-def _parse_replicas(items: list[str]) -> dict[str, int]:
-    out: dict[str, int] = dict.fromkeys(SERVICES, 1)
+def _parse_replicas(items: list[str], catalog: Catalog) -> dict[str, int]:
+    """Processes per launched service: the catalog entry's replicas, `--replicas NAME=N` over it."""
+    out: dict[str, int] = {"supervisor": 1, "guard": 1} | {e.name: e.replicas for e in catalog if e.launched}
     for item in items:
         name, _, n = item.partition("=")
-        if name not in SERVICES or not n.isdigit() or not 1 <= int(n) <= 9:
-            raise SystemExit(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(SERVICES)} and N 1..9")
+        if name not in out or not n.isdigit() or not 1 <= int(n) <= 9:
+            raise SystemExit(f"--replicas {item!r}: expected NAME=N with NAME one of {', '.join(out)} and N 1..9")
         out[name] = int(n)
     return out
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def agent_argv(entry: Entry, port: int) -> list[str]:
+    """A command agent's argv: `python` first is this Python (it has agentmesh and grpcio), `{port}` its port."""
+    assert entry.command is not None
+    argv = [a.replace(PORT_PLACEHOLDER, str(port)) for a in entry.command]
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    return argv
+
+
 async def run(args: argparse.Namespace) -> int:
+    if getattr(args, "agents", None):
+        # Every process reads the same catalog: the supervisor routes by it, this launcher starts its agents.
+        os.environ["AGENTMESH_AGENTS_FILE"] = os.path.abspath(args.agents)  # noqa: ASYNC240 - once, at start-up
     settings = Settings()
-    launcher = Launcher(settings, _parse_replicas(args.replicas))
+    try:
+        catalog = load_catalog(settings.agents_file, settings)
+    except CatalogError as exc:  # refused before anything starts
+        _say(f"agentmesh up failed: {exc.message}")
+        return 2
+    launcher = Launcher(settings, _parse_replicas(args.replicas, catalog), catalog)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -244,29 +275,40 @@ async def run(args: argparse.Namespace) -> int:
                 f"{egress.host_header} for the whole mesh (AGENTMESH_LLM_MESH_CONCURRENCY)"
             )
         ports: dict[str, list[int]] = {}
-        for name in SERVICES:
+        for name in launcher.launched:
+            entry = catalog.get(name)
             ports[name] = []
             for i in range(launcher.replicas[name]):
-                port = settings.port_of(name) + i * REPLICA_PORT_STRIDE
+                if entry is None:
+                    port = settings.port_of(name) + i * REPLICA_PORT_STRIDE  # type: ignore[arg-type]
+                else:
+                    port = entry.port + i * REPLICA_PORT_STRIDE if entry.port else _free_port(settings.host)
                 ports[name].append(port)
                 label = name if launcher.replicas[name] == 1 else f"{name}-{i + 1}"
-                child = await launcher.add(label, [*py, "serve", name, "--port", str(port)], env)
+                argv = [*py, "serve", name, "--port", str(port)] if entry is None else agent_argv(entry, port)
+                child = await launcher.add(label, argv, {**env, AGENT_PORT_ENV: str(port)})
                 assert child.proc is not None
+                shipped = f"{name}_port" in Settings.model_fields  # only agentmesh's own services serve /metrics
                 metrics = (
                     f"  metrics http://{settings.host}:{port + settings.metrics_port_offset}/metrics"
-                    if settings.metrics_port_offset
+                    if settings.metrics_port_offset and shipped
                     else ""
                 )
                 _say(f"{label:<12} {settings.host}:{port}  pid {child.proc.pid}  log {child.log_path}{metrics}")
+        addresses = {e.name: e.host_port for e in catalog if e.address is not None}
+        for name, (host, port) in addresses.items():
+            _say(f"{name:<12} {host}:{port}  (catalog address: routed to, not started)")
         config = settings.data_dir / "envoy.yaml"
         config.write_text(
             render_envoy_config(
                 local_spec(
                     ports=ports,
+                    addresses=addresses,
+                    catalog=catalog,
                     public=_split(settings.gateway_addr),
                     internal=_split(settings.gateway_internal_addr),
                     admin=_split(settings.gateway_admin_addr),
-                    limits=cluster_limits(settings),
+                    limits=cluster_limits(settings, catalog),
                     tls=tls,
                     otlp=OtlpCollector.from_endpoint(
                         settings.otel_exporter_otlp_endpoint,
@@ -304,9 +346,13 @@ async def run(args: argparse.Namespace) -> int:
             ready.cancel()
             return 130
         ready.result()
+        # `agentmesh agents list` reads which catalog this mesh runs and its agents' last-minute call counts.
+        (settings.data_dir / CATALOG_FILE).write_text(str(settings.agents_file or ""))
+        sampler = asyncio.create_task(CallWindow(settings.gateway_admin_addr, settings.data_dir).run())
         _say(f"dev api key: {dev_key}")
         _say(f"gateway ready on {settings.gateway_addr}")
         await stopped
+        sampler.cancel()
         _say("stopping")
         return 0
     except Exception as exc:  # start-up failed: say why in one line, then clean up what was started

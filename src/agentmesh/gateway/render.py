@@ -16,22 +16,26 @@ import re
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
+from agentmesh.catalog import COMMAND_AGENT_DEFAULT_PORT, SHIPPED, Catalog, Entry, default_catalog, load_catalog
+from agentmesh.gateway.agent_card import agent_card_json
 from agentmesh.gateway.descriptors import PUBLIC_SERVICES, descriptor_set
 from agentmesh.gateway.openapi import OPENAPI_PATH
-from agentmesh.settings import SERVICES, Settings
+from agentmesh.settings import Settings
 
 TEMPLATE_PATH = Path(__file__).parent / "envoy.yaml.j2"
 
 # Clusters the public routes point at: a spec without them would render a config Envoy rejects.
 _REQUIRED_UPSTREAMS = ("supervisor", "guard")
-# Cluster names are also header values and YAML keys: keep them to a DNS-label-like alphabet.
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# Cluster names are also header values and YAML keys: keep them to a DNS-label-like alphabet (catalog names).
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# The processes of the mesh itself, around the catalog's agents (cluster order: supervisor, agents, guard).
+_CORE = ("supervisor", "guard")
 
 Address = tuple[str, int]
 
@@ -54,16 +58,27 @@ class ClusterLimits:
     calls when a replica died with more of them in flight: each is retried on another host at once."""
 
 
-def cluster_limits(settings: Settings) -> dict[str, ClusterLimits]:
-    """Each service's thresholds from AGENTMESH_GATEWAY_MAX_REQUESTS_<SERVICE>. Pending requests get the same
-    number (they only queue while a connection is set up); connections keep the default, since HTTP/2 needs
-    few of them."""
+def cluster_limits(settings: Settings, catalog: Catalog | None = None) -> dict[str, ClusterLimits]:
+    """Each cluster's thresholds: AGENTMESH_GATEWAY_MAX_REQUESTS_<SERVICE> for the supervisor and the guard, the
+    catalog entry's max_requests for an agent (the shipped ones default to their setting). Pending requests get
+    the same number (they only queue while a connection is set up); connections keep the default, since HTTP/2
+    needs few of them."""
+    catalog = catalog if catalog is not None else default_catalog(settings)
+    caps = {name: settings.gateway_max_requests(name) for name in _CORE}  # type: ignore[arg-type]
+    caps |= {e.name: e.max_requests or ClusterLimits.max_requests for e in catalog}
     return {
-        name: ClusterLimits(
-            max_pending_requests=settings.gateway_max_requests(name), max_requests=settings.gateway_max_requests(name)
-        )
-        for name in SERVICES
+        name: ClusterLimits(max_pending_requests=cap, max_requests=cap)
+        for name, cap in sorted(caps.items(), key=lambda kv: _order(kv[0], catalog))
     }
+
+
+def _order(name: str, catalog: Catalog) -> int:
+    return 0 if name == "supervisor" else len(catalog) + 1 if name == "guard" else catalog.names.index(name) + 1
+
+
+def _stream_s(entry: Entry) -> float | None:
+    # The route lets a call run a little past the supervisor's own deadline for it, never shorter.
+    return None if entry.timeout_s is None else entry.timeout_s + 5
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,8 @@ class Upstream:
     """Circuit-breaker thresholds."""
     dns: bool = False
     """STRICT_DNS: every address a name resolves to is a host (compose replicas, k8s headless services)."""
+    max_stream_s: float | None = None
+    """Longest call through this cluster's routes (a catalog agent's timeout_s); None: the template's default."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +249,8 @@ class GatewaySpec:
     """Everything that differs between targets; the template holds the rest."""
 
     public: Address
-    """Listener for clients: SupervisorService, GuardService, ReviewService, health and reflection."""
+    """Listener for clients: SupervisorService, GuardService, ReviewService, the A2A binding (lf.a2a.v1), health,
+    reflection, /openapi.json and the A2A agent card."""
     internal: Address
     """Listener for service-to-service calls, routed by the `agentmesh-upstream` header."""
     admin: Address
@@ -252,6 +270,19 @@ class GatewaySpec:
     gateway makes no spans (it still forwards the traceparent header untouched)."""
     egress: LLMEgress | None = None
     """The LLM egress listener and its provider cluster; None: services call the provider directly."""
+    meta_limits: ClusterLimits = ClusterLimits(max_connections=64, max_pending_requests=256, max_requests=256)
+    """Circuit breaker of each of the supervisor's two meta clusters, `supervisor-health` and `supervisor-reflection`:
+    health checks and reflection streams need no key, so they get budgets of their own, apart from the runs'."""
+    a2a_url: str = ""
+    """Where A2A clients reach the public listener (HOST:PORT), as the agent card says; empty: the public
+    listener's own address (a bind-all address as 127.0.0.1)."""
+    skills: tuple[tuple[str, str], ...] = tuple(SHIPPED.items())
+    """(name, description) of each agent of the catalog: the agent card's skills."""
+
+    @property
+    def card_url(self) -> str:
+        host, port = self.public
+        return self.a2a_url or f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
 
 
 def render_envoy_config(spec: GatewaySpec) -> str:
@@ -268,13 +299,24 @@ def render_envoy_config(spec: GatewaySpec) -> str:
         "descriptor_b64": base64.b64encode(descriptor_set()).decode(),
         # Compact: the checked-in file is indented for review, the served copy need not be.
         "openapi": json.dumps(json.loads(OPENAPI_PATH.read_text()), separators=(",", ":"), ensure_ascii=False),
+        "agent_card": agent_card_json(spec.card_url, spec.skills),
     }
     return env.get_template(TEMPLATE_PATH.name).render(spec=spec, public_api=public_api)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def local_spec(
     *,
     ports: Mapping[str, Sequence[int]],
+    addresses: Mapping[str, Address] | None = None,
+    catalog: Catalog | None = None,
     public: Address = ("127.0.0.1", 8080),
     internal: Address = ("127.0.0.1", 8081),
     admin: Address = ("127.0.0.1", 9901),
@@ -284,49 +326,106 @@ def local_spec(
     otlp: OtlpCollector | None = None,
     egress: LLMEgress | None = None,
 ) -> GatewaySpec:
-    """Processes on one machine: STATIC endpoints `host:PORT`, one port per replica of each service."""
+    """Processes on one machine: STATIC endpoints `host:PORT`, one port per replica of each service; `addresses`:
+    agents someone else runs (the catalog's address entries), a name resolved by DNS. `catalog` gives agents'
+    call limits (timeout_s)."""
     limits = limits or {}
+    streams = {e.name: _stream_s(e) for e in catalog or ()}
     upstreams = tuple(
         Upstream(
             name=name,
             endpoints=tuple((host, int(port)) for port in replica_ports),
             limits=limits.get(name, ClusterLimits()),
+            max_stream_s=streams.get(name),
         )
         for name, replica_ports in ports.items()
+    ) + tuple(
+        Upstream(
+            name=name,
+            endpoints=(addr,),
+            limits=limits.get(name, ClusterLimits()),
+            dns=not _is_ip(addr[0]),
+            max_stream_s=streams.get(name),
+        )
+        for name, addr in (addresses or {}).items()
     )
+    # The supervisor first and the guard last, as the catalog orders the agents between them.
+    if catalog is not None:
+        upstreams = tuple(sorted(upstreams, key=lambda u: _order(u.name, catalog)))
     return GatewaySpec(
-        public=public, internal=internal, admin=admin, upstreams=upstreams, tls=tls, otlp=otlp, egress=egress
+        public=public,
+        internal=internal,
+        admin=admin,
+        upstreams=upstreams,
+        tls=tls,
+        otlp=otlp,
+        egress=egress,
+        skills=_skills(catalog),
     )
 
 
-def compose_spec() -> GatewaySpec:
+def _skills(catalog: Catalog | None) -> tuple[tuple[str, str], ...]:
+    """The agent card's skills: the catalog's agents and their descriptions."""
+    catalog = catalog if catalog is not None else default_catalog(Settings.model_construct())
+    return tuple(catalog.descriptions().items())
+
+
+def _catalog_upstreams(catalog: Catalog | None, host_of: Callable[[str], str]) -> tuple[Upstream, ...]:
+    """supervisor, each catalog agent, guard: an agent `up` would launch is reached as `host_of(name)` on its
+    declared port (a shipped agent's settings default); an address agent at its address."""
+    catalog = catalog if catalog is not None else default_catalog(Settings.model_construct())
+    core = {name: Upstream(name=name, endpoints=((host_of(name), _default_port(name)),), dns=True) for name in _CORE}
+    agents = tuple(
+        Upstream(
+            name=e.name,
+            endpoints=(e.host_port,)
+            if e.address is not None
+            else (
+                (host_of(e.name), _default_port(e.name) if _shipped(e.name) else e.port or COMMAND_AGENT_DEFAULT_PORT),
+            ),
+            dns=e.address is None or not _is_ip(e.host_port[0]),
+            limits=ClusterLimits(max_pending_requests=e.max_requests, max_requests=e.max_requests)
+            if e.max_requests and not _shipped(e.name)
+            else ClusterLimits(),
+            max_stream_s=_stream_s(e),
+        )
+        for e in catalog
+    )
+    return (core["supervisor"], *agents, core["guard"])
+
+
+def compose_spec(catalog: Catalog | None = None) -> GatewaySpec:
     """docker compose: each service reached by its compose name (all its replicas), gateway ports open."""
     return GatewaySpec(
         public=("0.0.0.0", 8080),
         internal=("0.0.0.0", 8081),
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
-        upstreams=tuple(Upstream(name=name, endpoints=((name, _default_port(name)),), dns=True) for name in SERVICES),
+        upstreams=_catalog_upstreams(catalog, lambda name: name),
+        skills=_skills(catalog),
         otlp=OtlpCollector(host="jaeger", port=4317, protocol="grpc"),  # docker-compose.yml's Jaeger
     )
 
 
-def k8s_spec(namespace: str = "agentmesh") -> GatewaySpec:
+def k8s_spec(namespace: str = "agentmesh", catalog: Catalog | None = None) -> GatewaySpec:
     """Kubernetes: one headless Service per workload (`NAME-headless`), so DNS returns every pod."""
     return GatewaySpec(
         public=("0.0.0.0", 8080),
         internal=("0.0.0.0", 8081),
         admin=("127.0.0.1", 9901),
         metrics=("0.0.0.0", 9902),
-        upstreams=tuple(
-            Upstream(
-                name=name,
-                endpoints=((f"{name}-headless.{namespace}.svc.cluster.local", _default_port(name)),),
-                dns=True,
-            )
-            for name in SERVICES
+        # The gateway Service (deploy/k8s/gateway.yaml); clients outside the cluster: render with --a2a-url.
+        a2a_url=f"gateway.{namespace}.svc.cluster.local:8080",
+        skills=_skills(catalog),
+        # Kubernetes names are DNS labels: a catalog name's underscores become dashes there.
+        upstreams=_catalog_upstreams(
+            catalog, lambda name: f"{name.replace('_', '-')}-headless.{namespace}.svc.cluster.local"
         ),
     )
+
+
+def _shipped(name: str) -> bool:
+    return f"{name}_port" in Settings.model_fields
 
 
 def _default_port(service: str) -> int:
@@ -358,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.render", description="Print the gateway's Envoy config.")
     parser.add_argument("--target", choices=("local", "compose", "k8s"), required=True)
     parser.add_argument("--namespace", default="agentmesh", help="k8s only")
+    parser.add_argument("--agents", default=None, help="the agent catalog (YAML); default: the shipped agents")
     parser.add_argument(
         "--tls-dir",
         default=None,
@@ -374,16 +474,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"the egress's provider URL (default: local the simulator, else {ANTHROPIC_API_URL})",
     )
+    parser.add_argument(
+        "--a2a-url",
+        default="",
+        help="the gateway address the A2A agent card names (HOST:PORT; default: the public listener's, in-cluster "
+        "for k8s)",
+    )
     args = parser.parse_args(argv)
+    catalog = load_catalog(args.agents, Settings.model_construct())  # declared defaults, not the shell's
     if args.target == "local":
         # One replica per service on the settings' default ports, the same layout `agentmesh up` uses.
-        spec = local_spec(ports={name: [_default_port(name)] for name in SERVICES}, limits=cluster_limits(Settings()))
+        settings = Settings()
+        ports = {name: [_default_port(name)] for name in _CORE}
+        ports |= {e.name: [e.port or COMMAND_AGENT_DEFAULT_PORT] for e in catalog if e.address is None}
+        spec = local_spec(
+            ports=ports,
+            addresses={e.name: e.host_port for e in catalog if e.address is not None},
+            catalog=catalog,
+            limits=cluster_limits(settings, load_catalog(args.agents, settings)),
+        )
     elif args.target == "compose":
-        spec = compose_spec()
+        spec = compose_spec(catalog)
     else:
-        spec = k8s_spec(args.namespace)
+        spec = k8s_spec(args.namespace, catalog)
     if args.tls_dir:
         spec = dataclasses.replace(spec, tls=GatewayTLS.in_dir(args.tls_dir))
+    if args.a2a_url:
+        spec = dataclasses.replace(spec, a2a_url=args.a2a_url)
     if args.llm_mesh_concurrency > 0:
         local = args.target == "local"
         settings = Settings()

@@ -32,6 +32,7 @@ from agentmesh.errors import (
 from agentmesh.llm._breaker import BreakerState, CircuitBreaker
 from agentmesh.llm._instruments import LLMInstruments, outcome_of
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
+from agentmesh.llm._pacer import Pacer, Reservation
 from agentmesh.llm._pricing import cost_usd
 from agentmesh.llm._retry import EGRESS_OVERLOADED, NEVER_RETRY, Failure, TruncatedStream, classify
 from agentmesh.settings import Settings
@@ -89,6 +90,12 @@ class LLMStats:
     """closed, open or half_open."""
     breaker_transitions: Counter[str] = field(default_factory=Counter)
     """Breaker state changes by "from->to", e.g. "closed->open"."""
+    paced: int = 0
+    """Attempts that waited for the provider's rate-limit buckets (learned from its headers) to refill."""
+    paced_wait_s: float = 0.0
+    """Total time attempts waited for the buckets."""
+    pace_share: float = 1.0
+    """This process's assumed share of the buckets' refill (below 1: other processes spend the same key)."""
 
 
 class _GiveUp(Exception):
@@ -111,6 +118,8 @@ class _CallState:
     rate_limited: int = 0
     provider_failures: int = 0
     out_of_time: bool = False
+    paced_429: bool = False
+    """The last failure was a 429 of a bucket the pacer knows: its next reservation waits, not the backoff."""
 
 
 class LLMClient:
@@ -149,6 +158,8 @@ class LLMClient:
         if settings.llm_mesh_concurrency > 0:
             ceiling = min(ceiling, settings.llm_mesh_concurrency)
         self._limiter = AIMDLimiter(max_limit=ceiling)
+        # Per-minute buckets, learned from the provider's headers: this paces the rate, the limiter the concurrency.
+        self._pacer = Pacer(clock=clock, max_requests_per_minute=settings.llm_max_requests_per_minute)
         self._rng = rng or random.Random()
         self._clock = clock  # latencies and the breaker's wait; deadlines are on time.monotonic(), as gRPC's are
         self._on_breaker_change = on_breaker_change
@@ -169,6 +180,10 @@ class LLMClient:
     @property
     def limiter(self) -> AIMDLimiter:
         return self._limiter
+
+    @property
+    def pacer(self) -> Pacer:
+        return self._pacer
 
     async def close(self) -> None:
         await self._sdk.close()
@@ -280,7 +295,7 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     call.attempts += 1
-                    result = await self._attempt(kwargs, use_stream, call.deadline)
+                    result = await self._attempt(kwargs, use_stream, call.deadline, call=call)
         except _GiveUp as exc:
             self.stats.fast_failures[exc.reason] += 1
             raise self._map(exc.cause, exc.failure, call.attempts, extra=f"; {exc.why}") from exc.cause
@@ -330,11 +345,22 @@ class LLMClient:
 
     # --- one attempt -----------------------------------------------------------------------------
 
-    async def _attempt(self, kwargs: dict[str, Any], use_stream: bool, deadline: Deadline) -> dict[str, Any]:
+    async def _attempt(
+        self, kwargs: dict[str, Any], use_stream: bool, deadline: Deadline, *, call: _CallState
+    ) -> dict[str, Any]:
         # While the breaker is open, fail before queueing for a slot: an outage must not build a queue.
         self.breaker.check()
-        permit = await self._acquire(deadline)
+        call.paced_429 = False
+        # Wait for the rate buckets before taking a concurrency slot, so a paced call holds none while it waits.
+        reservation = await self._pace(kwargs, deadline) if self._s.llm_pace else None
+        try:
+            permit = await self._acquire(deadline)
+        except BaseException:
+            if reservation is not None:
+                self._pacer.cancel(reservation)
+            raise
         outcome = Outcome.NEUTRAL
+        headers: Any = {}
         try:
             if permit.waited and self._s.llm_jitter_ms > 0:
                 # Callers released together would hit the provider in the same millisecond.
@@ -346,11 +372,19 @@ class LLMClient:
             probe = self.breaker.before_call()  # it may have opened while this call queued
             cut_by_deadline = left < self._s.llm_timeout_s
             self.stats.attempts += 1
+            if reservation is not None:
+                self._pacer.sent(reservation)
             try:
-                message, at_capacity = await asyncio.wait_for(
+                message, headers = await asyncio.wait_for(
                     self._send(kwargs, use_stream), min(left, self._s.llm_timeout_s)
                 )
             except BaseException as exc:
+                if isinstance(exc, anthropic.APIStatusError) and exc.response is not None:
+                    headers = exc.response.headers
+                if reservation is not None:
+                    call.paced_429 = self._pacer.observe(reservation, headers) and isinstance(
+                        exc, anthropic.RateLimitError
+                    )
                 if isinstance(exc, TimeoutError) and cut_by_deadline:
                     # The caller's deadline, not the provider, ended this attempt: not a provider fault.
                     self.breaker.record_neutral(probe=probe)
@@ -362,7 +396,8 @@ class LLMClient:
                     self.breaker.record_neutral(probe=probe)
                 if failure is not None:
                     self.stats.failures[failure.kind] += 1
-                    if failure.rate_limited:
+                    if failure.rate_limited and not call.paced_429:
+                        # A 429 of an empty per-minute bucket says nothing about concurrency: the pacer owns it.
                         outcome = Outcome.RATE_LIMITED
                     log.info(
                         "llm attempt failed",
@@ -374,11 +409,27 @@ class LLMClient:
                     )
                 raise
             self.breaker.record_success(probe=probe)
+            if reservation is not None:
+                self._pacer.observe(
+                    reservation, headers, input_tokens=message["input_tokens"], output_tokens=message["output_tokens"]
+                )
+            at_capacity = headers.get("anthropic-ratelimit-requests-remaining") == "0"
             outcome = Outcome.AT_CAPACITY if at_capacity else Outcome.SUCCESS
             return message
         finally:
             self._limiter.release(permit, outcome)
             self._sync_limiter_stats()
+            if reservation is not None and not reservation.done:
+                if reservation.sent_at is None:
+                    self._pacer.cancel(reservation)  # never sent: give its claim back
+                else:
+                    self._pacer.observe(reservation, {})  # sent, no answer: the provider may have charged it
+            self.stats.pace_share = self._pacer.share
+
+    async def _pace(self, kwargs: dict[str, Any], deadline: Deadline) -> Reservation:
+        reservation = await self._pacer.acquire(kwargs, deadline.remaining())
+        self.stats.paced, self.stats.paced_wait_s = self._pacer.paced, self._pacer.paced_wait_s
+        return reservation
 
     async def _acquire(self, deadline: Deadline) -> Permit:
         permit = self._limiter.try_acquire()
@@ -400,8 +451,8 @@ class LLMClient:
         self._sync_limiter_stats()
         return permit
 
-    async def _send(self, kwargs: dict[str, Any], use_stream: bool) -> tuple[dict[str, Any], bool]:
-        """One HTTP request. Returns the message and whether the provider said it has no request left."""
+    async def _send(self, kwargs: dict[str, Any], use_stream: bool) -> tuple[dict[str, Any], Any]:
+        """One HTTP request. Returns the message and the response headers (the SDK parses no rate-limit ones)."""
         if use_stream:
             async with self._sdk.messages.stream(**kwargs) as stream:
                 headers = stream.response.headers
@@ -424,7 +475,7 @@ class LLMClient:
                 tool_input = block.input if isinstance(block.input, dict) else {}
                 tool_uses.append(ToolUse(id=block.id, name=block.name, input=tool_input))
                 content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-        return {
+        message = {
             "text": "".join(text_parts),
             "tool_uses": tuple(tool_uses),
             "content": content,
@@ -432,7 +483,8 @@ class LLMClient:
             "model": msg.model,
             "input_tokens": msg.usage.input_tokens,
             "output_tokens": msg.usage.output_tokens,
-        }, headers.get("anthropic-ratelimit-requests-remaining") == "0"
+        }
+        return message, headers
 
     # --- retry policy ----------------------------------------------------------------------------
 
@@ -474,6 +526,10 @@ class LLMClient:
     def _wait(self, call: _CallState, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         failure = classify(exc) if exc is not None else None
+        if call.paced_429:
+            # The retry's reservation waits for the bucket's refill, measured more finely than retry-after's
+            # whole seconds; only a little jitter here.
+            return self._rng.uniform(0, self._s.llm_jitter_ms / 1000)
         if failure is not None and failure.retry_after_s is not None:
             # Honour the provider's wait, plus a little jitter so the herd it throttled doesn't return at once.
             return failure.retry_after_s + self._rng.uniform(0, self._s.llm_backoff_base_s)

@@ -3,6 +3,7 @@
 from agentmesh.rpc._auth import AuthInterceptor, current_tenant
 from agentmesh.rpc._channels import UPSTREAM_HEADER, GatewayChannels
 from agentmesh.rpc._errors import ErrorInterceptor, to_status
+from agentmesh.rpc._limits import KeyRateLimiter, PeerInterceptor
 from agentmesh.rpc._server import RunningServer, ServiceBinding, create_server, serve_until_signal
 from agentmesh.rpc._tls import channel_credentials, generate_certs, server_credentials
 from agentmesh.rpc._validation import RequestValidator, TextLimit, ValidationInterceptor, settings_text_limits
@@ -12,6 +13,8 @@ __all__ = [
     "AuthInterceptor",
     "ErrorInterceptor",
     "GatewayChannels",
+    "KeyRateLimiter",
+    "PeerInterceptor",
     "RequestValidator",
     "RunningServer",
     "ServiceBinding",

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import grpc
 
-from agentmesh.errors import Unauthenticated
+from agentmesh.errors import AgentMeshError, Unauthenticated
 from agentmesh.rpc._channels import INTERNAL_TOKEN_HEADER, TENANT_HEADER
 from agentmesh.rpc._errors import to_status
+from agentmesh.rpc._limits import KeyRateLimiter
 from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
 
 current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_tenant")
@@ -46,8 +47,10 @@ class _TTLCache:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Accepts `authorization: Bearer KEY` (a tenant's key) or, on service-to-service calls, the internal
-    token with an `agentmesh-tenant` header. Everything else answers UNAUTHENTICATED."""
+    """Accepts `authorization: Bearer KEY` (a tenant's key) or, where `internal_token` is given (the guard, whom
+    the supervisor calls through the gateway's internal listener), the internal token with an `agentmesh-tenant`
+    header. The supervisor passes none: nobody calls it but clients, so nobody may assert a tenant to it.
+    Everything else answers UNAUTHENTICATED. With `rate`, each key's calls are paced (RESOURCE_EXHAUSTED)."""
 
     def __init__(
         self,
@@ -56,8 +59,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         internal_token: str | None,
         cache_ttl_s: float = 30.0,
         negative_ttl_s: float = 5.0,
+        rate: KeyRateLimiter | None = None,
     ) -> None:
         self._tenant_of = tenant_of
+        self._rate = rate
         self._internal_token = internal_token
         self._cache = _TTLCache(cache_ttl_s)
         self._unknown = _TTLCache(negative_ttl_s)
@@ -83,6 +88,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 self._unknown.put(key, "")
                 raise Unauthenticated("invalid or revoked API key")
             self._cache.put(key, tenant)
+        if self._rate is not None:
+            self._rate.take(key)  # only known keys get a bucket
         return tenant
 
     async def intercept_service(
@@ -98,7 +105,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def admit(context: Context) -> None:
             try:
                 tenant = await authenticate(context.invocation_metadata() or ())
-            except Unauthenticated as exc:
+            except AgentMeshError as exc:
                 await context.abort_with_status(to_status(exc))
             current_tenant.set(tenant)
 

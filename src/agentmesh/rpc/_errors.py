@@ -11,7 +11,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from agentmesh.errors import DOMAIN, AgentMeshError
+from agentmesh.errors import AgentMeshError
 from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def to_status(err: AgentMeshError) -> grpc.Status:
     details: list[any_pb2.Any] = []
     info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata))
+    info.Pack(error_details_pb2.ErrorInfo(reason=err.reason, domain=err.domain, metadata=err.metadata))
     details.append(info)
     if err.retry_after_s is not None:
         retry = any_pb2.Any()

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agentmesh.rpc._errors import ErrorInterceptor
+from agentmesh.rpc._limits import PeerInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,23 @@ async def create_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     outer_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    peers: Sequence[str] = (),
     reflect_also: Sequence[str] = (),
 ) -> RunningServer:
     """Bind `addr` (port 0 picks a free one), register services, health and reflection; started. With
-    `credentials` (mTLS, see agentmesh.rpc._tls) the port speaks only TLS. `reflect_also`: full names of
+    `credentials` (mTLS, see agentmesh.rpc._tls) the port speaks only TLS; `peers` (with credentials): the
+    certificate names admitted (the gateway's), any other certificate of the mesh CA answers PERMISSION_DENIED.
+    `reflect_also`: full names of
     services served elsewhere that this server's reflection lists too (their descriptors must be imported)."""
     server = grpc.aio.server(
         # ErrorInterceptor maps errors raised by the interceptors after it. `outer_interceptors` (tracing,
         # metrics) wrap it, so they see the status code an error was mapped to.
-        interceptors=[*outer_interceptors, ErrorInterceptor(), *interceptors],
+        interceptors=[
+            *outer_interceptors,
+            ErrorInterceptor(),
+            *([PeerInterceptor(peers)] if credentials is not None and peers else []),
+            *interceptors,
+        ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -88,9 +97,12 @@ async def serve_until_signal(
     running: RunningServer,
     *,
     grace_s: float = 5.0,
+    on_drain: Callable[[float], Awaitable[None]] | None = None,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> None:
-    """Serve until SIGTERM/SIGINT; then NOT_SERVING, stop with grace, then close resources in order."""
+    """Serve until SIGTERM/SIGINT; then NOT_SERVING (the gateway's health checks stop routing here), `on_drain`
+    (the supervisor's runs finish their steps, at most `grace_s`), stop with what is left of the grace (at least
+    2 s, for calls in flight), then close resources in order."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,7 +110,13 @@ async def serve_until_signal(
     await stop.wait()
     log.info("shutting down", extra={"grace_s": grace_s})
     await running.set_serving(False)
-    await running.server.stop(grace_s)
+    started = loop.time()
+    if on_drain is not None:
+        try:
+            await on_drain(grace_s)
+        except Exception:
+            log.exception("error while draining")
+    await running.server.stop(max(2.0, grace_s - (loop.time() - started)))
     for close in on_shutdown:
         try:
             await close()

@@ -3,6 +3,7 @@ around a call, not how handlers are rebuilt."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, cast
 
@@ -23,8 +24,20 @@ def unary_of(handler: Handler) -> Unary | None:
 
 
 def stream_of(handler: Handler) -> Stream | None:
-    """The handler's unary-stream behaviour, an async generator under grpc.aio."""
-    return cast("Stream | None", handler.unary_stream)
+    """The handler's unary-stream behaviour as an async generator. A handler in grpc.aio's reader/writer style (a
+    coroutine that calls `context.write`, as grpc_health's `Health/Watch` does) becomes a generator that yields
+    nothing and awaits it: iterating the coroutine itself failed every Watch with INTERNAL."""
+    inner = cast("Callable[[Any, Context], Any] | None", handler.unary_stream)
+    if inner is None or inspect.isasyncgenfunction(inner):
+        return inner
+    writer = inner
+
+    async def call(request: object, context: Context) -> AsyncIterator[object]:
+        await writer(request, context)  # it writes its responses itself
+        return
+        yield  # an async generator, like every other stream behaviour
+
+    return call
 
 
 def wrap_handler(

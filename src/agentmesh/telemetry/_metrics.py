@@ -185,6 +185,21 @@ class LLMStatsCollector(Collector):
         yield _gauge(
             "agentmesh_llm_concurrency_limit", "The adaptive concurrency limit now.", names, base, s.concurrency_limit
         )
+        yield counter(
+            "agentmesh_llm_paced",
+            "LLM attempts that waited for the provider's per-minute buckets (learned from its headers) to refill.",
+            s.paced,
+        )
+        yield counter(
+            "agentmesh_llm_paced_wait_seconds", "Time LLM attempts waited for the buckets' refill.", s.paced_wait_s
+        )
+        yield _gauge(
+            "agentmesh_llm_pace_share",
+            "This process's assumed share of the provider buckets' refill (below 1: other processes spend the key).",
+            names,
+            base,
+            s.pace_share,
+        )
         state = GaugeMetricFamily(
             "agentmesh_llm_breaker_state",
             "The circuit breaker's state: 1 for the current one, 0 for the others.",

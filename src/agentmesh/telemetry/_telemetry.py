@@ -68,6 +68,7 @@ def setup_telemetry(service: str, settings: Settings) -> Telemetry:
         provider = _tracing.create_tracer_provider(
             service, endpoint=endpoint, protocol=settings.otel_exporter_otlp_protocol
         )
+        _tracing.trace_database(provider)
     registry = CollectorRegistry()
     return Telemetry(
         service=service,

@@ -7,10 +7,14 @@ ours, named and attributed by the GenAI semantic conventions (see `agentmesh/llm
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
+from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_NAMESPACE, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -57,3 +61,58 @@ def client_interceptors(provider: TracerProvider) -> list[grpc.aio.ClientInterce
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
     return list(aio_client_interceptors(tracer_provider=provider))
+
+
+class _QueryTracer(trace.Tracer):
+    """The tracer the asyncpg instrumentation gets. It starts a query's span only inside a span of ours (an RPC,
+    a run's step): the pool's own queries (lease renewals, the takeover poll, migrations) would otherwise each be
+    a one-span trace, exported every few seconds and burying the runs. And it delegates to the provider set last,
+    because asyncpg is instrumented once per process (it patches the Connection class) while a test process may
+    build several providers."""
+
+    def __init__(self) -> None:
+        self.target: trace.Tracer | None = None
+
+    def _active(self, context: Any) -> trace.Tracer | None:
+        if self.target is None or not trace.get_current_span(context).get_span_context().is_valid:
+            return None
+        return self.target
+
+    def start_span(self, name: str, context: Any = None, *args: Any, **kwargs: Any) -> trace.Span:
+        tracer = self._active(context)
+        return trace.INVALID_SPAN if tracer is None else tracer.start_span(name, context, *args, **kwargs)
+
+    # The API's own decorator (_agnosticcontextmanager) is private; contextmanager gives the same protocol.
+    @contextlib.contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Any = None, *args: Any, **kwargs: Any
+    ) -> Iterator[trace.Span]:
+        tracer = self._active(context)
+        if tracer is None:
+            yield trace.INVALID_SPAN  # not recording: the instrumentation skips its attributes too
+            return
+        with tracer.start_as_current_span(name, context, *args, **kwargs) as span:
+            yield span
+
+
+class _QueryTracerProvider(trace.TracerProvider):
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _QUERY_TRACER
+
+
+_QUERY_TRACER = _QueryTracer()
+
+
+def trace_database(provider: TracerProvider) -> bool:
+    """A CLIENT span per asyncpg query (`db.statement` is the SQL with its $n placeholders, never the values), as a
+    child of the span it runs in, so a run's checkpoint writes show in its trace. False when
+    opentelemetry-instrumentation-asyncpg is not installed: tracing then works without database spans."""
+    try:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    except ImportError:
+        return False
+    _QUERY_TRACER.target = provider.get_tracer("agentmesh.db")
+    instrumentor = AsyncPGInstrumentor(capture_parameters=False)
+    if not instrumentor.is_instrumented_by_opentelemetry:  # a singleton: once per process
+        instrumentor.instrument(tracer_provider=_QueryTracerProvider())
+    return True

@@ -8,6 +8,9 @@ import re
 from dataclasses import dataclass
 
 CONTEXT_CHARS = 40
+# Cards, SSNs, phones and IPv4 addresses are tried only inside the text's runs of digits (`Scan.numeric_runs`).
+# The lookaheads after a match read at most two characters past a run (`(?![\w]|[.,]\d)`), a phone's `\)?` one.
+RUN_TAIL = 2
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 

@@ -5,7 +5,8 @@ Each detector makes one scan over the text with a precompiled pattern (for secre
 scan for trigger words with the full pattern tried only there), validates candidates (Luhn, mod-97, SSN ranges,
 entropy) and scores them 0..1. Words within ~40 characters of a match raise or lower the score,
 as Presidio's context enhancer does. Offsets are indices into the original Python str (code points). Secrets
-live in `_secrets`, injection phrases in `_injection` and its model; what all detectors share, in `_text`."""
+live in `_secrets`, phone numbers in `_phone`, injection phrases in `_injection` (the phrase data in `_phrases`)
+and its model; what all detectors share, in `_text`."""
 
 from __future__ import annotations
 
@@ -15,25 +16,18 @@ import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-import phonenumbers
-from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
-
 from agentmesh.services.guard._injection import injection_hits
 from agentmesh.services.guard._injection_model import MODEL as INJECTION_MODEL
 from agentmesh.services.guard._injection_model import injection_evidence
-from agentmesh.services.guard._phone import is_valid as is_valid_phone
-from agentmesh.services.guard._phone import prepare as prepare_phone_plans
+from agentmesh.services.guard._phone import detect_phones
 from agentmesh.services.guard._secrets import detect_secrets
+from agentmesh.services.guard._text import RUN_TAIL, Scan, as_scan, clamp_score, context_words, near
 from agentmesh.services.guard._text import Finding as Finding  # re-exported: detectors is its public home
-from agentmesh.services.guard._text import Scan, as_scan, clamp_score, context_words, near
 
 # --- runs of digits ------------------------------------------------------------------------------------------
 
-# Cards, SSNs, phones and IPv4 addresses are tried only inside the text's runs of digits (`Scan.numeric_runs`).
-# The lookaheads after a match read at most two characters past it (`(?![\w]|[.,]\d)`), a phone's `\)?` one.
-_RUN_TAIL = 2
-# A phone candidate may start up to this many characters before its first digit: `+` or `(`, then 0-3 separators.
-_PHONE_LEAD = 4
+# Cards, SSNs, phones and IPv4 addresses are tried only inside the text's runs of digits (`Scan.numeric_runs`);
+# RUN_TAIL (in `_text`) covers the lookaheads that read past a match.
 
 
 def _windows(scan: Scan, min_chars: int) -> Iterator[tuple[int, int]]:
@@ -41,7 +35,7 @@ def _windows(scan: Scan, min_chars: int) -> Iterator[tuple[int, int]]:
     the same matches as over the whole text (lookbehinds still see before pos; the tail covers lookaheads)."""
     for start, end in scan.numeric_runs:
         if end - start >= min_chars:
-            yield start, end + _RUN_TAIL
+            yield start, end + RUN_TAIL
 
 
 def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterator[re.Match[str]]:
@@ -52,8 +46,8 @@ def _run_matches(scan: Scan, pattern: re.Pattern[str], min_chars: int) -> Iterat
 
 # --- credit cards ----------------------------------------------------------------------------------------
 
-# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one
-# consistent separator (space, dash or dot). Not right after `XX00 `: an IBAN's body, which its own detector checks.
+# Bare 12-19 digits (12: Maestro only), or the groupings issuers print (4-4-4-4, 4-4-4-4-3, 4-6-5, 4-6-4) with one consistent
+# separator (space, dash or dot). Not right after `XX00 `: that is the body of an IBAN, checked by its own detector.
 _CARD_RE = re.compile(
     r"\d(?<![\w.]\d)(?<![A-Z]{2}\d\d[ -]\d)(?:\d{11,18}|\d{3}(?P<sep>[ .-])"
     r"(?:\d{6}(?P=sep)\d{4,5}|\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?))(?![\w]|[.,]\d)"
@@ -320,220 +314,6 @@ def detect_emails(text: str | Scan) -> list[Finding]:
     return out
 
 
-# --- phone numbers -----------------------------------------------------------------------------------------
-
-# phonenumbers' matcher costs ~0.7 ms per 2 KB even when there is nothing to find, so only digit runs that could
-# be a phone number (7+ digits with phone punctuation between them) are looked at, and a run that holds one
-# number is checked by cheap shape rules and `parse` + `is_valid_number` (~15 us) rather than the matcher.
-_PHONE_CANDIDATE_RE = re.compile(r"[+(\d](?<![\w+(][+(\d])(?:[ \t().\-/]{0,3}\d){6,}\)?")
-_E164_MAX_DIGITS = 15
-# In a run too long for one number, what says there may be phone numbers in it: `+`, `(`, or 3-3-4 digits.
-_PHONE_SHAPE_RE = re.compile(r"[+(]|(?<!\d)\d{3}[-. ]\d{3}[-. ]\d{4}(?!\d)")
-_PHONE_CONTEXT = context_words(
-    "call",
-    "calls",
-    "phone",
-    "phones",
-    "tel",
-    "telephone",
-    "mobile",
-    "cell",
-    "fax",
-    "sms",
-    "whatsapp",
-    "text me",
-    "dial",
-    "ring",
-    "hotline",
-    "landline",
-    "contact",
-    "phone number",
-    "voicemail",
-    r"texts?\s+(?:to|at)",
-    r"messages?\s+(?:to|at|on)",
-    r"sms\s+(?:to|at|on)",
-    r"reach(?:ed)?\s+(?:me|us|him|her|them)",
-    *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
-    # the same in the languages the injection detector reads
-    "telefon",
-    "telefono",
-    "tel\u00e9fono",
-    "t\u00e9l\u00e9phone",
-    "telefoon",
-    "handy",
-    "mobil",
-    "portable",
-    "m\u00f3vil",
-    "movil",
-    "celular",
-    "cellulare",
-    "appelez",
-    "anrufen",
-    "llama",
-    "ll\u00e1mame",
-    "chiamami",
-    "ligue",
-    "bel",
-)
-_PHONE_NEGATIVE = context_words(
-    "order",
-    "invoice",
-    "tracking",
-    "account",
-    "acct",
-    "ref",
-    "reference",
-    "serial",
-    "id",
-    "isbn",
-    "customer number",
-    "policy",
-    "ticket",
-    "case",
-)
-_IMEI = context_words("imei")
-_PHONE_MIN_LOOSE_DIGITS = 10
-_PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a phone word near it
-# An extension after the number: 555-867-5309x123, ... ext. 12
-_EXTENSION_STARTS = frozenset(" xXeE")
-_PHONE_EXTENSION_RE = re.compile(r"(?:x| ?(?:ext|extension)\.? ?)\d{1,6}(?!\d)", re.IGNORECASE)
-# 3-3-4 digits as North American numbers are written: (555) 867-5309, 555.867.5309, 1-555-867-5309
-_NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
-# Countries whose national numbers (trunk prefix 0) are looked for: the most common in English-language text
-# and the EU's largest; others are found when written internationally (+CC).
-_NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
-prepare_phone_plans((1, *_NATIONAL_COUNTRIES))
-_NON_DIGITS_RE = re.compile(r"\D+")
-
-
-def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
-    """(start, end) of what `_PHONE_CANDIDATE_RE` finds, run by run. A candidate is a whole run of 7+ digits (the
-    pattern takes the run's separators, greedily, to its last digit) and a `)` after it; the pattern itself runs
-    only where a `+` or `(` may lead the number or the run is glued to a word (it then decides where to start)."""
-    text, shape, prev_end = scan.text, scan.shape, 0
-    for start, end in scan.numeric_runs:
-        if end - start >= 7:
-            # Back far enough for a leading `+` or `(`, but not into the previous run (its candidates are done).
-            lo = max(prev_end, start - _PHONE_LEAD)
-            before = text[lo:start]
-            if before and (before[-1].isalnum() or before[-1] == "_" or "+" in before or "(" in before):
-                for m in _PHONE_CANDIDATE_RE.finditer(text, lo, end + _RUN_TAIL):
-                    yield m.span()
-            elif shape.count(b"0", start, end) >= 7:
-                yield start, end + (text[end : end + 1] == ")")
-        prev_end = end
-
-
-def detect_phones(text: str | Scan) -> list[Finding]:
-    scan = as_scan(text)
-    text = scan.text
-    out: list[Finding] = []
-    for start, cand_end in _phone_candidates(scan):
-        ext = _PHONE_EXTENSION_RE.match(text, cand_end) if text[cand_end : cand_end + 1] in _EXTENSION_STARTS else None
-        tail = ext.end() if ext else cand_end
-        if tail < len(text) and (text[tail].isalnum() or text[tail] == "_" or text[tail : tail + 2] in ("-X", "-x")):
-            continue  # glued to a word (an id such as 5551234567abc), or an ISBN-10 with its X check digit
-        run = text[start:cand_end]
-        if run.endswith(")") and "(" not in run:
-            run = run[:-1]
-        if run.startswith("(") and ")" not in run:
-            start, run = start + 1, run[1:]
-        digits = _NON_DIGITS_RE.sub("", run)
-        if len(digits) > _E164_MAX_DIGITS + 2:  # `00` + the longest international number
-            if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them
-                out.extend(_phones_by_matcher(text, start, start + len(run)))
-            continue
-        score = _phone_score(run, digits)
-        if score is None:
-            continue
-        end = ext.end() if ext else start + len(run)
-        if len(digits) == 15 and run.isdigit() and near(_IMEI, text, start, end):
-            continue  # a handset's IMEI, often right after the word "phone"
-        if near(_PHONE_CONTEXT, text, start, end):
-            score += 0.3
-        elif score <= _PHONE_NEEDS_A_WORD:
-            continue
-        elif near(_PHONE_NEGATIVE, text, start, end):
-            score -= 0.2
-        out.append(Finding("phone", start, end, clamp_score(score)))
-    return out
-
-
-def _phone_score(run: str, digits: str) -> float | None:
-    """How much `run` (its digits: `digits`) looks like a phone number before context words, or None."""
-    formatted = not run.isdigit()
-    if run.startswith("+") or (digits.startswith("00") and formatted):
-        international = digits if run.startswith("+") else digits[2:]
-        if not (international[0] == "1" and len(international) == 11):
-            return _international_score(run, international)
-        digits, run = international, run.lstrip("+0 .-")  # North American: judged as written at home
-    if len(digits) == 10 or (len(digits) == 11 and digits[0] == "1"):
-        national = digits[-10:]
-        # North American numbering: area code and exchange start with 2-9, which rules out most order numbers
-        # and dates before any pattern is tried.
-        if national[0] >= "2" and national[3] >= "2":
-            if is_valid_phone(1, national):
-                return 0.55 if formatted else 0.4  # ten bare digits are an order number as often as a phone
-            if formatted and _NANP_LAYOUT_RE.fullmatch(run):
-                return 0.5  # written as a phone number (555-867-5309), in a range not assigned yet
-    if digits[0] == "0" and digits[1] != "0" and 9 <= len(digits) <= 12:
-        # A national number behind its trunk prefix (020 7946 0958, 06 12 34 56 78), valid in one of the
-        # countries most text comes from. With ~16 countries' plans most such numbers are valid somewhere, so
-        # alone only an area code in brackets (0161) counts, as phone numbers are written; else a phone word
-        # must say so (ISBNs and ZIP+4 codes look alike).
-        if any(is_valid_phone(code, digits[1:]) or is_valid_phone(code, digits) for code in _NATIONAL_COUNTRIES):
-            return 0.5 if run.startswith("(0") else _PHONE_NEEDS_A_WORD
-    if _PHONE_MIN_LOOSE_DIGITS <= len(digits) <= _E164_MAX_DIGITS and not digits.startswith("0"):
-        return _PHONE_NEEDS_A_WORD  # e.g. a number from the 555 examples range
-    return None
-
-
-def _international_score(run: str, international: str) -> float | None:
-    """A number after `+` or `00`; `international` holds its digits after that prefix."""
-    if len(international) > _E164_MAX_DIGITS:
-        return None
-    # As written (calling code, then the national number) first; `parse` (~20 us) only for what that does not
-    # accept, such as a national prefix kept in brackets: +44 (0)20 ...
-    if _valid_international(international):
-        return 0.65
-    number = _parse_phone("+" + international, None)
-    if number is None:
-        return None
-    if number.country_code and is_valid_phone(number.country_code, phonenumbers.national_significant_number(number)):
-        return 0.65
-    # A calling code and a length that country dials, but in no range of it: made-up and example numbers,
-    # still someone's number as far as the text goes. Only after a `+`: `00` starts ZIP codes and ISBNs too.
-    return 0.5 if run.startswith("+") and phonenumbers.is_possible_number(number) else None
-
-
-def _valid_international(digits: str) -> bool:
-    # Calling codes are prefix-free: the first 1-3 digits that are one are the one.
-    for n in (1, 2, 3):
-        if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE:
-            return is_valid_phone(int(digits[:n]), digits[n:])
-    return False
-
-
-def _parse_phone(run: str, region: str | None) -> phonenumbers.PhoneNumber | None:
-    try:
-        return phonenumbers.parse(run, region)
-    except phonenumbers.NumberParseException:
-        return None
-
-
-def _phones_by_matcher(text: str, lo: int, hi: int) -> list[Finding]:
-    out = []
-    # A character of margin each side lets the matcher see what borders the run (a letter, a digit).
-    lo, hi = max(0, lo - 1), min(len(text), hi + 1)
-    for pm in phonenumbers.PhoneNumberMatcher(text[lo:hi], "US", leniency=phonenumbers.Leniency.VALID):
-        start, end = lo + pm.start, lo + pm.end
-        score = (0.65 if pm.raw_string.startswith("+") else 0.55) + (
-            0.3 if near(_PHONE_CONTEXT, text, start, end) else 0.0
-        )
-        out.append(Finding("phone", start, end, clamp_score(score)))
-    return out
-
-
 # --- IP addresses ------------------------------------------------------------------------------------------
 
 # Not inside a longer dotted run (1.2.3.4.5) and not glued to a word ("v1.2.3.4").
@@ -566,7 +346,7 @@ def _ipv4_matches(scan: Scan) -> Iterator[re.Match[str]]:
     text = scan.text
     for start, end in scan.numeric_runs:
         if end - start >= 7 and text.count(".", start, end) >= 3:
-            yield from _IPV4_RE.finditer(text, start, end + _RUN_TAIL)
+            yield from _IPV4_RE.finditer(text, start, end + RUN_TAIL)
 
 
 def detect_ip_addresses(text: str | Scan) -> list[Finding]:

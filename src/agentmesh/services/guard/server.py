@@ -11,7 +11,7 @@ from agentmesh.db import KeyStore, create_pool, migrate
 from agentmesh.errors import InvalidArgument
 from agentmesh.llm import LLMClient, LLMInstruments
 from agentmesh.rpc import AuthInterceptor, ServiceBinding
-from agentmesh.service import process_setup, serve_bindings
+from agentmesh.service import key_rate, process_setup, serve_bindings
 from agentmesh.services.guard.migrations import MIGRATIONS
 from agentmesh.services.guard.policy import PolicySource
 from agentmesh.services.guard.review import ReviewStore
@@ -63,6 +63,7 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         internal_token=token,
         cache_ttl_s=settings.key_cache_ttl_s,
         negative_ttl_s=settings.key_negative_cache_ttl_s,
+        rate=key_rate(settings),
     )
     llm = tier_two_llm(settings, telemetry.llm_instruments()) if settings.guard_llm_check else None
     if llm is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 
 from agentmesh.deadline import Deadline
@@ -11,10 +13,19 @@ from agentmesh.v1 import agent_pb2, agent_pb2_grpc, guard_pb2, guard_pb2_grpc
 
 
 class MeshClients:
-    """`agent_timeout_s` and `guard_timeout_s` cap one call of each kind, whatever is left of the run's deadline."""
+    """`agent_timeout_s` and `guard_timeout_s` cap one call of each kind, whatever is left of the run's deadline;
+    `agent_timeouts` overrides the first per agent (a catalog entry's timeout_s)."""
 
-    def __init__(self, *, channels: GatewayChannels, agent_timeout_s: float, guard_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        channels: GatewayChannels,
+        agent_timeout_s: float,
+        guard_timeout_s: float,
+        agent_timeouts: Mapping[str, float] | None = None,
+    ) -> None:
         self._channels = channels
+        self._agent_timeouts = dict(agent_timeouts or {})
         self._agents = agent_pb2_grpc.AgentServiceStub(channels.channel)
         self._guard = guard_pb2_grpc.GuardServiceStub(channels.channel)
         self._agent_timeout_s = agent_timeout_s
@@ -27,7 +38,7 @@ class MeshClients:
             response: agent_pb2.ActResponse = await self._agents.Act(
                 request,
                 metadata=self._channels.metadata(agent, tenant=tenant),
-                timeout=deadline.timeout(self._agent_timeout_s),
+                timeout=deadline.timeout(self._agent_timeouts.get(agent, self._agent_timeout_s)),
             )
             return response
         except grpc.aio.AioRpcError as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 
 import asyncpg
@@ -28,6 +30,8 @@ def _budget_arguments(budget: argparse.ArgumentParser) -> None:
     bset.add_argument("--usd", type=float, default=None, help="USD per UTC day (0: no limit)")
     bshow = bsub.add_parser("show", help="a tenant's budgets and what it spent today")
     bshow.add_argument("--tenant", required=True)
+    for p in (bset, bshow):
+        p.add_argument("--json", action="store_true", help="print the budgets and today's spend as one JSON object")
 
 
 async def _budget(args: argparse.Namespace, pool: asyncpg.Pool, settings: Settings) -> int:
@@ -46,6 +50,9 @@ async def _budget(args: argparse.Namespace, pool: asyncpg.Pool, settings: Settin
             return 2
         await budgets.set(args.tenant, tokens=args.tokens, usd=args.usd)
     spend = await budgets.spend(args.tenant)
+    if args.json:  # limits of 0 mean no limit, as in `budget set`
+        print(json.dumps(dataclasses.asdict(spend)))
+        return 0
     print(
         f"tenant {args.tenant}: today {spend.tokens} of {spend.token_limit or 'unlimited'} tokens, "
         f"${spend.usd:.4f} of {f'${spend.usd_limit:.2f}' if spend.usd_limit else 'unlimited'} "

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from agentmesh.catalog import SHIPPED
 
 FINISH = "FINISH"
 
-ROUTER_SYSTEM = (
-    "You are the supervisor of a team of agents. researcher: finds facts and options. analyst: weighs them "
-    "and recommends. executor: runs tools (calculator, clock) when the request needs a computation or the "
-    "time. Decide who acts next; choose FINISH once the work so far answers the request. "
-    "Reply with exactly one word: the name of the next agent, or FINISH."
-)
+
+def router_system(agents: Mapping[str, str]) -> str:
+    """The routing call's system prompt: the catalog's agents, one line each with its description. The same for
+    every run of a catalog, so a provider can cache it."""
+    team = "\n".join(f"- {name}: {one_line(description, 300)}" for name, description in agents.items())
+    return (
+        "You are the supervisor of a team of agents:\n"
+        f"{team}\n"
+        "Decide who acts next, from the Allowed list only; prefer the agent whose description fits the request. "
+        "Choose FINISH once the work so far answers the request. "
+        "Reply with exactly one word: the name of the next agent, or FINISH."
+    )
 
 
 def one_line(text: str, limit: int) -> str:
@@ -20,14 +28,26 @@ def one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+ROUTER_SYSTEM = router_system(SHIPPED)  # the default catalog's
+
+
 def allowed_next(agents: Sequence[str], done: Sequence[str]) -> list[str]:
     """FINISH is offered only once some agent has acted: an empty answer is never a valid end."""
     return [*agents, FINISH] if done else list(agents)
 
 
-def routing_prompt(request: str, outputs: Sequence[tuple[str, str]], allowed: Sequence[str]) -> str:
+def routing_prompt(
+    request: str,
+    outputs: Sequence[tuple[str, str]],
+    allowed: Sequence[str],
+    descriptions: Mapping[str, str] | None = None,
+) -> str:
+    """`descriptions`: the allowed agents' catalog descriptions, one `Agent NAME:` line each, so the choice can be
+    made from this message alone."""
     done = [agent for agent, _ in outputs]
     lines = [f"Request: {one_line(request, 2000)}"]
+    if descriptions:
+        lines.extend(f"Agent {name}: {one_line(descriptions[name], 300)}" for name in allowed if name in descriptions)
     if outputs:
         lines.append("Work so far:")
         lines.extend(f"- {agent}: {one_line(text, 400)}" for agent, text in outputs)

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from google.protobuf import json_format
@@ -21,9 +21,10 @@ from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.deltas import answer_chunks
+from agentmesh.services.supervisor.health import GatewayHealth, offered
 from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.observe import RunObserver
-from agentmesh.services.supervisor.router import FINISH, ROUTER_SYSTEM, allowed_next, parse_route, routing_prompt
+from agentmesh.services.supervisor.router import FINISH, allowed_next, parse_route, router_system, routing_prompt
 from agentmesh.services.supervisor.steps import AgentBody, GuardBody, RouteBody, Screen, ToolRun, llm_call
 from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
@@ -117,16 +118,21 @@ class RunExecutor:
         store: CheckpointStore,
         llm: LLMClient,
         mesh: MeshClients,
-        agents: Sequence[str],
+        agents: Mapping[str, str],
         budgets: TenantBudgets | None = None,
         observer: RunObserver | None = None,
         holds: RunHolds | None = None,
+        health: GatewayHealth | None = None,
     ) -> None:
+        """`agents`: the catalog's, in order, name -> description; `health`: the gateway's view (None: all offered)."""
         self._s = settings
         self._store = store
         self._llm = llm
         self._mesh = mesh
         self._agents = tuple(agents)
+        self._descriptions = dict(agents)
+        self._system = router_system(self._descriptions)
+        self._health = health
         self._budgets = budgets
         self._obs = observer or RunObserver()
         self._holds = holds  # pauses for a person (None: no run ever pauses)
@@ -415,16 +421,19 @@ class RunExecutor:
         if tokens >= self._s.run_token_budget:
             return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="BUDGET_EXHAUSTED"))
         done = [a for a, _ in outputs]
-        allowed = allowed_next(self._agents, done)
-        prompt = routing_prompt(self._request_with_history(run), outputs, allowed)
+        agents, down, note = await offered(self._health, self._agents, done=done, run_id=str(run.id))
+        if not agents:  # every agent is down: the work so far is the answer
+            return StepRecord(idx, "route", SUPERVISOR, RouteBody(FINISH, reason="COMPLETED", skipped=down, note=note))
+        allowed = allowed_next(agents, done)
+        prompt = routing_prompt(self._request_with_history(run), outputs, allowed, self._descriptions)
         result = await self._llm.complete(
-            system=ROUTER_SYSTEM,
+            system=self._system,
             messages=[{"role": "user", "content": prompt}],
             max_tokens=8,
             deadline=deadline,
             attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx},
         )
-        route = parse_route(result.text, allowed, self._agents, done)
+        route = parse_route(result.text, allowed, agents, done)
         # The routing call is the step's only work: it starts with it.
         body = RouteBody(
             route.decision,
@@ -442,6 +451,8 @@ class RunExecutor:
             ),
             reason="COMPLETED" if route.decision == FINISH else "",
             invalid_answer=None if route.valid else route.raw,
+            skipped=down,  # agents the gateway had no healthy host for, and the note that says so
+            note=note,
         )
         if not route.valid:
             log.warning(

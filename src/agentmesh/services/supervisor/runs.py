@@ -1,12 +1,17 @@
 """Runs as durable background tasks. A run executes in a task of its own, not in the RPC that started it, so it
 goes on to its end when the client disconnects; its events are recorded with its checkpoints, so any client of
 the tenant can follow it (WatchRun) from any seq, on any supervisor; a run whose supervisor stopped renewing its
-lease is taken over by a live one; CancelRun stops a run wherever it executes. A run can also wait (holds.py):
-queued behind the run going on its thread, started by the supervisor that ends that run (or by the sweep); or
-paused for a person, continued by the supervisor that receives SubmitInput's approval.
+lease is taken over by a live one; CancelRun stops a run wherever it executes. A tenant may have at most
+AGENTMESH_TENANT_MAX_CONCURRENT_RUNS executing at once, counted over every supervisor. On SIGTERM a supervisor
+drains: it refuses new runs, lets each run finish the step it is in, then hands the run on (its lease released,
+the other supervisors told at once) and relays what the run's new executor records to the client that started it.
+A run can also wait (holds.py): queued behind the run going on its thread, started by the supervisor that ends
+that run (or by the sweep); or paused for a person, continued by the supervisor that receives SubmitInput's
+approval.
 
 Supervisors tell each other through Postgres: LISTEN agentmesh_run_events (an event was recorded) and
-agentmesh_run_cancel (stop this run). A watcher also polls once a second, so a lost notification only delays."""
+agentmesh_run_cancel (stop this run) and agentmesh_run_orphans (runs were released: sweep now). A watcher also polls
+once a second, so a lost notification only delays."""
 
 from __future__ import annotations
 
@@ -18,13 +23,14 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from google.protobuf import json_format
 
 from agentmesh.deadline import Deadline
-from agentmesh.errors import AgentMeshError, FailedPrecondition
+from agentmesh.errors import AgentMeshError, FailedPrecondition, ResourceExhausted, Unavailable
 from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.runner import RunExecutor, recorded
 from agentmesh.services.supervisor.store import CancelledRun, CheckpointStore, Event, RunRecord, parse_uuid
@@ -35,11 +41,22 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "agentmesh_run_events"
 CANCEL_CHANNEL = "agentmesh_run_cancel"
+ORPHANS_CHANNEL = "agentmesh_run_orphans"
 _TERMINAL = ("final", "error")
 _ENDED = ("completed", "failed", "cancelled")  # statuses after which nothing more is recorded (until a Resume)
 _POLL_S = 1.0  # a watcher re-reads at least this often, whatever the notifications do
 _CANCEL_WAIT_S = 3.0  # how long CancelRun waits for the executing supervisor before it cancels the run itself
 _DONE = object()  # end of a run's local stream
+_CONCURRENCY_RETRY_S = 5.0  # RetryInfo of a start over the tenant's concurrency: about one step's time
+
+
+@dataclass(frozen=True)
+class _Handoff:
+    """The run stopped here at a step boundary (drain) and continues on another supervisor: follow its record."""
+
+    run_id: str
+    after_seq: int
+
 
 Item = supervisor_pb2.RunEvent | BaseException | object
 
@@ -56,6 +73,8 @@ class RunManager:
         self._listener: asyncpg.Connection | None = None
         self._background: list[asyncio.Task[None]] = []
         self._drivers: set[asyncio.Task[None]] = set()
+        self._draining = False
+        self._sweep_now = asyncio.Event()  # set by an orphans notification
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -77,7 +96,36 @@ class RunManager:
             with contextlib.suppress(Exception):
                 await self._listener.close()
 
+    async def drain(self, grace_s: float) -> None:
+        """SIGTERM: refuse new runs, stop sweeping, let each run here finish its current step (at most `grace_s`),
+        then stop what still runs and release every lease here, so other supervisors continue at once."""
+        self._draining = True
+        for task in self._background:
+            task.cancel()  # no takeover by a supervisor that is leaving (of its own released runs least of all)
+        drivers = list(self._drivers)
+        if drivers:
+            _, pending = await asyncio.wait(drivers, timeout=grace_s)
+            log.info("drained", extra={"runs": len(drivers), "stopped_mid_step": len(pending)})
+        await self.close()
+        with contextlib.suppress(AgentMeshError):
+            await self.release_leases()
+
     # --- the RPCs --------------------------------------------------------------------------------
+
+    async def _admit(self, tenant: str) -> None:
+        """Refuse a new execution while draining, or past the tenant's concurrent runs (over every supervisor)."""
+        if self._draining:
+            raise Unavailable(
+                "this supervisor is shutting down; try again", reason="SUPERVISOR_DRAINING", retry_after_s=1.0
+            )
+        limit = self._s.tenant_max_concurrent_runs
+        if limit and (running := await self._store.running_runs(tenant)) >= limit:
+            raise ResourceExhausted(
+                f"this tenant has {running} runs executing, its limit is {limit}; try again when one ends",
+                reason="TENANT_CONCURRENCY_LIMIT",
+                retry_after_s=_CONCURRENCY_RETRY_S,
+                metadata={"limit": str(limit), "running": str(running)},
+            )
 
     async def run(
         self,
@@ -89,6 +137,7 @@ class RunManager:
         detach: bool,
         on_busy: int = supervisor_pb2.ON_BUSY_THREAD_REJECT,
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        await self._admit(tenant)
         if thread_id and on_busy == supervisor_pb2.ON_BUSY_THREAD_INTERRUPT:
             # Newest first: the queued runs go before the running one, whose end would start them.
             for going, _ in await self._holds.going(thread_id, tenant):
@@ -105,19 +154,31 @@ class RunManager:
             yield ev
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        await self._admit(tenant)
         queue = self._spawn(self._executor.resume(tenant=tenant, run_id=run_id, deadline=deadline))
-        async for ev in self._follow(queue, tenant, detach=False):
+        async for ev in self._follow(queue, tenant):
             yield ev
 
     async def _follow(
-        self, queue: asyncio.Queue[Item], tenant: str, *, detach: bool
+        self, queue: asyncio.Queue[Item], tenant: str, *, detach: bool = False
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        """This execution's events; when it stops short of the run's end (the run is queued or paused), the run's
-        later events wherever it continues, so the stream still ends with the run's final event."""
+        """The local execution's events; after a drain handed the run on, what its new executor records; when the
+        execution stops short of the run's end (the run is queued or paused), the run's later events wherever it
+        continues, so the stream still ends with the run's final event."""
         last: supervisor_pb2.RunEvent | None = None
-        async for ev in _drain(queue):
-            last = ev
-            yield ev
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, _Handoff):
+                async for ev in self.watch(tenant=tenant, run_id=item.run_id, after_seq=item.after_seq):
+                    yield ev
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, supervisor_pb2.RunEvent)
+            last = item
+            yield item
             if detach:
                 return
         if last is not None and last.WhichOneof("event") not in _TERMINAL:
@@ -210,6 +271,12 @@ class RunManager:
                 if not run_id:
                     run_id, thread_id = ev.run_id, ev.thread_id
                     self._tasks[run_id] = asyncio.current_task()  # type: ignore[assignment]
+                if self._draining and ev.WhichOneof("event") == "step_started":
+                    # A step boundary: everything sent so far is recorded, the next step has not begun. Stop here;
+                    # the lease is released by drain() and another supervisor runs the step.
+                    await events.aclose()  # type: ignore[attr-defined]
+                    queue.put_nowait(_Handoff(run_id, last_seq))
+                    return
                 last_seq = ev.seq
                 recent.append(ev)
                 queue.put_nowait(ev)
@@ -217,6 +284,8 @@ class RunManager:
         except asyncio.CancelledError:
             if run_id not in self._cancelling:
                 ended = False
+                if self._draining and run_id:  # past the drain's grace: stopped mid-step, continued elsewhere
+                    queue.put_nowait(_Handoff(run_id, last_seq))
                 raise  # shutdown: the lease runs out (or is released) and another supervisor continues
             wrote = await self._store.end_cancelled(
                 uuid.UUID(run_id),
@@ -263,12 +332,11 @@ class RunManager:
         task = self._tasks.get(run_id)
         if task is None or task.done():
             return False
-        if run_id in self._cancelling:
-            # Already stopping (CancelRun here, then its own notification): a second cancel() would interrupt
-            # the recording of the cancelled end and leave the run `running`, with no execution.
-            return True
-        self._cancelling.add(run_id)
-        task.cancel()
+        if run_id not in self._cancelling:
+            # Once: CancelRun's own notification comes back here, and a second cancel would cut the cancelled
+            # run's clean-up (recording its cancelled end), leaving it running with nobody executing it.
+            self._cancelling.add(run_id)
+            task.cancel()
         return True
 
     async def _wait_cancelled(self, run_id: str, tenant: str) -> bool:
@@ -280,9 +348,12 @@ class RunManager:
         return False
 
     async def _sweep(self) -> None:
-        """Every half lease: take over (or, with AGENTMESH_ORPHANED_RUNS=fail, fail) runs whose lease ran out."""
+        """Every half lease, and at once when another supervisor released its runs: take over (or, with
+        AGENTMESH_ORPHANED_RUNS=fail, fail) runs whose lease ran out."""
         while True:
-            await asyncio.sleep(self._s.run_lease_s / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), timeout=self._s.run_lease_s / 2)
+            self._sweep_now.clear()
             try:
                 for thread_id in await self._holds.queued_threads(limit=50):
                     await self._advance(thread_id)
@@ -307,6 +378,7 @@ class RunManager:
                 conn.add_termination_listener(lambda _conn, ended=closed: ended.set())
                 await conn.add_listener(EVENTS_CHANNEL, self._on_event)
                 await conn.add_listener(CANCEL_CHANNEL, self._on_cancel)
+                await conn.add_listener(ORPHANS_CHANNEL, self._on_orphans)
                 await closed.wait()
             except (OSError, asyncpg.PostgresError, TimeoutError):
                 pass  # watchers poll meanwhile
@@ -319,20 +391,12 @@ class RunManager:
     def _on_cancel(self, _conn: Any, _pid: int, _channel: str, run_id: str) -> None:
         self._cancel_local(run_id)
 
+    def _on_orphans(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self._sweep_now.set()
+
     async def release_leases(self) -> None:
         """On shutdown: runs this process executes become orphans at once, for another supervisor to continue."""
         await self._store.release_leases()
-
-
-async def _drain(queue: asyncio.Queue[Item]) -> AsyncIterator[supervisor_pb2.RunEvent]:
-    while True:
-        item = await queue.get()
-        if item is _DONE:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        assert isinstance(item, supervisor_pb2.RunEvent)
-        yield item
 
 
 def _final_for(

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+
+from a2a.types import a2a_pb2_grpc
 
 from agentmesh import Settings
+from agentmesh.catalog import load_catalog
 from agentmesh.db import CORE_MIGRATIONS, KeyStore, MigrationSet, create_pool, migrate
-from agentmesh.errors import AgentMeshError, InvalidArgument
+from agentmesh.errors import InvalidArgument
 from agentmesh.llm import LLMClient
-from agentmesh.rpc import AuthInterceptor, GatewayChannels, ServiceBinding, channel_credentials
-from agentmesh.service import process_setup, serve_bindings
+from agentmesh.rpc import (
+    AuthInterceptor,
+    GatewayChannels,
+    RequestValidator,
+    ServiceBinding,
+    channel_credentials,
+    settings_text_limits,
+)
+from agentmesh.service import key_rate, process_setup, serve_bindings
+from agentmesh.services.supervisor.a2a import A2A_SERVICE, A2AServicer
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.health import GatewayHealth
 from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
@@ -24,7 +34,6 @@ from agentmesh.services.supervisor.runner import RunExecutor
 from agentmesh.services.supervisor.runs import RunManager
 from agentmesh.services.supervisor.servicer import SupervisorServicer
 from agentmesh.services.supervisor.store import CheckpointStore
-from agentmesh.settings import AGENTS
 from agentmesh.v1 import guard_pb2, review_pb2, supervisor_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,7 @@ PUBLIC_PEERS = (
 
 async def main(settings: Settings, *, port: int | None = None) -> None:
     telemetry = process_setup("supervisor", settings)
+    catalog = load_catalog(settings.agents_file, settings)  # a bad catalog stops the start, naming the entry
     if settings.database_url is None:
         raise InvalidArgument("the supervisor needs DATABASE_URL (agentmesh up sets it)")
     pool = await create_pool(
@@ -80,8 +90,10 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
             channels=channels,
             agent_timeout_s=settings.agent_timeout_s,
             guard_timeout_s=settings.guard_timeout_s,
+            agent_timeouts=catalog.timeouts(settings.agent_timeout_s),
         ),
-        agents=AGENTS,
+        agents=catalog.descriptions(),
+        health=GatewayHealth(settings.gateway_admin_addr, ttl_s=settings.agent_health_ttl_s),
         budgets=budgets,
         observer=observer,
         holds=holds,
@@ -93,29 +105,27 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     keys = KeyStore(pool=pool)
     auth = AuthInterceptor(
         tenant_of=keys.tenant_of,
-        internal_token=token,
+        # Only clients call the supervisor: no internal token, so nobody can assert a tenant here.
+        internal_token=None,
         cache_ttl_s=settings.key_cache_ttl_s,
         negative_ttl_s=settings.key_negative_cache_ttl_s,
+        rate=key_rate(settings),
     )
     binding = ServiceBinding(
         supervisor_pb2_grpc.add_SupervisorServiceServicer_to_server, servicer, "agentmesh.v1.SupervisorService"
     )
+    # The A2A facade over the same runs, behind the same interceptors (keys, tenants, errors).
+    facade = A2AServicer(runs=runs, store=store, validator=RequestValidator(text_limits=settings_text_limits(settings)))
+    a2a_binding = ServiceBinding(a2a_pb2_grpc.add_A2AServiceServicer_to_server, facade, A2A_SERVICE)
     await serve_bindings(
         "supervisor",
         settings,
-        [binding],
+        [binding, a2a_binding],
         port=port,
         interceptors=[auth],
         telemetry=telemetry,
         reflect_also=PUBLIC_PEERS,
-        on_shutdown=[runs.close, _release(runs), channels.close, llm.close, pool.close],
+        # SIGTERM: runs finish their current step, then their leases are released for another supervisor.
+        on_drain=runs.drain,
+        on_shutdown=[runs.close, channels.close, llm.close, pool.close],
     )
-
-
-def _release(runs: RunManager) -> Callable[[], Awaitable[None]]:
-    async def release() -> None:
-        # Runs still executing here are stopped by the shutdown: another supervisor continues them at once.
-        with contextlib.suppress(AgentMeshError):
-            await runs.release_leases()
-
-    return release

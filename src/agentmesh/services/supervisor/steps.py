@@ -74,6 +74,10 @@ class RouteBody:
     """Set with FINISH only: COMPLETED, ITERATION_LIMIT or BUDGET_EXHAUSTED."""
     invalid_answer: str | None = None
     """The router's raw answer when it was outside the allowed set (a fallback was applied); may be ''."""
+    skipped: tuple[str, ...] = ()
+    """Catalog agents not offered to the router: the gateway had no healthy host for them."""
+    note: str = ""
+    """Why the step decided as it did, when something other than the router's answer mattered (skipped agents)."""
 
     def to_json(self) -> Json:
         out: Json = {"decision": self.decision}
@@ -83,6 +87,10 @@ class RouteBody:
             out["reason"] = self.reason
         if self.invalid_answer is not None:
             out["invalid_answer"] = self.invalid_answer
+        if self.skipped:
+            out["skipped"] = list(self.skipped)
+        if self.note:
+            out["note"] = self.note
         return out
 
     @classmethod
@@ -92,6 +100,8 @@ class RouteBody:
             llm=_calls(data),
             reason=data.get("reason", ""),
             invalid_answer=data.get("invalid_answer"),
+            skipped=tuple(data.get("skipped", ())),
+            note=data.get("note", ""),
         )
 
 

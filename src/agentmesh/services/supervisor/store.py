@@ -18,6 +18,7 @@ import asyncpg
 
 from agentmesh.db import db_errors
 from agentmesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from agentmesh.services.supervisor.history import bound_history
 from agentmesh.services.supervisor.steps import AgentBody, StepBody, body_from_json
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
@@ -82,6 +83,11 @@ FROM orphan WHERE r.id = orphan.id
 RETURNING r.id, r.tenant_id, r.lease_owner"""
 RELEASE_LEASES = """
 UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running' AND lease_owner LIKE $1"""
+# Other supervisors sweep at once on this notification instead of at their next half-lease tick.
+NOTIFY_ORPHANS = "SELECT pg_notify('agentmesh_run_orphans', '')"
+# A tenant's runs executing now on any supervisor (index runs_tenant_running).
+COUNT_TENANT_RUNNING = """
+SELECT count(*) FROM runs WHERE tenant_id = $1 AND status = 'running' AND lease_expires_at > now()"""
 INSERT_EVENT = "INSERT INTO run_events (run_id, seq, body) VALUES ($1, $2, $3)"
 SELECT_EVENTS = "SELECT seq, body FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT 1000"
 REQUEST_CANCEL = """
@@ -166,7 +172,6 @@ SELECT id, role, content, run_id, created_at FROM messages WHERE thread_id = $1 
 # A GetThread page ends before its messages pass this many UTF-8 bytes: gRPC's 4 MiB message limit holds with
 # room for the runs (at most ~500 summaries of ~100 bytes).
 PAGE_MAX_BYTES = 2 * 1024 * 1024
-_CUT_MARK = "[earlier text cut] "
 SELECT_THREAD_RUNS = """
 SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
 FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
@@ -232,25 +237,6 @@ class ThreadView:
     messages: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     next_token: str = ""
-
-
-def bound_history(messages: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
-    """The newest of `messages` (oldest first) whose contents fit in `max_chars` (0: no bound), oldest first; the
-    oldest one kept is cut at its start when only its end fits. A thread of long turns so stays within what the
-    agents accept (their context limit) and what a run's token budget pays for."""
-    if not max_chars:
-        return messages
-    kept: list[dict[str, Any]] = []
-    left = max_chars
-    for m in reversed(messages):
-        content = m["content"]
-        if len(content) > left:
-            if left > 2 * len(_CUT_MARK):
-                kept.append({**m, "content": _CUT_MARK + content[len(content) - left + len(_CUT_MARK) :]})
-            break
-        kept.append(m)
-        left -= len(content)
-    return kept[::-1]
 
 
 def _page_token(last_id: int) -> str:
@@ -545,7 +531,15 @@ class CheckpointStore:
         continues them at once instead of after the lease period."""
         async with db_errors("lease release"):
             status = await self._pool.execute(RELEASE_LEASES, self._owner + "/%")
-        return int(status.split()[-1])
+            released = int(status.split()[-1])
+            if released:
+                await self._pool.execute(NOTIFY_ORPHANS)
+        return released
+
+    async def running_runs(self, tenant: str) -> int:
+        """The tenant's runs executing under a live lease, on every supervisor."""
+        async with db_errors("run count"):
+            return int(await self._pool.fetchval(COUNT_TENANT_RUNNING, tenant))
 
     def _new_lease(self) -> str:
         return f"{self._owner}/{uuid.uuid4().hex[:12]}"

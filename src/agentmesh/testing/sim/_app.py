@@ -16,15 +16,15 @@ import signal
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
+from agentmesh.testing.sim._faults import FaultError, Faults, parse_faults
+from agentmesh.testing.sim._limits import Admission, RateLimits, Refusal
 from agentmesh.testing.sim._responder import (
     Answer,
     Block,
-    ToolFault,
     answer_request,
     classify,
     count_input_tokens,
@@ -33,10 +33,6 @@ from agentmesh.testing.sim._responder import (
 
 __all__ = ["create_app", "serve_sim", "start_sim"]
 
-StreamFault = Literal["error_event", "cut", "truncate"]
-_STREAM_FAULTS: tuple[str, ...] = ("error_event", "cut", "truncate")
-_TOOL_FAULTS: tuple[str, ...] = ("invent", "malformed")
-_Z99 = 2.3263478740408408  # standard normal quantile at 0.99
 _HANG_POLL_S = 0.05
 _DELTA_CHARS = 24  # text per content_block_delta; keeps ~10-20 events for a typical answer
 _ERROR_TYPES = {
@@ -61,129 +57,6 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-# --- faults -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """The injected misbehaviour. Frozen: a PUT swaps the whole object, so a request sees one consistent set."""
-
-    latency_ms: float | tuple[float, float] = 0.0
-    """Fixed delay, or (p50, p99) of a lognormal."""
-    max_concurrency: int | None = None
-    retry_after_s: float = 1.0
-    outage: int | None = None
-    error_rate: float = 0.0
-    hang: bool = False
-    stream_fault: StreamFault | None = None
-    stream_fault_rate: float = 1.0
-    tool_fault: ToolFault | None = None
-    route_fault: Literal["invalid"] | None = None
-    reply_suffix: str = ""
-    """Appended to every agent answer (text a provider might return: PII, planted instructions)."""
-    should_retry: bool | None = None
-    seed: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if isinstance(self.latency_ms, tuple):
-            data["latency_ms"] = {"p50": self.latency_ms[0], "p99": self.latency_ms[1]}
-        return data
-
-    def sample_latency_s(self, rng: random.Random) -> float:
-        if not isinstance(self.latency_ms, tuple):
-            return self.latency_ms / 1000
-        p50, p99 = self.latency_ms
-        # Lognormal through both quantiles: median = e^mu, p99 = e^(mu + z99 * sigma).
-        sigma = (math.log(p99) - math.log(p50)) / _Z99
-        return rng.lognormvariate(math.log(p50), sigma) / 1000
-
-
-class FaultError(ValueError):
-    """A fault setting the control plane rejects (answered with 400)."""
-
-
-def _number(key: str, value: Any, *, low: float = 0.0, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FaultError(f"{key} must be a number")
-    if value < low or (high is not None and value > high):
-        raise FaultError(
-            f"{key} must be between {low:g} and {high:g}" if high is not None else f"{key} must be >= {low:g}"
-        )
-    return float(value)
-
-
-def _optional_int(key: str, value: Any, low: int, high: int | None = None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FaultError(f"{key} must be an integer or null")
-    if value < low or (high is not None and value > high):
-        raise FaultError(f"{key} must be null or an integer in [{low}, {high}]" if high else f"{key} must be >= {low}")
-    return value
-
-
-def _choice(key: str, value: object, options: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in options:
-        raise FaultError(f"{key} must be null or one of {', '.join(repr(o) for o in options)}")
-    return value
-
-
-def _latency(value: Any) -> float | tuple[float, float]:
-    if value is None:
-        return 0.0
-    if isinstance(value, dict):
-        if set(value) != {"p50", "p99"}:
-            raise FaultError('latency_ms as an object must be exactly {"p50": ms, "p99": ms}')
-        p50 = _number("latency_ms.p50", value["p50"])
-        p99 = _number("latency_ms.p99", value["p99"])
-        if p50 <= 0 or p99 < p50:
-            raise FaultError("latency_ms needs 0 < p50 <= p99")
-        return (p50, p99) if p99 > p50 else p50
-    return _number("latency_ms", value)
-
-
-def _text(key: str, value: Any, max_chars: int) -> str:
-    if value is None or (isinstance(value, str) and len(value) <= max_chars):
-        return value or ""
-    raise FaultError(f"{key} must be a string of at most {max_chars} characters")
-
-
-def _bool(key: str, value: Any, *, nullable: bool = False) -> bool | None:
-    if (value is None and nullable) or isinstance(value, bool):
-        return value
-    raise FaultError(f"{key} must be true or false" + (" or null" if nullable else ""))
-
-
-_FAULT_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "latency_ms": _latency,
-    "max_concurrency": lambda v: _optional_int("max_concurrency", v, 0),
-    "retry_after_s": lambda v: _number("retry_after_s", v),
-    "outage": lambda v: _optional_int("outage", v, 400, 599),
-    "error_rate": lambda v: _number("error_rate", v, high=1.0),
-    "hang": lambda v: _bool("hang", v),
-    "stream_fault": lambda v: _choice("stream_fault", v, _STREAM_FAULTS),
-    "stream_fault_rate": lambda v: _number("stream_fault_rate", v, high=1.0),
-    "tool_fault": lambda v: _choice("tool_fault", v, _TOOL_FAULTS),
-    "route_fault": lambda v: _choice("route_fault", v, ("invalid",)),
-    "reply_suffix": lambda v: _text("reply_suffix", v, 4000),
-    "should_retry": lambda v: _bool("should_retry", v, nullable=True),
-    "seed": lambda v: _optional_int("seed", v, -(2**63)),
-}
-
-
-def parse_faults(data: Any) -> dict[str, Any]:
-    """Validate a PUT body into the changes it asks for; all-or-nothing."""
-    if not isinstance(data, dict):
-        raise FaultError("body must be a JSON object")
-    unknown = sorted(set(data) - set(_FAULT_PARSERS))
-    if unknown:
-        raise FaultError(f"unknown fault keys: {', '.join(unknown)}; known: {', '.join(_FAULT_PARSERS)}")
-    return {key: _FAULT_PARSERS[key](value) for key, value in data.items()}
-
-
 # --- state --------------------------------------------------------------------------------------
 
 
@@ -202,6 +75,8 @@ class Stats:
     streams_total: int = 0
     stream_faults_total: int = 0
     hung_total: int = 0
+    rate_limited_by_bucket: Counter[str] = field(default_factory=Counter)
+    """429s by cause: "concurrency", "requests", "input-tokens" or "output-tokens"."""
 
     def reset(self) -> None:
         # in_flight is live, not a counter: requests still running will decrement it.
@@ -228,6 +103,7 @@ class SimState:
     """The last requests' bodies (`GET /_sim/requests`): what the model was shown, for tests that must prove
     what never reached it."""
     rng: random.Random = field(default_factory=random.Random)
+    limits: RateLimits = field(default_factory=RateLimits)
     closing: bool = False
     """Set on shutdown so hung requests let go."""
 
@@ -242,25 +118,50 @@ def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
 
 
-def _ratelimit_headers(faults: Faults, stats: Stats) -> dict[str, str]:
+def _ratelimit_headers(state: SimState, faults: Faults, key: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
     limit = faults.max_concurrency
-    if limit is None:
-        return {}
-    reset = datetime.now(UTC) + timedelta(seconds=faults.retry_after_s)
-    return {
-        "anthropic-ratelimit-requests-limit": str(limit),
-        "anthropic-ratelimit-requests-remaining": str(max(0, limit - stats.in_flight)),
-        "anthropic-ratelimit-requests-reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
+    if limit is not None:
+        # A concurrency cap is no per-minute bucket: no -limit or -reset that a client would read as one (the
+        # real API publishes no concurrency limit); -remaining still says when no call is left.
+        headers["anthropic-ratelimit-requests-remaining"] = str(max(0, limit - state.stats.in_flight))
+    if state.limits.on:
+        headers.update(state.limits.headers(key))  # with rpm on, requests-* describe the RPM bucket
+    return headers
 
 
-def _error(state: SimState, faults: Faults, rid: str, status: int, message: str | None = None) -> web.Response:
+def _api_key(request: web.Request) -> str:
+    """Buckets are per API key: the 2.x SDK sends a bearer token, older ones x-api-key."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        auth = request.headers.get("authorization", "")
+        key = auth[7:] if auth[:7].lower() == "bearer " else auth
+    return key
+
+
+def _error(
+    state: SimState,
+    faults: Faults,
+    rid: str,
+    status: int,
+    message: str | None = None,
+    *,
+    key: str = "",
+    refusal: Refusal | None = None,
+) -> web.Response:
     kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    text = message or _ERROR_MESSAGES.get(status, f"Simulated error {status}.")
-    headers = {"request-id": rid, **_ratelimit_headers(faults, state.stats)}
-    if status == 429:
+    text = (
+        refusal.message if refusal is not None else message or _ERROR_MESSAGES.get(status, f"Simulated error {status}.")
+    )
+    headers = {"request-id": rid, **_ratelimit_headers(state, faults, key)}
+    if refusal is not None:
+        # As the real API: whole seconds until the short bucket holds what the request costs, no retry-after-ms.
+        headers["retry-after"] = str(refusal.retry_after_s)
+        state.stats.rate_limited_by_bucket[refusal.kind] += 1
+    elif status == 429:
         headers["retry-after"] = str(math.ceil(faults.retry_after_s))
         headers["retry-after-ms"] = str(round(faults.retry_after_s * 1000))
+        state.stats.rate_limited_by_bucket["concurrency"] += 1
     if faults.should_retry is not None and status != 400:
         headers["x-should-retry"] = "true" if faults.should_retry else "false"
     state.stats.responses_by_status[str(status)] += 1
@@ -418,7 +319,7 @@ async def _stream(
 # --- the Messages API ---------------------------------------------------------------------------
 
 
-async def _hang(request: web.Request, state: SimState, faults: Faults, rid: str) -> web.StreamResponse:
+async def _hang(request: web.Request, state: SimState, faults: Faults, rid: str, key: str) -> web.StreamResponse:
     state.stats.hung_total += 1
     # Poll rather than rely on handler cancellation, which depends on how the app is run.
     while not state.closing:
@@ -426,7 +327,7 @@ async def _hang(request: web.Request, state: SimState, faults: Faults, rid: str)
         if transport is None or transport.is_closing():
             return web.Response(status=499)  # nobody is listening; never counted
         await asyncio.sleep(_HANG_POLL_S)
-    return _error(state, faults, rid, 503, "Simulator shutting down.")
+    return _error(state, faults, rid, 503, "Simulator shutting down.", key=key)
 
 
 def _retry_count(request: web.Request) -> int:
@@ -444,42 +345,61 @@ async def _api(request: web.Request, *, count_only: bool) -> web.StreamResponse:
     if _retry_count(request) > 0:
         stats.retried_requests_total += 1
     rid = _new_id("req_")
+    key = _api_key(request)
     if faults.outage is not None:
-        return _error(state, faults, rid, faults.outage)
+        return _error(state, faults, rid, faults.outage, key=key)
     if faults.max_concurrency is not None and stats.in_flight >= faults.max_concurrency:
-        return _error(state, faults, rid, 429)
+        return _error(state, faults, rid, 429, key=key)
     stats.in_flight += 1
     stats.in_flight_max = max(stats.in_flight_max, stats.in_flight)
+    admission: Admission | None = None
     try:
-        return await _admitted(request, state, faults, rid, count_only=count_only)
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            return _error(state, faults, rid, 400, "Request body is not valid JSON.", key=key)
+        problem = _validate(body, count_only=count_only)
+        if problem is not None:
+            return _error(state, faults, rid, 400, problem, key=key)
+        input_tokens = count_input_tokens(body)
+        if state.limits.on and not count_only:
+            # Charged before any work, as the real API: max_tokens stands for the output until it is known.
+            verdict = state.limits.admit(key, input_tokens=input_tokens, max_tokens=body["max_tokens"])
+            if isinstance(verdict, Refusal):
+                return _error(state, faults, rid, 429, key=key, refusal=verdict)
+            admission = verdict
+        return await _admitted(request, state, faults, rid, key, body, input_tokens, admission, count_only=count_only)
     finally:
         stats.in_flight -= 1
+        if admission is not None:
+            admission.settle(0)  # failed or cut short: nothing was output (a no-op once settled)
 
 
 async def _admitted(
-    request: web.Request, state: SimState, faults: Faults, rid: str, *, count_only: bool
+    request: web.Request,
+    state: SimState,
+    faults: Faults,
+    rid: str,
+    key: str,
+    body: dict[str, Any],
+    input_tokens: int,
+    admission: Admission | None,
+    *,
+    count_only: bool,
 ) -> web.StreamResponse:
     stats = state.stats
-    try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return _error(state, faults, rid, 400, "Request body is not valid JSON.")
-    problem = _validate(body, count_only=count_only)
-    if problem is not None:
-        return _error(state, faults, rid, 400, problem)
     kind = "count_tokens" if count_only else classify(body)
     stats.requests_by_kind[kind] += 1
     state.recent.append({"kind": kind, "system": body.get("system"), "messages": body.get("messages")})
     if faults.hang:
-        return await _hang(request, state, faults, rid)
+        return await _hang(request, state, faults, rid, key)
     delay = faults.sample_latency_s(state.rng)
     if delay > 0:
         await asyncio.sleep(delay)
     if faults.error_rate > 0 and state.rng.random() < faults.error_rate:
-        return _error(state, faults, rid, 500)
-    headers = {"request-id": rid, **_ratelimit_headers(faults, stats)}
-    input_tokens = count_input_tokens(body)
+        return _error(state, faults, rid, 500, key=key)
     if count_only:
+        headers = {"request-id": rid, **_ratelimit_headers(state, faults, key)}
         return _ok(state, headers, {"input_tokens": input_tokens})
 
     answer: Answer = answer_request(
@@ -490,6 +410,10 @@ async def _admitted(
         reply_suffix=faults.reply_suffix,
     )
     blocks, stop_reason, output_tokens = fit_max_tokens(answer, body["max_tokens"])
+    if admission is not None:
+        # Settled before the headers are read, so they show the refund of the estimate's unused part.
+        admission.settle(output_tokens)
+    headers = {"request-id": rid, **_ratelimit_headers(state, faults, key)}
     message = {
         "id": _new_id("msg_"),
         "type": "message",
@@ -546,6 +470,7 @@ async def _put_faults(request: web.Request) -> web.Response:
     if "seed" in changes:
         state.rng.seed(changes["seed"])
     state.faults = dataclasses.replace(state.faults, **changes)
+    state.limits.configure(state.faults)
     return _json(state.faults.to_json())
 
 
@@ -566,9 +491,11 @@ async def _reset(request: web.Request) -> web.Response:
     state = request.app[_STATE]
     state.stats.reset()
     state.recent.clear()
+    state.limits.clear()  # every bucket starts full again
     if request.query.get("faults", "").lower() in ("1", "true", "yes"):
         state.faults = Faults()
         state.rng = random.Random()
+        state.limits.configure(state.faults)
     return _json(state.stats.to_json())
 
 

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from agentmesh.testing.sim._specialists import GENERALISTS, specialist
+
 __all__ = [
     "Answer",
     "Kind",
@@ -288,16 +290,22 @@ def needs_action(text: str) -> bool:
 
 
 def route(text: str, *, invalid: bool = False) -> str:
-    """The next agent for a routing prompt with `Request:`, `Allowed:` and `Done:` lines, or FINISH."""
+    """The next agent for a routing prompt with `Request:`, `Allowed:` and `Done:` lines (and `Agent NAME:
+    description` lines), or FINISH. A catalog agent whose description fits the request goes first and its
+    answer ends the run (see _specialists); otherwise researcher, analyst, executor when an action is asked."""
     allowed = _names(_field(text, "Allowed"))
     if invalid:
         return next(w for w in (INVALID_ROUTE, "pineapple", "kumquat") if w not in allowed)
     done = {n.lower() for n in _names(_field(text, "Done"))}
     request = _field(text, "Request") or text
+    chosen = specialist(text, request, allowed, done)
+    if chosen is not None:
+        return chosen
     action = needs_action(request)
+    shipped = any(g in allowed for g in GENERALISTS)
     for name in allowed:
         low = name.lower()
-        if low == "finish" or low in done or (low == "executor" and not action):
+        if low == "finish" or low in done or (low == "executor" and not action) or (shipped and low not in GENERALISTS):
             continue
         return name
     return "FINISH"

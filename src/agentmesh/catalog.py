@@ -1,0 +1,247 @@
+"""The agent catalog: which agents the mesh routes to, as data (`agentmesh up --agents FILE`,
+AGENTMESH_AGENTS_FILE). The shipped researcher, analyst and executor are the default catalog; a file entry with
+the same name replaces one. An entry is either an agent someone else runs (`address`: agentmesh only routes to
+it) or one `agentmesh up` launches and restarts (`command`, with `replicas`).
+
+The file, YAML:
+
+    agents:
+      - name: translator
+        description: Translates text between languages; give it the text and the target language.
+        address: 127.0.0.1:50070
+      - name: summarizer
+        description: Summarises long texts.
+        command: [node, examples/node-agent/agent.mjs]
+        replicas: 2
+
+Unknown keys are refused (a misspelt `replica` must not be ignored); new per-agent settings (tools) become new
+fields. A bad catalog raises `CatalogError` naming the entry (index and name) and the field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agentmesh.errors import InvalidArgument
+from agentmesh.settings import Settings
+
+__all__ = [
+    "AGENT_PORT_ENV",
+    "PORT_PLACEHOLDER",
+    "SHIPPED",
+    "Catalog",
+    "CatalogError",
+    "Entry",
+    "agent_card",
+    "default_catalog",
+    "load_catalog",
+    "parse_address",
+]
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+AGENT_PORT_ENV = "AGENTMESH_AGENT_PORT"
+"""The launcher tells a command agent its port in this variable (one per replica)."""
+PORT_PLACEHOLDER = "{port}"
+"""An argument of `command` equal to (or containing) this is replaced by the replica's port."""
+COMMAND_AGENT_DEFAULT_PORT = 50060
+"""Where a command agent listens in compose and Kubernetes (its own container) when its entry sets no port."""
+# The shipped agents, in the router's default order, and what the router is told about each.
+SHIPPED: dict[str, str] = {
+    "researcher": "finds facts, sources and options about the request.",
+    "analyst": "weighs what the others found and recommends; writes the answer for the user.",
+    "executor": "runs tools (calculator, clock) when the request needs a computation or the time.",
+}
+
+
+class CatalogError(InvalidArgument):
+    """The catalog file cannot be used; the message names the entry and the field."""
+
+    reason = "INVALID_CATALOG"
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """HOST:PORT (a name, an IPv4 address or a bracketed IPv6 address, and a port 1..65535)."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]+", host) or (":" in host and not value.strip().startswith("[")):
+        raise ValueError(f"{value!r} is not HOST:PORT (bracket an IPv6 address: [::1]:50070)")
+    return host, int(port)
+
+
+class Entry(BaseModel):
+    """One agent of the catalog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """What routing, the gateway cluster and the `agentmesh-upstream` header call it."""
+    description: str = Field(min_length=1, max_length=500)
+    """What the router is told the agent does; route-worthy words belong here."""
+    address: str | None = None
+    """HOST:PORT of an agent someone else runs: the gateway routes to it, `up` does not start it."""
+    command: tuple[str, ...] | None = Field(default=None, min_length=1)
+    """argv of an agent `up` launches (and restarts); `python` first means the Python running agentmesh. It gets
+    its port in AGENTMESH_AGENT_PORT, and `{port}` in an argument is replaced by it."""
+    replicas: int = Field(default=1, ge=1, le=9)
+    """Processes of a command agent, behind one gateway cluster."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of a command agent's first replica (replica i: port + 100 i); unset: a free port locally, 50060 in
+    compose and Kubernetes."""
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    """Deadline of one call to this agent; unset: AGENTMESH_AGENT_TIMEOUT_S."""
+    max_requests: int | None = Field(default=None, ge=1)
+    """Gateway circuit breaker: calls in flight to all its replicas; unset: 1024."""
+
+    @field_validator("address")
+    @classmethod
+    def _address_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Entry:
+        if (self.address is None) == (self.command is None):
+            raise ValueError("set exactly one of address (an agent someone else runs) and command (one up launches)")
+        if self.address is not None and ("replicas" in self.model_fields_set or "port" in self.model_fields_set):
+            raise ValueError("replicas and port are for command agents; an address agent runs elsewhere")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        assert self.address is not None
+        return parse_address(self.address)
+
+    @property
+    def launched(self) -> bool:
+        return self.command is not None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The agents, in the router's default order (the shipped ones first, then the file's new ones)."""
+
+    entries: tuple[Entry, ...]
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.entries)
+
+    def get(self, name: str) -> Entry | None:
+        return next((e for e in self.entries if e.name == name), None)
+
+    def descriptions(self) -> dict[str, str]:
+        return {e.name: e.description for e in self.entries}
+
+    def timeouts(self, default_s: float) -> dict[str, float]:
+        return {e.name: e.timeout_s or default_s for e in self.entries}
+
+
+def default_catalog(settings: Settings | None = None) -> Catalog:
+    """The shipped agents, each launched as `agentmesh serve NAME` on its settings port."""
+    s = settings or Settings()
+    return Catalog(
+        tuple(
+            Entry(
+                name=name,
+                description=description,
+                command=("python", "-m", "agentmesh", "serve", name, "--port", PORT_PLACEHOLDER),
+                port=s.port_of(name),  # type: ignore[arg-type]  # a shipped name is a ServiceName
+                max_requests=s.gateway_max_requests(name),  # type: ignore[arg-type]
+            )
+            for name, description in SHIPPED.items()
+        )
+    )
+
+
+def _where(index: int, raw: object) -> str:
+    name = raw.get("name") if isinstance(raw, Mapping) else None
+    return f"agents[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+
+
+def _field_errors(exc: ValidationError) -> str:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "entry"
+        msg = "unknown key (not a catalog field)" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append(f"{loc}: {msg.removeprefix('Value error, ')}")
+    return "; ".join(out)
+
+
+def parse_catalog(data: object, *, base: Catalog | None = None, source: str = "the catalog") -> Catalog:
+    """The catalog from a parsed YAML document merged over `base` (default: the shipped agents)."""
+    if not isinstance(data, Mapping) or set(data) != {"agents"} or not isinstance(data["agents"], list):
+        raise CatalogError(f"{source}: expected a mapping with one key, agents: a list of entries")
+    entries: dict[str, Entry] = {e.name: e for e in (base if base is not None else default_catalog())}
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(data["agents"]):
+        where = _where(index, raw)
+        if not isinstance(raw, Mapping):
+            raise CatalogError(f"{source}: {where}: an entry is a mapping (name, description, address or command)")
+        try:
+            entry = Entry.model_validate(dict(raw))
+        except ValidationError as exc:
+            raise CatalogError(f"{source}: {where}: {_field_errors(exc)}") from None
+        if entry.name in seen:
+            raise CatalogError(f"{source}: {where}: name: duplicate of agents[{seen[entry.name]}]")
+        seen[entry.name] = index
+        entries[entry.name] = entry  # same name as a shipped agent: replaces it, in its place
+    return Catalog(tuple(entries.values()))
+
+
+def load_catalog(path: str | Path | None, settings: Settings | None = None) -> Catalog:
+    """The catalog of AGENTMESH_AGENTS_FILE (`path`), or the shipped agents when it is unset."""
+    base = default_catalog(settings)
+    if path is None:
+        return base
+    p = Path(path)
+    try:
+        data: Any = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise CatalogError(f"agents file {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"agents file {p}: not valid YAML: {exc}") from None
+    return parse_catalog(data, base=base, source=f"agents file {p}")
+
+
+def agent_card(entry: Entry, *, url: str = "") -> dict[str, Any]:
+    """An A2A-style agent card for the entry: who it is and what it can do (one skill, its description)."""
+    return {
+        "name": entry.name,
+        "description": entry.description,
+        "url": url,
+        "version": "1",
+        "protocolVersion": "0.3.0",
+        "preferredTransport": "GRPC",
+        "capabilities": {"streaming": False},
+        "defaultInputModes": ["text/plain"],
+        "defaultOutputModes": ["text/plain"],
+        "skills": [
+            {
+                "id": entry.name,
+                "name": entry.name,
+                "description": entry.description,
+                "tags": _tags(entry.description),
+            }
+        ],
+    }
+
+
+def _tags(description: str, limit: int = 5) -> list[str]:
+    words = re.findall(r"[a-z][a-z0-9-]{3,}", description.lower())
+    common = {"give", "that", "this", "with", "from", "when", "them", "what", "into", "their", "writes", "about"}
+    return list(dict.fromkeys(w for w in words if w not in common))[:limit]

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     orphaned_runs: Literal["resume", "fail"] = "resume"
     """A run whose lease expired (its supervisor died): `resume` has a live supervisor continue it within two
     lease periods, exactly once; `fail` marks it failed and resumable, for a client to Resume."""
+    approval_agents: str = ""
+    """Comma-separated agents that act only after a person approves (SubmitInput): the run pauses before each
+    of their steps, with an input_required event (e.g. `executor`)."""
+    pause_on_flag: bool = False
+    """A guard FLAG on the run's input or an agent's output pauses the run for a person's review (SubmitInput)
+    instead of only adding it to the review queue."""
+
+    @property
+    def approval_agent_set(self) -> frozenset[str]:
+        return frozenset(a.strip() for a in self.approval_agents.split(",") if a.strip())
 
     # --- security --------------------------------------------------------------------------------
     internal_token: SecretStr | None = None

@@ -89,7 +89,8 @@ def test_run_streams_ndjson_ending_in_the_final_event_then_get_thread(mesh: Mesh
         events = [json.loads(line) for line in resp if line.strip()]
     assert len(events) > 3
     kinds = [
-        next(k for k in ("step_started", "step_finished", "guard_decision", "final", "error") if k in e) for e in events
+        next(k for k in ("step_started", "step_finished", "guard_decision", "text_delta", "final", "error") if k in e)
+        for e in events
     ]
     assert kinds[-1] == "final" and "final" not in kinds[:-1]
     assert events[-1]["final"]["reason"] == "FINISH_REASON_COMPLETED"

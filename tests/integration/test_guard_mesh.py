@@ -69,6 +69,12 @@ def test_the_redacted_email_is_restored_in_the_answer(mesh: Mesh, channel: grpc.
     assert all(EMAIL not in m.content for m in view.messages) and "<EMAIL_1>" in view.messages[-1].content
     replay = list(sup.Resume(supervisor_pb2.ResumeRequest(run_id=events[-1].run_id), metadata=mesh.auth(), timeout=10))
     assert EMAIL not in replay[-1].final.answer
+    # The answer also came as text deltas, cut only after the output guard checked it: they are the answer as
+    # recorded, the value stays a placeholder, and they all precede the final event.
+    kinds = [e.WhichOneof("event") for e in events]
+    deltas = [e.text_delta.text for e in events if e.WhichOneof("event") == "text_delta"]
+    assert deltas and "".join(deltas) == view.messages[-1].content and all(EMAIL not in d for d in deltas)
+    assert kinds[-len(deltas) - 1 : -1] == ["text_delta"] * len(deltas) and all(len(d) <= 200 for d in deltas)
 
     # The next turn of the conversation keeps <EMAIL_1> meaning the same address.
     again = run(channel, mesh, f"Also copy {EMAIL} and ops@example.org", thread_id=events[-1].thread_id)

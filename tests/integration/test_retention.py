@@ -39,7 +39,7 @@ async def _seed(dsn: str) -> tuple[uuid.UUID, uuid.UUID]:
                 next_seq=3,
                 iteration=False,
             )
-            await store.finish(run, final_event={}, next_seq=4, answer="bye", event=(3, b""))
+            await store.finish(run, final_event={}, next_seq=4, answer="bye", events=[(3, b"")])
             ids.append(run.thread_id)
         old, recent = ids
         # Age the first thread by 40 days, as if it had been idle since then.

@@ -25,6 +25,7 @@ HTTP_RULES = {
     "agentmesh.v1.SupervisorService.GetThread": ("get", "/v1/threads/{thread_id}", ""),
     "agentmesh.v1.SupervisorService.WatchRun": ("get", "/v1/runs/{run_id}/events", ""),
     "agentmesh.v1.SupervisorService.CancelRun": ("post", "/v1/runs/{run_id}:cancel", "*"),
+    "agentmesh.v1.SupervisorService.SubmitInput": ("post", "/v1/runs/{run_id}:input", "*"),
     "agentmesh.v1.GuardService.Check": ("post", "/v1/guard:check", "*"),
     "agentmesh.v1.ReviewService.ListReviews": ("get", "/v1/reviews", ""),
     "agentmesh.v1.ReviewService.GetReview": ("get", "/v1/reviews/{review_id}", ""),

@@ -57,6 +57,13 @@ def _print_event(console: Console, ev: supervisor_pb2.RunEvent) -> None:
             f"out {f.usage.output_tokens} · cost ${f.cost_usd:.6f}"
         )
         console.print(f"[dim]run {ev.run_id} · thread {ev.thread_id}[/]")
+    elif which == "input_required":
+        q = ev.input_required
+        console.print(
+            f"[yellow]#{ev.seq:<3} paused[/] {q.question}"
+            + (f" ({', '.join(q.finding_types)})" if q.finding_types else "")
+            + f" [dim]answer with SubmitInput (POST /v1/runs/{ev.run_id}:input); waiting…[/]"
+        )
     elif which == "error":
         Console(stderr=True, highlight=False).print(
             f"[red]error[/] {ev.error.message}"

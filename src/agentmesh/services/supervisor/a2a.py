@@ -46,6 +46,8 @@ _FINISHED = {
     supervisor_pb2.FINISH_REASON_CANCELLED: S.TASK_STATE_CANCELED,
     # The guard refused the answer: the agent declined the task, in A2A's words.
     supervisor_pb2.FINISH_REASON_BLOCKED: S.TASK_STATE_REJECTED,
+    # A reviewer said no to a paused run (SubmitInput approve=false).
+    supervisor_pb2.FINISH_REASON_REJECTED: S.TASK_STATE_REJECTED,
 }
 _FINISH_TEXT = {supervisor_pb2.FINISH_REASON_CANCELLED: "cancelled", supervisor_pb2.FINISH_REASON_BLOCKED: "blocked"}
 
@@ -270,6 +272,8 @@ class TaskView:
             view.apply(supervisor_pb2.RunEvent(error=error))
         elif run.status == "cancelled":
             view.task.status.state = S.TASK_STATE_CANCELED
+        elif run.status == "paused":
+            view.task.status.state = S.TASK_STATE_INPUT_REQUIRED
         # Any other status is a run not yet ended: WORKING.
         return view
 
@@ -302,7 +306,9 @@ class TaskView:
                 out.append(a2a_pb2.StreamResponse(artifact_update=update))
         elif kind == "error":
             state = S.TASK_STATE_FAILED
-        ended = state != S.TASK_STATE_WORKING
+        elif kind == "input_required":
+            state = S.TASK_STATE_INPUT_REQUIRED  # the approval pause: SubmitInput answers it, the task goes on
+        ended = state in _TERMINAL
         status = a2a_pb2.TaskStatus(
             state=state, message=self._message(text, a2a_pb2.ROLE_AGENT, "final" if ended else f"event-{ev.seq}")
         )

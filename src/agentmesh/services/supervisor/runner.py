@@ -20,10 +20,12 @@ from agentmesh.errors import AgentMeshError, FailedPrecondition, PermissionDenie
 from agentmesh.llm import LLMClient
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
+from agentmesh.services.supervisor.deltas import answer_chunks
 from agentmesh.services.supervisor.health import GatewayHealth, offered
+from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, allowed_next, parse_route, router_system, routing_prompt
-from agentmesh.services.supervisor.steps import AgentBody, GuardBody, LLMCall, RouteBody, Screen, ToolRun
+from agentmesh.services.supervisor.steps import AgentBody, GuardBody, RouteBody, Screen, ToolRun, llm_call
 from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
@@ -108,30 +110,6 @@ def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
     return sorted({f.type for f in resp.findings})
 
 
-def _llm_call(
-    model: str,
-    input_tokens: int,
-    output_tokens: int,
-    start_ms: float,
-    duration_ms: float,
-    cost_usd: float,
-    attempts: int,
-    stop_reason: str | None,
-) -> LLMCall:
-    """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
-    service that made the call began the step's work."""
-    return LLMCall(
-        model=model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        start_ms=round(max(0.0, start_ms), 1),
-        duration_ms=round(duration_ms, 1),
-        cost_usd=cost_usd,
-        attempts=attempts,
-        stop_reason=stop_reason or "",
-    )
-
-
 class RunExecutor:
     def __init__(
         self,
@@ -143,6 +121,7 @@ class RunExecutor:
         agents: Mapping[str, str],
         budgets: TenantBudgets | None = None,
         observer: RunObserver | None = None,
+        holds: RunHolds | None = None,
         health: GatewayHealth | None = None,
     ) -> None:
         """`agents`: the catalog's, in order, name -> description; `health`: the gateway's view (None: all offered)."""
@@ -156,6 +135,7 @@ class RunExecutor:
         self._health = health
         self._budgets = budgets
         self._obs = observer or RunObserver()
+        self._holds = holds  # pauses for a person (None: no run ever pauses)
 
     async def _check_budget(self, tenant: str, *, fresh: bool = True) -> None:
         if self._budgets is not None:
@@ -171,7 +151,7 @@ class RunExecutor:
     # --- entry points ----------------------------------------------------------------------------
 
     async def start(
-        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline
+        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline, enqueue: bool = False
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run_id = uuid.uuid4()
         em = Emitter(str(run_id), thread_id, 0)
@@ -219,15 +199,20 @@ class RunExecutor:
             restore_token=verdict.restore_token or token,
             first_event=first_event,
             history_chars=self._s.history_chars,
+            enqueue=enqueue,
         )
         yield decision
+        if run.status == "queued":
+            return  # started by the supervisor that ends the run before it, or by the sweep
         async for ev in self._execute(run, [], em, deadline, limit):
             yield ev
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
         run = await self._store.get_run(run_id, tenant)
-        if run.status == "cancelled":
-            raise FailedPrecondition(f"run {run_id} was cancelled; start a new run", reason="RUN_CANCELLED")
+        if run.status in ("cancelled", "paused", "queued"):  # ended, or waiting: for SubmitInput, for its thread
+            raise FailedPrecondition(
+                f"run {run_id} is {run.status}, not interrupted", reason=f"RUN_{run.status.upper()}"
+            )
         if run.status == "completed" and run.final is not None:
             # A finished run answers with its final event again; no agent is called.
             yield json_format.ParseDict(run.final, supervisor_pb2.RunEvent())
@@ -319,6 +304,9 @@ class RunExecutor:
                 await self._check_budget(run.tenant_id, fresh=False)
                 if _limit_reached(limit):
                     raise self._run_too_long()
+            if self._holds is not None and (ask := await self._holds.ask(run, idx, kind, agent, steps)):
+                yield await self._holds.pause(run, em(input_required=ask))
+                return  # the run waits in Postgres; SubmitInput continues it
             started_event = em(step_started=supervisor_pb2.StepStarted(step=idx, kind=_KIND[kind], agent=agent))
             yield started_event
             with self._obs.step(
@@ -384,6 +372,7 @@ class RunExecutor:
             )
         route_reason = next(s.result.reason or "COMPLETED" for s in reversed(steps) if isinstance(s.result, RouteBody))
         answer = guard.answer
+        deltas = [em(text_delta=supervisor_pb2.TextDelta(text=c)) for c in answer_chunks(answer)]
         final = em(
             final=supervisor_pb2.Final(
                 answer=answer,
@@ -399,8 +388,9 @@ class RunExecutor:
         )
         # Checkpoints, the thread and the replayed final event keep the redacted answer (later runs feed it to
         # the LLM); only the event sent to this client carries the values put back by the guard.
+        events = [*map(recorded, deltas), recorded(final)]
         await self._store.finish(
-            run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer, event=recorded(final)
+            run, final_event=json_format.MessageToDict(final), next_seq=em.seq, answer=answer, events=events
         )
         if restored:
             final.final.answer = restored
@@ -416,6 +406,8 @@ class RunExecutor:
             },
         )
         self._obs.run_completed(reason=route_reason, iterations=iterations)
+        for delta in deltas:
+            yield delta
         yield final
 
     # --- steps -----------------------------------------------------------------------------------
@@ -446,7 +438,7 @@ class RunExecutor:
         body = RouteBody(
             route.decision,
             llm=(
-                _llm_call(
+                llm_call(
                     result.model,
                     result.input_tokens,
                     result.output_tokens,
@@ -501,7 +493,7 @@ class RunExecutor:
             output,
             resp.model,
             llm=tuple(
-                _llm_call(
+                llm_call(
                     c.model,
                     c.input_tokens,
                     c.output_tokens,

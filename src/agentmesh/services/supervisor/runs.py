@@ -5,6 +5,9 @@ lease is taken over by a live one; CancelRun stops a run wherever it executes. A
 AGENTMESH_TENANT_MAX_CONCURRENT_RUNS executing at once, counted over every supervisor. On SIGTERM a supervisor
 drains: it refuses new runs, lets each run finish the step it is in, then hands the run on (its lease released,
 the other supervisors told at once) and relays what the run's new executor records to the client that started it.
+A run can also wait (holds.py): queued behind the run going on its thread, started by the supervisor that ends
+that run (or by the sweep); or paused for a person, continued by the supervisor that receives SubmitInput's
+approval.
 
 Supervisors tell each other through Postgres: LISTEN agentmesh_run_events (an event was recorded) and
 agentmesh_run_cancel (stop this run) and agentmesh_run_orphans (runs were released: sweep now). A watcher also polls
@@ -28,6 +31,7 @@ from google.protobuf import json_format
 
 from agentmesh.deadline import Deadline
 from agentmesh.errors import AgentMeshError, FailedPrecondition, ResourceExhausted, Unavailable
+from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.runner import RunExecutor, recorded
 from agentmesh.services.supervisor.store import CancelledRun, CheckpointStore, Event, RunRecord, parse_uuid
 from agentmesh.settings import Settings
@@ -39,6 +43,7 @@ EVENTS_CHANNEL = "agentmesh_run_events"
 CANCEL_CHANNEL = "agentmesh_run_cancel"
 ORPHANS_CHANNEL = "agentmesh_run_orphans"
 _TERMINAL = ("final", "error")
+_ENDED = ("completed", "failed", "cancelled")  # statuses after which nothing more is recorded (until a Resume)
 _POLL_S = 1.0  # a watcher re-reads at least this often, whatever the notifications do
 _CANCEL_WAIT_S = 3.0  # how long CancelRun waits for the executing supervisor before it cancels the run itself
 _DONE = object()  # end of a run's local stream
@@ -57,10 +62,11 @@ Item = supervisor_pb2.RunEvent | BaseException | object
 
 
 class RunManager:
-    def __init__(self, *, settings: Settings, executor: RunExecutor, store: CheckpointStore) -> None:
+    def __init__(self, *, settings: Settings, executor: RunExecutor, store: CheckpointStore, holds: RunHolds) -> None:
         self._s = settings
         self._executor = executor
         self._store = store
+        self._holds = holds
         self._tasks: dict[str, asyncio.Task[None]] = {}  # runs executing in this process, by run id
         self._cancelling: set[str] = set()  # of those, the ones CancelRun stopped
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
@@ -122,16 +128,30 @@ class RunManager:
             )
 
     async def run(
-        self, *, tenant: str, message: str, thread_id: str, deadline: Deadline, detach: bool
+        self,
+        *,
+        tenant: str,
+        message: str,
+        thread_id: str,
+        deadline: Deadline,
+        detach: bool,
+        on_busy: int = supervisor_pb2.ON_BUSY_THREAD_REJECT,
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         await self._admit(tenant)
+        if thread_id and on_busy == supervisor_pb2.ON_BUSY_THREAD_INTERRUPT:
+            # Newest first: the queued runs go before the running one, whose end would start them.
+            for going, _ in await self._holds.going(thread_id, tenant):
+                with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
+                    await self.cancel(tenant=tenant, run_id=going)
+        # After an interrupt, a run that another client started in between is waited for, not refused.
+        enqueue = on_busy in (supervisor_pb2.ON_BUSY_THREAD_ENQUEUE, supervisor_pb2.ON_BUSY_THREAD_INTERRUPT)
         queue = self._spawn(
-            self._executor.start(tenant=tenant, message=message, thread_id=thread_id, deadline=deadline)
+            self._executor.start(
+                tenant=tenant, message=message, thread_id=thread_id, deadline=deadline, enqueue=enqueue
+            )
         )
-        async for ev in self._follow(queue, tenant):
+        async for ev in self._follow(queue, tenant, detach=detach):
             yield ev
-            if detach:
-                return
 
     async def resume(self, *, tenant: str, run_id: str, deadline: Deadline) -> AsyncIterator[supervisor_pb2.RunEvent]:
         await self._admit(tenant)
@@ -139,12 +159,17 @@ class RunManager:
         async for ev in self._follow(queue, tenant):
             yield ev
 
-    async def _follow(self, queue: asyncio.Queue[Item], tenant: str) -> AsyncIterator[supervisor_pb2.RunEvent]:
-        """The local execution's events; after a drain handed the run on, what its new executor records."""
+    async def _follow(
+        self, queue: asyncio.Queue[Item], tenant: str, *, detach: bool = False
+    ) -> AsyncIterator[supervisor_pb2.RunEvent]:
+        """The local execution's events; after a drain handed the run on, what its new executor records; when the
+        execution stops short of the run's end (the run is queued or paused), the run's later events wherever it
+        continues, so the stream still ends with the run's final event."""
+        last: supervisor_pb2.RunEvent | None = None
         while True:
             item = await queue.get()
             if item is _DONE:
-                return
+                break
             if isinstance(item, _Handoff):
                 async for ev in self.watch(tenant=tenant, run_id=item.run_id, after_seq=item.after_seq):
                     yield ev
@@ -152,7 +177,26 @@ class RunManager:
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, supervisor_pb2.RunEvent)
+            last = item
             yield item
+            if detach:
+                return
+        if last is not None and last.WhichOneof("event") not in _TERMINAL:
+            async for ev in self.watch(tenant=tenant, run_id=last.run_id, after_seq=last.seq):
+                yield ev
+
+    async def submit_input(self, *, tenant: str, run_id: str, approve: bool, note: str) -> str:
+        """Answer a paused run: approved, it continues here in the background; rejected, it ends. Its new status."""
+        answer = f"rejected by a reviewer: {note}" if note else "rejected by a reviewer"
+        final_for = _final_for(run_id, supervisor_pb2.FINISH_REASON_REJECTED, answer)
+        run = await self._holds.submit(run_id, tenant, approve=approve, note=note, final_for=final_for)
+        if run is None:
+            log.info("run rejected", extra={"run_id": run_id})
+            await self._advance((await self._store.get_run(run_id, tenant)).thread_id)
+            return "cancelled"
+        log.info("run approved", extra={"run_id": run_id})
+        self._spawn(self._executor.take_over(run))
+        return "running"
 
     async def watch(self, *, tenant: str, run_id: str, after_seq: int) -> AsyncIterator[supervisor_pb2.RunEvent]:
         """Recorded events above `after_seq`, then live ones, until the run's final or error event."""
@@ -174,7 +218,7 @@ class RunManager:
                 if time.monotonic() - checked >= 5 * _POLL_S:
                     # A run that ended with nothing more recorded (older than recorded events) ends the watch.
                     checked = time.monotonic()
-                    if (await self._store.get_run(run_id, tenant)).status != "running" and not await self._store.events(
+                    if (await self._store.get_run(run_id, tenant)).status in _ENDED and not await self._store.events(
                         run.id, last
                     ):
                         return
@@ -187,21 +231,25 @@ class RunManager:
 
     async def cancel(self, *, tenant: str, run_id: str) -> None:
         """Stop the run wherever it executes; FAILED_PRECONDITION when it already ended."""
+        await self._cancel(tenant, run_id)
+        # A queued run behind it may start now (the executing supervisor also does so when its task ends).
+        await self._advance((await self._store.get_run(run_id, tenant)).thread_id)
+
+    async def _cancel(self, tenant: str, run_id: str) -> None:
         status, live = await self._store.request_cancel(run_id, tenant)
         if status in ("completed", "cancelled"):
             raise FailedPrecondition(f"run {run_id} already {status}; nothing to cancel", reason="RUN_FINISHED")
         rid = parse_uuid(run_id, "run_id")
-        if self._cancel_local(run_id):
-            await self._wait_cancelled(run_id, tenant)
-            return
-        if live:
-            # The supervisor executing it hears the notification and stops it; if it does not (it hangs, or
-            # lost its network with its lease still running), the run is ended here all the same.
+        cancelled = _final_for(run_id, supervisor_pb2.FINISH_REASON_CANCELLED)
+        if self._cancel_local(run_id) or live:
+            # This process or the supervisor executing it (it hears the notification) stops it; if that does not
+            # happen in time (it hangs, or lost its network with its lease still running), it is ended here.
             if await self._wait_cancelled(run_id, tenant):
                 return
-            await self._store.end_cancelled(rid, force=True, final_for=_cancelled_final(run_id))
+            await self._store.end_cancelled(rid, force=True, final_for=cancelled)
             return
-        if not await self._store.end_cancelled(rid, force=False, final_for=_cancelled_final(run_id)):
+        # Queued and paused runs have no execution: they end here at once.
+        if not await self._store.end_cancelled(rid, force=False, final_for=cancelled):
             # It started executing in between (a takeover claimed it): that execution hears the notification.
             await self._wait_cancelled(run_id, tenant)
 
@@ -216,12 +264,12 @@ class RunManager:
 
     async def _drive(self, events: AsyncIterator[supervisor_pb2.RunEvent], queue: asyncio.Queue[Item]) -> None:
         """Runs the executor to the run's end, whoever listens; the queue feeds the RPC that started it."""
-        run_id, last_seq = "", -1
+        run_id, thread_id, last_seq, ended = "", "", -1, True
         recent: collections.deque[supervisor_pb2.RunEvent] = collections.deque(maxlen=4)
         try:
             async for ev in events:
                 if not run_id:
-                    run_id = ev.run_id
+                    run_id, thread_id = ev.run_id, ev.thread_id
                     self._tasks[run_id] = asyncio.current_task()  # type: ignore[assignment]
                 if self._draining and ev.WhichOneof("event") == "step_started":
                     # A step boundary: everything sent so far is recorded, the next step has not begun. Stop here;
@@ -235,13 +283,17 @@ class RunManager:
             queue.put_nowait(_DONE)
         except asyncio.CancelledError:
             if run_id not in self._cancelling:
+                ended = False
                 if self._draining and run_id:  # past the drain's grace: stopped mid-step, continued elsewhere
                     queue.put_nowait(_Handoff(run_id, last_seq))
                 raise  # shutdown: the lease runs out (or is released) and another supervisor continues
-            ended = await self._store.end_cancelled(
-                uuid.UUID(run_id), force=True, seen=[recorded(e) for e in recent], final_for=_cancelled_final(run_id)
+            wrote = await self._store.end_cancelled(
+                uuid.UUID(run_id),
+                force=True,
+                seen=[recorded(e) for e in recent],
+                final_for=_final_for(run_id, supervisor_pb2.FINISH_REASON_CANCELLED),
             )
-            log.info("run cancelled", extra={"run_id": run_id, "recorded": ended})
+            log.info("run cancelled", extra={"run_id": run_id, "recorded": wrote})
             # The starting client's stream ends with the cancelled final event, as recorded.
             for _, body in await self._store.events(uuid.UUID(run_id), last_seq):
                 queue.put_nowait(supervisor_pb2.RunEvent.FromString(body))
@@ -254,6 +306,27 @@ class RunManager:
         finally:
             self._tasks.pop(run_id, None)
             self._cancelling.discard(run_id)
+            if ended and thread_id:
+                # The run ended (or paused: then nothing starts): the thread's next queued run may start.
+                self._advance_soon(uuid.UUID(thread_id))
+
+    def _advance_soon(self, thread_id: uuid.UUID) -> None:
+        task = asyncio.create_task(self._advance(thread_id))
+        self._drivers.add(task)
+        task.add_done_callback(self._drivers.discard)
+
+    async def _advance(self, thread_id: uuid.UUID) -> None:
+        """Start the thread's oldest queued run if nothing before it is going (else the sweep tries again)."""
+        try:
+            run = await self._holds.claim_next(
+                thread_id, history_limit=self._s.history_messages, history_chars=self._s.history_chars
+            )
+        except AgentMeshError:
+            log.warning("queued run not started: database unavailable", extra={"thread_id": str(thread_id)})
+            return
+        if run is not None:
+            log.info("queued run started", extra={"run_id": str(run.id), "thread_id": str(thread_id)})
+            self._spawn(self._executor.take_over(run))
 
     def _cancel_local(self, run_id: str) -> bool:
         task = self._tasks.get(run_id)
@@ -282,6 +355,8 @@ class RunManager:
                 await asyncio.wait_for(self._sweep_now.wait(), timeout=self._s.run_lease_s / 2)
             self._sweep_now.clear()
             try:
+                for thread_id in await self._holds.queued_threads(limit=50):
+                    await self._advance(thread_id)
                 if self._s.orphaned_runs == "fail":
                     if n := await self._store.mark_abandoned():
                         log.warning("marked abandoned runs resumable", extra={"runs": n})
@@ -324,8 +399,10 @@ class RunManager:
         await self._store.release_leases()
 
 
-def _cancelled_final(run_id: str) -> Callable[[CancelledRun], tuple[dict[str, Any], Event]]:
-    """The run's cancelled final event, as the store numbers it."""
+def _final_for(
+    run_id: str, reason: supervisor_pb2.FinishReason, answer: str = ""
+) -> Callable[[CancelledRun], tuple[dict[str, Any], Event]]:
+    """The final event of a run cancelled (or rejected), as the store numbers it."""
 
     def make(c: CancelledRun) -> tuple[dict[str, Any], Event]:
         t = c.totals
@@ -334,7 +411,8 @@ def _cancelled_final(run_id: str) -> Callable[[CancelledRun], tuple[dict[str, An
             thread_id=c.thread_id,
             seq=c.seq,
             final=supervisor_pb2.Final(
-                reason=supervisor_pb2.FINISH_REASON_CANCELLED,
+                answer=answer,
+                reason=reason,
                 usage=usage_pb2.Usage(
                     input_tokens=t["input_tokens"], output_tokens=t["output_tokens"], llm_calls=t["llm_calls"]
                 ),

@@ -27,6 +27,7 @@ from agentmesh.services.supervisor.a2a import A2A_SERVICE, A2AServicer
 from agentmesh.services.supervisor.budgets import TenantBudgets
 from agentmesh.services.supervisor.clients import MeshClients
 from agentmesh.services.supervisor.health import GatewayHealth
+from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.migrations import MIGRATIONS
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.runner import RunExecutor
@@ -70,6 +71,13 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
     # The lease owner names this process, so a log line or a row tells which supervisor holds a run.
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store = CheckpointStore(pool=pool, owner=owner, lease_s=settings.run_lease_s)
+    holds = RunHolds(
+        pool=pool,
+        owner=owner,
+        lease_s=settings.run_lease_s,
+        approval_agents=settings.approval_agent_set,
+        pause_on_flag=settings.pause_on_flag,
+    )
     budgets = TenantBudgets(
         pool=pool, default_tokens=settings.tenant_daily_tokens, default_usd=settings.tenant_daily_usd
     )
@@ -88,8 +96,9 @@ async def main(settings: Settings, *, port: int | None = None) -> None:
         health=GatewayHealth(settings.gateway_admin_addr, ttl_s=settings.agent_health_ttl_s),
         budgets=budgets,
         observer=observer,
+        holds=holds,
     )
-    runs = RunManager(settings=settings, executor=executor, store=store)
+    runs = RunManager(settings=settings, executor=executor, store=store, holds=holds)
     servicer = SupervisorServicer(runs=runs, store=store)
     # Listens for other supervisors' events and cancels, and takes over runs whose supervisor stopped.
     await runs.start(settings.database_url.get_secret_value())

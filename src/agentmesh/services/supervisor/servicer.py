@@ -19,6 +19,8 @@ _STATUS = {
     "completed": supervisor_pb2.RUN_STATUS_COMPLETED,
     "failed": supervisor_pb2.RUN_STATUS_FAILED,
     "cancelled": supervisor_pb2.RUN_STATUS_CANCELLED,
+    "queued": supervisor_pb2.RUN_STATUS_QUEUED,
+    "paused": supervisor_pb2.RUN_STATUS_PAUSED,
 }
 _ROLE = {"user": agent_pb2.ROLE_USER, "assistant": agent_pb2.ROLE_ASSISTANT}
 _DEFAULT_PAGE_SIZE = 100
@@ -40,6 +42,7 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
             thread_id=request.thread_id,
             deadline=Deadline.from_grpc_context(context),
             detach=request.detach,
+            on_busy=request.on_busy_thread,
         ):
             yield event
 
@@ -66,6 +69,14 @@ class SupervisorServicer(supervisor_pb2_grpc.SupervisorServiceServicer):
     ) -> supervisor_pb2.CancelRunResponse:
         await self._runs.cancel(tenant=current_tenant.get(), run_id=request.run_id)
         return supervisor_pb2.CancelRunResponse(status=supervisor_pb2.RUN_STATUS_CANCELLED)
+
+    async def SubmitInput(
+        self, request: supervisor_pb2.SubmitInputRequest, context: grpc.aio.ServicerContext
+    ) -> supervisor_pb2.SubmitInputResponse:
+        status = await self._runs.submit_input(
+            tenant=current_tenant.get(), run_id=request.run_id, approve=request.approve, note=request.note
+        )
+        return supervisor_pb2.SubmitInputResponse(status=_STATUS[status])
 
     async def GetThread(
         self,

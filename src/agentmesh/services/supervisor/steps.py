@@ -198,4 +198,38 @@ def body_from_json(kind: str, data: Mapping[str, Any]) -> StepBody:
     return _BODIES[kind].from_json(data)
 
 
-__all__ = ["AgentBody", "GuardBody", "LLMCall", "RouteBody", "Screen", "StepBody", "ToolRun", "body_from_json"]
+def llm_call(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    start_ms: float,
+    duration_ms: float,
+    cost_usd: float,
+    attempts: int,
+    stop_reason: str | None,
+) -> LLMCall:
+    """One LLM call as a step records it for `agentmesh trace`: metadata only. start_ms counts from when the
+    service that made the call began the step's work."""
+    return LLMCall(
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        start_ms=round(max(0.0, start_ms), 1),
+        duration_ms=round(duration_ms, 1),
+        cost_usd=cost_usd,
+        attempts=attempts,
+        stop_reason=stop_reason or "",
+    )
+
+
+__all__ = [
+    "AgentBody",
+    "GuardBody",
+    "LLMCall",
+    "RouteBody",
+    "Screen",
+    "StepBody",
+    "ToolRun",
+    "body_from_json",
+    "llm_call",
+]

@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 
 from agentmesh.db import db_errors
-from agentmesh.errors import Aborted, InvalidArgument, NotFound, ResourceExhausted
+from agentmesh.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from agentmesh.services.supervisor.history import bound_history
 from agentmesh.services.supervisor.steps import AgentBody, StepBody, body_from_json
 
 SELECT_THREAD = "SELECT id FROM threads WHERE id = $1 AND tenant_id = $2"
@@ -30,7 +31,10 @@ SELECT role, content FROM (
     SELECT id, role, content FROM messages WHERE thread_id = $1 ORDER BY id DESC LIMIT $2
 ) recent ORDER BY id"""
 _RUN_COLUMNS = """id, thread_id, tenant_id, status, input, history, next_seq, iterations, input_tokens, output_tokens,
-       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased"""
+       llm_calls, cost_usd, final, error, restore_token, lease_owner, lease_expires_at > now() AS leased, approvals"""
+# Double texting: the thread's runs that are still going (under the thread's row lock), oldest first.
+SELECT_BUSY = """
+SELECT id, status FROM runs WHERE thread_id = $1 AND status IN ('running', 'paused', 'queued') ORDER BY created_at, id"""
 # A new thread, its run and the user's message in one statement (one round trip; the foreign keys are
 # checked at the statement's end, when the thread row exists).
 CREATE_RUN_NEW_THREAD = f"""
@@ -49,7 +53,7 @@ WITH message AS (INSERT INTO messages (thread_id, run_id, role, content) VALUES 
      run AS (
          INSERT INTO runs (id, thread_id, tenant_id, status, input, history, next_seq, lease_owner, lease_expires_at,
                            restore_token)
-         VALUES ($1, $2, $3, 'running', $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
+         VALUES ($1, $2, $3, $12, $4, $8::jsonb, $5, $6, now() + make_interval(secs => $7), $9)
          RETURNING *),
      event AS (INSERT INTO run_events (run_id, seq, body) VALUES ($1, $10, $11))
 SELECT {_RUN_COLUMNS} FROM run"""
@@ -60,7 +64,7 @@ SET_THREAD_TOKEN = "UPDATE threads SET restore_token = $2 WHERE id = $1"
 CLAIM_RUN = """
 UPDATE runs SET lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4), status = 'running',
                 error = NULL, updated_at = now()
-WHERE id = $1 AND tenant_id = $2 AND status NOT IN ('completed', 'cancelled')
+WHERE id = $1 AND tenant_id = $2 AND status IN ('running', 'failed')
   AND (lease_owner IS NULL OR lease_expires_at < now())
 RETURNING id"""
 # Takeover: runs whose execution stopped renewing its lease (its supervisor died or lost its network), each
@@ -133,7 +137,10 @@ WITH done AS (
     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
     RETURNING id, thread_id
 ),
-event AS (INSERT INTO run_events (run_id, seq, body) SELECT id, $6, $7 FROM done)
+event AS (
+    INSERT INTO run_events (run_id, seq, body)
+    SELECT done.id, e.seq, e.body FROM done, unnest($6::bigint[], $7::bytea[]) AS e(seq, body)
+)
 INSERT INTO messages (thread_id, run_id, role, content) SELECT thread_id, id, 'assistant', $5 FROM done"""
 # A failed step's spend (reported by the agent) counts in the run's totals, and so in the tenant's budget.
 FAIL_RUN = """
@@ -158,14 +165,13 @@ PRUNE_THREADS = """
 DELETE FROM threads t
 WHERE t.created_at < now() - $1::interval
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = t.id
-                  AND (r.updated_at >= now() - $1::interval OR r.status = 'running'))
+                  AND (r.updated_at >= now() - $1::interval OR r.status IN ('running', 'paused', 'queued')))
   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = t.id AND m.created_at >= now() - $1::interval)"""
 SELECT_THREAD_MESSAGES = """
 SELECT id, role, content, run_id, created_at FROM messages WHERE thread_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
 # A GetThread page ends before its messages pass this many UTF-8 bytes: gRPC's 4 MiB message limit holds with
 # room for the runs (at most ~500 summaries of ~100 bytes).
 PAGE_MAX_BYTES = 2 * 1024 * 1024
-_CUT_MARK = "[earlier text cut] "
 SELECT_THREAD_RUNS = """
 SELECT id, status, input_tokens, output_tokens, llm_calls, cost_usd, iterations, created_at
 FROM runs WHERE thread_id = $1 ORDER BY created_at, id"""
@@ -223,6 +229,7 @@ class RunRecord:
     restore_token: str = ""  # the guard's sealed placeholder -> value map (ciphertext)
     leased: bool = False
     lease: str = ""  # this execution's lease token (empty when the run was only read)
+    approvals: dict[str, Any] = field(default_factory=dict)  # a person's answers to pauses, by step index
 
 
 @dataclass(frozen=True)
@@ -230,25 +237,6 @@ class ThreadView:
     messages: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     next_token: str = ""
-
-
-def bound_history(messages: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]]:
-    """The newest of `messages` (oldest first) whose contents fit in `max_chars` (0: no bound), oldest first; the
-    oldest one kept is cut at its start when only its end fits. A thread of long turns so stays within what the
-    agents accept (their context limit) and what a run's token budget pays for."""
-    if not max_chars:
-        return messages
-    kept: list[dict[str, Any]] = []
-    left = max_chars
-    for m in reversed(messages):
-        content = m["content"]
-        if len(content) > left:
-            if left > 2 * len(_CUT_MARK):
-                kept.append({**m, "content": _CUT_MARK + content[len(content) - left + len(_CUT_MARK) :]})
-            break
-        kept.append(m)
-        left -= len(content)
-    return kept[::-1]
 
 
 def _page_token(last_id: int) -> str:
@@ -265,10 +253,10 @@ def _after_id(token: str) -> int:
     return after
 
 
-def _run_from_row(row: asyncpg.Record) -> RunRecord:
+def run_from_row(row: asyncpg.Record) -> RunRecord:
     d = dict(row)
     d.pop("lease_owner", None)
-    for key in ("history", "final", "error"):
+    for key in ("history", "final", "error", "approvals"):
         if isinstance(d[key], str):
             d[key] = json.loads(d[key])
     d["leased"] = bool(d["leased"])
@@ -296,11 +284,13 @@ class CheckpointStore:
         max_thread_messages: int = 0,
         restore_token: str = "",
         history_chars: int = 0,
+        enqueue: bool = False,
     ) -> RunRecord:
         """A new run (and thread, if thread_id is empty) with the user's message and the run's first event
         (made for the thread's id), in one transaction. RESOURCE_EXHAUSTED when the run's two messages would
-        take the thread past `max_thread_messages`."""
-        lease = self._new_lease()
+        take the thread past `max_thread_messages`. A thread with a run still going: FAILED_PRECONDITION naming
+        it, or with `enqueue` the run is created `queued` (no lease) for RunHolds.claim_next to start later."""
+        lease: str | None = self._new_lease()
         if not thread_id:
             new_thread = uuid.uuid4()
             async with db_errors("run creation"):
@@ -317,11 +307,21 @@ class CheckpointStore:
                     *first_event(str(new_thread)),
                 )
             assert row is not None  # INSERT ... RETURNING
-            return dataclasses.replace(_run_from_row(row), lease=lease)
+            return dataclasses.replace(run_from_row(row), lease=lease or "")
         tid = parse_uuid(thread_id, "thread_id")
         async with db_errors("run creation"), self._pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(LOCK_THREAD, tid, tenant) is None:
                 raise NotFound(f"thread {thread_id} not found")
+            busy = await conn.fetch(SELECT_BUSY, tid)
+            if busy and not enqueue:
+                raise FailedPrecondition(
+                    f"thread {thread_id} has a run still going: run {busy[0]['id']} ({busy[0]['status']}); wait for "
+                    "it, cancel it, or send on_busy_thread ENQUEUE or INTERRUPT",
+                    reason="THREAD_BUSY",
+                    metadata={"run_id": str(busy[0]["id"])},
+                )
+            if busy:
+                lease = None  # queued: no execution holds it yet
             if (
                 max_thread_messages
                 and (held := await conn.fetchval(COUNT_THREAD_MESSAGES, tid)) + 2 > max_thread_messages
@@ -346,10 +346,11 @@ class CheckpointStore:
                 json.dumps(history),
                 restore_token,
                 *first_event(str(tid)),
+                "queued" if busy else "running",
             )
             await conn.execute(SET_THREAD_TOKEN, tid, restore_token)
         assert row is not None  # INSERT ... RETURNING
-        return dataclasses.replace(_run_from_row(row), lease=lease)
+        return dataclasses.replace(run_from_row(row), lease=lease or "")
 
     async def thread_restore_token(self, thread_id: str, tenant: str) -> str:
         """The thread's restore token (NOT_FOUND for an unknown or another tenant's thread)."""
@@ -366,7 +367,7 @@ class CheckpointStore:
             row = await self._pool.fetchrow(SELECT_RUN, rid, tenant)
         if row is None:
             raise NotFound(f"run {run_id} not found")
-        return _run_from_row(row)
+        return run_from_row(row)
 
     async def claim(self, run: RunRecord) -> RunRecord:
         """Take the lease of an unfinished run; ABORTED if another live execution holds it (in this process
@@ -380,7 +381,7 @@ class CheckpointStore:
                 )
             row = await conn.fetchrow(SELECT_RUN, run.id, run.tenant_id)
         assert row is not None  # the claim just found it, in this transaction
-        return dataclasses.replace(_run_from_row(row), lease=lease)
+        return dataclasses.replace(run_from_row(row), lease=lease)
 
     async def steps(self, run_id: uuid.UUID) -> list[StepRecord]:
         async with db_errors("step load"):
@@ -430,11 +431,19 @@ class CheckpointStore:
             return status != "UPDATE 0"
 
     async def finish(
-        self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, event: Event
+        self, run: RunRecord, *, final_event: dict[str, Any], next_seq: int, answer: str, events: Sequence[Event]
     ) -> None:
+        """The run's end: its final event and the answer's text deltas before it (`events`), with the answer."""
         async with db_errors("run completion"):
             status = await self._pool.execute(
-                FINISH_RUN, run.id, run.lease, json.dumps(final_event), next_seq, answer, *event
+                FINISH_RUN,
+                run.id,
+                run.lease,
+                json.dumps(final_event),
+                next_seq,
+                answer,
+                [seq for seq, _ in events],
+                [body for _, body in events],
             )
         if status == "INSERT 0 0":
             raise Aborted(f"run {run.id} lease lost: another supervisor took it over")
@@ -477,7 +486,7 @@ class CheckpointStore:
             runs = []
             for c in claimed:
                 row = await conn.fetchrow(SELECT_RUN, c["id"], c["tenant_id"])
-                runs.append(dataclasses.replace(_run_from_row(row), lease=c["lease_owner"]))
+                runs.append(dataclasses.replace(run_from_row(row), lease=c["lease_owner"]))
         return runs
 
     async def request_cancel(self, run_id: str, tenant: str) -> tuple[str, bool]:
@@ -574,6 +583,8 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "ThreadView",
+    "bound_history",
     "parse_uuid",
     "prune_threads",
+    "run_from_row",
 ]

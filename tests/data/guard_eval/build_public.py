@@ -49,8 +49,16 @@ def _insert(context: str, attack: str, where: int) -> str:
 
 def bipia(git_dir: str) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    emails = [json.loads(line)["context"] for s in ("train", "test") for line in _show(git_dir, BIPIA_COMMIT, f"benchmark/email/{s}.jsonl").splitlines()]
-    code = ["\n".join(json.loads(line)["context"]) for s in ("train", "test") for line in _show(git_dir, BIPIA_COMMIT, f"benchmark/code/{s}.jsonl").splitlines()]
+    emails = [
+        json.loads(line)["context"]
+        for s in ("train", "test")
+        for line in _show(git_dir, BIPIA_COMMIT, f"benchmark/email/{s}.jsonl").splitlines()
+    ]
+    code = [
+        "\n".join(json.loads(line)["context"])
+        for s in ("train", "test")
+        for line in _show(git_dir, BIPIA_COMMIT, f"benchmark/code/{s}.jsonl").splitlines()
+    ]
     for kind, contexts, files in (
         ("email", emails, ("text_attack_train", "text_attack_test")),
         ("code", code, ("code_attack_train", "code_attack_test")),
@@ -63,8 +71,14 @@ def bipia(git_dir: str) -> list[dict[str, object]]:
                     h = _h(attack)
                     text = _insert(contexts[h % len(contexts)], attack, (h >> 8) % 3)
                     rows.append(
-                        {"source": f"bipia_{kind}", "text": text, "injection": True, "split": split_of(attack),
-                         "category": category, "attack": attack}
+                        {
+                            "source": f"bipia_{kind}",
+                            "text": text,
+                            "injection": True,
+                            "split": split_of(attack),
+                            "category": category,
+                            "attack": attack,
+                        }
                     )
     return rows
 
@@ -83,7 +97,11 @@ _NUMBER_TEST = re.compile(r'new NumberTest\("((?:[^"\\]|\\.)*)", RegionCode\.(\w
 
 def phones(lpn_git: str, presidio_git: str) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
-    java = _show(lpn_git, LIBPHONENUMBER_COMMIT, "java/libphonenumber/test/com/google/i18n/phonenumbers/PhoneNumberMatcherTest.java")
+    java = _show(
+        lpn_git,
+        LIBPHONENUMBER_COMMIT,
+        "java/libphonenumber/test/com/google/i18n/phonenumbers/PhoneNumberMatcherTest.java",
+    )
     for section in ("IMPOSSIBLE_CASES", "VALID_CASES", "STRICT_GROUPING_CASES", "EXACT_GROUPING_CASES"):
         body = java.split(f"NumberTest[] {section} = {{", 1)[1].split("};", 1)[0]
         for raw, region in _NUMBER_TEST.findall(body):
@@ -93,11 +111,20 @@ def phones(lpn_git: str, presidio_git: str) -> list[dict[str, object]]:
             start = text.index(number)
             phone = section != "IMPOSSIBLE_CASES"
             markup = text[:start] + (f"[[phone:{number}]]" if phone else number) + text[start + len(number) :]
-            rows.append({"source": f"libphonenumber_{section.lower()}", "region": region, "markup": markup,
-                         "phone": phone, "split": split_of(number)})
+            rows.append(
+                {
+                    "source": f"libphonenumber_{section.lower()}",
+                    "region": region,
+                    "markup": markup,
+                    "phone": phone,
+                    "split": split_of(number),
+                }
+            )
     py = _show(presidio_git, PRESIDIO_COMMIT, "presidio-analyzer/tests/test_phone_recognizer.py")
     py = py.split("def test_when_all_phones_then_succeed", 1)[0]  # later cases depend on a leniency setting
-    for text, positions in re.findall(r'\("([^"]+)",\s*\n?\s*\d+, \["PHONE_NUMBER"[^\]]*\],\s*\n?\s*\(((?:\(\d+, \d+\),\s*)+)\)', py):
+    for text, positions in re.findall(
+        r'\("([^"]+)",\s*\n?\s*\d+, \["PHONE_NUMBER"[^\]]*\],\s*\n?\s*\(((?:\(\d+, \d+\),\s*)+)\)', py
+    ):
         spans = [tuple(map(int, p)) for p in re.findall(r"\((\d+), (\d+)\)", positions)]
         markup, last = "", 0
         for s, e in spans:

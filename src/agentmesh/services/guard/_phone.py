@@ -198,6 +198,8 @@ _NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\
 _NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
 prepare((1, *_NATIONAL_COUNTRIES))
 _NON_DIGITS_RE = re.compile(r"\D+")
+# A run that opens with a year-month-day date is a timestamp ("2012-01-02 08:00", "20120102 08"), not a phone.
+_DATE_LEAD_RE = re.compile(r"(?:19|20)\d\d([-/.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?!\d)")
 
 
 def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
@@ -232,6 +234,8 @@ def detect_phones(text: str | Scan) -> list[Finding]:
             run = run[:-1]
         if run.startswith("(") and ")" not in run:
             start, run = start + 1, run[1:]
+        if _DATE_LEAD_RE.match(run):
+            continue
         digits = _NON_DIGITS_RE.sub("", run)
         if len(digits) > _E164_MAX_DIGITS + 2:  # `00` + the longest international number
             if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them

@@ -1,0 +1,50 @@
+"""The guard on public test data it was not written against (tests/data/guard_eval/build_public.py, README there).
+
+public_indirect: BIPIA's text and code attacks planted in BIPIA's emails and Stack Overflow answers (start, middle or
+end), and the same documents clean. public_phone: libphonenumber's matcher test numbers (valid and impossible cases)
+and Presidio's phone-recognizer sentences. Each row's split was fixed by a hash of its text before any scoring;
+phrase branches were written from the "tune" half's misses only. The bars sit a little under what the held-out
+half measured (indirect recall 0.342, 1 of 99 clean documents flagged; phone F1 0.714 at precision 1.0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.guard_eval import Sample, load_public, score
+from tests.unit.test_guard_eval import predict
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "guard_eval"
+
+
+def _split(name: str, split: str) -> list[Sample]:
+    return [s for (_, sp), samples in sorted(load_public(DATA / name).items()) if sp == split for s in samples]
+
+
+def test_the_public_sets_are_split_and_large_enough() -> None:
+    indirect = load_public(DATA / "public_indirect.jsonl")
+    assert {sp for _, sp in indirect} == {"tune", "heldout"}
+    held = _split("public_indirect.jsonl", "heldout")
+    assert sum(s.injection for s in held) >= 100 and sum(not s.injection for s in held) >= 90
+    assert sum(len(s.entities) for s in _split("public_phone.jsonl", "heldout")) >= 30
+
+
+def test_indirect_injections_held_out() -> None:
+    r = score(_split("public_indirect.jsonl", "heldout"), predict)
+    assert r.injection.recall >= 0.32, r.as_dict()["injection"]
+    assert r.false_flag_rate <= 0.02, r.as_dict()["injection"]
+
+
+def test_indirect_injections_tuned_on() -> None:
+    r = score(_split("public_indirect.jsonl", "tune"), predict)
+    assert r.injection.recall >= 0.47, r.as_dict()["injection"]
+    assert r.false_flag_rate <= 0.04, r.as_dict()["injection"]
+
+
+def test_phones_held_out() -> None:
+    counts = score(_split("public_phone.jsonl", "heldout"), predict).entities["phone"]
+    assert counts.f1 >= 0.69 and counts.precision >= 0.95, counts.as_dict()
+
+
+def test_phones_tuned_on() -> None:
+    counts = score(_split("public_phone.jsonl", "tune"), predict).entities["phone"]
+    assert counts.f1 >= 0.8 and counts.precision >= 0.95, counts.as_dict()

@@ -120,7 +120,7 @@ _OPENING_CHARS = 80
 # An order about the reader's answer ("respond" family: "modify your answer to ...", "reply in German") is a
 # user's own request in a chat message; set apart on its own line inside a document (an email, a page, a tool
 # result: at least _DOCUMENT_CHARS of other text around it) it was planted there for whoever reads the document.
-_DOCUMENT_CHARS = 250
+_DOCUMENT_CHARS = 150
 _PLANTED_WEIGHT = 0.55
 _PERSONA_LATER = 0.4
 

@@ -147,7 +147,12 @@ _PHONE_CONTEXT = context_words(
     r"messages?\s+(?:to|at|on)",
     r"sms\s+(?:to|at|on)",
     r"reach(?:ed)?\s+(?:me|us|him|her|them)",
-    *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
+    r"reach\s+(?:\w+\s+){1,3}(?:on|at)",  # "reach the front desk on ..."
+    # "my number", "my Japanese number", "my work number"; not "my order number"
+    *(
+        rf"{who}\s+(?:(?!order|account|acct|invoice|tracking|customer|policy|ticket|case|reference|serial|id\b)\w+\s+)?number"
+        for who in ("my", "your", "his", "her", "their", "our")
+    ),
     # the same in the languages the injection detector reads
     "telefon",
     "telefono",
@@ -198,6 +203,10 @@ _NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\
 _NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
 prepare((1, *_NATIONAL_COUNTRIES))
 _NON_DIGITS_RE = re.compile(r"\D+")
+_FULLWIDTH_RE = re.compile("[\uff10-\uff19]")
+_FULLWIDTH = str.maketrans(
+    {**{0xFF10 + i: str(i) for i in range(10)}, 0xFF0B: "+", 0xFF0D: "-", 0xFF08: "(", 0xFF09: ")", 0x3000: " "}
+)
 # A run that opens with a year-month-day date is a timestamp ("2012-01-02 08:00", "20120102 08"), not a phone.
 _DATE_LEAD_RE = re.compile(r"(?:19|20)\d\d([-/.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?!\d)")
 
@@ -222,6 +231,8 @@ def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
 
 def detect_phones(text: str | Scan) -> list[Finding]:
     scan = as_scan(text)
+    if _FULLWIDTH_RE.search(scan.text):  # East Asian text types digits full width; one char each, offsets hold
+        scan = as_scan(scan.text.translate(_FULLWIDTH))
     text = scan.text
     out: list[Finding] = []
     for start, cand_end in _phone_candidates(scan):

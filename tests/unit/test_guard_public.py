@@ -42,6 +42,13 @@ def test_indirect_injections_tuned_on() -> None:
     assert r.false_flag_rate <= 0.04, r.as_dict()["injection"]
 
 
+def test_no_phone_in_the_public_documents() -> None:
+    # BIPIA's emails and Stack Overflow answers hold dates, prices, account digits and floats, and no phone number.
+    docs = _split("public_indirect.jsonl", "tune") + _split("public_indirect.jsonl", "heldout")
+    counts = score(docs, predict, types=["phone"]).entities["phone"]
+    assert counts.fp == 0, counts.as_dict()
+
+
 def test_phones_held_out() -> None:
     counts = score(_split("public_phone.jsonl", "heldout"), predict).entities["phone"]
     assert counts.f1 >= 0.69 and counts.precision >= 0.95, counts.as_dict()

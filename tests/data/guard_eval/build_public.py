@@ -83,7 +83,8 @@ def bipia(git_dir: str) -> list[dict[str, object]]:
     return rows
 
 
-# Carrier sentences for the bare numbers of libphonenumber's matcher tests: the number is the public datum.
+# Carrier sentences for the bare numbers of libphonenumber's matcher tests: the number is the public datum. The
+# sentence is picked by other bits of the hash than the split's, so both halves get every sentence.
 _CARRIERS = (
     "Call me at {n} tomorrow.",
     "Tel: {n}",
@@ -106,7 +107,7 @@ def phones(lpn_git: str, presidio_git: str) -> list[dict[str, object]]:
         body = java.split(f"NumberTest[] {section} = {{", 1)[1].split("};", 1)[0]
         for raw, region in _NUMBER_TEST.findall(body):
             number = raw.encode().decode("unicode_escape")
-            template = _CARRIERS[_h(number) % len(_CARRIERS)]
+            template = _CARRIERS[(_h(number) >> 8) % len(_CARRIERS)]
             text = template.format(n=number)
             start = text.index(number)
             phone = section != "IMPOSSIBLE_CASES"
@@ -136,13 +137,44 @@ def phones(lpn_git: str, presidio_git: str) -> list[dict[str, object]]:
     return rows
 
 
+# Countries whose national format is common in English-language text; chosen before any scoring.
+_NATIONAL_REGIONS = ("US", "CA", "GB", "IE", "AU", "NZ", "IN", "ZA", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT",
+                     "SE", "PL", "BR", "MX", "JP", "KR", "CN", "RU", "TR")
+
+
+def example_numbers() -> list[dict[str, object]]:
+    """libphonenumber's example numbers (its metadata, as the `phonenumbers` package ships it): each region's
+    fixed-line and mobile example in international format, and in national format for _NATIONAL_REGIONS."""
+    import phonenumbers  # the guard's own dependency; imported here so the rest runs without it
+
+    rows: list[dict[str, object]] = []
+    kinds = (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in kinds:
+            number = phonenumbers.example_number_for_type(region, kind)
+            if number is None:
+                continue
+            fmts = [("international", phonenumbers.PhoneNumberFormat.INTERNATIONAL)]
+            if region in _NATIONAL_REGIONS:
+                fmts.append(("national", phonenumbers.PhoneNumberFormat.NATIONAL))
+            for name, fmt in fmts:
+                written = phonenumbers.format_number(number, fmt)
+                template = _CARRIERS[(_h(written) >> 8) % len(_CARRIERS)]
+                text = template.format(n=written)
+                start = text.index(written)
+                markup = text[:start] + f"[[phone:{written}]]" + text[start + len(written) :]
+                rows.append({"source": f"libphonenumber_examples_{name}", "region": region, "markup": markup,
+                             "phone": True, "split": split_of(written)})
+    return rows
+
+
 def main(argv: list[str]) -> None:
     bipia_git, lpn_git, presidio_git = argv
     with (HERE / "public_indirect.jsonl").open("w") as f:
         for i, row in enumerate(bipia(bipia_git)):
             f.write(json.dumps({"id": f"pi-{i:04d}", **row}, ensure_ascii=False) + "\n")
     with (HERE / "public_phone.jsonl").open("w") as f:
-        for i, row in enumerate(phones(lpn_git, presidio_git)):
+        for i, row in enumerate(phones(lpn_git, presidio_git) + example_numbers()):
             f.write(json.dumps({"id": f"pp-{i:04d}", **row}, ensure_ascii=False) + "\n")
 
 

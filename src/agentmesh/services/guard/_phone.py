@@ -265,8 +265,8 @@ def detect_phones(text: str | Scan) -> list[Finding]:
             score += 0.3
         elif score <= _PHONE_NEEDS_A_WORD:
             continue
-        elif near(_PHONE_NEGATIVE, text, start, end):
-            score -= 0.2
+        elif not run.startswith("+") and near(_PHONE_NEGATIVE, text, start, end):
+            score -= 0.2  # a `+` and a calling code are a phone's alone: no order or reference number starts so
         out.append(Finding("phone", start, end, clamp_score(score)))
     return out
 

@@ -2,9 +2,11 @@
 
 public_indirect: BIPIA's text and code attacks planted in BIPIA's emails and Stack Overflow answers (start, middle or
 end), and the same documents clean. public_phone: libphonenumber's matcher test numbers (valid and impossible cases)
-and Presidio's phone-recognizer sentences. Each row's split was fixed by a hash of its text before any scoring;
-phrase branches were written from the "tune" half's misses only. The bars sit a little under what the held-out
-half measured (indirect recall 0.342, 1 of 99 clean documents flagged; phone F1 0.714 at precision 1.0)."""
+and example numbers (every region, international format; national format for 25 countries), and Presidio's
+phone-recognizer sentences. Each row's split was fixed by a hash of its text before any scoring; rules were written
+from the "tune" half's misses only. Held-out half, before -> after this round: indirect recall 0.033 -> 0.567
+(emails 0.027 -> 0.527, code answers 0.043 -> 0.630), clean documents flagged 1 of 99 both times; phone F1 0.881 ->
+0.971 (precision 0.997). The bars sit a little under the after figures."""
 
 from __future__ import annotations
 
@@ -27,18 +29,22 @@ def test_the_public_sets_are_split_and_large_enough() -> None:
     assert {sp for _, sp in indirect} == {"tune", "heldout"}
     held = _split("public_indirect.jsonl", "heldout")
     assert sum(s.injection for s in held) >= 100 and sum(not s.injection for s in held) >= 90
-    assert sum(len(s.entities) for s in _split("public_phone.jsonl", "heldout")) >= 30
+    assert sum(len(s.entities) for s in _split("public_phone.jsonl", "heldout")) >= 300
 
 
 def test_indirect_injections_held_out() -> None:
-    r = score(_split("public_indirect.jsonl", "heldout"), predict)
-    assert r.injection.recall >= 0.32, r.as_dict()["injection"]
+    samples = _split("public_indirect.jsonl", "heldout")
+    r = score(samples, predict)
+    assert r.injection.recall >= 0.54, r.as_dict()["injection"]
     assert r.false_flag_rate <= 0.02, r.as_dict()["injection"]
+    for source, bar in (("bipia_email", 0.5), ("bipia_code", 0.6)):
+        per_source = score([s for s in samples if s.tags[0] == source], predict)
+        assert per_source.injection.recall >= bar, (source, per_source.as_dict()["injection"])
 
 
 def test_indirect_injections_tuned_on() -> None:
     r = score(_split("public_indirect.jsonl", "tune"), predict)
-    assert r.injection.recall >= 0.47, r.as_dict()["injection"]
+    assert r.injection.recall >= 0.7, r.as_dict()["injection"]
     assert r.false_flag_rate <= 0.04, r.as_dict()["injection"]
 
 
@@ -51,12 +57,12 @@ def test_no_phone_in_the_public_documents() -> None:
 
 def test_phones_held_out() -> None:
     counts = score(_split("public_phone.jsonl", "heldout"), predict).entities["phone"]
-    assert counts.f1 >= 0.69 and counts.precision >= 0.95, counts.as_dict()
+    assert counts.f1 >= 0.95 and counts.precision >= 0.99, counts.as_dict()
 
 
 def test_phones_tuned_on() -> None:
     counts = score(_split("public_phone.jsonl", "tune"), predict).entities["phone"]
-    assert counts.f1 >= 0.8 and counts.precision >= 0.95, counts.as_dict()
+    assert counts.f1 >= 0.96 and counts.precision >= 0.99, counts.as_dict()
 
 
 EMAIL = (

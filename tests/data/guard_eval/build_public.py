@@ -138,8 +138,33 @@ def phones(lpn_git: str, presidio_git: str) -> list[dict[str, object]]:
 
 
 # Countries whose national format is common in English-language text; chosen before any scoring.
-_NATIONAL_REGIONS = ("US", "CA", "GB", "IE", "AU", "NZ", "IN", "ZA", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT",
-                     "SE", "PL", "BR", "MX", "JP", "KR", "CN", "RU", "TR")
+_NATIONAL_REGIONS = (
+    "US",
+    "CA",
+    "GB",
+    "IE",
+    "AU",
+    "NZ",
+    "IN",
+    "ZA",
+    "DE",
+    "FR",
+    "IT",
+    "ES",
+    "NL",
+    "BE",
+    "CH",
+    "AT",
+    "SE",
+    "PL",
+    "BR",
+    "MX",
+    "JP",
+    "KR",
+    "CN",
+    "RU",
+    "TR",
+)
 
 
 def example_numbers() -> list[dict[str, object]]:
@@ -163,8 +188,15 @@ def example_numbers() -> list[dict[str, object]]:
                 text = template.format(n=written)
                 start = text.index(written)
                 markup = text[:start] + f"[[phone:{written}]]" + text[start + len(written) :]
-                rows.append({"source": f"libphonenumber_examples_{name}", "region": region, "markup": markup,
-                             "phone": True, "split": split_of(written)})
+                rows.append(
+                    {
+                        "source": f"libphonenumber_examples_{name}",
+                        "region": region,
+                        "markup": markup,
+                        "phone": True,
+                        "split": split_of(written),
+                    }
+                )
     return rows
 
 

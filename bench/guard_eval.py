@@ -234,3 +234,20 @@ def counts_by_type(samples: Iterable[Sample]) -> Mapping[str, int]:
         for e in s.entities:
             out[e.type] = out.get(e.type, 0) + 1
     return out
+
+
+# --- the public sets (tests/data/guard_eval/build_public.py): rows keyed by source and split ------------------
+
+
+def load_public(path: Path) -> dict[tuple[str, str], list[Sample]]:
+    """public_indirect.jsonl (plain text, `injection`) or public_phone.jsonl (`markup`), grouped by (source, split)."""
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if "markup" in row:
+            text, spans = parse_markup(row["id"], row["markup"])
+        else:
+            text, spans = row["text"], ()
+        sample = Sample(row["id"], text, spans, bool(row.get("injection")), (row["source"], row["split"]))
+        groups.setdefault((row["source"], row["split"]), []).append(sample)
+    return groups

@@ -117,6 +117,11 @@ _AI_CONTEXT_CHARS = 80
 _RESTRICTION_WITH_AI = 0.7
 # "Now you are X." opening a message assigns a persona; deep inside a text it is more likely narration.
 _OPENING_CHARS = 80
+# An order about the reader's answer ("respond" family: "modify your answer to ...", "reply in German") is a
+# user's own request in a chat message; set apart on its own line inside a document (an email, a page, a tool
+# result: at least _DOCUMENT_CHARS of other text around it) it was planted there for whoever reads the document.
+_DOCUMENT_CHARS = 150
+_PLANTED_WEIGHT = 0.55
 _PERSONA_LATER = 0.4
 
 # --- de-obfuscation ----------------------------------------------------------------------------------------
@@ -470,6 +475,14 @@ def _discussed(text: str, low: str, start: int, end: int) -> bool:
     return _quoted(text, start) and _WEAK_DISCUSSION_RE.search(low, lo, hi) is not None
 
 
+def _planted(text: str, start: int, end: int) -> bool:
+    """Whether [start, end) sits on a line of its own with a document's worth of other text around it."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    return len(text) - (line_end - line_start) >= _DOCUMENT_CHARS
+
+
 def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int, float]]:
     """(start, end, confidence) of each prompt-injection phrase in `text` (`low`: its `lower_keep_offsets`, when
     the caller has it), combined over the whole text."""
@@ -518,6 +531,10 @@ def injection_hits(text: str, *, low: str | None = None) -> list[tuple[int, int,
             weight = _RESTRICTION_WITH_AI  # "without any filters" said of an AI, not of a parking lot
         elif family == "persona_open" and s > _OPENING_CHARS:
             weight = min(weight, _PERSONA_LATER)
+        elif family == "respond":
+            if not _planted(text, s, e):
+                continue  # a chat message's own request: no evidence, not even towards other families
+            weight = _PLANTED_WEIGHT
         if family not in ("obfuscation", "encoding") and _discussed(text, low, s, e):
             weight *= _DISCUSSION_FACTOR
         hits.append((s, e, family, weight))

@@ -147,7 +147,12 @@ _PHONE_CONTEXT = context_words(
     r"messages?\s+(?:to|at|on)",
     r"sms\s+(?:to|at|on)",
     r"reach(?:ed)?\s+(?:me|us|him|her|them)",
-    *(rf"{who}\s+number" for who in ("my", "your", "his", "her", "their", "our")),
+    r"reach\s+(?:\w+\s+){1,3}(?:on|at)",  # "reach the front desk on ..."
+    # "my number", "my Japanese number", "my work number"; not "my order number"
+    *(
+        rf"{who}\s+(?:(?!order|account|acct|invoice|tracking|customer|policy|ticket|case|reference|serial|id\b)\w+\s+)?number"
+        for who in ("my", "your", "his", "her", "their", "our")
+    ),
     # the same in the languages the injection detector reads
     "telefon",
     "telefono",
@@ -192,12 +197,21 @@ _PHONE_NEEDS_A_WORD = 0.3  # a number scored this low is a phone only with a pho
 _EXTENSION_STARTS = frozenset(" xXeE")
 _PHONE_EXTENSION_RE = re.compile(r"(?:x| ?(?:ext|extension)\.? ?)\d{1,6}(?!\d)", re.IGNORECASE)
 # 3-3-4 digits as North American numbers are written: (555) 867-5309, 555.867.5309, 1-555-867-5309
+# Groups of 3, 3 and 4 digits (a leading 1, brackets, one separator between groups at most): how people write them.
+_NANP_GROUPS_RE = re.compile(r"(?:1[ .\-/]?)?(?:\(\d{3}\) ?|\d{3})[ .\-/]?\d{3}[ .\-/]?\d{4}")
 _NANP_LAYOUT_RE = re.compile(r"(?:1[ .-]?)?(?:\(\d{3}\) ?|\d{3}[ .-])\d{3}[ .-]\d{4}")
 # Countries whose national numbers (trunk prefix 0) are looked for: the most common in English-language text
 # and the EU's largest; others are found when written internationally (+CC).
 _NATIONAL_COUNTRIES = (44, 49, 33, 39, 34, 31, 32, 41, 43, 61, 64, 91, 81, 353, 27, 55)
 prepare((1, *_NATIONAL_COUNTRIES))
 _NON_DIGITS_RE = re.compile(r"\D+")
+_DECIMAL_RE = re.compile(r"\d+\.\d{1,2}")  # 4294967296.0: a float, whatever word is near ("most recent call")
+_FULLWIDTH_RE = re.compile("[\uff10-\uff19]")
+_FULLWIDTH = str.maketrans(
+    {**{0xFF10 + i: str(i) for i in range(10)}, 0xFF0B: "+", 0xFF0D: "-", 0xFF08: "(", 0xFF09: ")", 0x3000: " "}
+)
+# A run that opens with a year-month-day date is a timestamp ("2012-01-02 08:00", "20120102 08"), not a phone.
+_DATE_LEAD_RE = re.compile(r"(?:19|20)\d\d([-/.]?)(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12]\d|3[01])(?!\d)")
 
 
 def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
@@ -220,18 +234,22 @@ def _phone_candidates(scan: Scan) -> Iterator[tuple[int, int]]:
 
 def detect_phones(text: str | Scan) -> list[Finding]:
     scan = as_scan(text)
+    if _FULLWIDTH_RE.search(scan.text):  # East Asian text types digits full width; one char each, offsets hold
+        scan = as_scan(scan.text.translate(_FULLWIDTH))
     text = scan.text
     out: list[Finding] = []
     for start, cand_end in _phone_candidates(scan):
         ext = _PHONE_EXTENSION_RE.match(text, cand_end) if text[cand_end : cand_end + 1] in _EXTENSION_STARTS else None
         tail = ext.end() if ext else cand_end
-        if tail < len(text) and (text[tail].isalnum() or text[tail] == "_" or text[tail : tail + 2] in ("-X", "-x")):
-            continue  # glued to a word (an id such as 5551234567abc), or an ISBN-10 with its X check digit
+        if tail < len(text) and (text[tail].isalnum() or text[tail] in "_=" or text[tail : tail + 2] in ("-X", "-x")):
+            continue  # glued to a word (an id such as 5551234567abc), an ISBN-10 with its X check digit, a sum
         run = text[start:cand_end]
         if run.endswith(")") and "(" not in run:
             run = run[:-1]
         if run.startswith("(") and ")" not in run:
             start, run = start + 1, run[1:]
+        if _DATE_LEAD_RE.match(run) or _DECIMAL_RE.fullmatch(run):
+            continue
         digits = _NON_DIGITS_RE.sub("", run)
         if len(digits) > _E164_MAX_DIGITS + 2:  # `00` + the longest international number
             if _PHONE_SHAPE_RE.search(run):  # several numbers in one run: let the matcher split them
@@ -247,8 +265,8 @@ def detect_phones(text: str | Scan) -> list[Finding]:
             score += 0.3
         elif score <= _PHONE_NEEDS_A_WORD:
             continue
-        elif near(_PHONE_NEGATIVE, text, start, end):
-            score -= 0.2
+        elif not run.startswith("+") and near(_PHONE_NEGATIVE, text, start, end):
+            score -= 0.2  # a `+` and a calling code are a phone's alone: no order or reference number starts so
         out.append(Finding("phone", start, end, clamp_score(score)))
     return out
 
@@ -267,6 +285,9 @@ def _phone_score(run: str, digits: str) -> float | None:
         # and dates before any pattern is tried.
         if national[0] >= "2" and national[3] >= "2":
             if is_valid(1, national):
+                bare = run[1:-1] if run[:1] == "(" and run[-1:] == ")" else run  # the whole number in brackets
+                if formatted and not (_NANP_GROUPS_RE.fullmatch(run) or _NANP_GROUPS_RE.fullmatch(bare)):
+                    return _PHONE_NEEDS_A_WORD  # digits grouped otherwise: "180.48 (290.454)", "22 (65-67-69-65"
                 return 0.55 if formatted else 0.4  # ten bare digits are an order number as often as a phone
             if formatted and _NANP_LAYOUT_RE.fullmatch(run):
                 return 0.5  # written as a phone number (555-867-5309), in a range not assigned yet

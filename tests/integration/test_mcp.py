@@ -1,0 +1,95 @@
+"""Tools over MCP in a real mesh: the catalog gives the executor the test MCP server (agentmesh.testing.mcp_server)
+over stdio, allowing two of its tools and not its built-in ones. A calculation is made by the MCP calculator; a
+page whose text carries a prompt injection is stopped by the guard before the model reads it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import grpc
+import pytest
+
+from agentmesh.mcp_tools import WITHHELD_INJECTION
+from agentmesh.testing.mcp_server import INJECTION
+from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
+from tests.mesh import Mesh, start_mesh, stop_mesh
+
+CATALOG = {
+    "agents": [
+        {
+            "name": "executor",
+            "description": "runs tools (a calculator, a web page fetcher) when the request needs a computation or a page.",
+            "tools": False,
+            "mcp": [
+                {
+                    "name": "test-tools",
+                    "command": ["python", "-m", "agentmesh.testing.mcp_server"],
+                    "allow": ["mcp_calculator", "fetch_page"],
+                    "timeout_s": 10,
+                    "max_result_chars": 4000,
+                }
+            ],
+        }
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def mcp_mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    tmp = tmp_path_factory.mktemp("mcp")
+    catalog = tmp / "agents.yaml"
+    catalog.write_text(json.dumps(CATALOG))
+    mesh = start_mesh(tmp / "data", database_url, up_args=["--agents", str(catalog)])
+    try:
+        yield mesh
+    finally:
+        assert stop_mesh(mesh.proc) == 0, "\n".join(mesh.lines[-20:])
+
+
+def run(mesh: Mesh, message: str) -> list[supervisor_pb2.RunEvent]:
+    with grpc.insecure_channel(mesh.gateway) as channel:
+        stub = supervisor_pb2_grpc.SupervisorServiceStub(channel)
+        return list(stub.Run(supervisor_pb2.RunRequest(message=message), metadata=mesh.auth(), timeout=60))
+
+
+async def executor_tools(mesh: Mesh, run_id: str) -> list[dict[str, object]]:
+    conn = await asyncpg.connect(mesh.env["DATABASE_URL"])
+    try:
+        row = await conn.fetchval(
+            "SELECT result->'tools' FROM steps WHERE run_id = $1 AND agent = 'executor'", uuid.UUID(run_id)
+        )
+    finally:
+        await conn.close()
+    assert row is not None, "the executor did not act"
+    tools: list[dict[str, object]] = json.loads(row)
+    return tools
+
+
+def executor_output(events: list[supervisor_pb2.RunEvent]) -> str:
+    return next(e.step_finished.output for e in events if e.step_finished.agent == "executor")
+
+
+async def test_a_calculation_is_made_by_the_mcp_calculator(mcp_mesh: Mesh) -> None:
+    events = run(mcp_mesh, "Calculate 17*23 and explain the result")
+    assert events[-1].final.reason == supervisor_pb2.FINISH_REASON_COMPLETED
+    tools = await executor_tools(mcp_mesh, events[-1].run_id)
+    # The built-in calculator is not offered (tools: false): the MCP server's answered.
+    assert tools == [{"name": "mcp_calculator", "executed": True}]
+    assert "The mcp_calculator tool returned: 17*23 = 391" in executor_output(events)
+
+
+async def test_a_tool_result_carrying_an_injection_is_stopped(mcp_mesh: Mesh) -> None:
+    events = run(mcp_mesh, "Run the fetch page tool on the weather page for Paris")
+    assert events[-1].WhichOneof("event") == "final"
+    tools = await executor_tools(mcp_mesh, events[-1].run_id)
+    assert tools == [{"name": "fetch_page", "executed": False}]
+    output = executor_output(events)
+    assert f"The fetch_page tool reported an error: {WITHHELD_INJECTION}" in output
+    assert "Ignore all previous instructions" not in output
+    log = (mcp_mesh.data_dir / "logs" / "executor.log").read_text()
+    assert "tool result withheld" in log
+    assert all(INJECTION not in e.step_finished.output for e in events if e.WhichOneof("event") == "step_finished")
+    assert "Ignore all previous instructions" not in events[-1].final.answer

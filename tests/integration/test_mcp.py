@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 
 from agentmesh.mcp_tools import WITHHELD_INJECTION
+from agentmesh.rpc import channel_credentials
 from agentmesh.testing.mcp_server import INJECTION
-from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
+from agentmesh.v1 import agent_pb2, agent_pb2_grpc, guard_pb2, guard_pb2_grpc, supervisor_pb2, supervisor_pb2_grpc
 from tests.mesh import Mesh, start_mesh, stop_mesh
 
 CATALOG = {
@@ -37,12 +39,17 @@ CATALOG = {
 }
 
 
-@pytest.fixture(scope="module")
-def mcp_mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+@pytest.fixture(scope="module", params=["plaintext", "mtls"])
+def mcp_mesh(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    """With mTLS the executor reaches the guard with its own certificate, which the internal listener admits
+    for GuardService/Check alone."""
     tmp = tmp_path_factory.mktemp("mcp")
     catalog = tmp / "agents.yaml"
     catalog.write_text(json.dumps(CATALOG))
-    mesh = start_mesh(tmp / "data", database_url, up_args=["--agents", str(catalog)])
+    env = {"AGENTMESH_TLS_DIR": str(tmp / "tls")} if request.param == "mtls" else {}
+    mesh = start_mesh(tmp / "data", database_url, extra_env=env, up_args=["--agents", str(catalog)])
     try:
         yield mesh
     finally:
@@ -93,3 +100,23 @@ async def test_a_tool_result_carrying_an_injection_is_stopped(mcp_mesh: Mesh) ->
     assert "tool result withheld" in log
     assert all(INJECTION not in e.step_finished.output for e in events if e.WhichOneof("event") == "step_finished")
     assert "Ignore all previous instructions" not in events[-1].final.answer
+
+
+async def test_with_mtls_the_executor_certificate_reaches_the_guard_check_and_nothing_else(mcp_mesh: Mesh) -> None:
+    if "AGENTMESH_TLS_DIR" not in mcp_mesh.env:
+        pytest.skip("plaintext mesh: the internal listener checks no certificate")
+    tls = Path(mcp_mesh.env["AGENTMESH_TLS_DIR"])
+    options = [("grpc.ssl_target_name_override", "gateway")]
+    async with grpc.aio.secure_channel(mcp_mesh.internal, channel_credentials(tls, "executor"), options=options) as ch:
+        check = guard_pb2_grpc.GuardServiceStub(ch).Check(
+            guard_pb2.CheckRequest(text="hello"), metadata=(("agentmesh-upstream", "guard"),), timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await check
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # admitted by the gateway; no token for the guard
+        act = agent_pb2_grpc.AgentServiceStub(ch).Act(
+            agent_pb2.ActRequest(task="hi"), metadata=(("agentmesh-upstream", "researcher"),), timeout=10
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await act
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED  # the gateway's RBAC: guard checks only

@@ -203,3 +203,42 @@ def test_mcp_is_refused_on_an_address_agent_and_for_clashing_tools(tmp_path: Pat
     two = "[{name: t, command: [x], allow: [a]}, {name: u, command: [y], allow: [a]}]"
     message = refused(tmp_path, f"agents:\n  - {{name: tr, description: d, command: [x], mcp: {two}}}\n")
     assert "allow a tool of the same name" in message
+
+
+# --- mTLS: an agent with MCP tools reaches the guard, and only the guard ------------------------------------------
+
+
+def test_with_mtls_the_internal_listener_admits_mcp_agents_for_the_guard_check_only(tmp_path: Path) -> None:
+    import yaml
+
+    from agentmesh.gateway import render_envoy_config
+    from agentmesh.gateway.render import GatewayTLS, guard_callers, local_spec
+    from agentmesh.rpc import generate_certs
+
+    path = tmp_path / "agents.yaml"
+    path.write_text("agents:\n  - name: executor\n    mcp: [{name: t, command: [x], allow: [a]}]\n")
+    catalog = load_catalog(path)
+    assert guard_callers(catalog) == ("executor",) and guard_callers(load_catalog(None)) == ()
+    generate_certs(tmp_path / "tls", ["gateway", "supervisor", "executor"])
+    ports = {"supervisor": [1], "researcher": [2], "analyst": [3], "executor": [4], "guard": [5]}
+    text = render_envoy_config(local_spec(ports=ports, catalog=catalog, tls=GatewayTLS.in_dir(tmp_path / "tls")))
+    internal = next(x for x in yaml.safe_load(text)["static_resources"]["listeners"] if x["name"] == "internal")
+    chain = internal["filter_chains"][0]
+    sans = chain["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+    assert [m["matcher"]["exact"] for m in sans["match_typed_subject_alt_names"]] == ["supervisor", "executor"]
+    filters = chain["filters"][0]["typed_config"]["http_filters"]
+    policies = next(f for f in filters if f["name"] == "envoy.filters.http.rbac")["typed_config"]["rules"]["policies"]
+    assert policies["supervisor"]["permissions"] == [{"any": True}]
+    tool_results = policies["tool-results"]
+    assert tool_results["principals"] == [{"authenticated": {"principal_name": {"exact": "executor"}}}]
+    rules = tool_results["permissions"][0]["and_rules"]["rules"]
+    assert rules[0] == {"url_path": {"path": {"exact": "/agentmesh.v1.GuardService/Check"}}}
+    envoy = Path(sys.executable).parent / "envoy"
+    (tmp_path / "envoy.yaml").write_text(text)
+    result = subprocess.run(
+        [str(envoy), "--mode", "validate", "-c", str(tmp_path / "envoy.yaml"), "-l", "warning"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

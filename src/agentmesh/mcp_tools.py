@@ -147,7 +147,13 @@ class _Server:
                 continue
             schema = dict(tool.input_schema or {"type": "object"})
             cls = jsonschema.validators.validator_for(schema)
-            cls.check_schema(schema)  # a server's broken schema refuses its tool, not every call
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError:  # a broken schema costs its tool only: nothing could be checked against it
+                log.warning(
+                    "mcp tool has an invalid input schema", extra={"mcp_server": self.config.name, "tool": name}
+                )
+                continue
             validators[name] = cls(schema)
             schema.pop("title", None)
             specs[name] = {"name": name, "description": (tool.description or name)[:1000], "input_schema": schema}
@@ -237,4 +243,7 @@ class CombinedToolbox:
     async def run(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
         if self._mcp.allows(name) or self._builtin is None:
             return await self._mcp.run(name, arguments)
-        return await self._builtin.run(name, arguments)
+        if any(s["name"] == name for s in self._builtin.specs()):
+            return await self._builtin.run(name, arguments)
+        offered = ", ".join(s["name"] for s in self.specs())
+        return ToolOutcome(False, f"refused: '{name[:64]}' is not an allowed tool (allowed: {offered})")

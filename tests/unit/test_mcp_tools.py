@@ -118,6 +118,8 @@ async def test_mcp_tools_come_first_and_hide_builtins_of_the_same_name(toolbox: 
     assert names[0] == "mcp_calculator" and names.count("mcp_calculator") == 1 and names[-1] == "calculator"
     assert (await combined.run("mcp_calculator", {"expression": "2*3"})).result == "2*3 = 6"
     assert (await combined.run("calculator", {})).result == "builtin calculator"
+    refused = await combined.run("rm_rf", {})
+    assert not refused.executed and refused.result.startswith("refused: 'rm_rf' is not an allowed tool (allowed: mcp_")
 
 
 @pytest.fixture(scope="module")

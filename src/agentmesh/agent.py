@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from agentmesh.deadline import Deadline
 from agentmesh.errors import AgentMeshError, Internal, InvalidArgument
 from agentmesh.llm import LLMClient
+from agentmesh.rpc import TENANT_HEADER
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,17 @@ _ROLE_LABEL = {agent_pb2.ROLE_USER: "user", agent_pb2.ROLE_ASSISTANT: "assistant
 class ToolOutcome:
     executed: bool
     result: str
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """The Act call a tool runs for: a toolbox that calls out (the guard) uses its tenant and deadline."""
+
+    tenant: str | None
+    deadline: Deadline
+
+
+current_call: ContextVar[CallInfo] = ContextVar("agentmesh_current_call")
 
 
 class Toolbox(Protocol):
@@ -100,6 +113,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         deadline = Deadline.from_grpc_context(context)
         arrived_with = deadline.remaining()
         max_tokens = request.max_output_tokens or self._default_max_tokens
+        tenant = next((v for k, v in context.invocation_metadata() or () if k == TENANT_HEADER), None)
+        current_call.set(CallInfo(tenant if isinstance(tenant, str) else None, deadline))
         messages: list[dict[str, Any]] = [{"role": "user", "content": render_prompt(request.task, request.context)}]
         tools = self._toolbox.specs() if self._toolbox else None
         usage_in = usage_out = calls = 0

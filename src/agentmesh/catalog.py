@@ -15,7 +15,15 @@ The file, YAML:
         replicas: 2
         image: registry.example.com/summarizer:1.0   # what runs `command` in Kubernetes (`make k8s`)
 
-Unknown keys are refused (a misspelt `replica` must not be ignored); new per-agent settings (tools) become new
+An agent agentmesh serves may use tools from MCP servers (`mcp:`, see `McpServer`); an entry named like a shipped
+agent with neither address nor command keeps the shipped agent's command, port and description:
+
+    agents:
+      - name: executor
+        mcp:
+          - {name: tools, command: [python, -m, agentmesh.testing.mcp_server], allow: [mcp_calculator]}
+
+Unknown keys are refused (a misspelt `replica` must not be ignored); new per-agent settings become new
 fields. A bad catalog raises `CatalogError` naming the entry (index and name) and the field."""
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ __all__ = [
     "Catalog",
     "CatalogError",
     "Entry",
+    "McpServer",
     "agent_card",
     "default_catalog",
     "load_catalog",
@@ -85,6 +94,35 @@ def parse_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class McpServer(BaseModel):
+    """An MCP server whose allow-listed tools an agent may call (over stdio or streamable HTTP)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    """Names the server in logs and errors."""
+    command: tuple[str, ...] | None = Field(default=None, min_length=1)
+    """argv of a stdio server the agent starts (`python` first: the Python running agentmesh)."""
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    """A streamable-HTTP server's endpoint, e.g. http://127.0.0.1:8000/mcp."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment of a stdio server, over the MCP SDK's minimal default (PATH, HOME, ...)."""
+    allow: tuple[str, ...] = Field(min_length=1)
+    """The tools the model is offered, by the server's names; the server's other tools are never called."""
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """Longest one call may take (the step's deadline, when sooner, wins)."""
+    max_result_chars: int = Field(default=8_000, ge=1, le=100_000)
+    """A result is cut to this many characters before the guard and the model read it."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("set exactly one of command (a stdio server) and url (streamable HTTP)")
+        if len(set(self.allow)) != len(self.allow):
+            raise ValueError("allow names a tool twice")
+        return self
+
+
 class Entry(BaseModel):
     """One agent of the catalog."""
 
@@ -112,6 +150,10 @@ class Entry(BaseModel):
     """Container image that runs `command` in Kubernetes and compose (`make k8s`), e.g.
     registry.example.com/summarizer:1.2; `up` ignores it. Unset: only `agentmesh serve NAME` entries deploy (on
     the agentmesh image); any other command agent is left out of the manifests, with a message."""
+    tools: bool = True
+    """Offer the agent's built-in tools (the executor's calculator and clock); false: only its MCP tools."""
+    mcp: tuple[McpServer, ...] = ()
+    """MCP servers whose allowed tools the agent may call; only for agents agentmesh serves (`agentmesh serve`)."""
 
     @field_validator("address")
     @classmethod
@@ -126,6 +168,14 @@ class Entry(BaseModel):
             raise ValueError("set exactly one of address (an agent someone else runs) and command (one up launches)")
         if self.address is not None and self.model_fields_set & {"replicas", "port", "image"}:
             raise ValueError("replicas, port and image are for command agents; an address agent runs elsewhere")
+        if self.mcp and self.address is not None:
+            raise ValueError("mcp is for agents agentmesh serves; an address agent runs elsewhere")
+        names = [m.name for m in self.mcp]
+        if len(set(names)) != len(names):
+            raise ValueError("mcp: two servers have the same name")
+        tools = [t for m in self.mcp for t in m.allow]
+        if len(set(tools)) != len(tools):
+            raise ValueError("mcp: two servers allow a tool of the same name")
         return self
 
     @property
@@ -205,8 +255,14 @@ def parse_catalog(data: object, *, base: Catalog | None = None, source: str = "t
         where = _where(index, raw)
         if not isinstance(raw, Mapping):
             raise CatalogError(f"{source}: {where}: an entry is a mapping (name, description, address or command)")
+        fields = dict(raw)
+        shipped = entries.get(str(fields.get("name")))
+        if shipped is not None and shipped.launched and "address" not in fields and "command" not in fields:
+            # Settings for a shipped agent (its tools, timeout): it keeps its command, port and description.
+            keep = shipped.model_dump(include={"description", "command", "port", "max_requests"}, exclude_none=True)
+            fields = keep | fields
         try:
-            entry = Entry.model_validate(dict(raw))
+            entry = Entry.model_validate(fields)
         except ValidationError as exc:
             raise CatalogError(f"{source}: {where}: {_field_errors(exc)}") from None
         if entry.name in seen:

@@ -9,13 +9,17 @@ from collections.abc import Awaitable, Callable, Sequence
 import grpc
 
 from agentmesh.agent import AgentServicer, Toolbox
+from agentmesh.catalog import Entry, load_catalog
 from agentmesh.llm import LLMClient
+from agentmesh.mcp_tools import CombinedToolbox, GuardScreen, McpToolbox
 from agentmesh.rpc import (
+    GatewayChannels,
     KeyRateLimiter,
     RequestValidator,
     RunningServer,
     ServiceBinding,
     ValidationInterceptor,
+    channel_credentials,
     create_server,
     serve_until_signal,
     server_credentials,
@@ -105,6 +109,12 @@ async def serve_agent(
     telemetry = process_setup(name, settings)
     llm = LLMClient(settings=settings, instruments=telemetry.llm_instruments())
     telemetry.register_llm(llm)
+    closers: list[Callable[[], Awaitable[None]]] = [llm.close]
+    entry = load_catalog(settings.agents_file, settings).get(name)
+    if entry is not None and entry.mcp:
+        toolbox = await mcp_toolbox(name, settings, entry, toolbox, telemetry, closers)
+    elif entry is not None and not entry.tools:
+        toolbox = None
     servicer = AgentServicer(
         name=name,
         system_prompt=system_prompt,
@@ -113,4 +123,27 @@ async def serve_agent(
         toolbox=toolbox,
     )
     binding = ServiceBinding(agent_pb2_grpc.add_AgentServiceServicer_to_server, servicer, "agentmesh.v1.AgentService")
-    await serve_bindings(name, settings, [binding], port=port, telemetry=telemetry, on_shutdown=[llm.close])
+    await serve_bindings(name, settings, [binding], port=port, telemetry=telemetry, on_shutdown=closers)
+
+
+async def mcp_toolbox(
+    name: ServiceName,
+    settings: Settings,
+    entry: Entry,
+    builtin: Toolbox | None,
+    telemetry: Telemetry,
+    closers: list[Callable[[], Awaitable[None]]],
+) -> Toolbox:
+    """The entry's MCP tools (over its built-in ones unless `tools: false`), results screened by the guard through
+    the gateway's internal listener (with mTLS, as this agent's certificate)."""
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    channels = GatewayChannels(
+        settings.gateway_internal_addr,
+        internal_token=token,
+        credentials=channel_credentials(settings.tls_dir, name) if settings.tls_dir else None,
+        interceptors=telemetry.client_interceptors(),
+    )
+    mcp = McpToolbox(entry.mcp, GuardScreen(channels, settings.guard_timeout_s))
+    await mcp.start()
+    closers[:0] = [mcp.close, channels.close]
+    return CombinedToolbox(mcp, builtin if entry.tools else None)

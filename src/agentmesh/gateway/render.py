@@ -278,6 +278,9 @@ class GatewaySpec:
     listener's own address (a bind-all address as 127.0.0.1)."""
     skills: tuple[tuple[str, str], ...] = tuple(SHIPPED.items())
     """(name, description) of each agent of the catalog: the agent card's skills."""
+    guard_callers: tuple[str, ...] = ()
+    """Agents with MCP tools (catalog `mcp:`): with mTLS, the internal listener also admits their certificates,
+    for GuardService/Check alone (they screen tool results with the guard)."""
 
     @property
     def card_url(self) -> str:
@@ -361,7 +364,13 @@ def local_spec(
         otlp=otlp,
         egress=egress,
         skills=_skills(catalog),
+        guard_callers=guard_callers(catalog),
     )
+
+
+def guard_callers(catalog: Catalog | None) -> tuple[str, ...]:
+    """The catalog's agents with MCP tools: they call the guard through the internal listener."""
+    return tuple(e.name for e in catalog or () if e.mcp)
 
 
 def _skills(catalog: Catalog | None) -> tuple[tuple[str, str], ...]:
@@ -403,6 +412,7 @@ def compose_spec(catalog: Catalog | None = None) -> GatewaySpec:
         metrics=("0.0.0.0", 9902),
         upstreams=_catalog_upstreams(catalog, lambda name: name),
         skills=_skills(catalog),
+        guard_callers=guard_callers(catalog),
         otlp=OtlpCollector(host="jaeger", port=4317, protocol="grpc"),  # docker-compose.yml's Jaeger
     )
 
@@ -417,6 +427,7 @@ def k8s_spec(namespace: str = "agentmesh", catalog: Catalog | None = None) -> Ga
         # The gateway Service (deploy/k8s/gateway.yaml); clients outside the cluster: render with --a2a-url.
         a2a_url=f"gateway.{namespace}.svc.cluster.local:8080",
         skills=_skills(catalog),
+        guard_callers=guard_callers(catalog),
         # Kubernetes names are DNS labels: a catalog name's underscores become dashes there.
         upstreams=_catalog_upstreams(
             catalog, lambda name: f"{name.replace('_', '-')}-headless.{namespace}.svc.cluster.local"

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from opentelemetry import trace
 from agentmesh.deadline import Deadline
 from agentmesh.errors import AgentMeshError, Internal, InvalidArgument
 from agentmesh.llm import LLMClient
+from agentmesh.rpc._channels import TENANT_HEADER
 from agentmesh.v1 import agent_pb2, agent_pb2_grpc, usage_pb2
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,13 @@ def validate_act(request: agent_pb2.ActRequest) -> None:
         raise InvalidArgument("ActRequest.max_output_tokens must not be negative")
 
 
+def _tenant_of(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    for key, value in metadata:
+        if key == TENANT_HEADER:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
@@ -109,6 +117,8 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         text = ""
         model = self._llm.model
         span_attrs: dict[str, str | int] = {"agentmesh.run_id": request.run_id, "agentmesh.step": request.step}
+        # The supervisor names the run's tenant in the call's metadata: its LLM calls take that tenant's turns.
+        tenant = _tenant_of(context.invocation_metadata() or ())
         try:
             for _round in range(MAX_TOOL_ROUNDS + 1):
                 # The last round offers no tools, so the model must answer in text.
@@ -121,6 +131,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     tools=offer,
                     deadline=deadline,
                     attributes=span_attrs,
+                    tenant=tenant,
                 )
                 llm_calls.append(
                     agent_pb2.LlmCall(

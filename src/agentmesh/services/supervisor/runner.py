@@ -440,6 +440,7 @@ class RunExecutor:
             max_tokens=8,
             deadline=deadline,
             attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx},
+            tenant=run.tenant_id,
         )
         route = parse_route(result.text, allowed, agents, done)
         # The routing call is the step's only work: it starts with it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from bench import _plots
 from bench._common import RESULTS, print_table, write_result
 from bench._load import Conversation, LoadResult, RunOutcome, drive
 from bench._target import MeshProcess, SimControl, cpu_delta, cpu_seconds, local_mesh, mesh_processes, self_cpu
+from bench._tenants import measure_tenants
 
 NAME = "e2e"
 DEFAULT_MESSAGE = "Compare two payment providers and recommend one"
@@ -104,6 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="py-spy every service during the window (the figures then include its cost)",
     )
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    p.add_argument("--tenants", type=int, default=0, help="(C): a small tenant alone, then next to R times its users")
 
 
 @dataclass
@@ -117,6 +120,8 @@ class MeshTarget:
     """Envoy's admin address, for the egress counters; None for a mesh this did not start."""
     egress_cap: int | None = None
     """AGENTMESH_LLM_MESH_CONCURRENCY of the mesh (0: none); None when unknown (--gateway)."""
+    dsn: str | None = None
+    """The mesh's database, where --tenants creates a second tenant's key; None for --gateway."""
 
 
 # The egress's counters (Envoy admin): calls the services sent, what reached the provider, what queued or overflowed.
@@ -161,6 +166,7 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
             mesh.pids(),
             admin=mesh.admin,
             egress_cap=int(extra["AGENTMESH_LLM_MESH_CONCURRENCY"]),
+            dsn=mesh.env.get("DATABASE_URL"),
         )
 
 
@@ -401,8 +407,17 @@ async def run(args: argparse.Namespace) -> int:
     async with _target(modes[0]) as target:
         for mode in modes:
             measured.append((mode, await _measure(mode, target)))
+        if args.tenants:
+            conc = next((m for m in modes if not m.rpm), modes[0])
+            conversation = functools.partial(mesh_conversation, message=args.message, timeout_s=args.run_timeout)
+            fair = await measure_tenants(conc, target, conversation, provider_limit(conc)[1])
     for mode, out in measured:
         _report(mode, *out)
+    if args.tenants:
+        print_table(
+            "(C) tenants: the small tenant's run p99, alone and next to the flood", list(fair), [list(fair.values())]
+        )
+        print(f"wrote {write_result(f'{NAME}-tenants', {k: v for k, v in vars(args).items() if k != 'func'}, fair)}")
     return 0
 
 

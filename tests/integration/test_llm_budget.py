@@ -107,3 +107,20 @@ async def test_calls_go_on_per_process_when_redis_is_down(
     registry.register(LLMStatsCollector(llm, agent="test"))
     labels = {"agent": "test", "model": llm.model}
     assert registry.get_sample_value("agentmesh_llm_budget_fallbacks_total", labels) == llm.stats.budget_fallbacks
+
+
+async def test_an_operator_cap_is_the_meshs_under_a_shared_budget(sim_url: str, prefix: str) -> None:
+    # The provider allows far more than the operator's 600 per minute (10 a second, 10 at once). Two clients
+    # with 15 calls each: per process, 10 of each would go at once; shared, 10 in all, so at least 20 wait.
+    await put_faults(sim_url, rpm=60_000)
+    a = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix, llm_max_requests_per_minute=600)
+    b = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix, llm_max_requests_per_minute=600)
+    await asyncio.gather(burst(a, 15, 1), burst(b, 15, 1))
+    await a.close()
+    await b.close()
+    assert a.stats.paced + b.stats.paced >= 18, (a.stats.paced, b.stats.paced)
+    r = aioredis.Redis.from_url(REDIS_URL)
+    keys = [k.decode() async for k in r.scan_iter(match=f"{prefix}:*")]
+    limits = {k.rsplit(":", 1)[1]: await r.hget(k, "limit") for k in keys}
+    await r.aclose()
+    assert limits == {"operator-requests": b"600", "requests": b"60000"}, limits

@@ -275,7 +275,8 @@ class SharedBudget:
     async def acquire(self, request: Mapping[str, Any], left_s: float) -> Reservation:
         if not self.shared:
             return await self._local.acquire(request, left_s)
-        chars = request_chars(request)
+        # Measured only where some process has learned an input-tokens bucket (each answer teaches the local one).
+        chars = request_chars(request) if self._local.counts_input else 0
         costs = {
             "requests": 1.0,
             "input-tokens": chars * self._local.tokens_per_char,

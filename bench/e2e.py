@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from bench import _plots
 from bench._common import RESULTS, print_table, write_result
 from bench._load import Conversation, LoadResult, RunOutcome, drive
 from bench._target import MeshProcess, SimControl, cpu_delta, cpu_seconds, local_mesh, mesh_processes, self_cpu
+from bench._tenants import measure_tenants
 
 NAME = "e2e"
 DEFAULT_MESSAGE = "Compare two payment providers and recommend one"
@@ -49,12 +51,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency-limit", type=int, default=20, help="the simulator's max_concurrency C")
     p.add_argument("--latency-ms", type=float, default=200.0, help="the simulator's latency L")
     p.add_argument(
+        "--mode",
+        choices=("both", "concurrency", "rpm"),
+        default=None,
+        help="the provider's model: concurrency (C and L), rpm (token buckets), or both, one after the other against "
+        "one mesh started with no limit settings, each next to its own baseline (default: both; rpm when --rpm is "
+        "given)",
+    )
+    p.add_argument(
         "--rpm",
         type=int,
-        default=0,
+        default=None,
         help="token-bucket mode: the simulator limits requests per minute (no concurrency limit, so no egress cap "
-        "either) and the limit is RPM/60 calls/s; 0: concurrency mode (C and L)",
+        "either) and the limit is RPM/60 calls/s (default 3000)",
     )
+    p.add_argument("--rpm-users", type=int, default=300, help="with --mode both: users of the token-bucket measurement")
     p.add_argument(
         "--rate-window-s",
         type=float,
@@ -95,6 +106,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="py-spy every service during the window (the figures then include its cost)",
     )
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
+    p.add_argument("--tenants", type=int, default=0, help="(C): a small tenant alone, then next to R times its users")
 
 
 @dataclass
@@ -108,6 +120,8 @@ class MeshTarget:
     """Envoy's admin address, for the egress counters; None for a mesh this did not start."""
     egress_cap: int | None = None
     """AGENTMESH_LLM_MESH_CONCURRENCY of the mesh (0: none); None when unknown (--gateway)."""
+    dsn: str | None = None
+    """The mesh's database, where --tenants creates a second tenant's key; None for --gateway."""
 
 
 # The egress's counters (Envoy admin): calls the services sent, what reached the provider, what queued or overflowed.
@@ -152,6 +166,7 @@ async def _target(args: argparse.Namespace) -> AsyncIterator[MeshTarget]:
             mesh.pids(),
             admin=mesh.admin,
             egress_cap=int(extra["AGENTMESH_LLM_MESH_CONCURRENCY"]),
+            dsn=mesh.env.get("DATABASE_URL"),
         )
 
 
@@ -216,6 +231,7 @@ def provider_limit(args: argparse.Namespace) -> tuple[float, dict[str, Any]]:
     return args.concurrency_limit / (args.latency_ms / 1000), {
         "latency_ms": args.latency_ms,
         "max_concurrency": args.concurrency_limit,
+        "rpm": None,
     }
 
 
@@ -369,20 +385,66 @@ def _rows(name: str, s: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _modes(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """One set of arguments per provider model to measure (rpm 0: the concurrency mode)."""
+    mode = args.mode or ("rpm" if args.rpm is not None else "both")
+    rpm = args.rpm if args.rpm is not None else 3000
+    if mode == "concurrency":
+        return [argparse.Namespace(**{**vars(args), "rpm": 0})]
+    if mode == "rpm":
+        return [argparse.Namespace(**{**vars(args), "rpm": rpm})]
+    # Both against one mesh started with no limit settings (no egress cap): it must find each limit itself.
+    common = {**vars(args), "no_egress_cap": True}
+    return [
+        argparse.Namespace(**{**common, "rpm": 0}),
+        argparse.Namespace(**{**common, "rpm": rpm, "users": args.rpm_users, "sweep": ""}),
+    ]
+
+
 async def run(args: argparse.Namespace) -> int:
+    modes = _modes(args)
+    measured = []
+    async with _target(modes[0]) as target:
+        for mode in modes:
+            measured.append((mode, await _measure(mode, target)))
+        if args.tenants:
+            conc = next((m for m in modes if not m.rpm), modes[0])
+            conversation = functools.partial(mesh_conversation, message=args.message, timeout_s=args.run_timeout)
+            fair = await measure_tenants(conc, target, conversation, provider_limit(conc)[1])
+    for mode, out in measured:
+        _report(mode, *out)
+    if args.tenants:
+        print_table(
+            "(C) tenants: the small tenant's run p99, alone and next to the flood", list(fair), [list(fair.values())]
+        )
+        print(f"wrote {write_result(f'{NAME}-tenants', {k: v for k, v in vars(args).items() if k != 'func'}, fair)}")
+    return 0
+
+
+async def _measure(args: argparse.Namespace, target: MeshTarget) -> tuple[Any, ...]:
     counts = sorted({int(x) for x in args.sweep.split(",") if x.strip()}) if args.sweep else [args.users]
-    limit, _ = provider_limit(args)
     sweep: list[dict[str, Any]] = []
     main: tuple[LoadResult, dict[str, Any]] | None = None
     baseline: dict[str, Any] | None = None
     baseline_series: dict[str, Any] = {}
-    async with _target(args) as target:
-        for users in counts:
-            result, summary = await measure_mesh(args, target, users)
-            sweep.append(summary)
-            main = (result, summary)
-        if not args.no_baseline:
-            baseline, baseline_series = await asyncio.to_thread(run_baseline, args, target.sim.url, counts[-1])
+    for users in counts:
+        result, summary = await measure_mesh(args, target, users)
+        sweep.append(summary)
+        main = (result, summary)
+    if not args.no_baseline:
+        baseline, baseline_series = await asyncio.to_thread(run_baseline, args, target.sim.url, counts[-1])
+    return counts, sweep, main, baseline, baseline_series
+
+
+def _report(
+    args: argparse.Namespace,
+    counts: list[int],
+    sweep: list[dict[str, Any]],
+    main: tuple[LoadResult, dict[str, Any]] | None,
+    baseline: dict[str, Any] | None,
+    baseline_series: dict[str, Any],
+) -> None:
+    limit, _ = provider_limit(args)
     assert main is not None
     result, mesh = main
     mesh["goals"] = _goals(mesh)
@@ -481,7 +543,6 @@ async def run(args: argparse.Namespace) -> int:
     unmet = [k for k, g in mesh["goals"].items() if not g["met"]]
     print(f"goals: {'all met' if not unmet else 'not met: ' + ', '.join(unmet)}")
     print(f"wrote {path}")
-    return 0
 
 
 def _write_plots(

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -87,6 +87,13 @@ def validate_act(request: agent_pb2.ActRequest) -> None:
         raise InvalidArgument("ActRequest.max_output_tokens must not be negative")
 
 
+def _tenant_of(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    for key, value in metadata:
+        if key == TENANT_HEADER:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return ""
+
+
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
@@ -113,8 +120,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         deadline = Deadline.from_grpc_context(context)
         arrived_with = deadline.remaining()
         max_tokens = request.max_output_tokens or self._default_max_tokens
-        tenant = next((v for k, v in context.invocation_metadata() or () if k == TENANT_HEADER), None)
-        current_call.set(CallInfo(tenant if isinstance(tenant, str) else None, deadline))
+        # The supervisor names the run's tenant in the call's metadata: its LLM calls take that tenant's turns, and
+        # a toolbox that calls out (the guard) acts for it.
+        tenant = _tenant_of(context.invocation_metadata() or ())
+        current_call.set(CallInfo(tenant or None, deadline))
         messages: list[dict[str, Any]] = [{"role": "user", "content": render_prompt(request.task, request.context)}]
         tools = self._toolbox.specs() if self._toolbox else None
         usage_in = usage_out = calls = 0
@@ -136,6 +145,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     tools=offer,
                     deadline=deadline,
                     attributes=span_attrs,
+                    tenant=tenant,
                 )
                 llm_calls.append(
                     agent_pb2.LlmCall(

@@ -93,8 +93,14 @@ class Settings(BaseSettings):
     """Pace LLM calls to the provider's per-minute buckets (requests, input and output tokens), learned from its
     `anthropic-ratelimit-*` response headers, so calls wait for the refill here instead of drawing 429s."""
     llm_max_requests_per_minute: int = Field(default=0, ge=0)
-    """An operator's cap on this process's LLM requests per minute, below what the provider's headers allow.
-    0: no cap of our own."""
+    """An operator's cap on this process's LLM requests per minute (the mesh's, with redis_url set), below what the
+    provider's headers allow. 0: no cap of our own."""
+    redis_url: str | None = None
+    """Redis holding the mesh-wide LLM budget (e.g. redis://127.0.0.1:6379/0): every process calling the provider
+    with the same key admits its calls against one set of buckets there (see llm/_shared.py). Unset: each process
+    paces on its own from the headers. If Redis is unreachable, calls go on paced per process (with a warning)."""
+    redis_key_prefix: str = "agentmesh"
+    """Prefix of the budget's Redis keys (one mesh per prefix on a shared Redis)."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5
@@ -272,6 +278,7 @@ class Settings(BaseSettings):
         "agents_file",
         "guard_restore_key",
         "guard_restore_keys_previous",
+        "redis_url",
         mode="before",
     )
     @classmethod

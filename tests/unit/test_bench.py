@@ -24,6 +24,19 @@ def test_e2e_defaults_are_the_issues_figures() -> None:
     assert (args.users, args.duration, args.concurrency_limit, args.latency_ms) == (500, 60.0, 20, 200.0)
     assert not args.no_baseline
     assert not args.no_egress_cap  # the mesh runs with the egress cap at the simulator's C unless told otherwise
+    # Both provider models by default, against one mesh with no limit settings: (A) C=20 at 500 users, then
+    # (B) RPM 3,000 at 300 users.
+    a, b = e2e._modes(args)
+    assert (a.rpm, a.users, a.no_egress_cap) == (0, 500, True) and (b.rpm, b.users, b.no_egress_cap) == (
+        3000,
+        300,
+        True,
+    )
+    # An explicit --rpm is the token-bucket mode alone, as before; --mode concurrency keeps the egress cap.
+    (only,) = e2e._modes(parser.parse_args(["--rpm", "600"]))
+    assert only.rpm == 600 and only.users == 500
+    (conc,) = e2e._modes(parser.parse_args(["--mode", "concurrency"]))
+    assert conc.rpm == 0 and not conc.no_egress_cap
 
 
 def test_profile_summary_attributes_leaf_frames_to_packages(tmp_path: Path) -> None:

@@ -30,11 +30,13 @@ from agentmesh.errors import (
     LLMUnavailable,
 )
 from agentmesh.llm._breaker import BreakerState, CircuitBreaker
+from agentmesh.llm._fair import FairTurn
 from agentmesh.llm._instruments import LLMInstruments, outcome_of
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
 from agentmesh.llm._pacer import Pacer, Reservation
 from agentmesh.llm._pricing import cost_usd
 from agentmesh.llm._retry import EGRESS_OVERLOADED, NEVER_RETRY, Failure, TruncatedStream, classify
+from agentmesh.llm._shared import SharedBudget, make_budget
 from agentmesh.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ class LLMStats:
     """Total time attempts waited for the buckets."""
     pace_share: float = 1.0
     """This process's assumed share of the buckets' refill (below 1: other processes spend the same key)."""
+    budget_fallbacks: int = 0
+    """Calls the shared budget (Redis) could not serve, so this process paced them on its own."""
 
 
 class _GiveUp(Exception):
@@ -158,8 +162,10 @@ class LLMClient:
         if settings.llm_mesh_concurrency > 0:
             ceiling = min(ceiling, settings.llm_mesh_concurrency)
         self._limiter = AIMDLimiter(max_limit=ceiling)
-        # Per-minute buckets, learned from the provider's headers: this paces the rate, the limiter the concurrency.
-        self._pacer = Pacer(clock=clock, max_requests_per_minute=settings.llm_max_requests_per_minute)
+        # Per-minute buckets, learned from the provider's headers (this process's own, or the mesh's in Redis):
+        # this paces the rate, the limiter the concurrency; the turn admits tenants round-robin to both.
+        self._pacer = make_budget(settings, clock=clock)
+        self._fair = FairTurn()
         self._rng = rng or random.Random()
         self._clock = clock  # latencies and the breaker's wait; deadlines are on time.monotonic(), as gRPC's are
         self._on_breaker_change = on_breaker_change
@@ -182,11 +188,13 @@ class LLMClient:
         return self._limiter
 
     @property
-    def pacer(self) -> Pacer:
+    def pacer(self) -> Pacer | SharedBudget:
         return self._pacer
 
     async def close(self) -> None:
         await self._sdk.close()
+        if isinstance(self._pacer, SharedBudget):
+            await self._pacer.aclose()
 
     async def complete(
         self,
@@ -199,10 +207,12 @@ class LLMClient:
         deadline: Deadline | None = None,
         stream: bool | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
+        tenant: str = "",
     ) -> LLMResult:
         """One logical LLM call. No attempt or wait goes past `deadline` (nor past llm_call_budget_s from now).
         429s are retried while it allows; provider failures up to llm_max_attempts.
-        `attributes` (e.g. run id and step) go on the call's span, when there is one.
+        `attributes` (e.g. run id and step) go on the call's span, when there is one. `tenant`: whose call it
+        is, for fair turns at the budget when it is short.
 
         Raises LLMUnavailable (incl. CircuitOpen), LLMRateLimited, LLMRequestRejected or DeadlineExceeded."""
         model = model or self._s.model
@@ -215,6 +225,7 @@ class LLMClient:
             model=model,
             deadline=deadline,
             stream=stream,
+            tenant=tenant,
         )
         inst = self._instruments
         if inst is None:
@@ -270,6 +281,7 @@ class LLMClient:
         model: str,
         deadline: Deadline | None,
         stream: bool | None,
+        tenant: str,
     ) -> LLMResult:
         """The call itself: retries, limiter, breaker and accounting, without the span or the histogram."""
         use_stream = self._s.llm_stream if stream is None else stream
@@ -295,7 +307,7 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     call.attempts += 1
-                    result = await self._attempt(kwargs, use_stream, call.deadline, call=call)
+                    result = await self._attempt(kwargs, use_stream, call.deadline, call=call, tenant=tenant)
         except _GiveUp as exc:
             self.stats.fast_failures[exc.reason] += 1
             raise self._map(exc.cause, exc.failure, call.attempts, extra=f"; {exc.why}") from exc.cause
@@ -346,19 +358,20 @@ class LLMClient:
     # --- one attempt -----------------------------------------------------------------------------
 
     async def _attempt(
-        self, kwargs: dict[str, Any], use_stream: bool, deadline: Deadline, *, call: _CallState
+        self, kwargs: dict[str, Any], use_stream: bool, deadline: Deadline, *, call: _CallState, tenant: str
     ) -> dict[str, Any]:
         # While the breaker is open, fail before queueing for a slot: an outage must not build a queue.
         self.breaker.check()
         call.paced_429 = False
         # Wait for the rate buckets before taking a concurrency slot, so a paced call holds none while it waits.
-        reservation = await self._pace(kwargs, deadline) if self._s.llm_pace else None
-        try:
-            permit = await self._acquire(deadline)
-        except BaseException:
-            if reservation is not None:
-                self._pacer.cancel(reservation)
-            raise
+        async with self._fair.turn(tenant, deadline.remaining()):
+            reservation = await self._pace(kwargs, deadline) if self._s.llm_pace else None
+            try:
+                permit = await self._acquire(deadline)
+            except BaseException:
+                if reservation is not None:
+                    self._pacer.cancel(reservation)
+                raise
         outcome = Outcome.NEUTRAL
         headers: Any = {}
         try:
@@ -425,6 +438,8 @@ class LLMClient:
                 else:
                     self._pacer.observe(reservation, {})  # sent, no answer: the provider may have charged it
             self.stats.pace_share = self._pacer.share
+            if isinstance(self._pacer, SharedBudget):
+                self.stats.budget_fallbacks = self._pacer.fallbacks
 
     async def _pace(self, kwargs: dict[str, Any], deadline: Deadline) -> Reservation:
         reservation = await self._pacer.acquire(kwargs, deadline.remaining())

@@ -33,7 +33,7 @@ from typing import Any
 
 from agentmesh.errors import DeadlineExceeded
 
-__all__ = ["FAMILIES", "Pacer", "Reservation"]
+__all__ = ["FAMILIES", "Pacer", "Reservation", "request_chars"]
 
 FAMILIES: tuple[str, ...] = ("requests", "input-tokens", "output-tokens")
 _RESERVE = 0.05
@@ -84,6 +84,8 @@ class Reservation:
     chars: int
     sent_at: float | None = None
     done: bool = False
+    shared: bool = False
+    """Claimed in the mesh's shared budget (Redis), not in this process's mirror."""
 
 
 @dataclass(slots=True)
@@ -174,11 +176,7 @@ class Pacer:
                     # A slow first answer (a hung provider) must not hold every call: go without.
             else:
                 self._probing = True
-        chars = 0
-        if self.counts_input:
-            chars = len(request.get("system") or "") + len(json.dumps(request["messages"], default=str))
-            if request.get("tools"):
-                chars += len(json.dumps(request["tools"], default=str))
+        chars = request_chars(request) if self.counts_input else 0
         reservation = self.reserve(chars=chars, max_tokens=request["max_tokens"])
         wait = reservation.wait_s
         if wait <= 0:
@@ -299,6 +297,14 @@ class Pacer:
         self.share = max(_SHARE_MIN, self.share * _SHARE_DECREASE)
         self.epoch += 1
         self.decreases += 1
+
+
+def request_chars(request: Mapping[str, Any]) -> int:
+    """The size of a Messages request, for its input-token estimate."""
+    chars = len(request.get("system") or "") + len(json.dumps(request["messages"], default=str))
+    if request.get("tools"):
+        chars += len(json.dumps(request["tools"], default=str))
+    return chars
 
 
 def _learn_capacity(bucket: _Bucket, remaining: float, cost: float, reset_s: float | None) -> None:

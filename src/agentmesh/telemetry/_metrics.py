@@ -193,6 +193,11 @@ class LLMStatsCollector(Collector):
         yield counter(
             "agentmesh_llm_paced_wait_seconds", "Time LLM attempts waited for the buckets' refill.", s.paced_wait_s
         )
+        yield counter(
+            "agentmesh_llm_budget_fallbacks",
+            "LLM calls the mesh-wide budget in Redis could not serve (unreachable), paced by this process alone.",
+            s.budget_fallbacks,
+        )
         yield _gauge(
             "agentmesh_llm_pace_share",
             "This process's assumed share of the provider buckets' refill (below 1: other processes spend the key).",

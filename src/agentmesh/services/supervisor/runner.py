@@ -97,8 +97,7 @@ def recorded(ev: supervisor_pb2.RunEvent) -> Event:
 
 
 def _limit_reached(limit: Deadline) -> bool:
-    """Whether this execution is at AGENTMESH_MAX_RUN_DURATION_S (`limit`). A little slack: a call cut by the
-    limit fails a few ms before it."""
+    """Whether this run is at AGENTMESH_MAX_RUN_DURATION_S (`limit`), with slack: a call it cuts fails ms early."""
     return limit.remaining() <= 0.05
 
 
@@ -432,6 +431,7 @@ class RunExecutor:
             max_tokens=8,
             deadline=deadline,
             attributes={"agentmesh.run_id": str(run.id), "agentmesh.step": idx},
+            tenant=run.tenant_id,  # its turns at the LLM budget (llm/_fair.py)
         )
         route = parse_route(result.text, allowed, agents, done)
         # The routing call is the step's only work: it starts with it.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 
@@ -19,7 +19,7 @@ from agentmesh.errors import AgentMeshError, Unauthenticated
 from agentmesh.rpc._channels import INTERNAL_TOKEN_HEADER, TENANT_HEADER
 from agentmesh.rpc._errors import to_status
 from agentmesh.rpc._limits import KeyRateLimiter
-from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
+from agentmesh.rpc._wrap import Context, Continuation, Handler, admit_first
 
 current_tenant: contextvars.ContextVar[str] = contextvars.ContextVar("agentmesh_tenant")
 
@@ -109,19 +109,4 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(to_status(exc))
             current_tenant.set(tenant)
 
-        def unary(inner: Unary) -> Unary:
-            async def call(request: object, context: Context) -> object:
-                await admit(context)
-                return await inner(request, context)
-
-            return call
-
-        def stream(inner: Stream) -> Stream:
-            async def call(request: object, context: Context) -> AsyncIterator[object]:
-                await admit(context)
-                async for item in inner(request, context):
-                    yield item
-
-            return call
-
-        return wrap_handler(handler, unary, stream)
+        return admit_first(handler, admit)

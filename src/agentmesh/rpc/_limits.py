@@ -15,7 +15,7 @@ import grpc
 
 from agentmesh.errors import PermissionDenied, ResourceExhausted
 from agentmesh.rpc._errors import to_status
-from agentmesh.rpc._wrap import Context, Continuation, Handler, Stream, Unary, wrap_handler
+from agentmesh.rpc._wrap import Context, Continuation, Handler, admit_first
 
 
 @dataclass
@@ -96,24 +96,9 @@ class PeerInterceptor(grpc.aio.ServerInterceptor):
                 )
                 await context.abort_with_status(to_status(exc))
 
-        def unary(inner: Unary) -> Unary:
-            async def call(request: object, context: Context) -> object:
-                await admit(context)
-                return await inner(request, context)
-
-            return call
-
-        def stream(inner: Stream) -> Stream:
-            async def call(request: object, context: Context) -> AsyncIterator[object]:
-                await admit(context)
-                async for item in inner(request, context):
-                    yield item
-
-            return call
-
         if handler.stream_stream is not None:  # reflection: wrap_handler leaves request streams alone
             return _checked_bidi(handler, admit)
-        return wrap_handler(handler, unary, stream)
+        return admit_first(handler, admit)
 
 
 def _checked_bidi(handler: Handler, admit: Callable[[Context], Awaitable[None]]) -> Handler:

@@ -56,3 +56,24 @@ def wrap_handler(
             stream(inner_stream), handler.request_deserializer, handler.response_serializer
         )
     return handler
+
+
+def admit_first(handler: Handler, admit: Callable[[Context], Awaitable[None]]) -> Handler:
+    """A handler that awaits `admit(context)` (which aborts the call when it refuses) before the behaviour runs."""
+
+    def unary(inner: Unary) -> Unary:
+        async def call(request: object, context: Context) -> object:
+            await admit(context)
+            return await inner(request, context)
+
+        return call
+
+    def stream(inner: Stream) -> Stream:
+        async def call(request: object, context: Context) -> AsyncIterator[object]:
+            await admit(context)
+            async for item in inner(request, context):
+                yield item
+
+        return call
+
+    return wrap_handler(handler, unary, stream)

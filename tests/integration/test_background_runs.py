@@ -33,7 +33,8 @@ def mesh(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     m = start_mesh(
         tmp_path_factory.mktemp("background"),
         database_url,
-        extra_env={"AGENTMESH_RUN_LEASE_S": str(LEASE_S)},
+        # 50 runs and 50 watches from one key in a few seconds: per-key rate limits are tested elsewhere.
+        extra_env={"AGENTMESH_RUN_LEASE_S": str(LEASE_S), "AGENTMESH_KEY_RATE_PER_S": "0"},
         up_args=["--replicas", "supervisor=3"],
     )
     try:

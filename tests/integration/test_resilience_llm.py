@@ -30,6 +30,9 @@ ENV = {
     "AGENTMESH_LLM_BACKOFF_MAX_S": "0.2",
     "AGENTMESH_BREAKER_FAILURE_THRESHOLD": "3",
     "AGENTMESH_BREAKER_RESET_TIMEOUT_S": str(RESET_TIMEOUT_S),
+    # One key drives 100 runs at once here: the provider's limits are under test, not the tenant's.
+    "AGENTMESH_TENANT_MAX_CONCURRENT_RUNS": "0",
+    "AGENTMESH_KEY_RATE_PER_S": "0",
 }
 
 

@@ -3,6 +3,7 @@ now belongs to another process is left alone."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +30,13 @@ def test_the_process_serving_the_data_directory_is_stopped(tmp_path: Path) -> No
     # A stand-in whose command line names the data directory, as `postgres -D <pgdata>` does.
     marker, ready = tmp_path / "signal", tmp_path / "ready"
     script = f'trap "echo INT > {marker}; exit 0" INT; touch {ready}; while :; do sleep 0.05; done'
-    proc = subprocess.Popen(["sh", "-c", script, "postgres", "-D", str(tmp_path)])
+    # A shell cannot trap a signal it was started with ignored, and a test run in the background of a
+    # non-interactive shell (as CI may be) ignores SIGINT: the stand-in starts with the default, as Postgres,
+    # which sets its own handlers, does not need.
+    proc = subprocess.Popen(
+        ["sh", "-c", script, "postgres", "-D", str(tmp_path)],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 10
         while not ready.exists() and time.monotonic() < deadline:

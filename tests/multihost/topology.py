@@ -21,6 +21,7 @@ from tests.multihost.netns import Host, Lab
 SERVICES = ("supervisor", "researcher", "analyst", "executor", "guard")
 REPLICAS = {"supervisor": 2, "researcher": 2, "analyst": 1, "executor": 1, "guard": 1}
 INTERNAL_TOKEN = "multihost-internal-token"
+RESTORE_KEY = "multihost-restore-key-0123456789abcdefghij"  # 32+ characters, as the guard requires
 TLS_IN_MESH = "tls"  # under the work dir; every process reads the same files (compose mounts one volume)
 
 
@@ -95,6 +96,8 @@ class Mesh:
             # compose's Jaeger is not part of this topology: tracing off (the validator reads "" as unset).
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
             "OTEL_SERVICE_NAME": f"agentmesh-{service}",
+            # Compose takes the guard's restore key from the shell or .env; the guard refuses to start without one.
+            **({"AGENTMESH_GUARD_RESTORE_KEY": RESTORE_KEY} if service == "guard" else {}),
             **extra,
         }
 

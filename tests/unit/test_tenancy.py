@@ -147,8 +147,13 @@ async def _list_services(running: RunningServer, creds: grpc.ChannelCredentials)
     opts = [("grpc.ssl_target_name_override", "localhost")]
     async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", creds, options=opts) as ch:
         call = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(timeout=5)
-        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
-        await call.done_writing()
+        try:
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await call.done_writing()
+        except grpc.aio.AioRpcError:
+            # The server may refuse the stream before the request is written (the write then fails locally with
+            # INTERNAL): the call's own status, from the server, says why.
+            return await call.code()
         try:
             async for _ in call:
                 pass

@@ -110,8 +110,8 @@ class MeshProcess:
 
 
 def mesh_processes(mesh: Mesh) -> list[MeshProcess]:
-    """The mesh's own processes under the launcher: every `serve NAME` and Envoy. Not the simulator, not
-    Postgres, not the launcher (it only supervises)."""
+    """The mesh's own processes under the launcher: every `serve NAME`, Envoy and the Redis it started. Not the
+    simulator, not Postgres, not the launcher (it only supervises)."""
     out = []
     for child in psutil.Process(mesh.proc.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
@@ -120,6 +120,8 @@ def mesh_processes(mesh: Mesh) -> list[MeshProcess]:
                 out.append(MeshProcess(argv[argv.index("serve") + 1], child))
             elif argv and Path(argv[0]).name == "envoy":
                 out.append(MeshProcess("gateway", child))
+            elif child.name() == "redis-server":  # it rewrites its argv, not its name
+                out.append(MeshProcess("redis", child))  # the mesh-wide LLM budget `up` started
     return out
 
 

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     paces on its own from the headers. If Redis is unreachable, calls go on paced per process (with a warning)."""
     redis_key_prefix: str = "agentmesh"
     """Prefix of the budget's Redis keys (one mesh per prefix on a shared Redis)."""
+    embedded_redis: bool = True
+    """With redis_url unset, `agentmesh up` starts a `redis-server` of its own (when one is on PATH) for the
+    mesh-wide LLM budget and concurrency limit, as it starts Postgres; without one each process limits itself."""
     llm_stream: bool = False
     """Use the streaming Messages API (retries cover cut and truncated streams too)."""
     breaker_failure_threshold: int = 5

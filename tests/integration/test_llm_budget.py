@@ -55,6 +55,15 @@ def client(sim: str, **overrides: Any) -> LLMClient:
     return LLMClient(settings=Settings(**{**base, **overrides}))
 
 
+async def bucket_limits(r: aioredis.Redis, prefix: str) -> dict[str, bytes]:
+    """Each per-minute bucket's learned limit (the mesh-wide concurrency limit's keys sit beside them)."""
+    keys = [k.decode() async for k in r.scan_iter(match=f"{prefix}:*")]
+    buckets = [
+        k for k in keys if k.rsplit(":", 1)[1] in ("requests", "input-tokens", "output-tokens", "operator-requests")
+    ]
+    return {k.rsplit(":", 1)[1]: await r.hget(k, "limit") for k in buckets}
+
+
 async def burst(llm: LLMClient, callers: int, calls_each: int) -> None:
     async def caller() -> None:
         for _ in range(calls_each):
@@ -81,8 +90,7 @@ async def test_two_processes_share_one_budget_in_redis(sim_url: str, prefix: str
     assert isinstance(a.pacer, SharedBudget) and a.stats.budget_fallbacks == b.stats.budget_fallbacks == 0
     # One bucket for both, in Redis, learned from the headers.
     r = aioredis.Redis.from_url(REDIS_URL)
-    keys = [k.decode() async for k in r.scan_iter(match=f"{prefix}:*")]
-    limits = {k.rsplit(":", 1)[1]: await r.hget(k, "limit") for k in keys}
+    limits = await bucket_limits(r, prefix)
     await r.aclose()
     assert limits == {"requests": b"2400"}, limits
 
@@ -120,7 +128,6 @@ async def test_an_operator_cap_is_the_meshs_under_a_shared_budget(sim_url: str, 
     await b.close()
     assert a.stats.paced + b.stats.paced >= 18, (a.stats.paced, b.stats.paced)
     r = aioredis.Redis.from_url(REDIS_URL)
-    keys = [k.decode() async for k in r.scan_iter(match=f"{prefix}:*")]
-    limits = {k.rsplit(":", 1)[1]: await r.hget(k, "limit") for k in keys}
+    limits = await bucket_limits(r, prefix)
     await r.aclose()
     assert limits == {"operator-requests": b"600", "requests": b"60000"}, limits

@@ -188,7 +188,7 @@ async def test_the_providers_429_and_its_headers_pass_through(sim_url: str, tmp_
         assert limited, outcomes
         headers = limited[0].response.headers
         assert headers["retry-after-ms"] == "50" and headers["retry-after"] == "1"
-        assert headers["anthropic-ratelimit-requests-remaining"] == "0" and headers["request-id"].startswith("req_")
+        assert headers["request-id"].startswith("req_")
         assert limited[0].type == "rate_limit_error"
 
         llm = _client(gw.url)  # and the client honours them: everything finishes

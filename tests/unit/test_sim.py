@@ -322,9 +322,9 @@ async def test_concurrency_limit_answers_429(client: anthropic.AsyncAnthropic, h
     assert headers["retry-after"] == "2" and headers["retry-after-ms"] == "2000"
     assert caught.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     raw = await slow
-    # It held the only slot; no -limit or -reset, which a client would read as a per-minute bucket.
-    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "0"
-    assert "anthropic-ratelimit-requests-limit" not in raw.headers
+    # It held the only slot. The headers say nothing of the cap (the real API publishes none): no -limit or
+    # -reset, which a client would read as a per-minute bucket, and no -remaining.
+    assert not [h for h in raw.headers if h.startswith("anthropic-ratelimit-")]
     counters = await stats(http)
     assert counters["responses_by_status"] == {"200": 1, "429": 1} and counters["in_flight_max"] == 1
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.exceptions import RedisError
 
 from agentmesh.catalog import AGENT_PORT_ENV, PORT_PLACEHOLDER, Catalog, CatalogError, Entry, load_catalog
 from agentmesh.cli._agents import CATALOG_FILE, CallWindow
@@ -114,8 +117,9 @@ class Launcher:
 
     async def stop_all(self) -> None:
         self.stopping.set()
-        # Gateway first (no new calls in), then services, then the simulator.
-        for group in (["gateway"], [c.name for c in self.children if c.name not in ("gateway", "sim")], ["sim"]):
+        # Gateway first (no new calls in), then services, then the simulator and Redis.
+        last = ("gateway", "sim", "redis")
+        for group in (["gateway"], [c.name for c in self.children if c.name not in last], ["sim", "redis"]):
             procs = [c.proc for c in self.children if c.name in group and c.proc and c.proc.returncode is None]
             for p in procs:
                 with contextlib.suppress(ProcessLookupError):
@@ -158,6 +162,37 @@ class Launcher:
             await pool.close()
         write_private(self.s.data_dir / DEV_KEY_FILE, key)
         return key
+
+    async def redis(self, env: dict[str, str]) -> str | None:
+        """The mesh-wide LLM budget's Redis: AGENTMESH_REDIS_URL as set, else a redis-server of our own (nothing
+        kept on disk), else none (each process then limits its own LLM calls)."""
+        if self.s.redis_url is not None:
+            _say("redis: using AGENTMESH_REDIS_URL (mesh-wide LLM budget)")
+            return self.s.redis_url
+        server = shutil.which("redis-server")
+        if not self.s.embedded_redis or server is None:
+            why = "AGENTMESH_EMBEDDED_REDIS=false" if server else "no redis-server on PATH"
+            _say(f"redis: none ({why}): each process limits its own LLM calls")
+            return None
+        port = _free_port("127.0.0.1")
+        argv = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+        child = await self.add("redis", argv, env)
+        url = f"redis://127.0.0.1:{port}/0"
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    await client.ping()
+                    break
+                except (RedisError, OSError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not answer on {url} (log: {child.log_path})") from None
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        _say(f"redis: embedded on {url} (mesh-wide LLM budget; nothing kept on disk)")
+        return url
 
     async def wait_http(self, url: str, child: Child) -> None:
         deadline = time.monotonic() + 30
@@ -258,6 +293,9 @@ async def run(args: argparse.Namespace) -> int:
             # A local mesh: the guard may seal restore tokens with a key derived from the internal token above.
             "AGENTMESH_DEV": "1",
         }
+        redis_url = await launcher.redis(env)
+        if redis_url is not None:
+            env["AGENTMESH_REDIS_URL"] = redis_url
         provider_url: str | None = None  # None: ANTHROPIC_BASE_URL as set, else the Anthropic API
         if settings.anthropic_api_key is None:
             sim = await launcher.add("sim", [*py, "sim", "--port", str(settings.sim_port)], env)

@@ -33,10 +33,11 @@ from agentmesh.llm._breaker import BreakerState, CircuitBreaker
 from agentmesh.llm._fair import FairTurn
 from agentmesh.llm._instruments import LLMInstruments, outcome_of
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
+from agentmesh.llm._mesh_limit import MeshLimiter
 from agentmesh.llm._pacer import Pacer, Reservation
 from agentmesh.llm._pricing import cost_usd
 from agentmesh.llm._retry import EGRESS_OVERLOADED, NEVER_RETRY, Failure, TruncatedStream, classify
-from agentmesh.llm._shared import SharedBudget, make_budget
+from agentmesh.llm._shared import SharedBudget, make_budget, make_limiter
 from agentmesh.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,9 @@ class LLMClient:
         ceiling = settings.llm_max_concurrency
         if settings.llm_mesh_concurrency > 0:
             ceiling = min(ceiling, settings.llm_mesh_concurrency)
-        self._limiter = AIMDLimiter(max_limit=ceiling)
+        # With Redis, one limit for every process on the provider key (learned from 429s, see _mesh_limit.py);
+        # this process's own AIMD limit otherwise, and while Redis is unreachable.
+        self._limiter = make_limiter(settings, AIMDLimiter(max_limit=ceiling), clock=clock)
         # Per-minute buckets, learned from the provider's headers (this process's own, or the mesh's in Redis):
         # this paces the rate, the limiter the concurrency; the turn admits tenants round-robin to both.
         self._pacer = make_budget(settings, clock=clock)
@@ -184,7 +187,7 @@ class LLMClient:
         return self._s.model
 
     @property
-    def limiter(self) -> AIMDLimiter:
+    def limiter(self) -> AIMDLimiter | MeshLimiter:
         return self._limiter
 
     @property
@@ -195,6 +198,8 @@ class LLMClient:
         await self._sdk.close()
         if isinstance(self._pacer, SharedBudget):
             await self._pacer.aclose()
+        if isinstance(self._limiter, MeshLimiter):
+            await self._limiter.aclose()
 
     async def complete(
         self,
@@ -375,8 +380,9 @@ class LLMClient:
         outcome = Outcome.NEUTRAL
         headers: Any = {}
         try:
-            if permit.waited and self._s.llm_jitter_ms > 0:
-                # Callers released together would hit the provider in the same millisecond.
+            if permit.waited and not permit.lease and self._s.llm_jitter_ms > 0:
+                # Callers released together would hit the provider in the same millisecond (a mesh-wide slot is
+                # handed on one at a time, and a wait while holding one would idle a slot of the provider's).
                 await asyncio.sleep(self._rng.uniform(0, self._s.llm_jitter_ms) / 1000)
             left = deadline.remaining()
             if left <= 0:
@@ -388,9 +394,9 @@ class LLMClient:
             if reservation is not None:
                 self._pacer.sent(reservation)
             try:
-                message, headers = await asyncio.wait_for(
-                    self._send(kwargs, use_stream), min(left, self._s.llm_timeout_s)
-                )
+                # asyncio.timeout, not wait_for: no task of its own, so no extra event-loop turn while a slot is held.
+                async with asyncio.timeout(min(left, self._s.llm_timeout_s)):
+                    message, headers = await self._send(kwargs, use_stream)
             except BaseException as exc:
                 if isinstance(exc, anthropic.APIStatusError) and exc.response is not None:
                     headers = exc.response.headers
@@ -457,8 +463,13 @@ class LLMClient:
                 async with asyncio.timeout(left):
                     permit = await self._limiter.acquire()
             except TimeoutError:
+                whose = (
+                    "the mesh's"
+                    if isinstance(self._limiter, MeshLimiter) and self._limiter.shared
+                    else "this process's"
+                )
                 raise DeadlineExceeded(
-                    f"the deadline passed while the LLM call queued for one of this process's "
+                    f"the deadline passed while the LLM call queued for one of {whose} "
                     f"{self._limiter.capacity} concurrency slots (an adaptive limit the provider's 429s lowered)"
                 ) from None
             finally:

@@ -43,6 +43,10 @@ class Permit:
     busy: bool
     """At least half the limit was in use when it was granted (this one included): only then does its
     success say the provider can take more."""
+    lease: str = ""
+    """The mesh-wide slot behind it (`MeshLimiter`); empty for this process's own limiter."""
+    granted_at: float = 0.0
+    """When the mesh-wide slot was granted (the limiter's clock): its holding time is the call's latency."""
 
 
 class AIMDLimiter:

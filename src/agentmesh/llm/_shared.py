@@ -34,10 +34,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from agentmesh.errors import DeadlineExceeded
+from agentmesh.llm._limiter import AIMDLimiter
+from agentmesh.llm._mesh_limit import MeshLimiter
 from agentmesh.llm._pacer import _RESERVE, _RESERVE_S, FAMILIES, Pacer, Reservation, _read, request_chars
 from agentmesh.settings import Settings
 
-__all__ = ["SharedBudget", "budget_prefix", "make_budget"]
+__all__ = ["SharedBudget", "budget_prefix", "make_budget", "make_limiter"]
 
 log = logging.getLogger(__name__)
 
@@ -401,4 +403,24 @@ def make_budget(settings: Settings, *, clock: Callable[[], float]) -> Pacer | Sh
         local=local,
         clock=clock,
         max_requests_per_minute=settings.llm_max_requests_per_minute,
+    )
+
+
+_MESH_CEILING = 1024
+"""The mesh-wide limit's ceiling when no operator cap is set: high enough that only the provider's 429s bound it."""
+
+
+def make_limiter(settings: Settings, local: AIMDLimiter, *, clock: Callable[[], float]) -> AIMDLimiter | MeshLimiter:
+    """The mesh-wide concurrency limit when AGENTMESH_REDIS_URL is set, else `local` (this process's own)."""
+    if not settings.redis_url:
+        return local
+    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
+    return MeshLimiter.from_url(
+        settings.redis_url,
+        prefix=budget_prefix(settings.redis_key_prefix, api_key=api_key, base_url=settings.anthropic_base_url),
+        local=local,
+        per_process=settings.llm_max_concurrency,
+        ceiling=settings.llm_mesh_concurrency or _MESH_CEILING,
+        lease_ttl_s=settings.llm_timeout_s,
+        clock=clock,
     )

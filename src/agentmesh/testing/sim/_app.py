@@ -120,11 +120,8 @@ def _new_id(prefix: str) -> str:
 
 def _ratelimit_headers(state: SimState, faults: Faults, key: str) -> dict[str, str]:
     headers: dict[str, str] = {}
-    limit = faults.max_concurrency
-    if limit is not None:
-        # A concurrency cap is no per-minute bucket: no -limit or -reset that a client would read as one (the
-        # real API publishes no concurrency limit); -remaining still says when no call is left.
-        headers["anthropic-ratelimit-requests-remaining"] = str(max(0, limit - state.stats.in_flight))
+    # A concurrency cap says nothing in the headers: the real API publishes no concurrency limit, and its
+    # requests-* headers describe the per-minute bucket only. A client learns the cap from 429s alone.
     if state.limits.on:
         headers.update(state.limits.headers(key))  # with rpm on, requests-* describe the RPM bucket
     return headers

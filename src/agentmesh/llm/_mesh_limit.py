@@ -1,0 +1,377 @@
+"""One concurrency limit for the whole mesh, learned from the provider's 429s and kept in Redis.
+
+A provider that caps calls in flight (Anthropic publishes no such number) answers 429 to each call above the
+cap. Every process guessing its own share of it (the per-process `AIMDLimiter`) oscillates: each halves on its
+429s and grows back without seeing the others, so together they sit near 3/4 of the cap and draw a 429 per
+process per sawtooth. Here every process that calls the provider with the same key holds one lease per call in
+flight in one Redis sorted set, under one learned limit:
+
+- **slow start:** the limit starts at `_INITIAL` and grows by a quarter per round trip while every slot is in
+  use, until the first 429;
+- **a 429 removes one slot:** a call the provider refused was the one above its cap, so the limit drops by
+  exactly one (a burst of k refusals by k), with no halving to win back;
+- **probing:** the limit grows again (about one per round trip, while every slot is in use) only after a quiet
+  spell with no 429, `_QUIET_RTTS` round trips of the calls' own latency: at the provider's cap, one probe
+  costs one 429 per quiet spell (about 1 call in 300 at C=20, L=200 ms) and a raised cap is found within it.
+
+Each admission, release and outcome is one atomic Lua script on Redis's clock; a release that has callers
+waiting here takes a new lease in the same script, so a freed slot passes on within one round trip. A process
+whose callers found no slot is registered as waiting, and blocks on a wake list of its own (BLPOP): the script
+that frees a slot pushes a wake to the longest-waiting other process, so nobody polls. Leases expire (the call's
+timeout and a margin), so a process killed mid-call frees its slots. As with the shared budget (`_shared.py`), Redis is an
+optimisation, never a dependency: on any Redis error this process falls back to its own `AIMDLimiter` for
+`_RETRY_S` and says so once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import secrets
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
+
+__all__ = ["MeshLimiter"]
+
+log = logging.getLogger(__name__)
+
+_INITIAL = 4.0
+_SLOW_START_STEP = 0.25
+"""Added per successful call while every slot is in use, before the first 429: x1.25 per round trip (the
+overshoot when the cap is found is then a quarter of it, at most)."""
+_QUIET_RTTS = 15.0
+_QUIET_MIN_S = 2.0
+_QUIET_MAX_S = 60.0
+_WAIT_S = 0.25
+"""Longest a waiting process blocks for a wake before it asks again (a lost wake costs this, at most)."""
+_WAITING_TTL_S = 1.0
+"""How long a registration as waiting lasts in Redis; a waiting process renews it each time it asks."""
+_OP_TIMEOUT_S = 0.5
+_RETRY_S = 5.0
+_KEY_TTL_MS = 300_000
+"""A limit nobody has used for 5 minutes is forgotten (and learned again, from slow start)."""
+_LEASE_MARGIN_S = 30.0
+
+_OUTCOME = {Outcome.SUCCESS: "ok", Outcome.RATE_LIMITED: "limited", Outcome.AT_CAPACITY: "", Outcome.NEUTRAL: ""}
+
+# KEYS: the state hash (limit, slow, last429, lat), the leases' sorted set (member: lease id, score: expiry), the
+# waiting processes' sorted set (member: process id, score: when its registration lapses).
+# ARGV: ceiling, initial, slow-start step, quiet rtts, quiet min s, quiet max s, lease ttl s, key ttl ms,
+#       lease prefix, leases wanted, process id, wake-list prefix, waiting ttl s,
+#       releases n, then per release: lease, outcome (ok|limited|''), busy, latency s.
+# The wake lists (prefix .. process id) share the keys' hash tag, so they live in the same Cluster slot.
+SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local ceiling = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'limit', 'slow', 'last429', 'lat')
+local limit = tonumber(h[1]) or math.min(ceiling, tonumber(ARGV[2]))
+local slow = tonumber(h[2]) or 1
+local last429 = tonumber(h[3]) or 0
+local lat = tonumber(h[4]) or 0
+local decreased = 0
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+for r = 0, tonumber(ARGV[14]) - 1 do
+  local b = 15 + r * 4
+  redis.call('ZREM', KEYS[2], ARGV[b])
+  local outcome = ARGV[b + 1]
+  if outcome == 'limited' then
+    limit = math.max(1, limit - 1)
+    last429 = now
+    slow = 0
+    decreased = decreased + 1
+  elseif outcome == 'ok' then
+    local l = tonumber(ARGV[b + 3])
+    if lat == 0 then lat = l else lat = lat * 0.9 + l * 0.1 end
+    if ARGV[b + 2] == '1' then
+      if slow == 1 then
+        limit = limit + tonumber(ARGV[3])
+      else
+        local quiet = math.min(tonumber(ARGV[6]), math.max(tonumber(ARGV[5]), tonumber(ARGV[4]) * lat))
+        if now - last429 >= quiet then limit = limit + 1 / limit end
+      end
+    end
+  end
+end
+limit = math.min(limit, ceiling)
+local cap = math.floor(limit)
+local n = redis.call('ZCARD', KEYS[2])
+local ids, busy = {}, {}
+local want = tonumber(ARGV[10])
+for i = 1, want do
+  if n >= cap then break end
+  local id = ARGV[9] .. ':' .. i
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), id)
+  n = n + 1
+  ids[#ids + 1] = id
+  busy[#busy + 1] = (n >= cap) and 1 or 0
+end
+local me = ARGV[11]
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if #ids < want or (want > 0 and n >= cap) then
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[13]), me)
+else
+  redis.call('ZREM', KEYS[3], me)
+end
+if n < cap then
+  -- Slots are free and others wait: wake the longest-waiting ones (a process that could take none is one).
+  for _, other in ipairs(redis.call('ZRANGE', KEYS[3], 0, cap - n - 1)) do
+    if other ~= me then
+      local wake = ARGV[12] .. other
+      redis.call('LPUSH', wake, '1')
+      redis.call('LTRIM', wake, 0, 0)
+      redis.call('PEXPIRE', wake, 10000)
+      redis.call('ZREM', KEYS[3], other)
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'limit', limit, 'slow', slow, 'last429', last429, 'lat', lat)
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('PEXPIRE', KEYS[2], ARGV[8])
+redis.call('PEXPIRE', KEYS[3], ARGV[8])
+return {tostring(limit), n, decreased, ids, busy}
+"""
+
+
+class MeshLimiter:
+    """The `AIMDLimiter` interface (try_acquire, acquire, release and its gauges) over one limit in Redis, for
+    every process sharing the provider key (`prefix`); `local` serves while Redis cannot."""
+
+    def __init__(
+        self,
+        *,
+        client: aioredis.Redis,
+        prefix: str,
+        local: AIMDLimiter,
+        per_process: int,
+        ceiling: int,
+        lease_ttl_s: float,
+        clock: Callable[[], float],
+        lease_margin_s: float = _LEASE_MARGIN_S,
+        reask_s: float = _WAIT_S,
+    ) -> None:
+        self._redis = client
+        self._keys = [f"{prefix}:concurrency", f"{prefix}:leases", f"{prefix}:waiting"]
+        self._wake_prefix = f"{prefix}:wake:"
+        self._local = local
+        self._per_process = per_process
+        self._ceiling = ceiling
+        self._lease_ttl_s = lease_ttl_s + lease_margin_s
+        self._reask_s = reask_s
+        self._clock = clock
+        self._settle = client.register_script(SETTLE)
+        self._waiters: deque[asyncio.Future[Permit]] = deque()
+        self._released: list[tuple[str, str, str, str]] = []
+        self._wake = asyncio.Event()
+        self._full_until = 0.0
+        """Until then Redis has this process registered as waiting, with no slot free: ask again only when a slot
+        of ours ends or a wake comes (or after _WAIT_S), not for each new caller."""
+        self._admitter: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._handing: set[asyncio.Task[Permit]] = set()
+        self._batches = itertools.count()
+        self._me = secrets.token_hex(6)
+        self._wake_key = f"{self._wake_prefix}{self._me}"
+        self._in_flight = 0
+        self._limit = min(float(ceiling), _INITIAL)
+        self._down_until = 0.0
+        self.decreases = 0
+        self.lowest = self._limit
+        self.fallbacks = 0
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> MeshLimiter:
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=_OP_TIMEOUT_S, socket_connect_timeout=_OP_TIMEOUT_S, health_check_interval=30
+        )
+        return cls(client=client, **kwargs)
+
+    # --- the AIMDLimiter interface -------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether Redis is serving admissions now (False: this process's own limit until it is tried again)."""
+        return self._clock() >= self._down_until
+
+    @property
+    def limit(self) -> float:
+        return self._limit if self.shared else self._local.limit
+
+    @property
+    def capacity(self) -> int:
+        return max(1, math.floor(self.limit))
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight + self._local.in_flight
+
+    @property
+    def waiting(self) -> int:
+        return sum(not f.done() for f in self._waiters) + self._local.waiting
+
+    def try_acquire(self) -> Permit | None:
+        # A mesh-wide slot takes a round trip: only the local limiter can answer without waiting.
+        return None if self.shared else self._local.try_acquire()
+
+    async def acquire(self) -> Permit:
+        if not self.shared:
+            return await self._local.acquire()
+        waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._kick()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result(), Outcome.NEUTRAL)  # granted in the same tick: give it back
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self, permit: Permit, outcome: Outcome) -> None:
+        if not permit.lease:
+            self._local.release(permit, outcome)
+            return
+        self._in_flight -= 1
+        if outcome is Outcome.RATE_LIMITED:
+            self.decreases += 1
+        latency = max(0.0, self._clock() - permit.granted_at)
+        self._released.append((permit.lease, _OUTCOME[outcome], "1" if permit.busy else "0", f"{latency:.4f}"))
+        self._kick()
+
+    async def aclose(self) -> None:
+        for task in (self._admitter, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._redis.aclose()
+
+    # --- the admitter: the one task here that admits and releases --------------------------------
+
+    def _kick(self) -> None:
+        self._wake.set()
+        if self._admitter is None or self._admitter.done():
+            self._admitter = asyncio.get_running_loop().create_task(self._admit())
+
+    async def _admit(self) -> None:
+        while True:
+            while self._waiters and self._waiters[0].done():  # cancelled while queued
+                self._waiters.popleft()
+            if not self._waiters and not self._released:
+                return
+            if self._clock() < self._full_until and not self._released:
+                # A slot comes back when one of ours ends (release sets the event) or another process frees one
+                # and wakes us (the listener sets it); a lost wake costs _WAIT_S.
+                if self._listener is None or self._listener.done():
+                    self._listener = asyncio.get_running_loop().create_task(self._listen())
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(self._reask_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    self._full_until = 0.0
+                continue
+            released, self._released = self._released, []
+            want = min(len(self._waiters), max(0, self._per_process - self._in_flight))
+            try:
+                reply = await self._call(released, want)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._failed(exc)  # the leases of `released` expire in Redis on their own
+                return
+            limit, ids, busy = float(reply[0]), reply[3], reply[4]
+            self._limit = limit
+            self.lowest = min(self.lowest, limit)
+            for lease, full in zip(ids, busy, strict=True):
+                self._grant(lease.decode() if isinstance(lease, bytes) else str(lease), bool(full))
+            # Full, as the script registered us: not all granted, or the last grant took the last slot.
+            if len(ids) < want or (want > 0 and busy[-1]):
+                self._full_until = self._clock() + _WAITING_TTL_S
+            else:
+                self._full_until = 0.0
+
+    async def _listen(self) -> None:
+        """Block on this process's wake list while callers wait here; each wake sets the admitter's event."""
+        while self._waiters:
+            try:
+                woken = await self._redis.blpop([self._wake_key], timeout=min(self._reask_s, _WAIT_S))
+            except (RedisError, OSError, TimeoutError):
+                return  # the admitter's own timeout asks again; its calls notice an outage
+            if woken:
+                self._full_until = 0.0
+                self._wake.set()
+
+    def _grant(self, lease: str, busy: bool) -> None:
+        permit = Permit(epoch=0, waited=True, busy=busy, lease=lease, granted_at=self._clock())
+        self._in_flight += 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(permit)
+                return
+        self.release(permit, Outcome.NEUTRAL)  # everyone who wanted it left meanwhile
+
+    async def _call(self, released: list[tuple[str, str, str, str]], want: int) -> Any:
+        args: list[Any] = [
+            self._ceiling,
+            _INITIAL,
+            _SLOW_START_STEP,
+            _QUIET_RTTS,
+            _QUIET_MIN_S,
+            _QUIET_MAX_S,
+            self._lease_ttl_s,
+            _KEY_TTL_MS,
+            f"{self._me}:{next(self._batches)}",
+            want,
+            self._me,
+            self._wake_prefix,
+            _WAITING_TTL_S,
+            len(released),
+        ]
+        for item in released:
+            args.extend(item)
+        async with asyncio.timeout(_OP_TIMEOUT_S):
+            return await self._settle(keys=self._keys, args=args)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.shared:
+            log.warning(
+                "the mesh-wide LLM concurrency limit in Redis is unreachable; limiting per process for %.0fs",
+                _RETRY_S,
+                extra={"error": f"{type(exc).__name__}: {exc}"},
+            )
+        self._down_until = self._clock() + _RETRY_S
+        self.fallbacks += 1
+        # Whoever waits here now waits for this process's own limiter instead.
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                task = asyncio.get_running_loop().create_task(self._local.acquire())
+                self._handing.add(task)
+                task.add_done_callback(self._handing.discard)
+                task.add_done_callback(self._hand_local(waiter))
+
+    def _hand_local(self, waiter: asyncio.Future[Permit]) -> Callable[[asyncio.Task[Permit]], None]:
+        """Pass a local permit on to a caller who was waiting for a mesh-wide one (back, if the caller left)."""
+
+        def hand(task: asyncio.Task[Permit]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                if not waiter.done():
+                    waiter.cancel()
+                return
+            if waiter.done():
+                self._local.release(task.result(), Outcome.NEUTRAL)
+            else:
+                waiter.set_result(task.result())
+
+        return hand

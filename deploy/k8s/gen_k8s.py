@@ -36,6 +36,7 @@ METRICS_OFFSET = int(Settings.model_fields["metrics_port_offset"].default)
 BEFORE = (
     "namespace.yaml",
     "config.yaml",
+    "redis.yaml",
     "gateway-envoy-config.yaml",
     "migrate.yaml",
     "gateway.yaml",

@@ -92,6 +92,7 @@ class Mesh:
             "AGENTMESH_GATEWAY_ADDR": "gateway:8080",
             "AGENTMESH_INTERNAL_TOKEN": INTERNAL_TOKEN,
             "ANTHROPIC_BASE_URL": "http://sim:8765",
+            "AGENTMESH_REDIS_URL": "redis://redis:6379/0",
             "AGENTMESH_TLS_DIR": str(self.workdir / TLS_IN_MESH),
             # compose's Jaeger is not part of this topology: tracing off (the validator reads "" as unset).
             "OTEL_EXPORTER_OTLP_ENDPOINT": "",
@@ -173,6 +174,25 @@ class Mesh:
         out = self.lab.run(jobs, self.agentmesh("keys", "create", "--tenant", "dev"), db_env)
         self.api_key = out.strip().splitlines()[-1].strip()
 
+    def start_redis(self) -> None:
+        """compose's redis: nothing on disk, reachable from the lab's subnet (its own host's address only)."""
+        host = self.lab.hosts["redis"]
+        server = shutil.which("redis-server") or "redis-server"
+        argv = [
+            server,
+            "--bind",
+            host.ip,
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
+        self.lab.spawn(host, argv, {}, "redis")
+
     def start_sim(self) -> None:
         self.lab.spawn(self.lab.hosts["sim"], self.agentmesh("sim", "--host", "0.0.0.0", "--port", "8765"), {}, "sim")
 
@@ -239,7 +259,7 @@ class Mesh:
 
 def build(lab: Lab, workdir: Path, service_extra_env: dict[str, str], say: object = print) -> Mesh:
     """Make every host, then start the mesh in compose's order; returns once Envoy sees every replica healthy."""
-    names = ["postgres", "jobs", "sim", "gateway"] + [h for s in SERVICES for h in replica_hosts(s)]
+    names = ["postgres", "redis", "jobs", "sim", "gateway"] + [h for s in SERVICES for h in replica_hosts(s)]
     for name in names:
         lab.add_host(name)
     records = {h.name: [h.ip] for h in lab.hosts.values()}
@@ -250,6 +270,7 @@ def build(lab: Lab, workdir: Path, service_extra_env: dict[str, str], say: objec
     t0 = time.monotonic()
     mesh.start_postgres()
     mesh.run_jobs()
+    mesh.start_redis()
     mesh.start_sim()
     for service in SERVICES:
         for h in replica_hosts(service):

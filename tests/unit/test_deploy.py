@@ -392,9 +392,10 @@ def test_kustomize_builds_the_manifests() -> None:
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == set(IDENTITIES)
+    # The mesh's identities, and the Redis of the mesh-wide LLM budget (no certificate: it holds no secret).
+    assert {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"} == {*IDENTITIES, "redis"}
     for doc in docs:
-        if doc["kind"] == "Deployment":
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] != "redis":
             volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"]}
             assert volumes["agentmesh-tls"]["secret"]["defaultMode"] == 0o440  # YAML's 0440, not decimal 440
 

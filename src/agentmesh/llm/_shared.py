@@ -275,7 +275,9 @@ class SharedBudget:
             return await script(keys=keys, args=args)
 
     async def acquire(self, request: Mapping[str, Any], left_s: float) -> Reservation:
-        if not self.shared:
+        if not self.shared or (not self._cap and not self._local.limits()):
+            # Redis is away, or no answer has shown a bucket yet (every process on the key sees the same
+            # provider, so its own answers would have): nothing to share, and a round trip saved per call.
             return await self._local.acquire(request, left_s)
         # Measured only where some process has learned an input-tokens bucket (each answer teaches the local one).
         chars = request_chars(request) if self._local.counts_input else 0

@@ -100,7 +100,8 @@ class LLMStats:
     pace_share: float = 1.0
     """This process's assumed share of the buckets' refill (below 1: other processes spend the same key)."""
     budget_fallbacks: int = 0
-    """Calls the shared budget (Redis) could not serve, so this process paced them on its own."""
+    """Calls the shared budget or the mesh-wide concurrency limit (Redis) could not serve, so this process paced
+    or limited them on its own."""
 
 
 class _GiveUp(Exception):
@@ -444,8 +445,10 @@ class LLMClient:
                 else:
                     self._pacer.observe(reservation, {})  # sent, no answer: the provider may have charged it
             self.stats.pace_share = self._pacer.share
-            if isinstance(self._pacer, SharedBudget):
-                self.stats.budget_fallbacks = self._pacer.fallbacks
+            # Redis could not serve the shared buckets or the mesh-wide concurrency limit: paced/limited here.
+            self.stats.budget_fallbacks = (self._pacer.fallbacks if isinstance(self._pacer, SharedBudget) else 0) + (
+                self._limiter.fallbacks if isinstance(self._limiter, MeshLimiter) else 0
+            )
 
     async def _pace(self, kwargs: dict[str, Any], deadline: Deadline) -> Reservation:
         reservation = await self._pacer.acquire(kwargs, deadline.remaining())

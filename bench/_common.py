@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
@@ -109,3 +110,13 @@ async def timed_progress(
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
+
+
+_STARTED = time.monotonic()
+
+
+def phase(message: str) -> None:
+    """One progress line per benchmark phase on stderr (kept in piped logs, unlike the transient bars), with the
+    time since the benchmark started."""
+    elapsed = time.monotonic() - _STARTED
+    print(f"[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {message}", file=sys.stderr, flush=True)

@@ -30,6 +30,7 @@ class RunSample:
     start_s: float
     end_s: float
     outcome: RunOutcome
+    user: int = -1  # the closed-loop user that ran it (tenants: which group it belongs to)
 
     @property
     def latency_s(self) -> float:
@@ -83,6 +84,38 @@ class LoadResult:
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
+    def group_summary(self, users: range) -> dict[str, Any]:
+        """The figures of one group of users (a tenant, or the baseline's small group).
+
+        Rates count the runs that finished inside the window, a run's LLM calls at its end: after the window
+        only the slowest group is still draining, which is its tail, not its throughput. Latencies cover every
+        successful run started in the window. "route" is the routing step's duration as each design reports it:
+        one small LLM call whose floor is the simulator's latency, so the excess is time spent waiting for the
+        provider budget (the mesh's limiter, the seed's semaphore) and in retries."""
+        mine = [s for s in self.samples if s.user in users]
+        ok = [s for s in mine if s.outcome.status == "OK"]
+        done = [s for s in ok if s.end_s <= self.duration_s]
+        window = self.duration_s or 1.0
+        return {
+            "users": len(users),
+            "runs": len(mine),
+            "runs_ok": len(ok),
+            "failures_by_status": dict(Counter(s.outcome.status for s in mine if s.outcome.status != "OK")),
+            "runs_per_s": round(len(done) / window, 3),
+            "llm_calls_per_s": round(sum(s.outcome.llm_calls for s in done) / window, 3),
+            "run_latency": summary_ms([s.latency_s for s in ok]),
+            "route_step": summary_ms([ms / 1000 for s in ok for label, ms in s.outcome.steps if label == "route"]),
+            "first_event": summary_ms([s.outcome.first_event_s for s in ok if s.outcome.first_event_s is not None]),
+        }
+
+    def groups(self, named: dict[str, range]) -> dict[str, dict[str, Any]]:
+        """group_summary of each named group, with the phase's HTTP attempts per successful call (the simulator
+        counts attempts for everyone at once: they cannot be told apart by group)."""
+        attempts = self.summary(1.0)["attempts_per_success"]
+        return {
+            name: {**self.group_summary(users), "phase_attempts_per_success": attempts} for name, users in named.items()
+        }
+
     def latency_points(self) -> list[tuple[float, float]]:
         return [(s.end_s, s.latency_s) for s in self.samples if s.outcome.status == "OK"]
 
@@ -117,7 +150,7 @@ async def drive(
                 outcome = await conversation(i)
             except Exception as exc:  # a bug in a driver must not end the whole benchmark
                 outcome = RunOutcome(status=type(exc).__name__)
-            samples.append(RunSample(started - t0, time.monotonic() - t0, outcome))
+            samples.append(RunSample(started - t0, time.monotonic() - t0, outcome, user=i))
 
     async def sampler() -> None:
         prev = sim_before

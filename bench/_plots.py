@@ -151,3 +151,45 @@ def throughput_vs_users(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def grouped_bars(
+    path: Path,
+    *,
+    title: str,
+    groups: Sequence[str],
+    panels: Sequence[tuple[str, Mapping[str, Sequence[float | None]]]],
+    reference: Mapping[int, tuple[float, str]] | None = None,
+) -> Path:
+    """One panel per (y label, {series: one value per group}), bars side by side in each group; a missing value
+    draws no bar. `reference`: panel index -> (y, label) of a horizontal line (a goal)."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.2 * len(panels)), squeeze=False)
+    for i, (ylabel, series) in enumerate(panels):
+        ax = axes[i][0]
+        width = 0.8 / max(1, len(series))
+        for j, (name, values) in enumerate(series.items()):
+            xs = [g + (j - (len(series) - 1) / 2) * width for g in range(len(groups))]
+            bars = ax.bar(xs, [v or 0.0 for v in values], width, label=name)
+            for bar, v in zip(bars, values, strict=True):
+                if v is not None:
+                    ax.annotate(
+                        f"{v:,.2f}",
+                        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
+        if reference and i in reference:
+            y, text = reference[i]
+            ax.axhline(y, color="tab:red", linestyle=":", label=text)
+        ax.set_xticks(range(len(groups)), list(groups))
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+        if i == 0 or (reference and i in reference):  # the series are the same in every panel: one legend
+            ax.legend(fontsize=8)
+    axes[0][0].set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

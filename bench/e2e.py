@@ -5,7 +5,11 @@ max_concurrency C and latency L, so no design can exceed C/L successful LLM call
 failures by status, run latency, successful LLM calls/s and its ratio to C/L, the mesh's CPU ms per run (every
 `serve NAME` process and Envoy; not the simulator, Postgres or this load generator) and HTTP attempts per
 successful LLM call. Then the same load on the LangGraph baseline (bench/baseline_langgraph.py), in its own
-process against the same simulator, so the mesh's figures come with their ratio to it."""
+process against the same simulator, so the mesh's figures come with their ratio to it: by default the seed design
+(semaphore 30 + tenacity client, AsyncPostgresSaver on a throwaway database).
+
+With no flags: (A) the concurrency model, (B) the token-bucket model, then (C) tenants (bench/_tenants.py), each
+next to the seed baseline from the same run."""
 
 from __future__ import annotations
 
@@ -15,9 +19,6 @@ import contextlib
 import functools
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -29,11 +30,11 @@ import grpc
 import psutil
 
 from agentmesh.v1 import supervisor_pb2, supervisor_pb2_grpc
-from bench import _plots
-from bench._common import RESULTS, print_table, write_result
+from bench import _baseline, _plots, _tenants
+from bench._common import RESULTS, phase, print_table, write_result
 from bench._load import Conversation, LoadResult, RunOutcome, drive
+from bench._seed_client import CHECKPOINTERS, CLIENTS
 from bench._target import MeshProcess, SimControl, cpu_delta, cpu_seconds, local_mesh, mesh_processes, self_cpu
-from bench._tenants import measure_tenants
 
 NAME = "e2e"
 DEFAULT_MESSAGE = "Compare two payment providers and recommend one"
@@ -101,12 +102,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the LangGraph baseline")
     p.add_argument(
+        "--baseline-client",
+        choices=sorted(CLIENTS),
+        default="seed",
+        help="the baseline's LLM client: seed (asyncio.Semaphore(30) + tenacity, SDK retries off) or sdk (the "
+        "SDK's defaults: max_retries=2 honouring retry-after)",
+    )
+    p.add_argument(
+        "--baseline-checkpointer",
+        choices=sorted(CHECKPOINTERS),
+        default="postgres",
+        help="the baseline's checkpointer: postgres (AsyncPostgresSaver on a throwaway database) or memory",
+    )
+    p.add_argument(
         "--profile",
         action="store_true",
         help="py-spy every service during the window (the figures then include its cost)",
     )
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
-    p.add_argument("--tenants", type=int, default=0, help="(C): a small tenant alone, then next to R times its users")
+    p.add_argument(
+        "--tenants",
+        type=int,
+        default=10,
+        help="(C): the flood's users as a multiple R of the small tenant's (0: skip (C))",
+    )
+    p.add_argument("--tenant-users", type=int, default=10, help="(C): the small tenant's users N (the flood: R x N)")
+    p.add_argument("--tenant-duration", type=float, default=30.0, help="(C): seconds of each phase (alone, flood)")
 
 
 @dataclass
@@ -304,45 +325,6 @@ async def measure_mesh(args: argparse.Namespace, target: MeshTarget, users: int)
             await ch.close()
 
 
-def run_baseline(args: argparse.Namespace, sim_url: str, users: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The LangGraph design in a process of its own (its CPU is then all its own), same simulator and load."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "baseline.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.baseline_langgraph",
-            "--sim",
-            sim_url,
-            "--users",
-            str(users),
-            "--duration",
-            str(args.duration),
-            "--concurrency-limit",
-            str(args.concurrency_limit),
-            "--latency-ms",
-            str(args.latency_ms),
-            "--rpm",
-            str(args.rpm),
-            "--rate-window-s",
-            str(args.rate_window_s),
-            "--message",
-            args.message,
-            "--drain-timeout",
-            str(args.drain_timeout),
-            "--json",
-            str(out),
-        ]
-        subprocess.run(
-            cmd,
-            check=True,
-            timeout=args.duration + args.drain_timeout + 120,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-        body = json.loads(out.read_text())
-    return body["summary"], body["series"]
-
-
 def _name(args: argparse.Namespace) -> str:
     # A run without the egress cap is the comparison, not the headline figure: its own file, e2e.json stays.
     if args.rpm > 0:
@@ -404,20 +386,26 @@ def _modes(args: argparse.Namespace) -> list[argparse.Namespace]:
 async def run(args: argparse.Namespace) -> int:
     modes = _modes(args)
     measured = []
+    tenants = args.tenants > 0
     async with _target(modes[0]) as target:
         for mode in modes:
             measured.append((mode, await _measure(mode, target)))
-        if args.tenants:
+        if tenants and not target.dsn:  # (C) creates the small tenant's key in the mesh's database
+            phase("(C) skipped: it needs a mesh this bench starts, not --gateway")
+            tenants = False
+        if tenants:
             conc = next((m for m in modes if not m.rpm), modes[0])
             conversation = functools.partial(mesh_conversation, message=args.message, timeout_s=args.run_timeout)
-            fair = await measure_tenants(conc, target, conversation, provider_limit(conc)[1])
+            fair = await _tenants.measure_tenants(conc, target, conversation, provider_limit(conc)[1])
+            fair_baseline = None
+            if not args.no_baseline:
+                small, flood = _tenants.split(args.tenant_users, args.tenants)
+                phase(f"(C) baseline {_baseline.label(args)}: {len(small)} users alone, then with {len(flood)} more")
+                fair_baseline = await _baseline.run_tenants(conc, target.sim.url, len(small), len(flood))
     for mode, out in measured:
         _report(mode, *out)
-    if args.tenants:
-        print_table(
-            "(C) tenants: the small tenant's run p99, alone and next to the flood", list(fair), [list(fair.values())]
-        )
-        print(f"wrote {write_result(f'{NAME}-tenants', {k: v for k, v in vars(args).items() if k != 'func'}, fair)}")
+    if tenants:
+        print(f"wrote {_tenants.report(conc, fair, fair_baseline)}")
     return 0
 
 
@@ -427,12 +415,15 @@ async def _measure(args: argparse.Namespace, target: MeshTarget) -> tuple[Any, .
     main: tuple[LoadResult, dict[str, Any]] | None = None
     baseline: dict[str, Any] | None = None
     baseline_series: dict[str, Any] = {}
+    model = f"({'B' if args.rpm else 'A'}) {f'RPM {args.rpm}' if args.rpm else f'C={args.concurrency_limit}'}"
     for users in counts:
+        phase(f"{model} mesh: {users} users, {args.duration:.0f} s")
         result, summary = await measure_mesh(args, target, users)
         sweep.append(summary)
         main = (result, summary)
     if not args.no_baseline:
-        baseline, baseline_series = await asyncio.to_thread(run_baseline, args, target.sim.url, counts[-1])
+        phase(f"{model} baseline {_baseline.label(args)}: {counts[-1]} users, {args.duration:.0f} s")
+        baseline, baseline_series = await _baseline.run_load(args, target.sim.url, counts[-1])
     return counts, sweep, main, baseline, baseline_series
 
 
@@ -451,6 +442,7 @@ def _report(
     results: dict[str, Any] = {"mesh": mesh}
     if baseline is not None:
         results["baseline_langgraph"] = baseline
+        results["baseline_design"] = baseline.get("design")
         b_lat, m_lat = baseline["run_latency"]["p99_ms"], mesh["run_latency"]["p99_ms"]
         results["mesh_vs_baseline"] = {
             "llm_calls_per_s_ratio": round(mesh["llm_calls_per_s"] / baseline["llm_calls_per_s"], 3)
@@ -503,7 +495,7 @@ def _report(
     ]
     rows = [_rows("agentmesh", mesh)]
     if baseline is not None:
-        rows.append(_rows("LangGraph in-process", baseline))
+        rows.append(_rows(baseline.get("design", "LangGraph baseline"), baseline))
     cap = mesh.get("llm_mesh_concurrency")
     cap_note = "unknown egress cap" if cap is None else (f"egress cap {cap}" if cap else "no egress cap")
     print_table(
@@ -575,7 +567,8 @@ def _write_plots(
     ]
     series = {"agentmesh": [b for _, b in result.latency_points()]}
     if baseline_series.get("run_latency_s"):
-        series["LangGraph in-process (successful runs)"] = [b for _, b in baseline_series["run_latency_s"]]
+        name = baseline.get("design", "LangGraph baseline") if baseline else "LangGraph baseline"
+        series[f"{name} (successful runs)"] = [b for _, b in baseline_series["run_latency_s"]]
     paths.append(
         _plots.histogram(RESULTS / f"{_name(args)}-histogram.png", title="run latency", series=series, unit="s")
     )

@@ -24,6 +24,9 @@ def test_e2e_defaults_are_the_issues_figures() -> None:
     assert (args.users, args.duration, args.concurrency_limit, args.latency_ms) == (500, 60.0, 20, 200.0)
     assert not args.no_baseline
     assert not args.no_egress_cap  # the mesh runs with the egress cap at the simulator's C unless told otherwise
+    # The baseline is the seed design, and (C) runs too: 10 small users, then next to 100 flooding (30 s each).
+    assert (args.baseline_client, args.baseline_checkpointer) == ("seed", "postgres")
+    assert (args.tenants, args.tenant_users, args.tenant_duration) == (10, 10, 30.0)
     # Both provider models by default, against one mesh with no limit settings: (A) C=20 at 500 users, then
     # (B) RPM 3,000 at 300 users.
     a, b = e2e._modes(args)

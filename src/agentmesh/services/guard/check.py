@@ -60,7 +60,9 @@ async def run_check(
     tenant: str,
     restore_token: str = "",
     deadline: Deadline | None = None,
+    seal: bool = True,
 ) -> CheckOutcome:
+    """`seal=False`: no restore token is made (the caller keeps none, so sealing would be wasted work)."""
     policy = deps.policy()
     vault = deps.sealer.open(tenant, restore_token) if restore_token and deps.sealer else None
     if len(text) <= INLINE_MAX_CHARS:
@@ -77,7 +79,7 @@ async def run_check(
     if decision.action is Action.BLOCK:
         return CheckOutcome(decision, review_id=review_id)
     token = ""
-    if deps.sealer is not None and direction is Direction.INPUT:
+    if seal and deps.sealer is not None and direction is Direction.INPUT:
         merged = {**(vault or {}), **decision.placeholders}
         if merged:
             token = deps.sealer.seal(tenant, merged)

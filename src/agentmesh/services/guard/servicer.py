@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import grpc
@@ -18,6 +18,7 @@ from google.protobuf import timestamp_pb2
 from agentmesh.deadline import Deadline
 from agentmesh.errors import InvalidArgument
 from agentmesh.rpc import current_tenant
+from agentmesh.services.guard._text import Finding
 from agentmesh.services.guard.check import CheckOutcome, GuardDeps, run_check
 from agentmesh.services.guard.policy import Action, Direction, LlmVerdict, Policy
 from agentmesh.services.guard.review import ReviewRecord, ReviewStore
@@ -101,8 +102,13 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         if request.check_as_input and direction is Direction.OUTPUT and decision.action is not Action.BLOCK:
             # The text the caller passes on, checked as a separate DIRECTION_INPUT call would check it (no
             # restore token in, none out): one round trip instead of two for an agent's output.
-            shown = decision.redacted_text if decision.action is Action.REDACT else request.text
-            inner = await self._check(shown, Direction.INPUT, tenant=tenant, deadline=deadline, seal=False)
+            redacted = decision.action is Action.REDACT
+            shown = decision.redacted_text if redacted else request.text
+            # The same text: tier one's findings stand for the input policy too.
+            detected = None if redacted else outcome.detected
+            inner = await self._check(
+                shown, Direction.INPUT, tenant=tenant, deadline=deadline, seal=False, detected=detected
+            )
             response.input_check.CopyFrom(_response(inner))
         return response
 
@@ -115,10 +121,18 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         deadline: Deadline | None,
         restore_token: str = "",
         seal: bool = True,
+        detected: Sequence[Finding] | None = None,
     ) -> CheckOutcome:
         started = time.perf_counter()
         outcome = await run_check(
-            text, direction, self._deps, tenant=tenant, restore_token=restore_token, deadline=deadline, seal=seal
+            text,
+            direction,
+            self._deps,
+            tenant=tenant,
+            restore_token=restore_token,
+            deadline=deadline,
+            seal=seal,
+            detected=detected,
         )
         decision = outcome.decision
         # Metadata only: the text, the matched values and the placeholder map never reach the logs.

@@ -155,6 +155,9 @@ class LLMClient:
             max_retries=0,
             timeout=anthropic.Timeout(settings.llm_timeout_s, connect=5.0),
             http_client=anthropic.DefaultAioHttpClient(),
+            # The GenAI span is our own (LLMInstruments). Left on, the SDK built its span's attributes on every
+            # call only to find that no tracer provider is registered globally and drop them.
+            open_telemetry=False,
         )
         # Under a mesh-wide cap, calls beyond it would only wait in the gateway's egress queue, and that wait counts
         # in the per-attempt timeout (a long one would read as a hung provider): hold them here instead.

@@ -66,7 +66,7 @@ class Emitter:
 
     def __call__(self, **event: Any) -> supervisor_pb2.RunEvent:
         ev = supervisor_pb2.RunEvent(run_id=self.run_id, thread_id=self.thread_id, seq=self.seq, **event)
-        ev.time.GetCurrentTime()
+        ev.time.FromNanoseconds(time.time_ns())  # GetCurrentTime goes through a datetime: 3x the cost
         self.seq += 1
         return ev
 

@@ -3,6 +3,7 @@ server with health and reflection, and a clean shutdown."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -75,6 +76,11 @@ async def serve_bindings(
         peers=(GATEWAY_IDENTITY,),
         reflect_also=reflect_also,
     )
+    # What start-up built (modules, the SDK's and protobuf's types, clients) lives as long as the process: out of
+    # the collector's sight, a full collection scans only what serving made. Unfrozen, each of the supervisor's
+    # scanned ~300k objects (~0.2 s of CPU, and a pause) every few hundred runs.
+    gc.collect()
+    gc.freeze()
     metrics = None
     if telemetry is not None and settings.metrics_port_offset:
         metrics = await MetricsServer.start(

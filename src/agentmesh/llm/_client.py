@@ -157,6 +157,9 @@ class LLMClient:
             max_retries=0,
             timeout=anthropic.Timeout(settings.llm_timeout_s, connect=5.0),
             http_client=anthropic.DefaultAioHttpClient(),
+            # The GenAI span is our own (LLMInstruments). Left on, the SDK built its span's attributes on every
+            # call only to find that no tracer provider is registered globally and drop them.
+            open_telemetry=False,
         )
         # Under a mesh-wide cap, calls beyond it would only wait in the gateway's egress queue, and that wait counts
         # in the per-attempt timeout (a long one would read as a hung provider): hold them here instead.
@@ -488,30 +491,38 @@ class LLMClient:
                 msg = await stream.get_final_message()
             if msg.stop_reason is None:
                 raise TruncatedStream("the stream ended without message_stop")
+            body: dict[str, Any] = msg.to_dict()
         else:
             # with_raw_response: the same call, plus the response headers (the SDK does not parse rate-limit ones).
             raw = await self._sdk.messages.with_raw_response.create(**kwargs)
             headers = raw.headers
-            msg = await raw.parse()
+            # The JSON body as it is: the SDK's Message models (built field by field) cost more Python time than
+            # the rest of a call here, and only the fields below are read.
+            body = await raw.json()
         text_parts: list[str] = []
         tool_uses: list[ToolUse] = []
         content: list[dict[str, Any]] = []
-        for block in msg.content:
-            if block.type == "text":
-                text_parts.append(block.text)
-                content.append({"type": "text", "text": block.text})
-            elif block.type == "tool_use":
-                tool_input = block.input if isinstance(block.input, dict) else {}
-                tool_uses.append(ToolUse(id=block.id, name=block.name, input=tool_input))
-                content.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
+        for block in body.get("content") or ():
+            if block.get("type") == "text":
+                text_parts.append(block["text"])
+                content.append({"type": "text", "text": block["text"]})
+            elif block.get("type") == "tool_use":
+                tool_input = block.get("input")
+                tool_uses.append(
+                    ToolUse(
+                        id=block["id"], name=block["name"], input=tool_input if isinstance(tool_input, dict) else {}
+                    )
+                )
+                content.append({"type": "tool_use", "id": block["id"], "name": block["name"], "input": tool_input})
+        usage = body.get("usage") or {}
         message = {
             "text": "".join(text_parts),
             "tool_uses": tuple(tool_uses),
             "content": content,
-            "stop_reason": msg.stop_reason,
-            "model": msg.model,
-            "input_tokens": msg.usage.input_tokens,
-            "output_tokens": msg.usage.output_tokens,
+            "stop_reason": body.get("stop_reason"),
+            "model": body.get("model", ""),
+            "input_tokens": usage.get("input_tokens") or 0,
+            "output_tokens": usage.get("output_tokens") or 0,
         }
         return message, headers
 

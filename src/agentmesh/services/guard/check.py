@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentmesh.deadline import Deadline
 from agentmesh.errors import Unavailable
+from agentmesh.services.guard._text import Finding
 from agentmesh.services.guard.policy import (
     Action,
     Decision,
@@ -40,6 +41,8 @@ class CheckOutcome:
     restore_token: str = ""
     restored_text: str = ""
     review_id: str = ""
+    detected: tuple[Finding, ...] = ()
+    """Tier one's findings on the text, before tier two changed any (see run_check's `detected`)."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,21 @@ async def run_check(
     tenant: str,
     restore_token: str = "",
     deadline: Deadline | None = None,
+    seal: bool = True,
+    detected: Sequence[Finding] | None = None,
 ) -> CheckOutcome:
+    """`seal=False`: no restore token is made (the caller keeps none, so sealing would be wasted work).
+    `detected`: tier one's findings on this same text from an earlier check (`CheckOutcome.detected`); detection
+    does not depend on the direction, the policy or the vault, so it is not run again."""
     policy = deps.policy()
     vault = deps.sealer.open(tenant, restore_token) if restore_token and deps.sealer else None
-    if len(text) <= INLINE_MAX_CHARS:
+    if detected is not None:
+        decision = apply_policy(text, detected, direction, policy, vault=vault)
+    elif len(text) <= INLINE_MAX_CHARS:
         decision = decide(text, direction, policy, vault=vault)
     else:
         decision = await asyncio.to_thread(decide, text, direction, policy, vault=vault)
+    tier_one = decision.detected
     if deps.tier_two is not None and deps.tier_two.grey(decision.detected):
         budget = None if deadline is None else Deadline(deadline.at - ANSWER_RESERVE_S)
         adjusted, verdicts = await deps.tier_two.review(text, decision.detected, deadline=budget)
@@ -75,14 +86,14 @@ async def run_check(
     if deps.reviews is not None and any(f.action is Action.FLAG for f in decision.findings):
         review_id = await _queue(deps.reviews, decision, text, direction, tenant)
     if decision.action is Action.BLOCK:
-        return CheckOutcome(decision, review_id=review_id)
+        return CheckOutcome(decision, review_id=review_id, detected=tier_one)
     token = ""
-    if deps.sealer is not None and direction is Direction.INPUT:
+    if seal and deps.sealer is not None and direction is Direction.INPUT:
         merged = {**(vault or {}), **decision.placeholders}
         if merged:
             token = deps.sealer.seal(tenant, merged)
     restored = restore(decision.redacted_text, vault) if vault is not None else ""
-    return CheckOutcome(decision, token, restored, review_id)
+    return CheckOutcome(decision, token, restored, review_id, tier_one)
 
 
 async def _queue(reviews: ReviewStore, decision: Decision, text: str, direction: Direction, tenant: str) -> str:

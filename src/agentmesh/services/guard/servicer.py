@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import grpc
@@ -18,7 +18,8 @@ from google.protobuf import timestamp_pb2
 from agentmesh.deadline import Deadline
 from agentmesh.errors import InvalidArgument
 from agentmesh.rpc import current_tenant
-from agentmesh.services.guard.check import GuardDeps, run_check
+from agentmesh.services.guard._text import Finding
+from agentmesh.services.guard.check import CheckOutcome, GuardDeps, run_check
 from agentmesh.services.guard.policy import Action, Direction, LlmVerdict, Policy
 from agentmesh.services.guard.review import ReviewRecord, ReviewStore
 from agentmesh.services.guard.tier_two import TierTwo
@@ -80,7 +81,6 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
         request: guard_pb2.CheckRequest,
         context: grpc.aio.ServicerContext[guard_pb2.CheckRequest, guard_pb2.CheckResponse] | None,
     ) -> guard_pb2.CheckResponse:
-        started = time.perf_counter()
         direction = _DIRECTIONS.get(request.direction)
         if direction is None:
             raise InvalidArgument(
@@ -93,13 +93,46 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
                 f"text: {chars} characters is over the limit of {self._max_text_chars}", reason="TEXT_TOO_LONG"
             )
         deadline = Deadline.from_grpc_context(context) if context is not None else None
+        tenant = _tenant()
+        outcome = await self._check(
+            request.text, direction, tenant=tenant, restore_token=request.restore_token, deadline=deadline
+        )
+        response = _response(outcome)
+        decision = outcome.decision
+        if request.check_as_input and direction is Direction.OUTPUT and decision.action is not Action.BLOCK:
+            # The text the caller passes on, checked as a separate DIRECTION_INPUT call would check it (no
+            # restore token in, none out): one round trip instead of two for an agent's output.
+            redacted = decision.action is Action.REDACT
+            shown = decision.redacted_text if redacted else request.text
+            # The same text: tier one's findings stand for the input policy too.
+            detected = None if redacted else outcome.detected
+            inner = await self._check(
+                shown, Direction.INPUT, tenant=tenant, deadline=deadline, seal=False, detected=detected
+            )
+            response.input_check.CopyFrom(_response(inner))
+        return response
+
+    async def _check(
+        self,
+        text: str,
+        direction: Direction,
+        *,
+        tenant: str,
+        deadline: Deadline | None,
+        restore_token: str = "",
+        seal: bool = True,
+        detected: Sequence[Finding] | None = None,
+    ) -> CheckOutcome:
+        started = time.perf_counter()
         outcome = await run_check(
-            request.text,
+            text,
             direction,
             self._deps,
-            tenant=_tenant(),
-            restore_token=request.restore_token,
+            tenant=tenant,
+            restore_token=restore_token,
             deadline=deadline,
+            seal=seal,
+            detected=detected,
         )
         decision = outcome.decision
         # Metadata only: the text, the matched values and the placeholder map never reach the logs.
@@ -115,29 +148,34 @@ class GuardServicer(guard_pb2_grpc.GuardServiceServicer):
                 "direction": direction.value,
                 "action": decision.action.name,
                 "finding_counts": counts,
-                "text_chars": chars,
+                "text_chars": len(text),
                 "latency_ms": latency_ms,
                 "review_id": outcome.review_id or None,
             },
         )
-        return guard_pb2.CheckResponse(
-            action=_ACTIONS[decision.action],
-            findings=[
-                guard_pb2.Finding(
-                    type=f.type,
-                    start=f.start,
-                    end=f.end,
-                    confidence=f.confidence,
-                    action=_ACTIONS[f.action],
-                    llm_verdict=_VERDICTS[f.llm_verdict],
-                )
-                for f in decision.findings
-            ],
-            redacted_text=decision.redacted_text,
-            restore_token=outcome.restore_token,
-            restored_text=outcome.restored_text,
-            review_id=outcome.review_id,
-        )
+        return outcome
+
+
+def _response(outcome: CheckOutcome) -> guard_pb2.CheckResponse:
+    decision = outcome.decision
+    return guard_pb2.CheckResponse(
+        action=_ACTIONS[decision.action],
+        findings=[
+            guard_pb2.Finding(
+                type=f.type,
+                start=f.start,
+                end=f.end,
+                confidence=f.confidence,
+                action=_ACTIONS[f.action],
+                llm_verdict=_VERDICTS[f.llm_verdict],
+            )
+            for f in decision.findings
+        ],
+        redacted_text=decision.redacted_text,
+        restore_token=outcome.restore_token,
+        restored_text=outcome.restored_text,
+        review_id=outcome.review_id,
+    )
 
 
 _STATUS_FILTER: Mapping[review_pb2.ReviewStatus, str | None] = MappingProxyType(

@@ -45,11 +45,21 @@ class MeshClients:
             raise self._map(exc, f"agent {agent}") from exc
 
     async def check(
-        self, text: str, direction: guard_pb2.Direction, *, tenant: str, deadline: Deadline, restore_token: str = ""
+        self,
+        text: str,
+        direction: guard_pb2.Direction,
+        *,
+        tenant: str,
+        deadline: Deadline,
+        restore_token: str = "",
+        check_as_input: bool = False,
     ) -> guard_pb2.CheckResponse:
+        """`check_as_input` (output only): the guard also checks the text passed on as input (`input_check`)."""
         try:
             verdict: guard_pb2.CheckResponse = await self._guard.Check(
-                guard_pb2.CheckRequest(text=text, direction=direction, restore_token=restore_token),
+                guard_pb2.CheckRequest(
+                    text=text, direction=direction, restore_token=restore_token, check_as_input=check_as_input
+                ),
                 metadata=self._channels.metadata("guard", tenant=tenant),
                 timeout=deadline.timeout(self._guard_timeout_s),
             )

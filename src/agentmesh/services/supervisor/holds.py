@@ -146,17 +146,25 @@ class RunHolds:
     async def claim_next(self, thread_id: uuid.UUID, *, history_limit: int, history_chars: int) -> RunRecord | None:
         """Start the thread's oldest queued run if no run before it is still going; it sees the thread as it is
         now (the answers of the runs before it). None when there is nothing to start."""
-        async with db_errors("queued run start"), self._pool.acquire() as conn, conn.transaction():
-            tenant = await conn.fetchval(LOCK_THREAD, thread_id)
+        async with db_errors("queued run start"), self._pool.acquire() as conn:
+            # Most runs end with nothing queued behind them: look first, outside a transaction (two round trips
+            # instead of four). The thread's lock, taken and let go at once, first waits out a run being created
+            # on the thread (it holds the lock until it commits), so the look sees it if it was queued.
+            await conn.fetchval(LOCK_THREAD, thread_id)
             head = await conn.fetchrow(SELECT_HEAD, thread_id)
-            if tenant is None or head is None or head["status"] != "queued":
+            if head is None or head["status"] != "queued":
                 return None
-            history = bound_history(
-                [dict(r) for r in await conn.fetch(SELECT_HISTORY, thread_id, history_limit)], history_chars
-            )
-            lease = self._new_lease()
-            await conn.execute(START_QUEUED, head["id"], json.dumps(history), lease, self._lease_s)
-            row = await conn.fetchrow(SELECT_RUN, head["id"], tenant)
+            async with conn.transaction():  # the look again, under the lock, then the start
+                tenant = await conn.fetchval(LOCK_THREAD, thread_id)
+                head = await conn.fetchrow(SELECT_HEAD, thread_id)
+                if tenant is None or head is None or head["status"] != "queued":
+                    return None
+                history = bound_history(
+                    [dict(r) for r in await conn.fetch(SELECT_HISTORY, thread_id, history_limit)], history_chars
+                )
+                lease = self._new_lease()
+                await conn.execute(START_QUEUED, head["id"], json.dumps(history), lease, self._lease_s)
+                row = await conn.fetchrow(SELECT_RUN, head["id"], tenant)
         assert row is not None
         return dataclasses.replace(run_from_row(row), lease=lease)
 

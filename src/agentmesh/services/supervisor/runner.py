@@ -25,14 +25,14 @@ from agentmesh.services.supervisor.health import GatewayHealth, offered
 from agentmesh.services.supervisor.holds import RunHolds
 from agentmesh.services.supervisor.observe import RunObserver
 from agentmesh.services.supervisor.router import FINISH, allowed_next, parse_route, router_system, routing_prompt
-from agentmesh.services.supervisor.steps import AgentBody, GuardBody, RouteBody, Screen, ToolRun, llm_call
+from agentmesh.services.supervisor.screening import GUARD, GuardScreens, guard_types
+from agentmesh.services.supervisor.steps import AgentBody, GuardBody, RouteBody, ToolRun, llm_call
 from agentmesh.services.supervisor.store import CheckpointStore, Event, RunRecord, StepRecord
 from agentmesh.settings import Settings
 from agentmesh.v1 import agent_pb2, guard_pb2, supervisor_pb2, usage_pb2
 
 log = logging.getLogger(__name__)
 
-GUARD = "guard"
 SUPERVISOR = "supervisor"
 _KIND = {
     "route": supervisor_pb2.STEP_KIND_ROUTE,
@@ -66,7 +66,7 @@ class Emitter:
 
     def __call__(self, **event: Any) -> supervisor_pb2.RunEvent:
         ev = supervisor_pb2.RunEvent(run_id=self.run_id, thread_id=self.thread_id, seq=self.seq, **event)
-        ev.time.GetCurrentTime()
+        ev.time.FromNanoseconds(time.time_ns())  # GetCurrentTime goes through a datetime: 3x the cost
         self.seq += 1
         return ev
 
@@ -105,10 +105,6 @@ def _usage(step: StepRecord) -> usage_pb2.Usage:
     return usage_pb2.Usage(input_tokens=step.input_tokens, output_tokens=step.output_tokens, llm_calls=step.llm_calls)
 
 
-def _guard_types(resp: guard_pb2.CheckResponse) -> list[str]:
-    return sorted({f.type for f in resp.findings})
-
-
 class RunExecutor:
     def __init__(
         self,
@@ -134,6 +130,7 @@ class RunExecutor:
         self._health = health
         self._budgets = budgets
         self._obs = observer or RunObserver()
+        self._screens = GuardScreens(mesh=mesh, observer=self._obs)
         self._holds = holds  # pauses for a person (None: no run ever pauses)
 
     async def _check_budget(self, tenant: str, *, fresh: bool = True) -> None:
@@ -171,13 +168,13 @@ class RunExecutor:
         self._obs.guard(guard_pb2.DIRECTION_INPUT, verdict)
         decision = em(
             guard_decision=supervisor_pb2.GuardDecision(
-                direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=_guard_types(verdict)
+                direction=guard_pb2.DIRECTION_INPUT, action=verdict.action, finding_types=guard_types(verdict)
             )
         )
         if verdict.action == guard_pb2.ACTION_BLOCK:
             yield decision
             err = PermissionDenied(
-                f"the guard blocked the input ({', '.join(_guard_types(verdict))})", reason="GUARD_BLOCKED_INPUT"
+                f"the guard blocked the input ({', '.join(guard_types(verdict))})", reason="GUARD_BLOCKED_INPUT"
             )
             yield em(error=supervisor_pb2.RunError(code=err.code.value[0], message=err.message, resumable=False))
             raise err
@@ -282,6 +279,9 @@ class RunExecutor:
         iterations = run.iterations
         # Set by this execution's guard step; a run resumed after that step shows the redacted answer.
         restored = ""
+        # The output check of this execution's latest agent step when its text passed unchanged, and so is
+        # the answer as the guard step would check it (see GuardScreens.answer).
+        answer_check: guard_pb2.CheckResponse | None = None
         while True:
             last = steps[-1].result if steps else None
             outputs = [(s.agent, s.result.output) for s in steps if isinstance(s.result, AgentBody)]
@@ -314,10 +314,10 @@ class RunExecutor:
                 if kind == "route":
                     step = await self._route(run, idx, outputs, iterations, tokens, deadline)
                 elif kind == "agent":
-                    step = await self._act(run, idx, agent, outputs, tokens, deadline)
+                    step, answer_check = await self._act(run, idx, agent, outputs, tokens, deadline)
                 else:
                     last_agent = next((s.result for s in reversed(steps) if isinstance(s.result, AgentBody)), None)
-                    step, restored = await self._check_answer(run, idx, last_agent, deadline)
+                    step, restored = await self._screens.answer(run, idx, last_agent, deadline, answer_check)
                 step = dataclasses.replace(step, duration_ms=int((time.monotonic() - started) * 1000))
                 observed(step)
             body = step.result
@@ -463,7 +463,8 @@ class RunExecutor:
 
     async def _act(
         self, run: RunRecord, idx: int, agent: str, outputs: list[tuple[str, str]], tokens: int, deadline: Deadline
-    ) -> StepRecord:
+    ) -> tuple[StepRecord, guard_pb2.CheckResponse | None]:
+        """The step, and its output check when that let the output through unchanged (ALLOW)."""
         context = [
             agent_pb2.ContextMessage(role=_ROLE.get(m["role"], agent_pb2.ROLE_USER), content=m["content"])
             for m in run.history
@@ -479,7 +480,7 @@ class RunExecutor:
         )
         resp = await self._mesh.act(agent, request, tenant=run.tenant_id, deadline=deadline)
         try:
-            output, screen = await self._screen(run, agent, resp.output, deadline)
+            output, screen, checked = await self._screens.output(run, agent, resp.output, deadline)
         except AgentMeshError as exc:
             # The agent's calls were paid for even if the guard could not be asked about their result.
             exc.metadata.update(
@@ -508,7 +509,7 @@ class RunExecutor:
             tools=tuple(ToolRun(t.name, t.executed) for t in resp.tool_calls),
             screen=screen,
         )
-        return StepRecord(
+        step = StepRecord(
             idx,
             "agent",
             agent,
@@ -518,71 +519,7 @@ class RunExecutor:
             resp.usage.llm_calls,
             resp.cost_usd,
         )
-
-    async def _screen(self, run: RunRecord, agent: str, raw: str, deadline: Deadline) -> tuple[str, Screen]:
-        """An agent's output as the client may see it (the output policy, as for the final answer), and what the
-        guard said. The shown text also feeds the next LLM calls, so it is checked for indirect prompt injection
-        (the input policy's prompt_injection rule): FLAG lets it through to the review queue, BLOCK stops the run.
-        The raw text is neither stored nor sent."""
-        verdict = await self._mesh.check(
-            raw, guard_pb2.DIRECTION_OUTPUT, tenant=run.tenant_id, deadline=deadline, restore_token=run.restore_token
-        )
-        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
-        types = tuple(_guard_types(verdict))
-        if verdict.action == guard_pb2.ACTION_BLOCK:
-            stop = f"the guard blocked the output of agent {agent} ({', '.join(types)})"
-            return "", Screen(int(verdict.action), types, stop_reason="GUARD_BLOCKED_OUTPUT", stop_message=stop)
-        shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else raw
-        injection = await self._mesh.check(shown, guard_pb2.DIRECTION_INPUT, tenant=run.tenant_id, deadline=deadline)
-        self._obs.guard(guard_pb2.DIRECTION_INPUT, injection)
-        action = max(
-            (int(f.action) for f in injection.findings if f.type == "prompt_injection"),
-            default=int(guard_pb2.ACTION_ALLOW),
-        )
-        if action < guard_pb2.ACTION_FLAG:
-            return shown, Screen(int(verdict.action), types)
-        log.warning(
-            "prompt injection in an agent output",
-            extra={
-                "run_id": str(run.id),
-                "agent": agent,
-                "action": guard_pb2.Action.Name(cast("guard_pb2.Action", action)),
-            },
-        )
-        if action == guard_pb2.ACTION_BLOCK:
-            stop = (
-                f"the guard found instructions planted in the output of agent {agent} (prompt_injection); "
-                "the run stopped before they reached another LLM call"
-            )
-            return "", Screen(int(verdict.action), types, action, "GUARD_BLOCKED_INJECTION", stop)
-        return shown, Screen(int(verdict.action), types, action)
-
-    async def _check_answer(
-        self, run: RunRecord, idx: int, last_agent: AgentBody | None, deadline: Deadline
-    ) -> tuple[StepRecord, str]:
-        """The guard's step, and the answer with the conversation's redacted values restored (in memory only)."""
-        # The answer is the last agent's output: the analyst (or executor) already wrote for the user, and a
-        # separate "summarise" LLM call would add cost and latency to every run. That output was screened when
-        # its step finished; this check finds anything left and puts the conversation's own values back.
-        answer = last_agent.output if last_agent is not None else ""
-        screened = last_agent.screen if last_agent is not None else None
-        verdict = await self._mesh.check(
-            answer,
-            guard_pb2.DIRECTION_OUTPUT,
-            tenant=run.tenant_id,
-            deadline=deadline,
-            restore_token=run.restore_token,
-        )
-        self._obs.guard(guard_pb2.DIRECTION_OUTPUT, verdict)
-        shown = verdict.redacted_text if verdict.action == guard_pb2.ACTION_REDACT else answer
-        # The answer's decision names what its step's check found too (Action values are ordered by strength).
-        body = GuardBody(
-            action=max(int(verdict.action), screened.action if screened else int(guard_pb2.ACTION_ALLOW)),
-            finding_types=tuple(sorted({*_guard_types(verdict), *(screened.finding_types if screened else ())})),
-            answer="" if verdict.action == guard_pb2.ACTION_BLOCK else shown,
-        )
-        restored = "" if verdict.action == guard_pb2.ACTION_BLOCK else verdict.restored_text
-        return StepRecord(idx, "guard", GUARD, body), restored
+        return step, checked
 
     @staticmethod
     def _request_with_history(run: RunRecord) -> str:

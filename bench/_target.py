@@ -65,9 +65,15 @@ async def local_mesh(extra_env: dict[str, str] | None = None) -> AsyncIterator[M
 
 def _start(data_dir: Path, dsn: str, extra_env: dict[str, str] | None) -> Mesh:
     try:
-        # Every simulated user shares the dev key, so the per-tenant and per-key limits (issue 12) would measure
-        # themselves, not the mesh: off unless a benchmark sets them.
-        limits_off = {"AGENTMESH_TENANT_MAX_CONCURRENT_RUNS": "0", "AGENTMESH_KEY_RATE_PER_S": "0"}
+        # Every simulated user shares the dev key, so the per-tenant and per-key limits and the daily budgets
+        # (issue 12) would measure themselves, not the mesh: off unless a benchmark sets them.
+        limits_off = {
+            "AGENTMESH_TENANT_MAX_CONCURRENT_RUNS": "0",
+            "AGENTMESH_KEY_RATE_PER_S": "0",
+            # One tenant's day of tokens (2M by default) is about a minute of this load.
+            "AGENTMESH_TENANT_DAILY_TOKENS": "0",
+            "AGENTMESH_TENANT_DAILY_USD": "0",
+        }
         return start_mesh(data_dir, dsn, extra_env={**limits_off, **(extra_env or {})})
     except StopIteration:  # a launcher that failed early printed no key or simulator line
         raise RuntimeError(

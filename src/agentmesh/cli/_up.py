@@ -302,6 +302,13 @@ async def run(args: argparse.Namespace) -> int:
             await launcher.wait_http(f"{settings.sim_url}/_sim/stats", sim)
             provider_url = env["ANTHROPIC_BASE_URL"] = settings.sim_url
             _say(f"simulator ready on {settings.sim_url}")
+            # The simulator's tokens cost nothing, and a load test spends a tenant's default day (2M tokens) in
+            # about a minute: no daily budget here unless one is set (they guard real money, with an API key).
+            unset = [f for f in ("tenant_daily_tokens", "tenant_daily_usd") if f not in settings.model_fields_set]
+            for field_name in unset:
+                env[f"AGENTMESH_{field_name.upper()}"] = "0"
+            if unset:
+                _say("budgets: no daily token or USD limit against the simulator (set AGENTMESH_TENANT_DAILY_*)")
         else:
             _say(f"LLM: Anthropic API, model {settings.model}")
         egress = llm_egress(settings, provider_url=provider_url)

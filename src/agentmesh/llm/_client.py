@@ -168,11 +168,15 @@ class LLMClient:
             ceiling = min(ceiling, settings.llm_mesh_concurrency)
         # With Redis, one limit for every process on the provider key (learned from 429s, see _mesh_limit.py);
         # this process's own AIMD limit otherwise, and while Redis is unreachable.
-        self._limiter = make_limiter(settings, AIMDLimiter(max_limit=ceiling), clock=clock)
+        self._fair = FairTurn()
+        # At most two slots are kept for the next callers in line (between two turns), never a queue's worth:
+        # a caller in line may yet wait for the rate buckets, and a kept slot is one the provider does not use.
+        self._limiter = make_limiter(
+            settings, AIMDLimiter(max_limit=ceiling), clock=clock, queued=lambda: min(2, self._fair.queued)
+        )
         # Per-minute buckets, learned from the provider's headers (this process's own, or the mesh's in Redis):
         # this paces the rate, the limiter the concurrency; the turn admits tenants round-robin to both.
         self._pacer = make_budget(settings, clock=clock)
-        self._fair = FairTurn()
         self._rng = rng or random.Random()
         self._clock = clock  # latencies and the breaker's wait; deadlines are on time.monotonic(), as gRPC's are
         self._on_breaker_change = on_breaker_change

@@ -29,6 +29,11 @@ class FairTurn:
         """Tenants with a waiter, in the order their turns come."""
 
     @property
+    def queued(self) -> int:
+        """Calls waiting for the turn, all tenants together."""
+        return sum(len(q) for q in self._queues.values())
+
+    @property
     def waiting(self) -> dict[str, int]:
         """Calls waiting for the turn, by tenant."""
         return {tenant: len(q) for tenant, q in self._queues.items()}

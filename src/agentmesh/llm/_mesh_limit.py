@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -53,6 +54,8 @@ _QUIET_MIN_S = 2.0
 _QUIET_MAX_S = 60.0
 _WAIT_S = 0.25
 """Longest a waiting process blocks for a wake before it asks again (a lost wake costs this, at most)."""
+_SPARE_S = 0.05
+"""How long a slot kept for a caller on its way waits for it before it is given back."""
 _WAITING_TTL_S = 1.0
 """How long a registration as waiting lasts in Redis; a waiting process renews it each time it asks."""
 _OP_TIMEOUT_S = 0.5
@@ -158,6 +161,7 @@ class MeshLimiter:
         clock: Callable[[], float],
         lease_margin_s: float = _LEASE_MARGIN_S,
         reask_s: float = _WAIT_S,
+        queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self._redis = client
         self._keys = [f"{prefix}:concurrency", f"{prefix}:leases", f"{prefix}:waiting"]
@@ -167,6 +171,10 @@ class MeshLimiter:
         self._ceiling = ceiling
         self._lease_ttl_s = lease_ttl_s + lease_margin_s
         self._reask_s = reask_s
+        self._queued = queued
+        """Callers queued here before they ask for a slot (their tenant's turn): demand a release should keep."""
+        self._spare: deque[Permit] = deque()
+        """Slots kept for callers on their way (queued for their turn when one was granted): taken at once."""
         self._clock = clock
         self._settle = client.register_script(SETTLE)
         self._waiters: deque[asyncio.Future[Permit]] = deque()
@@ -219,10 +227,15 @@ class MeshLimiter:
         return sum(not f.done() for f in self._waiters) + self._local.waiting
 
     def try_acquire(self) -> Permit | None:
-        # A mesh-wide slot takes a round trip: only the local limiter can answer without waiting.
+        # A mesh-wide slot takes a round trip: only a spare one, or the local limiter, can answer without waiting.
+        if self._spare:
+            return dataclasses.replace(self._spare.popleft(), granted_at=self._clock())
         return None if self.shared else self._local.try_acquire()
 
     async def acquire(self) -> Permit:
+        spare = self.try_acquire() if self._spare else None
+        if spare is not None:
+            return spare
         if not self.shared:
             return await self._local.acquire()
         waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
@@ -269,6 +282,9 @@ class MeshLimiter:
             while self._waiters and self._waiters[0].done():  # cancelled while queued
                 self._waiters.popleft()
             if not self._waiters and not self._released:
+                if self._spare:
+                    # Kept for callers on their way: if none has come for it within a moment, give it back.
+                    asyncio.get_running_loop().call_later(_SPARE_S, self._drop_spares)
                 return
             if self._clock() < self._full_until and not self._released:
                 # A slot comes back when one of ours ends (release sets the event) or another process frees one
@@ -283,7 +299,10 @@ class MeshLimiter:
                     self._full_until = 0.0
                 continue
             released, self._released = self._released, []
-            want = min(len(self._waiters), max(0, self._per_process - self._in_flight))
+            # Callers still queued for their turn count too: a slot freed between two turns stays here (spare)
+            # instead of going to another process while the next caller of ours is on its way.
+            demand = len(self._waiters) + max(0, self._queued() - len(self._spare))
+            want = min(demand, max(0, self._per_process - self._in_flight))
             try:
                 reply = await self._call(released, want)
             except (RedisError, OSError, TimeoutError) as exc:
@@ -319,7 +338,16 @@ class MeshLimiter:
             if not waiter.done():
                 waiter.set_result(permit)
                 return
-        self.release(permit, Outcome.NEUTRAL)  # everyone who wanted it left meanwhile
+        if self._queued() > len(self._spare):
+            self._spare.append(permit)  # for a caller on its way (queued for its turn)
+        else:
+            self.release(permit, Outcome.NEUTRAL)  # everyone who wanted it left meanwhile
+
+    def _drop_spares(self) -> None:
+        if self._waiters or self._queued() >= len(self._spare):
+            return  # still wanted (or the admitter runs again and will look)
+        while self._spare and len(self._spare) > self._queued():
+            self.release(self._spare.pop(), Outcome.NEUTRAL)
 
     async def _call(self, released: list[tuple[str, str, str, str]], want: int) -> Any:
         args: list[Any] = [

@@ -412,8 +412,11 @@ _MESH_CEILING = 1024
 """The mesh-wide limit's ceiling when no operator cap is set: high enough that only the provider's 429s bound it."""
 
 
-def make_limiter(settings: Settings, local: AIMDLimiter, *, clock: Callable[[], float]) -> AIMDLimiter | MeshLimiter:
-    """The mesh-wide concurrency limit when AGENTMESH_REDIS_URL is set, else `local` (this process's own)."""
+def make_limiter(
+    settings: Settings, local: AIMDLimiter, *, clock: Callable[[], float], queued: Callable[[], int] = lambda: 0
+) -> AIMDLimiter | MeshLimiter:
+    """The mesh-wide concurrency limit when AGENTMESH_REDIS_URL is set, else `local` (this process's own).
+    `queued`: callers in line before the limiter (see MeshLimiter)."""
     if not settings.redis_url:
         return local
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
@@ -425,4 +428,5 @@ def make_limiter(settings: Settings, local: AIMDLimiter, *, clock: Callable[[], 
         ceiling=settings.llm_mesh_concurrency or _MESH_CEILING,
         lease_ttl_s=settings.llm_timeout_s,
         clock=clock,
+        queued=queued,
     )

@@ -67,10 +67,11 @@ _LEASE_MARGIN_S = 30.0
 _OUTCOME = {Outcome.SUCCESS: "ok", Outcome.RATE_LIMITED: "limited", Outcome.AT_CAPACITY: "", Outcome.NEUTRAL: ""}
 
 # KEYS: the state hash (limit, slow, last429, lat), the leases' sorted set (member: lease id, score: expiry), the
-# waiting processes' sorted set (member: process id, score: when its registration lapses).
+# waiting processes' sorted set (member: process id, score: when its registration lapses), and a hash of when
+# each waiting process's head-of-line caller began to wait.
 # ARGV: ceiling, initial, slow-start step, quiet rtts, quiet min s, quiet max s, lease ttl s, key ttl ms,
 #       lease prefix, leases wanted, process id, wake-list prefix, waiting ttl s,
-#       releases n, then per release: lease, outcome (ok|limited|''), busy, latency s.
+#       releases n, head-of-line wait s (-1: none), then per release: lease, outcome (ok|limited|''), busy, latency s.
 # The wake lists (prefix .. process id) share the keys' hash tag, so they live in the same Cluster slot.
 SETTLE = """
 local t = redis.call('TIME')
@@ -84,7 +85,7 @@ local lat = tonumber(h[4]) or 0
 local decreased = 0
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 for r = 0, tonumber(ARGV[14]) - 1 do
-  local b = 15 + r * 4
+  local b = 16 + r * 4
   redis.call('ZREM', KEYS[2], ARGV[b])
   local outcome = ARGV[b + 1]
   if outcome == 'limited' then
@@ -108,39 +109,57 @@ end
 limit = math.min(limit, ceiling)
 local cap = math.floor(limit)
 local n = redis.call('ZCARD', KEYS[2])
+local me = ARGV[11]
+local ttl = tonumber(ARGV[7])
+-- Waiting processes and how long the caller at the head of each has waited (KEYS[4]: process -> since).
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local others = {}
+for _, p in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if p ~= me then others[#others + 1] = {p, tonumber(redis.call('HGET', KEYS[4], p)) or now} end
+end
+table.sort(others, function(a, b) return a[2] < b[2] end)
+local waited = tonumber(ARGV[15])
+local mine = (waited >= 0) and (now - waited) or math.huge
 local ids, busy = {}, {}
 local want = tonumber(ARGV[10])
-for i = 1, want do
-  if n >= cap then break end
-  local id = ARGV[9] .. ':' .. i
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), id)
-  n = n + 1
-  ids[#ids + 1] = id
-  busy[#busy + 1] = (n >= cap) and 1 or 0
+local k, handed = 1, 0
+-- Each free slot goes to the caller that has waited longest, here or in another process (handed to it
+-- directly: a lease id pushed onto its wake list); callers of ours beyond the head count as just arrived.
+while n < cap do
+  local other = others[k]
+  if other and other[2] < mine then
+    handed = handed + 1
+    local id = ARGV[9] .. ':h' .. handed
+    redis.call('ZADD', KEYS[2], now + ttl, id)
+    local wake = ARGV[12] .. other[1]
+    redis.call('RPUSH', wake, id)
+    redis.call('PEXPIRE', wake, 10000)
+    redis.call('ZREM', KEYS[3], other[1])
+    k = k + 1
+    n = n + 1
+  elseif #ids < want then
+    local id = ARGV[9] .. ':' .. (#ids + 1)
+    redis.call('ZADD', KEYS[2], now + ttl, id)
+    n = n + 1
+    ids[#ids + 1] = id
+    busy[#busy + 1] = (n >= cap) and 1 or 0
+    mine = now
+  else
+    break
+  end
 end
-local me = ARGV[11]
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if #ids < want or (want > 0 and n >= cap) then
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[13]), me)
+  redis.call('HSET', KEYS[4], me, (waited >= 0 and #ids == 0) and (now - waited) or now)
 else
   redis.call('ZREM', KEYS[3], me)
-end
-if n < cap then
-  -- Slots are free and others wait: wake the longest-waiting ones (a process that could take none is one).
-  for _, other in ipairs(redis.call('ZRANGE', KEYS[3], 0, cap - n - 1)) do
-    if other ~= me then
-      local wake = ARGV[12] .. other
-      redis.call('LPUSH', wake, '1')
-      redis.call('LTRIM', wake, 0, 0)
-      redis.call('PEXPIRE', wake, 10000)
-      redis.call('ZREM', KEYS[3], other)
-    end
-  end
+  redis.call('HDEL', KEYS[4], me)
 end
 redis.call('HSET', KEYS[1], 'limit', limit, 'slow', slow, 'last429', last429, 'lat', lat)
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
+redis.call('PEXPIRE', KEYS[4], ARGV[8])
 return {tostring(limit), n, decreased, ids, busy}
 """
 
@@ -164,7 +183,7 @@ class MeshLimiter:
         queued: Callable[[], int] = lambda: 0,
     ) -> None:
         self._redis = client
-        self._keys = [f"{prefix}:concurrency", f"{prefix}:leases", f"{prefix}:waiting"]
+        self._keys = [f"{prefix}:concurrency", f"{prefix}:leases", f"{prefix}:waiting", f"{prefix}:heads"]
         self._wake_prefix = f"{prefix}:wake:"
         self._local = local
         self._per_process = per_process
@@ -178,6 +197,8 @@ class MeshLimiter:
         self._clock = clock
         self._settle = client.register_script(SETTLE)
         self._waiters: deque[asyncio.Future[Permit]] = deque()
+        self._since: dict[asyncio.Future[Permit], float] = {}
+        """When each waiter began to wait: the head's age decides who gets a freed slot, mesh-wide."""
         self._released: list[tuple[str, str, str, str]] = []
         self._wake = asyncio.Event()
         self._full_until = 0.0
@@ -240,6 +261,7 @@ class MeshLimiter:
             return await self._local.acquire()
         waiter: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._since[waiter] = self._clock()
         self._kick()
         try:
             return await waiter
@@ -250,6 +272,8 @@ class MeshLimiter:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
             raise
+        finally:
+            self._since.pop(waiter, None)
 
     def release(self, permit: Permit, outcome: Outcome) -> None:
         if not permit.lease:
@@ -280,7 +304,7 @@ class MeshLimiter:
     async def _admit(self) -> None:
         while True:
             while self._waiters and self._waiters[0].done():  # cancelled while queued
-                self._waiters.popleft()
+                self._since.pop(self._waiters.popleft(), None)
             if not self._waiters and not self._released:
                 if self._spare:
                     # Kept for callers on their way: if none has come for it within a moment, give it back.
@@ -316,25 +340,43 @@ class MeshLimiter:
             # Full, as the script registered us: not all granted, or the last grant took the last slot.
             if len(ids) < want or (want > 0 and busy[-1]):
                 self._full_until = self._clock() + _WAITING_TTL_S
+                if self._listener is None or self._listener.done():  # registered: slots may be handed to us
+                    self._listener = asyncio.get_running_loop().create_task(self._listen())
             else:
                 self._full_until = 0.0
 
+    def _head_waited(self) -> float:
+        """How long the first caller still waiting here has waited (-1: nobody waits)."""
+        for waiter in self._waiters:
+            if not waiter.done() and waiter in self._since:
+                return max(0.0, self._clock() - self._since[waiter])
+        return -1.0
+
     async def _listen(self) -> None:
-        """Block on this process's wake list while callers wait here; each wake sets the admitter's event."""
-        while self._waiters:
-            try:
-                woken = await self._redis.blpop([self._wake_key], timeout=min(self._reask_s, _WAIT_S))
-            except (RedisError, OSError, TimeoutError):
-                return  # the admitter's own timeout asks again; its calls notice an outage
-            if woken:
-                self._full_until = 0.0
-                self._wake.set()
+        """While this process is registered as waiting, take the slots other processes hand it (lease ids pushed
+        onto its wake list): each goes to the caller at the head here, or back if nobody waits any more."""
+        try:
+            while self._waiters or self._clock() < self._full_until:
+                handed = await self._redis.blpop([self._wake_key], timeout=min(self._reask_s, _WAIT_S))
+                if handed:
+                    self._take(handed[1])
+            # Registered no longer: anything handed meanwhile goes back at once.
+            for lease in await self._redis.lpop(self._wake_key, 64) or ():
+                self._take(lease)
+        except (RedisError, OSError, TimeoutError):
+            return  # the admitter's own timeout asks again; its calls notice an outage; handed leases expire
+
+    def _take(self, lease: object) -> None:
+        self._full_until = 0.0
+        self._grant(lease.decode() if isinstance(lease, bytes) else str(lease), True)
+        self._wake.set()
 
     def _grant(self, lease: str, busy: bool) -> None:
         permit = Permit(epoch=0, waited=True, busy=busy, lease=lease, granted_at=self._clock())
         self._in_flight += 1
         while self._waiters:
             waiter = self._waiters.popleft()
+            self._since.pop(waiter, None)
             if not waiter.done():
                 waiter.set_result(permit)
                 return
@@ -365,6 +407,7 @@ class MeshLimiter:
             self._wake_prefix,
             _WAITING_TTL_S,
             len(released),
+            self._head_waited(),
         ]
         for item in released:
             args.extend(item)
@@ -382,6 +425,7 @@ class MeshLimiter:
         self.fallbacks += 1
         # Whoever waits here now waits for this process's own limiter instead.
         waiters, self._waiters = self._waiters, deque()
+        self._since.clear()
         for waiter in waiters:
             if not waiter.done():
                 task = asyncio.get_running_loop().create_task(self._local.acquire())

@@ -98,3 +98,27 @@ def test_an_operator_cap_paces_without_any_header() -> None:
     pacer = Pacer(clock=Clock(), max_requests_per_minute=120)  # 2 a second, 2 at once
     waits = [pacer.reserve(chars=0, max_tokens=0).wait_s for _ in range(4)]
     assert waits[0] == 0.0 and waits[-1] == pytest.approx(1.0, abs=0.3)
+
+
+def test_a_bucket_the_answers_stop_mentioning_is_forgotten() -> None:
+    # The provider (or the way to it) stops sending one bucket's headers: after 20 successful answers in a row
+    # without them the mirror is dropped, rather than pacing calls to a rate nobody enforces any more.
+    clock = Clock()
+    pacer = learned(clock, "requests", 600, 599)
+    for _ in range(19):
+        r = pacer.reserve(chars=0, max_tokens=0)
+        pacer.sent(r)
+        pacer.observe(r, {}, input_tokens=10, output_tokens=5)
+    assert pacer.limits() == {"requests": 600}
+    # A mention resets the count; a failed attempt (no usage) is no evidence either way.
+    r = pacer.reserve(chars=0, max_tokens=0)
+    pacer.observe(r, headers("requests", 600, 590), input_tokens=10, output_tokens=5)
+    for _ in range(19):
+        r = pacer.reserve(chars=0, max_tokens=0)
+        pacer.observe(r, {}, input_tokens=10, output_tokens=5)
+        pacer.observe(pacer.reserve(chars=0, max_tokens=0), {})
+    assert pacer.limits() == {"requests": 600}
+    r = pacer.reserve(chars=0, max_tokens=0)
+    pacer.observe(r, {}, input_tokens=10, output_tokens=5)
+    assert pacer.limits() == {}
+    assert pacer.reserve(chars=0, max_tokens=0).wait_s == 0

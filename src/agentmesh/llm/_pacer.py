@@ -48,6 +48,9 @@ _SHARE_MIN = 0.05
 _SHARE_DECREASE = 0.75
 _SHARE_INCREASE = 0.01
 _TOKENS_PER_CHAR = 0.25
+_FORGET_AFTER = 20
+"""Successful answers in a row without a bucket's headers after which it is forgotten: the provider (or the way
+to it) no longer limits by it, and a stale mirror would pace calls to a rate nobody enforces."""
 """First guess of input tokens per character of the request's JSON, until responses report real counts."""
 
 
@@ -65,6 +68,8 @@ class _Bucket:
     """A mirror of a provider's bucket (learned with a delay: it keeps a reserve); False: our own, exact."""
     spent: float = 0.0
     """What this process has reserved in total (less refunds): tells how much it sent after a given response."""
+    unmentioned: int = 0
+    """Answers in a row that said nothing of this bucket (see _FORGET_AFTER)."""
 
     @property
     def reserve(self) -> float:
@@ -266,6 +271,10 @@ class Pacer:
                 refund = max(0.0, min(cost, bucket.capacity) - output_tokens)
                 bucket.level = min(bucket.capacity, bucket.level + refund)
             if seen is None:
+                if bucket is not None and output_tokens is not None:
+                    bucket.unmentioned += 1
+                    if bucket.unmentioned >= _FORGET_AFTER:
+                        del self._buckets[name]
                 continue
             seen_any = True
             limit, remaining, reset_s = seen
@@ -277,6 +286,7 @@ class Pacer:
                 bucket = self._buckets[name] = _Bucket(limit, float(limit), float(remaining), now)
                 _learn_capacity(bucket, remaining, charged, reset_s)
                 continue
+            bucket.unmentioned = 0
             self._refill(name, bucket, now)
             _learn_capacity(bucket, remaining, charged, reset_s)
             sent_since = bucket.spent - reservation.spent_at.get(name, bucket.spent)

@@ -12,7 +12,7 @@ flight in one Redis sorted set, under one learned limit:
   exactly one (a burst of k refusals by k), with no halving to win back;
 - **probing:** the limit grows again (about one per round trip, while every slot is in use) only after a quiet
   spell with no 429, `_QUIET_RTTS` round trips of the calls' own latency: at the provider's cap, one probe
-  costs one 429 per quiet spell (about 1 call in 300 at C=20, L=200 ms) and a raised cap is found within it.
+  costs one 429 per quiet spell (about 1 call in 1,000 at C=20, L=200 ms) and a raised cap is found within it.
 
 Each admission, release and outcome is one atomic Lua script on Redis's clock; a release that has callers
 waiting here takes a new lease in the same script, so a freed slot passes on within one round trip. A process
@@ -49,9 +49,11 @@ _INITIAL = 4.0
 _SLOW_START_STEP = 0.25
 """Added per successful call while every slot is in use, before the first 429: x1.25 per round trip (the
 overshoot when the cap is found is then a quarter of it, at most)."""
-_QUIET_RTTS = 15.0
-_QUIET_MIN_S = 2.0
-_QUIET_MAX_S = 60.0
+_QUIET_RTTS = 50.0
+_QUIET_MIN_S = 5.0
+_QUIET_MAX_S = 120.0
+"""The quiet spell before probing: a probe costs the call it refuses a retry-after wait (a second, often), so
+at 5 calls a run 1 run in ~70 met one at 15 round trips and a small tenant's p99 grew by it; at 50, ~1 in 200."""
 _WAIT_S = 0.25
 """Longest a waiting process blocks for a wake before it asks again (a lost wake costs this, at most)."""
 _SPARE_S = 0.05

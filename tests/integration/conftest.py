@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
 from tests.mesh import Mesh, start_mesh, stop_mesh
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A Redis key prefix of this test's own on the machine's Redis (skipped without one); its keys are deleted
+    afterwards."""
+    r = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await r.ping()
+    except OSError as exc:
+        await r.aclose()
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    name = f"agentmesh-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        keys = [k async for k in r.scan_iter(match=f"{name}*")]
+        if keys:
+            await r.delete(*keys)
+        await r.aclose()
 
 
 @pytest.fixture(scope="module")

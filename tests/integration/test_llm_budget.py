@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,29 +17,10 @@ from agentmesh.llm import LLMClient
 from agentmesh.llm._shared import SharedBudget
 from agentmesh.settings import Settings
 from agentmesh.telemetry._metrics import LLMStatsCollector
+from tests.integration.conftest import REDIS_URL
 from tests.simctl import put_faults, sim_stats
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    r = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await r.ping()
-    except OSError as exc:
-        await r.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    name = f"agentmesh-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{name}:*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
 
 
 def client(sim: str, **overrides: Any) -> LLMClient:
@@ -55,9 +34,9 @@ def client(sim: str, **overrides: Any) -> LLMClient:
     return LLMClient(settings=Settings(**{**base, **overrides}))
 
 
-async def bucket_limits(r: aioredis.Redis, prefix: str) -> dict[str, bytes]:
+async def bucket_limits(r: aioredis.Redis, redis_prefix: str) -> dict[str, bytes]:
     """Each per-minute bucket's learned limit (the mesh-wide concurrency limit's keys sit beside them)."""
-    keys = [k.decode() async for k in r.scan_iter(match=f"{prefix}:*")]
+    keys = [k.decode() async for k in r.scan_iter(match=f"{redis_prefix}:*")]
     buckets = [
         k for k in keys if k.rsplit(":", 1)[1] in ("requests", "input-tokens", "output-tokens", "operator-requests")
     ]
@@ -72,11 +51,11 @@ async def burst(llm: LLMClient, callers: int, calls_each: int) -> None:
     await asyncio.gather(*(caller() for _ in range(callers)))
 
 
-async def test_two_processes_share_one_budget_in_redis(sim_url: str, prefix: str) -> None:
+async def test_two_processes_share_one_budget_in_redis(sim_url: str, redis_prefix: str) -> None:
     # 2,400 RPM in a 1 s window: 40 at once, then 40 a second. Two clients, 20 callers each, 160 calls.
     await put_faults(sim_url, rpm=2400, rate_window_s=1, latency_ms=20)
-    a = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix)
-    b = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix)
+    a = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
+    b = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix)
     started = time.monotonic()
     await asyncio.gather(burst(a, 20, 4), burst(b, 20, 4))
     elapsed = time.monotonic() - started
@@ -90,17 +69,17 @@ async def test_two_processes_share_one_budget_in_redis(sim_url: str, prefix: str
     assert isinstance(a.pacer, SharedBudget) and a.stats.budget_fallbacks == b.stats.budget_fallbacks == 0
     # One bucket for both, in Redis, learned from the headers.
     r = aioredis.Redis.from_url(REDIS_URL)
-    limits = await bucket_limits(r, prefix)
+    limits = await bucket_limits(r, redis_prefix)
     await r.aclose()
     assert limits == {"requests": b"2400"}, limits
 
 
 async def test_calls_go_on_per_process_when_redis_is_down(
-    sim_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+    sim_url: str, redis_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Nothing listens on port 1: every admission falls back to this process's own pacer, which still paces.
     await put_faults(sim_url, rpm=1200, rate_window_s=1, latency_ms=20)
-    llm = client(sim_url, redis_url="redis://127.0.0.1:1/0", redis_key_prefix=prefix)
+    llm = client(sim_url, redis_url="redis://127.0.0.1:1/0", redis_key_prefix=redis_prefix)
     with caplog.at_level(logging.WARNING, logger="agentmesh.llm._shared"):
         await burst(llm, 10, 3)
     await llm.close()
@@ -117,17 +96,17 @@ async def test_calls_go_on_per_process_when_redis_is_down(
     assert registry.get_sample_value("agentmesh_llm_budget_fallbacks_total", labels) == llm.stats.budget_fallbacks
 
 
-async def test_an_operator_cap_is_the_meshs_under_a_shared_budget(sim_url: str, prefix: str) -> None:
+async def test_an_operator_cap_is_the_meshs_under_a_shared_budget(sim_url: str, redis_prefix: str) -> None:
     # The provider allows far more than the operator's 600 per minute (10 a second, 10 at once). Two clients
     # with 15 calls each: per process, 10 of each would go at once; shared, 10 in all, so at least 20 wait.
     await put_faults(sim_url, rpm=60_000)
-    a = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix, llm_max_requests_per_minute=600)
-    b = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=prefix, llm_max_requests_per_minute=600)
+    a = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix, llm_max_requests_per_minute=600)
+    b = client(sim_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix, llm_max_requests_per_minute=600)
     await asyncio.gather(burst(a, 15, 1), burst(b, 15, 1))
     await a.close()
     await b.close()
     assert a.stats.paced + b.stats.paced >= 18, (a.stats.paced, b.stats.paced)
     r = aioredis.Redis.from_url(REDIS_URL)
-    limits = await bucket_limits(r, prefix)
+    limits = await bucket_limits(r, redis_prefix)
     await r.aclose()
     assert limits == {"operator-requests": b"600", "requests": b"60000"}, limits

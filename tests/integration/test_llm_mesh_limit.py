@@ -6,43 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
-import redis.asyncio as aioredis
 
 from agentmesh.llm import AIMDLimiter, LLMClient, Outcome
 from agentmesh.llm._mesh_limit import MeshLimiter
 from agentmesh.settings import Settings
+from tests.integration.conftest import REDIS_URL
 from tests.simctl import put_faults, sim_stats
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    r = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await r.ping()
-    except OSError as exc:
-        await r.aclose()
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    name = f"agentmesh-test-{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        keys = [k async for k in r.scan_iter(match=f"{name}*")]
-        if keys:
-            await r.delete(*keys)
-        await r.aclose()
-
-
-def limiter(prefix: str, **overrides: Any) -> MeshLimiter:
+def limiter(redis_prefix: str, **overrides: Any) -> MeshLimiter:
     kwargs: dict[str, Any] = {
-        "prefix": prefix,
+        "prefix": redis_prefix,
         "local": AIMDLimiter(max_limit=30),
         "per_process": 30,
         "ceiling": 1024,
@@ -53,7 +30,7 @@ def limiter(prefix: str, **overrides: Any) -> MeshLimiter:
     return MeshLimiter.from_url(REDIS_URL, **kwargs)
 
 
-def client(sim: str, prefix: str) -> LLMClient:
+def client(sim: str, redis_prefix: str) -> LLMClient:
     return LLMClient(
         settings=Settings(
             anthropic_base_url=sim,
@@ -62,17 +39,17 @@ def client(sim: str, prefix: str) -> LLMClient:
             llm_timeout_s=10.0,
             llm_jitter_ms=0,
             redis_url=REDIS_URL,
-            redis_key_prefix=prefix,
+            redis_key_prefix=redis_prefix,
         )
     )
 
 
-async def test_two_processes_learn_the_providers_cap_together(sim_url: str, prefix: str) -> None:
+async def test_two_processes_learn_the_providers_cap_together(sim_url: str, redis_prefix: str) -> None:
     # The provider admits 6 calls at once, 100 ms each; two clients (two processes) with 30 callers between them.
     # Each on its own would start at its ceiling (30) and halve on 429s; sharing one limit they slow-start to
     # the cap, and a 429 takes exactly one slot away.
     await put_faults(sim_url, max_concurrency=6, latency_ms=100, retry_after_s=0.1)
-    a, b = client(sim_url, prefix), client(sim_url, prefix)
+    a, b = client(sim_url, redis_prefix), client(sim_url, redis_prefix)
 
     async def caller(llm: LLMClient) -> None:
         for _ in range(6):
@@ -91,8 +68,8 @@ async def test_two_processes_learn_the_providers_cap_together(sim_url: str, pref
     assert ok / elapsed >= 30, ok / elapsed
 
 
-async def test_a_429_takes_exactly_one_slot_away(prefix: str) -> None:
-    lim = limiter(prefix)
+async def test_a_429_takes_exactly_one_slot_away(redis_prefix: str) -> None:
+    lim = limiter(redis_prefix)
     try:
         held = [await asyncio.wait_for(lim.acquire(), 2) for _ in range(4)]  # slow start begins at 4
         fifth = asyncio.create_task(lim.acquire())
@@ -110,9 +87,9 @@ async def test_a_429_takes_exactly_one_slot_away(prefix: str) -> None:
         await lim.aclose()
 
 
-async def test_a_process_waiting_is_woken_when_another_frees_a_slot(prefix: str) -> None:
+async def test_a_process_waiting_is_woken_when_another_frees_a_slot(redis_prefix: str) -> None:
     # b would ask again only after 0.9 s on its own (its registration as waiting lasts 1 s).
-    a, b = limiter(prefix), limiter(prefix, reask_s=0.9)
+    a, b = limiter(redis_prefix), limiter(redis_prefix, reask_s=0.9)
     try:
         held = [await asyncio.wait_for(a.acquire(), 2) for _ in range(4)]
         waiting = asyncio.create_task(b.acquire())
@@ -131,9 +108,9 @@ async def test_a_process_waiting_is_woken_when_another_frees_a_slot(prefix: str)
         await b.aclose()
 
 
-async def test_the_slots_of_a_process_that_died_come_back(prefix: str) -> None:
+async def test_the_slots_of_a_process_that_died_come_back(redis_prefix: str) -> None:
     # Leases last the call's timeout and a margin: here 0.5 s in all.
-    dead, alive = limiter(prefix, lease_ttl_s=0.5, lease_margin_s=0.0), limiter(prefix)
+    dead, alive = limiter(redis_prefix, lease_ttl_s=0.5, lease_margin_s=0.0), limiter(redis_prefix)
     try:
         for _ in range(4):
             await asyncio.wait_for(dead.acquire(), 2)  # never released: its process "died" mid-call
@@ -146,10 +123,10 @@ async def test_the_slots_of_a_process_that_died_come_back(prefix: str) -> None:
         await alive.aclose()
 
 
-async def test_redis_down_falls_back_to_this_processs_own_limit(prefix: str) -> None:
+async def test_redis_down_falls_back_to_this_processs_own_limit(redis_prefix: str) -> None:
     lim = MeshLimiter.from_url(
         "redis://127.0.0.1:1/0",  # nothing listens there
-        prefix=prefix,
+        prefix=redis_prefix,
         local=AIMDLimiter(max_limit=3),
         per_process=30,
         ceiling=1024,

@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 
 from agentmesh.llm._limiter import AIMDLimiter, Outcome, Permit
 
-__all__ = ["MeshLimiter"]
+__all__ = ["MeshLimiter", "redis_client"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,13 @@ return {tostring(limit), n, decreased, ids, busy}
 """
 
 
+def redis_client(url: str) -> aioredis.Redis:
+    """The mesh-wide budget's client: every call bounded, so a slow Redis means a fallback, not a stall."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=_OP_TIMEOUT_S, socket_connect_timeout=_OP_TIMEOUT_S, health_check_interval=30
+    )
+
+
 class MeshLimiter:
     """The `AIMDLimiter` interface (try_acquire, acquire, release and its gauges) over one limit in Redis, for
     every process sharing the provider key (`prefix`); `local` serves while Redis cannot."""
@@ -221,10 +228,7 @@ class MeshLimiter:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> MeshLimiter:
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=_OP_TIMEOUT_S, socket_connect_timeout=_OP_TIMEOUT_S, health_check_interval=30
-        )
-        return cls(client=client, **kwargs)
+        return cls(client=redis_client(url), **kwargs)
 
     # --- the AIMDLimiter interface -------------------------------------------------------------
 

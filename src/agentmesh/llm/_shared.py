@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from agentmesh.errors import DeadlineExceeded
 from agentmesh.llm._limiter import AIMDLimiter
-from agentmesh.llm._mesh_limit import MeshLimiter
+from agentmesh.llm._mesh_limit import MeshLimiter, redis_client
 from agentmesh.llm._pacer import _RESERVE, _RESERVE_S, FAMILIES, Pacer, Reservation, _read, request_chars
 from agentmesh.settings import Settings
 
@@ -238,10 +238,7 @@ class SharedBudget:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> SharedBudget:
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=_OP_TIMEOUT_S, socket_connect_timeout=_OP_TIMEOUT_S, health_check_interval=30
-        )
-        return cls(client=client, **kwargs)
+        return cls(client=redis_client(url), **kwargs)
 
     @property
     def share(self) -> float:

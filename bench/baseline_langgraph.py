@@ -119,7 +119,7 @@ def build_graph(create: LLMCall, checkpointer: Any) -> Any:
 
 @contextlib.asynccontextmanager
 async def open_checkpointer(kind: str, dsn: str | None, pool_size: int) -> AsyncIterator[Any]:
-    """LangGraph's checkpointer: AsyncPostgresSaver on a psycopg pool (as bench/checkpoints.py builds it), or
+    """LangGraph's checkpointer: AsyncPostgresSaver on a psycopg pool (bench/checkpoints.py measures the same), or
     InMemorySaver."""
     if kind == "memory":
         yield InMemorySaver()

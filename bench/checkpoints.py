@@ -106,21 +106,10 @@ async def _langgraph(
     dsn: str, levels: list[int], seconds: float, steps: int, pool_size: int
 ) -> dict[int, dict[str, Any]]:
     from langgraph.checkpoint.base import empty_checkpoint
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from psycopg.rows import dict_row
-    from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(
-        dsn,
-        min_size=pool_size,
-        max_size=pool_size,
-        open=False,
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-    )
-    await pool.open()
-    try:
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-        await saver.setup()
+    from bench.baseline_langgraph import open_checkpointer
+
+    async with open_checkpointer("postgres", dsn, pool_size) as saver:
 
         async def new_run() -> dict[str, Any]:
             return {
@@ -151,8 +140,6 @@ async def _langgraph(
             run["checkpoint"] = cp
 
         return {c: await _drive(c, seconds, new_run, write, steps) for c in levels}
-    finally:
-        await pool.close()
 
 
 async def run(args: argparse.Namespace) -> int:

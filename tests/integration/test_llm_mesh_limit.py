@@ -17,16 +17,16 @@ from tests.simctl import put_faults, sim_stats
 MSG = [{"role": "user", "content": "Summarise the benefits of circuit breakers."}]
 
 
+LIMITER_KWARGS: dict[str, Any] = {
+    "per_process": 30,
+    "ceiling": 1024,
+    "lease_ttl_s": 10.0,
+    "clock": time.monotonic,
+}
+
+
 def limiter(redis_prefix: str, **overrides: Any) -> MeshLimiter:
-    kwargs: dict[str, Any] = {
-        "prefix": redis_prefix,
-        "local": AIMDLimiter(max_limit=30),
-        "per_process": 30,
-        "ceiling": 1024,
-        "lease_ttl_s": 10.0,
-        "clock": time.monotonic,
-        **overrides,
-    }
+    kwargs = {"prefix": redis_prefix, "local": AIMDLimiter(max_limit=30), **LIMITER_KWARGS, **overrides}
     return MeshLimiter.from_url(REDIS_URL, **kwargs)
 
 
@@ -103,6 +103,44 @@ async def test_a_process_waiting_is_woken_when_another_frees_a_slot(redis_prefix
         b.release(permit, Outcome.NEUTRAL)
         for p in held[1:]:
             a.release(p, Outcome.NEUTRAL)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+class CountingLimiter(MeshLimiter):
+    """A MeshLimiter that counts its own round trips of the script (admissions and releases)."""
+
+    asked = 0
+
+    async def _call(self, released: list[tuple[str, str, str, str]], want: int) -> Any:
+        self.asked += 1
+        return await super()._call(released, want)
+
+
+async def test_a_process_with_callers_waiting_is_handed_a_slot_for_each_without_asking_again(
+    redis_prefix: str,
+) -> None:
+    a = limiter(redis_prefix)
+    b = CountingLimiter.from_url(
+        REDIS_URL, prefix=redis_prefix, local=AIMDLimiter(max_limit=30), reask_s=5.0, **LIMITER_KWARGS
+    )
+    try:
+        held = [await asyncio.wait_for(a.acquire(), 2) for _ in range(4)]
+        waiting = [asyncio.create_task(b.acquire()) for _ in range(3)]
+        await asyncio.sleep(0.3)  # b asked once, found no slot and registered its three callers
+        assert not any(w.done() for w in waiting)
+        asked = b.asked
+        for permit in held[:3]:
+            a.release(permit, Outcome.NEUTRAL)
+            await asyncio.sleep(0.05)
+        permits = await asyncio.wait_for(asyncio.gather(*waiting), 2)
+        # Three hand-overs, in the callers' order, and b never had to ask again in between.
+        assert b.asked == asked
+        assert len({p.lease for p in permits}) == 3
+        for permit in permits:
+            b.release(permit, Outcome.NEUTRAL)
+        a.release(held[3], Outcome.NEUTRAL)
     finally:
         await a.aclose()
         await b.aclose()

@@ -19,6 +19,7 @@ from agentmesh.deadline import Deadline
 from agentmesh.errors import CircuitOpen, DeadlineExceeded, LLMRateLimited, LLMRequestRejected, LLMUnavailable
 from agentmesh.llm import BreakerState, LLMClient, cost_usd
 from agentmesh.llm._retry import classify
+from agentmesh.llm._wire import SDK_ABOVE_TOKENS
 from agentmesh.settings import Settings
 from tests.simctl import put_faults, sim_stats
 
@@ -252,16 +253,20 @@ async def test_a_call_that_cannot_get_a_slot_before_its_deadline_fails_cleanly(s
     assert (await sim_stats(sim_url))["requests_total"] == 2 and llm.stats.queued == 0
 
 
-async def test_the_sdk_runs_on_aiohttp_and_close_releases_its_session(sim_url: str) -> None:
-    # The aiohttp transport (half the SDK CPU per call of httpx2's pool); its session must not outlive close().
+async def test_calls_run_on_aiohttp_and_close_releases_both_sessions(sim_url: str) -> None:
+    # Small calls take the direct wire, large ones the SDK (its aiohttp transport); neither session outlives close().
     llm = client(sim_url)
     http = llm._sdk._client
     assert isinstance(http, anthropic.DefaultAioHttpClient)
     await llm.complete(system="s", messages=MSG, max_tokens=50)
+    wire = llm._wire._session
+    assert isinstance(wire, aiohttp.ClientSession) and not wire.closed
+    await llm.complete(system="s", messages=MSG, max_tokens=SDK_ABOVE_TOKENS + 1)
     session = http._transport.client  # type: ignore[attr-defined]
     assert isinstance(session, aiohttp.ClientSession) and not session.closed
+    assert (await sim_stats(sim_url))["requests_total"] == 2
     await llm.close()
-    assert session.closed and http.is_closed
+    assert wire.closed and session.closed and http.is_closed
 
 
 def _wrapped(cause: BaseException) -> anthropic.APIConnectionError:

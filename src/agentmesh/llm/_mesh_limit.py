@@ -60,6 +60,12 @@ _SPARE_S = 0.05
 """How long a slot kept for a caller on its way waits for it before it is given back."""
 _WAITING_TTL_S = 1.0
 """How long a registration as waiting lasts in Redis; a waiting process renews it each time it asks."""
+_HEADS = 8
+"""How many of its waiting callers a process registers (with how long each has waited): slots are handed to it
+for each in turn, so it asks again only after _HEADS hand-overs, not after each."""
+_LINGER_S = 2.0
+"""How long the wake listener stays after the last wait here: under load it runs on instead of ending and
+starting again (each end costs a round trip to take back whatever was handed meanwhile)."""
 _OP_TIMEOUT_S = 0.5
 _RETRY_S = 5.0
 _KEY_TTL_MS = 300_000
@@ -70,10 +76,11 @@ _OUTCOME = {Outcome.SUCCESS: "ok", Outcome.RATE_LIMITED: "limited", Outcome.AT_C
 
 # KEYS: the state hash (limit, slow, last429, lat), the leases' sorted set (member: lease id, score: expiry), the
 # waiting processes' sorted set (member: process id, score: when its registration lapses), and a hash of when
-# each waiting process's head-of-line caller began to wait.
+# each waiting process's first callers began to wait (up to _HEADS of them, oldest first).
 # ARGV: ceiling, initial, slow-start step, quiet rtts, quiet min s, quiet max s, lease ttl s, key ttl ms,
 #       lease prefix, leases wanted, process id, wake-list prefix, waiting ttl s,
-#       releases n, head-of-line wait s (-1: none), then per release: lease, outcome (ok|limited|''), busy, latency s.
+#       releases n, how long each caller waiting here has waited (s, oldest first, space-separated; up to
+#       _HEADS), then per release: lease, outcome (ok|limited|''), busy, latency s.
 # The wake lists (prefix .. process id) share the keys' hash tag, so they live in the same Cluster slot.
 SETTLE = """
 local t = redis.call('TIME')
@@ -113,30 +120,40 @@ local cap = math.floor(limit)
 local n = redis.call('ZCARD', KEYS[2])
 local me = ARGV[11]
 local ttl = tonumber(ARGV[7])
--- Waiting processes and how long the caller at the head of each has waited (KEYS[4]: process -> since).
+-- The callers waiting in other processes, oldest first: {since, process}. Each waiting process keeps the times
+-- its first callers began to wait in KEYS[4] (process -> "since since ...", oldest first).
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local others = {}
+local line, heads = {}, {}
 for _, p in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  if p ~= me then others[#others + 1] = {p, tonumber(redis.call('HGET', KEYS[4], p)) or now} end
+  if p ~= me then
+    local list = {}
+    for s in string.gmatch(redis.call('HGET', KEYS[4], p) or '', '%S+') do
+      list[#list + 1] = s
+      line[#line + 1] = {tonumber(s), p}
+    end
+    heads[p] = list
+  end
 end
-table.sort(others, function(a, b) return a[2] < b[2] end)
-local waited = tonumber(ARGV[15])
-local mine = (waited >= 0) and (now - waited) or math.huge
-local ids, busy = {}, {}
+table.sort(line, function(a, b) return a[1] < b[1] end)
+-- Ours: how long each caller waiting here has waited, oldest first; demand beyond them counts as just arrived.
+local mine = {}
+for s in string.gmatch(ARGV[15], '%S+') do mine[#mine + 1] = now - tonumber(s) end
+local ids, busy, served, order = {}, {}, {}, {}
 local want = tonumber(ARGV[10])
 local k, handed = 1, 0
 -- Each free slot goes to the caller that has waited longest, here or in another process (handed to it
--- directly: a lease id pushed onto its wake list); callers of ours beyond the head count as just arrived.
+-- directly: a lease id pushed onto its wake list).
 while n < cap do
-  local other = others[k]
-  if other and other[2] < mine then
+  local other = line[k]
+  if other and other[1] < (mine[#ids + 1] or now) then
     handed = handed + 1
     local id = ARGV[9] .. ':h' .. handed
     redis.call('ZADD', KEYS[2], now + ttl, id)
-    local wake = ARGV[12] .. other[1]
+    local wake = ARGV[12] .. other[2]
     redis.call('RPUSH', wake, id)
     redis.call('PEXPIRE', wake, 10000)
-    redis.call('ZREM', KEYS[3], other[1])
+    if not served[other[2]] then order[#order + 1] = other[2] end
+    served[other[2]] = (served[other[2]] or 0) + 1
     k = k + 1
     n = n + 1
   elseif #ids < want then
@@ -145,14 +162,30 @@ while n < cap do
     n = n + 1
     ids[#ids + 1] = id
     busy[#busy + 1] = (n >= cap) and 1 or 0
-    mine = now
   else
     break
   end
 end
+-- A process handed slots stays registered for its callers not served yet.
+for _, p in ipairs(order) do
+  local list, h = heads[p], served[p]
+  if h >= #list then
+    redis.call('ZREM', KEYS[3], p)
+    redis.call('HDEL', KEYS[4], p)
+  else
+    redis.call('HSET', KEYS[4], p, table.concat(list, ' ', h + 1))
+  end
+end
+-- Registered as waiting (a freed slot may be handed here) when callers of ours go without, or when the last
+-- slot went to us (a caller arriving next would find none): under its callers' own times, or now.
+local registered = 0
 if #ids < want or (want > 0 and n >= cap) then
+  local rest = {}
+  for j = #ids + 1, #mine do rest[#rest + 1] = tostring(mine[j]) end
+  if #rest == 0 then rest[1] = tostring(now) end
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[13]), me)
-  redis.call('HSET', KEYS[4], me, (waited >= 0 and #ids == 0) and (now - waited) or now)
+  redis.call('HSET', KEYS[4], me, table.concat(rest, ' '))
+  registered = #rest
 else
   redis.call('ZREM', KEYS[3], me)
   redis.call('HDEL', KEYS[4], me)
@@ -162,7 +195,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[8])
 redis.call('PEXPIRE', KEYS[2], ARGV[8])
 redis.call('PEXPIRE', KEYS[3], ARGV[8])
 redis.call('PEXPIRE', KEYS[4], ARGV[8])
-return {tostring(limit), n, decreased, ids, busy}
+return {tostring(limit), n, decreased, ids, busy, registered}
 """
 
 
@@ -213,6 +246,9 @@ class MeshLimiter:
         self._full_until = 0.0
         """Until then Redis has this process registered as waiting, with no slot free: ask again only when a slot
         of ours ends or a wake comes (or after _WAIT_S), not for each new caller."""
+        self._registered = 0
+        """How many callers of ours Redis has registered as waiting: hand-overs still due before asking again."""
+        self._listen_until = 0.0
         self._admitter: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._handing: set[asyncio.Task[Permit]] = set()
@@ -338,31 +374,36 @@ class MeshLimiter:
             except (RedisError, OSError, TimeoutError) as exc:
                 self._failed(exc)  # the leases of `released` expire in Redis on their own
                 return
-            limit, ids, busy = float(reply[0]), reply[3], reply[4]
+            limit, ids, busy, self._registered = float(reply[0]), reply[3], reply[4], int(reply[5])
             self._limit = limit
             self.lowest = min(self.lowest, limit)
             for lease, full in zip(ids, busy, strict=True):
                 self._grant(lease.decode() if isinstance(lease, bytes) else str(lease), bool(full))
             # Full, as the script registered us: not all granted, or the last grant took the last slot.
-            if len(ids) < want or (want > 0 and busy[-1]):
+            if self._registered:
                 self._full_until = self._clock() + _WAITING_TTL_S
                 if self._listener is None or self._listener.done():  # registered: slots may be handed to us
                     self._listener = asyncio.get_running_loop().create_task(self._listen())
             else:
                 self._full_until = 0.0
 
-    def _head_waited(self) -> float:
-        """How long the first caller still waiting here has waited (-1: nobody waits)."""
+    def _ages(self) -> str:
+        """How long each of the first _HEADS callers still waiting here has waited, oldest first (s)."""
+        now, ages = self._clock(), []
         for waiter in self._waiters:
             if not waiter.done() and waiter in self._since:
-                return max(0.0, self._clock() - self._since[waiter])
-        return -1.0
+                ages.append(f"{max(0.0, now - self._since[waiter]):.4f}")
+                if len(ages) == _HEADS:
+                    break
+        return " ".join(ages)
 
     async def _listen(self) -> None:
         """While this process is registered as waiting, take the slots other processes hand it (lease ids pushed
         onto its wake list): each goes to the caller at the head here, or back if nobody waits any more."""
         try:
-            while self._waiters or self._clock() < self._full_until:
+            while self._waiters or self._clock() < max(self._full_until, self._listen_until):
+                if self._waiters or self._clock() < self._full_until:
+                    self._listen_until = self._clock() + _LINGER_S
                 handed = await self._redis.blpop([self._wake_key], timeout=min(self._reask_s, _WAIT_S))
                 if handed:
                     self._take(handed[1])
@@ -373,7 +414,9 @@ class MeshLimiter:
             return  # the admitter's own timeout asks again; its calls notice an outage; handed leases expire
 
     def _take(self, lease: object) -> None:
-        self._full_until = 0.0
+        self._registered = max(0, self._registered - 1)
+        if not self._registered:  # the hand-overs due are done: whoever still waits asks again
+            self._full_until = 0.0
         self._grant(lease.decode() if isinstance(lease, bytes) else str(lease), True)
         self._wake.set()
 
@@ -413,7 +456,7 @@ class MeshLimiter:
             self._wake_prefix,
             _WAITING_TTL_S,
             len(released),
-            self._head_waited(),
+            self._ages(),
         ]
         for item in released:
             args.extend(item)

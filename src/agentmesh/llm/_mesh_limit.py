@@ -54,7 +54,7 @@ _QUIET_MIN_S = 5.0
 _QUIET_MAX_S = 120.0
 """The quiet spell before probing: a probe costs the call it refuses a retry-after wait (a second, often), so
 at 5 calls a run 1 run in ~70 met one at 15 round trips and a small tenant's p99 grew by it; at 50, ~1 in 200."""
-_WAIT_S = 0.25
+_WAIT_S = 0.5
 """Longest a waiting process blocks for a wake before it asks again (a lost wake costs this, at most)."""
 _SPARE_S = 0.05
 """How long a slot kept for a caller on its way waits for it before it is given back."""

@@ -91,6 +91,13 @@ def _spent(err: AgentMeshError) -> StepRecord | None:
         return None
 
 
+@dataclasses.dataclass
+class _LeaseClock:
+    """When this execution last renewed its run's lease (a checkpoint renews it as well as the heartbeat)."""
+
+    renewed_at: float
+
+
 def recorded(ev: supervisor_pb2.RunEvent) -> Event:
     """An event as the store records it for WatchRun."""
     return ev.seq, ev.SerializeToString()
@@ -240,9 +247,10 @@ class RunExecutor:
         self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline, limit: Deadline
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         """`deadline`: the caller's, capped by `limit`, this execution's wall-time limit."""
-        heartbeat = asyncio.create_task(self._heartbeat(run))
+        lease = _LeaseClock(time.monotonic())
+        heartbeat = asyncio.create_task(self._heartbeat(run, lease))
         try:
-            async for ev in self._loop(run, steps, em, deadline, limit):
+            async for ev in self._loop(run, steps, em, deadline, limit, lease):
                 yield ev
         except AgentMeshError as caught:
             # A call cut by the run's wall-time limit fails with the call's own error; name the limit instead.
@@ -264,14 +272,24 @@ class RunExecutor:
         finally:
             heartbeat.cancel()
 
-    async def _heartbeat(self, run: RunRecord) -> None:
+    async def _heartbeat(self, run: RunRecord, lease: _LeaseClock) -> None:
+        # Every checkpoint renews the lease too: renew here only after a third of the lease with no checkpoint.
+        period = self._s.run_lease_s / 3
         while True:
-            await asyncio.sleep(self._s.run_lease_s / 3)
-            with contextlib.suppress(AgentMeshError):
-                await self._store.renew_lease(run)
+            await asyncio.sleep(max(0.0, lease.renewed_at + period - time.monotonic()))
+            if time.monotonic() - lease.renewed_at >= period:
+                with contextlib.suppress(AgentMeshError):
+                    await self._store.renew_lease(run)
+                lease.renewed_at = time.monotonic()
 
     async def _loop(
-        self, run: RunRecord, steps: list[StepRecord], em: Emitter, deadline: Deadline, limit: Deadline
+        self,
+        run: RunRecord,
+        steps: list[StepRecord],
+        em: Emitter,
+        deadline: Deadline,
+        limit: Deadline,
+        lease: _LeaseClock,
     ) -> AsyncIterator[supervisor_pb2.RunEvent]:
         tokens = run.input_tokens + run.output_tokens
         cost = run.cost_usd
@@ -355,6 +373,7 @@ class RunExecutor:
                 iteration=kind == "agent",
                 events=[recorded(started_event), *map(recorded, finished)],
             )
+            lease.renewed_at = time.monotonic()
             step_tokens = step.input_tokens + step.output_tokens
             if self._budgets is not None:
                 self._budgets.spent(run.tenant_id, tokens=step_tokens, usd=step.cost_usd)

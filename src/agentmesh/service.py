@@ -81,6 +81,10 @@ async def serve_bindings(
     # scanned ~300k objects (~0.2 s of CPU, and a pause) every few hundred runs.
     gc.collect()
     gc.freeze()
+    # Serving allocates in bursts (a request's protobufs, dicts and coroutines live across a few awaits): at the
+    # default 700 allocations a young collection ran every few requests and scanned, and promoted, what was still
+    # in flight. At 20,000 most of it is gone before a collection looks.
+    gc.set_threshold(20_000, 20, 20)
     metrics = None
     if telemetry is not None and settings.metrics_port_offset:
         metrics = await MetricsServer.start(

@@ -10,6 +10,7 @@ REGISTRY: dict[str, str] = {
     "e2e": "bench.e2e",
     "faults": "bench.faults",
     "guard": "bench.guard",
+    "llm-client": "bench.llm_client",
     "service": "bench.service",
     "tracing": "bench.tracing",
 }

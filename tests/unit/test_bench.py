@@ -101,3 +101,23 @@ def test_plots_are_written_as_png(tmp_path: Path) -> None:
         ),
     ):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_e2e_goals_are_the_issues_cpu_per_call_in_the_concurrency_mode_only() -> None:
+    from bench import e2e
+
+    s = {"failures": 0, "ratio_to_limit": 0.96, "attempts_per_success": 1.005, "cpu_ms_per_llm_call": 5.2}
+    a = e2e._goals(s, cpu=True)
+    assert a["cpu_ms_per_llm_call"] == {"value": 5.2, "goal": "<= 5", "met": False}
+    assert a["attempts_per_success"]["met"] and a["ratio_to_limit"]["met"]
+    assert "cpu_ms_per_llm_call" not in e2e._goals(s, cpu=False)
+    assert not e2e._goals({**s, "attempts_per_success": 1.02}, cpu=False)["attempts_per_success"]["met"]
+
+
+async def test_llm_client_bench_measures_every_path(sim_url: str) -> None:
+    from bench import llm_client
+
+    args = argparse.Namespace(calls=30, rounds=2, concurrency=3)
+    rounds = await llm_client._measure(args, sim_url)
+    assert set(rounds) == {"sdk", "wire", "llm client"}
+    assert all(len(v) == 2 and all(ms > 0 for ms in v) for v in rounds.values())

@@ -1,8 +1,8 @@
 """A non-streaming `POST /v1/messages` on the SDK's own transport (aiohttp), without the SDK's request pipeline.
 
 Measured side by side against our simulator (`agentmesh bench llm-client`, one process, 20 calls in flight): the
-SDK's `messages.with_raw_response.create` costs about 0.5 ms of CPU per call, and the same request with the same
-headers on the same aiohttp transport about 0.12 ms. The difference is the SDK's per-request machinery (params
+SDK's `messages.with_raw_response.create` costs about 0.43 ms of CPU per call, and the same request with the same
+headers on the same aiohttp transport about 0.09 ms. The difference is the SDK's per-request machinery (params
 transform, options model, httpx2 request and URL objects, the httpx2 -> aiohttp adapter, the response wrapper),
 and at five calls a run it was the largest single cost left in the mesh's CPU per call (issue 16).
 
@@ -63,9 +63,7 @@ class MessagesWire:
                     ssl=httpx2.create_ssl_context(trust_env=True),
                 ),
                 timeout=self._timeout,
-                # The session's own: aiohttp merges per-request headers into its defaults one by one (a fifth
-                # of a call's CPU here), and copies its defaults whole.
-                headers=self._headers,
+                headers=self._headers,  # the same on every request: the session's defaults
             )
         return self._session
 

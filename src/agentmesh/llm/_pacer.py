@@ -48,10 +48,10 @@ _SHARE_MIN = 0.05
 _SHARE_DECREASE = 0.75
 _SHARE_INCREASE = 0.01
 _TOKENS_PER_CHAR = 0.25
+"""First guess of input tokens per character of the request's JSON, until responses report real counts."""
 _FORGET_AFTER = 20
 """Successful answers in a row without a bucket's headers after which it is forgotten: the provider (or the way
 to it) no longer limits by it, and a stale mirror would pace calls to a rate nobody enforces."""
-"""First guess of input tokens per character of the request's JSON, until responses report real counts."""
 
 
 @dataclass(slots=True)

@@ -389,16 +389,20 @@ class SharedBudget:
         return short
 
 
+def _key_prefix(settings: Settings) -> str:
+    """The Redis keys of this provider key's budget and limit: every process calling it with the key shares them."""
+    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
+    return budget_prefix(settings.redis_key_prefix, api_key=api_key, base_url=settings.anthropic_base_url)
+
+
 def make_budget(settings: Settings, *, clock: Callable[[], float]) -> Pacer | SharedBudget:
     """The shared budget when AGENTMESH_REDIS_URL is set, else this process's own pacer."""
     local = Pacer(clock=clock, max_requests_per_minute=settings.llm_max_requests_per_minute)
     if not settings.redis_url:
         return local
-    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
-    prefix = budget_prefix(settings.redis_key_prefix, api_key=api_key, base_url=settings.anthropic_base_url)
     return SharedBudget.from_url(
         settings.redis_url,
-        prefix=prefix,
+        prefix=_key_prefix(settings),
         local=local,
         clock=clock,
         max_requests_per_minute=settings.llm_max_requests_per_minute,
@@ -416,10 +420,9 @@ def make_limiter(
     `queued`: callers in line before the limiter (see MeshLimiter)."""
     if not settings.redis_url:
         return local
-    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else "offline-simulator"
     return MeshLimiter.from_url(
         settings.redis_url,
-        prefix=budget_prefix(settings.redis_key_prefix, api_key=api_key, base_url=settings.anthropic_base_url),
+        prefix=_key_prefix(settings),
         local=local,
         per_process=settings.llm_max_concurrency,
         ceiling=settings.llm_mesh_concurrency or _MESH_CEILING,
